@@ -1,0 +1,50 @@
+"""Clarion's own settings, from the environment (never from a campaign file).
+
+CLARION_HOME           folder for local state (default .clarion): the SQLite ledger, the dev signing key
+CLARION_SECRET_KEY     key that signs tracked links; without it a random key is kept in CLARION_HOME
+CLARION_DATABASE_URL   the ledger's database (default sqlite:///<CLARION_HOME>/clarion.db)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_KEY_LENGTH = 32
+
+
+class ClarionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLARION_", extra="ignore")
+
+    home: Path = Path(".clarion")
+    secret_key: SecretStr | None = None
+    database_url: str | None = None
+
+    def signing_key(self) -> bytes:
+        """The key for link tokens: CLARION_SECRET_KEY, else one generated once and kept in CLARION_HOME.
+
+        The generated key suits one machine (the demo, a laptop); production sets CLARION_SECRET_KEY so
+        that the senders and the tracking service share it.
+        """
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value) < MIN_KEY_LENGTH:
+                from clarion.errors import ClarionError
+
+                raise ClarionError(
+                    f"CLARION_SECRET_KEY is too short ({len(value)} characters); use at least "
+                    f"{MIN_KEY_LENGTH}, e.g. the output of: "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            return value.encode()
+        path = self.home / "secret.key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()

@@ -1,0 +1,265 @@
+"""Whole-campaign validation: the file, its templates, and every contact rendered under each channel's rules.
+
+Problems that repeat across contacts (a bad address, a template field missing for some rows, a text too
+long for some names) are grouped: one line per kind of problem, naming the first few contacts and how many
+in all, located where the fix goes (the contacts file's line, or the template's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import channels
+from channels.base import Channel, ChannelKind, Message
+from clarion.assign import Assigner
+from clarion.contacts import Contact, ContactsError, ContactsFile
+from clarion.errors import CampaignInvalid, ClarionError, Problem
+from clarion.links import LinkSigner
+from clarion.loader import LoadedCampaign, load_campaign
+from clarion.model import HOLDOUT, Variant
+from clarion.render import PREVIEW_RUN, Renderer, RenderProblem, _display
+from clarion.settings import ClarionSettings
+
+EXAMPLES_SHOWN = 3
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class _Group:
+    problem: Problem
+    examples: list[str] = field(default_factory=list)
+    count: int = 0
+
+
+class ProblemGroups:
+    """Problems keyed by what they are and where, each with the contacts it hit."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, ...], _Group] = {}
+
+    def add(self, key: tuple[str, ...], problem: Problem, contact: Contact | None = None) -> None:
+        group = self._groups.setdefault(key, _Group(problem))
+        group.count += 1
+        if contact is not None and len(group.examples) < EXAMPLES_SHOWN:
+            group.examples.append(f"{contact.id} (line {contact.line})")
+
+    def problems(self) -> list[Problem]:
+        out = []
+        for group in self._groups.values():
+            problem = group.problem
+            if group.examples:
+                more = group.count - len(group.examples)
+                who = ", ".join(group.examples) + (
+                    f" and {more} more ({group.count} in all)" if more > 0 else ""
+                )
+                label = "contact" if group.count == 1 else "contacts"
+                problem = Problem(
+                    problem.file,
+                    problem.line,
+                    problem.col,
+                    f"{problem.message} [{label}: {who}]",
+                    problem.field,
+                )
+            out.append(problem)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+
+@dataclass
+class ValidationReport:
+    loaded: LoadedCampaign
+    contacts: int = 0
+    arms: Counter[str] = field(default_factory=Counter)
+    reachable: Counter[str] = field(default_factory=Counter)  # channel -> contacts with an address
+    samples: dict[str, Message] = field(default_factory=dict)
+
+
+def signer() -> LinkSigner:
+    return LinkSigner(ClarionSettings().signing_key())
+
+
+def open_contacts(loaded: LoadedCampaign) -> ContactsFile:
+    """The campaign's contacts file, or CampaignInvalid pointing at `audience.contacts`."""
+    path = loaded.contacts_path
+    if not path.is_file():
+        raise CampaignInvalid(
+            [
+                loaded.source.problem(
+                    ("audience", "contacts"),
+                    f"contacts file {loaded.campaign.audience.contacts!r} not found "
+                    f"(looked for {_display(path)}); the path is relative to the campaign file",
+                )
+            ]
+        )
+    try:
+        return ContactsFile(path, _display(path))
+    except ContactsError as exc:
+        raise CampaignInvalid([exc.problem]) from None
+
+
+def validate_campaign(path: Path | str) -> ValidationReport:
+    """Check everything that can be checked before sending; raises CampaignInvalid listing every problem."""
+    loaded = load_campaign(path)
+    renderer = Renderer(loaded, signer(), PREVIEW_RUN)
+    contacts = open_contacts(loaded)
+    report = ValidationReport(loaded)
+    groups = ProblemGroups()
+    campaign = loaded.campaign
+    variants = {v.id: v for v in campaign.experiment.variants}
+    per_contact: list[tuple[str, type[Channel]]] = []
+    for cid, config in campaign.channels.items():
+        adapter = channels.get(config.provider)
+        if adapter.kind is ChannelKind.SOCIAL:
+            for variant in campaign.experiment.variants:
+                _render_checked(renderer, cid, variant, None, None, groups, report)
+            continue
+        column = adapter.address_column
+        if column and column not in contacts.columns:
+            groups.add(
+                ("column", cid),
+                loaded.source.problem(
+                    ("channels", cid),
+                    f"{adapter.provider} sends to the {column!r} column, which {contacts.display} lacks "
+                    f"(columns: {', '.join(contacts.columns)})",
+                    key=True,
+                ),
+            )
+            continue
+        per_contact.append((cid, adapter))
+
+    assigner = Assigner(campaign.name, campaign.experiment)
+    seen: set[str] = set()
+    try:
+        for contact in contacts.records():
+            report.contacts += 1
+            if not _contact_ok(contact, contacts, seen, groups):
+                continue
+            arm = assigner.arm(contact.id)
+            report.arms[arm] += 1
+            if arm == HOLDOUT:
+                continue
+            for cid, adapter in per_contact:
+                config = campaign.channels[cid]
+                raw = contact.fields.get(adapter.address_column or "", "")
+                if not raw:
+                    continue  # not reachable on this channel: skipped at send time, with the reason
+                try:
+                    address = adapter.normalise_address(raw, config)
+                except ValueError as exc:
+                    problem = Problem(contacts.display, contact.line, 1, str(exc), f"channels.{cid}")
+                    groups.add(("address", cid), problem, contact)
+                    continue
+                report.reachable[cid] += 1
+                _render_checked(renderer, cid, variants[arm], contact, address, groups, report)
+    except ContactsError as exc:
+        groups.add(("file",), exc.problem)
+    if report.contacts == 0 and not groups:
+        groups.add(("empty",), Problem(contacts.display, 2, 1, "has a header but no contacts"))
+    if groups:
+        raise CampaignInvalid(groups.problems())
+    return report
+
+
+def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups: ProblemGroups) -> bool:
+    cid = contact.id
+
+    def bad(code: str, message: str) -> bool:
+        groups.add(("id", code), Problem(contacts.display, contact.line, 1, message, "id"), contact)
+        return False
+
+    if not cid:
+        return bad("empty", "contact has an empty id; every contact needs a unique id")
+    if cid in seen:
+        return bad("duplicate", f"contact id {cid!r} appears more than once; ids must be unique")
+    seen.add(cid)
+    if _CONTROL.search(cid) or len(cid) > 128:
+        return bad("shape", "contact id has control characters or is over 128 characters")
+    if "@" in cid or _PHONE_LIKE.match(cid):
+        return bad(
+            "pii",
+            "contact id looks like an email address or phone number; ids travel in tracked links, "
+            "so use an opaque id (e.g. your CRM's)",
+        )
+    tz = contact.fields.get("timezone", "")
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            groups.add(
+                ("timezone",),
+                Problem(
+                    contacts.display,
+                    contact.line,
+                    1,
+                    f"timezone {tz!r} is not an IANA time zone (e.g. America/Chicago)",
+                    "timezone",
+                ),
+                contact,
+            )
+    return True
+
+
+def _render_checked(
+    renderer: Renderer,
+    cid: str,
+    variant: Variant,
+    contact: Contact | None,
+    address: str | None,
+    groups: ProblemGroups,
+    report: ValidationReport,
+) -> None:
+    config = renderer.campaign.channels[cid]
+    adapter = channels.get(config.provider)
+    try:
+        message = renderer.render(cid, variant, contact, address=address)
+    except RenderProblem as exc:
+        groups.add(("render", cid, exc.code, exc.problem.file, str(exc.problem.line)), exc.problem, contact)
+        return
+    report.samples.setdefault(f"{cid}:{variant.id}", message)
+    for code, text in adapter.check(message, config):
+        where = (config.template and "template") or "body"
+        problem = renderer.loaded.source.problem(("channels", cid, where), f"variant {variant.id}: {text}")
+        groups.add(("rule", cid, variant.id, code), problem, contact)
+
+
+def preview(path: Path | str, contact_id: str | None = None) -> list[Message]:
+    """Every channel x variant rendered for one contact (default: the first in the file)."""
+    loaded = load_campaign(path)
+    renderer = Renderer(loaded, signer(), PREVIEW_RUN)
+    contacts = open_contacts(loaded)
+    try:
+        chosen = next(
+            (c for c in contacts.records() if contact_id is None or c.id == contact_id),
+            None,
+        )
+    except ContactsError as exc:
+        raise CampaignInvalid([exc.problem]) from None
+    if chosen is None:
+        raise ClarionError(
+            f"{contacts.display}: no contact with id {contact_id!r}"
+            if contact_id
+            else f"{contacts.display}: has no contacts to preview"
+        )
+    messages = []
+    for cid, config in loaded.campaign.channels.items():
+        adapter = channels.get(config.provider)
+        raw = chosen.fields.get(adapter.address_column or "", "")
+        address = None
+        if raw:
+            try:
+                address = adapter.normalise_address(raw, config)
+            except ValueError as exc:
+                raise ClarionError(f"{contacts.display}:{chosen.line}: channels.{cid}: {exc}") from None
+        for variant in loaded.campaign.experiment.variants:
+            try:
+                messages.append(renderer.render(cid, variant, chosen, address=address))
+            except RenderProblem as exc:
+                raise CampaignInvalid([exc.problem]) from None
+    return messages

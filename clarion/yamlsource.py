@@ -1,0 +1,130 @@
+"""YAML loading that remembers where every key and value came from.
+
+PyYAML composes a node tree whose nodes carry start marks; we construct plain Python data from that tree
+with the safe constructor and, in the same walk, index each node's position by its path
+(`("channels", "sms", "from")`). Validation errors then point at `FILE:LINE:COL` as a person sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clarion.errors import CampaignInvalid, Problem
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    col: int  # 1-based
+    block_scalar: bool = False  # a `|` or `>` scalar: its text starts on the next line
+
+
+@dataclass
+class SourceMap:
+    """Where each path of a YAML document sits in its file."""
+
+    file: str
+    keys: dict[PathKey, Position] = field(default_factory=dict)
+    values: dict[PathKey, Position] = field(default_factory=dict)
+
+    def locate(self, path: PathKey, *, key: bool = False) -> Position:
+        """The position of `path`'s value (or key), or of its nearest ancestor that is known."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return table[probe]
+            if not key and probe in self.keys:
+                return self.keys[probe]
+            probe = probe[:-1]
+        return self.values.get((), Position(1, 1))
+
+    def problem(self, path: PathKey, message: str, *, key: bool = False) -> Problem:
+        pos = self.locate(path, key=key)
+        return Problem(self.file, pos.line, pos.col, message, dotted(path))
+
+
+def dotted(path: PathKey) -> str:
+    """`("experiment", "variants", 0, "id")` -> `experiment.variants[0].id`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _pos(mark: yaml.Mark, *, block: bool = False) -> Position:
+    return Position(mark.line + 1, mark.column + 1, block)
+
+
+def _index(node: yaml.Node, path: PathKey, source: SourceMap, problems: list[Problem]) -> None:
+    source.values[path] = _pos(node.start_mark, block=getattr(node, "style", None) in ("|", ">"))
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            child = (*path, key)
+            if key in seen:
+                pos = _pos(key_node.start_mark)
+                problems.append(
+                    Problem(
+                        source.file,
+                        pos.line,
+                        pos.col,
+                        f"key {key!r} appears twice in the same mapping; keep one",
+                        dotted(child),
+                    )
+                )
+            seen.add(key)
+            source.keys[child] = _pos(key_node.start_mark)
+            _index(value_node, child, source, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*path, i), source, problems)
+
+
+def load_yaml(path: Path, display: str | None = None) -> tuple[Any, SourceMap]:
+    """Parse `path` into plain data and its source map; syntax errors raise CampaignInvalid."""
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CampaignInvalid([Problem(name, 0, 0, "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise CampaignInvalid(
+            [Problem(name, 0, 0, f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")]
+        ) from None
+    except OSError as exc:
+        raise CampaignInvalid([Problem(name, 0, 0, f"cannot be read: {exc.strerror}")]) from None
+    source = SourceMap(name)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise CampaignInvalid([Problem(name, 1, 1, "the file is empty; start from examples/")])
+        problems: list[Problem] = []
+        _index(node, (), source, problems)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        what = exc.problem or "invalid YAML"
+        if exc.context:
+            what = f"{exc.context}: {what}"
+        hint = " (indent with spaces, not tabs)" if "\t" in what or "tab" in what else ""
+        raise CampaignInvalid([Problem(name, line, col, f"YAML syntax error: {what}{hint}")]) from None
+    except yaml.YAMLError as exc:
+        raise CampaignInvalid([Problem(name, 0, 0, f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    if problems:
+        raise CampaignInvalid(problems)
+    return data, source
