@@ -9,11 +9,16 @@ to a rendered message. Sending (credentials, the SDK call, error mapping) lives 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clarion.errors import ClarionError
 
 
 class ChannelKind(StrEnum):
@@ -83,11 +88,64 @@ class Message:
     text: str
     subject: str | None = None
     html: str | None = None
+    run: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+class ProviderSettings(BaseSettings):
+    """Credentials and endpoint of one provider, read from the environment (never from a campaign file).
+
+    Each secret field may instead come from a Prefect Secret block named by `<VARIABLE>_BLOCK`, e.g.
+    SENDGRID_API_KEY_BLOCK=sendgrid-key. `base_url` points the SDK somewhere else than the provider (the
+    sandbox, in tests and demos).
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    timeout: float = Field(default=20.0, gt=0, validation_alias="CLARION_HTTP_TIMEOUT")
+
+    @classmethod
+    def load(cls, channel: str) -> ProviderSettings:
+        overrides: dict[str, str] = {}
+        for name, field_info in cls.model_fields.items():
+            env = field_info.validation_alias
+            if isinstance(env, str) and not os.environ.get(env) and os.environ.get(f"{env}_BLOCK"):
+                overrides[name] = _secret_block(os.environ[f"{env}_BLOCK"], env)
+        try:
+            return cls.model_validate(overrides)
+        except ValidationError as exc:
+            missing = [
+                str(field_info.validation_alias)
+                for name, field_info in cls.model_fields.items()
+                if any(
+                    err["loc"] and err["loc"][0] in (name, field_info.validation_alias)
+                    for err in exc.errors()
+                )
+            ]
+            raise ClarionError(
+                f"channel {channel!r}: {', '.join(missing) or 'credentials'} not set or invalid; export it, "
+                "name a Prefect Secret block in <VARIABLE>_BLOCK, or run with --sandbox"
+            ) from None
+
+    def secrets(self) -> list[str]:
+        """Every secret value held, so outputs can be checked for leaks."""
+        return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
+
+
+def _secret_block(block: str, env: str) -> str:
+    try:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(block, _sync=True).get()  # type: ignore[call-arg,union-attr]
+    except Exception as exc:  # any failure to reach Prefect or find the block is the user's to fix
+        raise ClarionError(
+            f"{env}_BLOCK names the Prefect Secret block {block!r}, which cannot be loaded: {exc}"
+        ) from None
+    return str(value)
+
+
 class Channel:
-    """Base of every provider adapter: limits as class attributes, rules as class methods."""
+    """Base of every provider adapter: limits as class attributes, rules as class methods, `send()`."""
 
     provider: ClassVar[str]
     kind: ClassVar[ChannelKind]
@@ -98,6 +156,25 @@ class Channel:
     max_batch: ClassVar[int] = 1
     #: Parts rendered for a message, keyed by name.
     parts: ClassVar[tuple[Part, ...]] = (Part("text", inline="body", file="template"),)
+    settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
+
+    def __init__(
+        self,
+        channel_id: str,
+        config: ChannelConfig,
+        settings: ProviderSettings,
+        *,
+        callback_base: str | None = None,
+    ) -> None:
+        self.channel_id = channel_id
+        self.config = config
+        self.settings = settings
+        self.callback_base = callback_base
+
+    def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
+        for a provider error: those are mapped to results."""
+        raise NotImplementedError
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
@@ -113,3 +190,84 @@ class Channel:
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
         """The provider's content rules: a list of (rule code, message) for each rule the message breaks."""
         return []
+
+
+# -- sending ---------------------------------------------------------------------------------------
+
+
+class SendOutcome(StrEnum):
+    """What became of one recipient's message at the provider."""
+
+    SENT = "sent"  # accepted; provider_id kept
+    REJECTED = "rejected"  # permanently refused (bad address, opted out, content refused): never retried
+    RETRY = "retry"  # refused for now (5xx, 429, connection refused): safe to send again later
+    UNCERTAIN = "uncertain"  # the request may have arrived (read timeout, dropped connection): not resent
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to send; `recipient` is its key in the ledger (contact id, or post:<variant>)."""
+
+    recipient: str
+    message: Message
+
+
+@dataclass(frozen=True)
+class SendResult:
+    recipient: str
+    outcome: SendOutcome
+    provider_id: str | None = None
+    code: str | None = None  # the provider's error code, e.g. "21211" or "400"
+    error: str | None = None  # the provider's message; never carries credentials
+    retry_after: float | None = None  # seconds, when the provider said how long to wait
+
+
+class ProviderError(Exception):
+    """An SDK error mapped at the adapter boundary; `outcome` says what the send engine does with it."""
+
+    outcome: ClassVar[SendOutcome]
+
+    def __init__(self, message: str, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retry_after = retry_after
+
+    def result(self, recipient: str) -> SendResult:
+        return SendResult(recipient, self.outcome, None, self.code, self.message, self.retry_after)
+
+
+class Rejected(ProviderError):
+    outcome = SendOutcome.REJECTED
+
+
+class Retryable(ProviderError):
+    outcome = SendOutcome.RETRY
+
+
+class RateLimited(Retryable):
+    """A 429; `retry_after` from Retry-After, X-RateLimit-Reset or x-rate-limit-reset."""
+
+
+class Uncertain(ProviderError):
+    outcome = SendOutcome.UNCERTAIN
+
+
+def seconds_until(reset_epoch: str | None, now: float) -> float | None:
+    """Seconds from `now` to an epoch-seconds reset header, or None when absent or unreadable."""
+    if not reset_epoch:
+        return None
+    try:
+        return max(float(reset_epoch) - now, 0.0)
+    except ValueError:
+        return None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header given in seconds (the form these providers use)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None

@@ -5,12 +5,30 @@ Credentials come from the environment: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import phonenumbers
-from pydantic import Field, field_validator, model_validator
+import requests
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from channels.base import Channel, ChannelConfig, ChannelKind, Message
+from channels.base import (
+    Channel,
+    ChannelConfig,
+    ChannelKind,
+    Message,
+    Outbound,
+    ProviderError,
+    ProviderSettings,
+    RateLimited,
+    Rejected,
+    Retryable,
+    SendOutcome,
+    SendResult,
+    Uncertain,
+    retry_after_seconds,
+)
 from channels.registry import register
 from clarion.textrules import non_gsm_characters, sms_length
 
@@ -62,6 +80,16 @@ class TwilioConfig(ChannelConfig):
         return self
 
 
+class TwilioSettings(ProviderSettings):
+    account_sid: str = Field(validation_alias="TWILIO_ACCOUNT_SID", pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr = Field(validation_alias="TWILIO_AUTH_TOKEN")
+    base_url: str = Field(default="https://api.twilio.com", validation_alias="CLARION_TWILIO_URL")
+
+
+#: Twilio error codes that mean "not now" rather than "never".
+RETRYABLE_CODES = {20429, 20500, 20503, 30001}
+
+
 @register
 class TwilioChannel(Channel):
     provider: ClassVar[str] = "twilio"
@@ -69,6 +97,7 @@ class TwilioChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = TwilioConfig
     address_column: ClassVar[str | None] = "phone"
     body_maxlen: ClassVar[int] = TWILIO_MAX_BODY
+    settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
@@ -108,3 +137,76 @@ class TwilioChannel(Channel):
         if not message.text.strip():
             problems.append(("empty", "message text is empty"))
         return problems
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    _local = threading.local()
+
+    def _client(self) -> Any:
+        """One twilio Client per thread: the SDK keeps the last response on its HTTP client."""
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        assert isinstance(self.settings, TwilioSettings)
+        key = (self.settings.account_sid, self.settings.base_url)
+        cached = getattr(self._local, "client", None)
+        if cached is None or cached[0] != key:
+            http = TwilioHttpClient(timeout=self.settings.timeout)
+            client = Client(
+                self.settings.account_sid, self.settings.auth_token.get_secret_value(), http_client=http
+            )
+            client.api.base_url = self.settings.base_url
+            self._local.client = (key, client)
+        return self._local.client[1]
+
+    def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        client = self._client()
+        assert isinstance(self.config, TwilioConfig)
+        callback = f"{self.callback_base}/webhooks/twilio" if self.callback_base else None
+        results = []
+        for item in batch:
+            kwargs: dict[str, Any] = {"to": item.message.to, "body": item.message.text}
+            if self.config.messaging_service_sid:
+                kwargs["messaging_service_sid"] = self.config.messaging_service_sid
+            else:
+                kwargs["from_"] = self.config.from_
+            if callback:
+                kwargs["status_callback"] = callback
+            try:
+                created = self._create(client, kwargs)
+            except ProviderError as exc:
+                results.append(exc.result(item.recipient))
+                continue
+            results.append(SendResult(item.recipient, SendOutcome.SENT, str(created.sid)))
+        return results
+
+    @staticmethod
+    def _create(client: Any, kwargs: dict[str, Any]) -> Any:
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            return client.messages.create(**kwargs)
+        except TwilioRestException as exc:
+            code = exc.code
+            detail = f"Twilio error {code}: {exc.msg}" if code else f"Twilio HTTP {exc.status}: {exc.msg}"
+            if exc.status == 429 or code == 20429:
+                last = getattr(client.http_client, "last_response", None)
+                wait = retry_after_seconds(last.headers.get("Retry-After")) if last is not None else None
+                raise RateLimited(detail, str(code or 429), wait) from exc
+            if exc.status >= 500 or code in RETRYABLE_CODES:
+                raise Retryable(detail, str(code or exc.status)) from exc
+            raise Rejected(detail, str(code or exc.status)) from exc
+        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            raise Retryable(f"cannot reach Twilio: {type(exc).__name__}") from exc
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise Retryable(f"cannot reach Twilio: {type(exc).__name__}") from exc
+            raise Uncertain("connection to Twilio dropped mid-request; it may have been accepted") from exc
+        except requests.Timeout as exc:
+            raise Uncertain("Twilio did not answer in time; the message may have been accepted") from exc
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """A refused or unresolvable connection never carried the request."""
+    text = repr(exc)
+    return any(s in text for s in ("ConnectionRefused", "NewConnectionError", "NameResolution"))

@@ -6,11 +6,39 @@ OAuth 1.0a keys X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from channels.base import Channel, ChannelConfig, ChannelKind, Message
+import requests
+from pydantic import Field, SecretStr, model_validator
+from requests.adapters import HTTPAdapter
+
+from channels.base import (
+    Channel,
+    ChannelConfig,
+    ChannelKind,
+    Message,
+    Outbound,
+    ProviderError,
+    ProviderSettings,
+    RateLimited,
+    Rejected,
+    Retryable,
+    SendOutcome,
+    SendResult,
+    Uncertain,
+    retry_after_seconds,
+    seconds_until,
+)
 from channels.registry import register
 from clarion.textrules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+
+X_API = "https://api.twitter.com"
+# tweepy logs request headers (the bearer token) at DEBUG: keep its logger above that.
+logging.getLogger("tweepy").setLevel(logging.INFO)
 
 
 class XConfig(ChannelConfig):
@@ -19,12 +47,57 @@ class XConfig(ChannelConfig):
     provider: Literal["x"]
 
 
+class XSettings(ProviderSettings):
+    """OAuth 2.0 user token (X_ACCESS_TOKEN alone) or OAuth 1.0a (the four keys)."""
+
+    access_token: SecretStr = Field(validation_alias="X_ACCESS_TOKEN")
+    api_key: SecretStr | None = Field(default=None, validation_alias="X_API_KEY")
+    api_secret: SecretStr | None = Field(default=None, validation_alias="X_API_SECRET")
+    access_token_secret: SecretStr | None = Field(default=None, validation_alias="X_ACCESS_TOKEN_SECRET")
+    base_url: str = Field(default=X_API, validation_alias="CLARION_X_URL")
+
+    @model_validator(mode="after")
+    def _complete_oauth1(self) -> XSettings:
+        given = [self.api_key, self.api_secret, self.access_token_secret]
+        if any(given) and not all(given):
+            raise ValueError(
+                "OAuth 1.0a needs X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET"
+            )
+        return self
+
+    @property
+    def oauth1(self) -> bool:
+        return self.api_key is not None
+
+
+class _Rebase(HTTPAdapter):
+    """Sends tweepy's requests, built for api.twitter.com, to another host (the sandbox), with a timeout.
+
+    tweepy hard-codes its host; OAuth 1.0a signs the real URL before this adapter sees the request,
+    which is what X itself would check.
+    """
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        self._base = urlsplit(base_url)
+        self._timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if request.url and self._base.netloc != urlsplit(X_API).netloc:
+            parts = urlsplit(request.url)
+            request.url = urlunsplit(parts._replace(scheme=self._base.scheme, netloc=self._base.netloc))
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, **kwargs)
+
+
 @register
 class XChannel(Channel):
     provider: ClassVar[str] = "x"
     kind: ClassVar[ChannelKind] = ChannelKind.SOCIAL
     config_model: ClassVar[type[ChannelConfig]] = XConfig
     max_weighted_length: ClassVar[int] = X_MAX_WEIGHTED_LENGTH
+    settings_model: ClassVar[type[ProviderSettings]] = XSettings
 
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:
@@ -45,3 +118,82 @@ class XChannel(Channel):
         if not message.text.strip():
             problems.append(("empty", "post text is empty"))
         return problems
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        import tweepy
+
+        settings = self.settings
+        assert isinstance(settings, XSettings)
+        if settings.oauth1:
+            assert settings.api_key and settings.api_secret and settings.access_token_secret
+            client = tweepy.Client(
+                consumer_key=settings.api_key.get_secret_value(),
+                consumer_secret=settings.api_secret.get_secret_value(),
+                access_token=settings.access_token.get_secret_value(),
+                access_token_secret=settings.access_token_secret.get_secret_value(),
+                wait_on_rate_limit=False,
+            )
+        else:
+            client = tweepy.Client(
+                bearer_token=settings.access_token.get_secret_value(), wait_on_rate_limit=False
+            )
+        adapter = _Rebase(settings.base_url, settings.timeout)
+        client.session.mount("https://", adapter)
+        client.session.mount("http://", adapter)
+        return client
+
+    def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        client = self.client()
+        assert isinstance(self.settings, XSettings)
+        results = []
+        for item in batch:
+            try:
+                response = self._post(client, item.message.text, self.settings.oauth1)
+            except ProviderError as exc:
+                results.append(exc.result(item.recipient))
+                continue
+            results.append(SendResult(item.recipient, SendOutcome.SENT, str(response.data["id"])))
+        return results
+
+    @staticmethod
+    def _post(client: Any, text: str, user_auth: bool) -> Any:
+        import tweepy
+
+        try:
+            return client.create_tweet(text=text, user_auth=user_auth)
+        except tweepy.TooManyRequests as exc:
+            headers: Mapping[str, str] = exc.response.headers
+            wait = retry_after_seconds(headers.get("retry-after")) or seconds_until(
+                headers.get("x-rate-limit-reset"), time.time()
+            )
+            raise RateLimited(f"X rate limit: {_detail(exc)}", "429", wait) from exc
+        except tweepy.TwitterServerError as exc:
+            raise Retryable(f"X server error {exc.response.status_code}: {_detail(exc)}", "5xx") from exc
+        except tweepy.HTTPException as exc:
+            status = exc.response.status_code
+            raise Rejected(f"X refused the post ({status}): {_detail(exc)}", str(status)) from exc
+        except requests.ConnectTimeout as exc:
+            raise Retryable("cannot reach X: connection timed out") from exc
+        except requests.Timeout as exc:
+            raise Uncertain("X did not answer in time; the post may have been published") from exc
+        except requests.ConnectionError as exc:
+            if "NewConnectionError" in repr(exc) or "ConnectionRefused" in repr(exc):
+                raise Retryable(f"cannot reach X: {type(exc).__name__}") from exc
+            raise Uncertain("connection to X dropped mid-request; the post may have been published") from exc
+
+
+def _detail(exc: Any) -> str:
+    """X's own explanation: the problem `detail`, else its error messages, else the status text."""
+    try:
+        body = exc.response.json()
+    except ValueError:
+        return str(exc.response.reason or "")
+    if isinstance(body, dict):
+        if body.get("detail"):
+            return str(body["detail"])
+        errors = body.get("errors") or []
+        if errors:
+            return "; ".join(str(e.get("message", e)) for e in errors)
+    return str(exc.response.reason or "")

@@ -226,6 +226,7 @@ class Renderer:
             text=text.strip() if adapter.kind is not ChannelKind.EMAIL else text,
             subject=rendered.get("subject"),
             html=html,
+            run=self.run_id,
         )
         message.metrics = adapter.measure(message)
         return message

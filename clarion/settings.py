@@ -24,6 +24,13 @@ class ClarionSettings(BaseSettings):
     secret_key: SecretStr | None = None
     database_url: str | None = None
 
+    def ledger_url(self) -> str:
+        """CLARION_DATABASE_URL, else a SQLite file in CLARION_HOME."""
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home.resolve() / 'clarion.db'}"
+
     def signing_key(self) -> bytes:
         """The key for link tokens: CLARION_SECRET_KEY, else one generated once and kept in CLARION_HOME.
 

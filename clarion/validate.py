@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -104,10 +105,18 @@ def open_contacts(loaded: LoadedCampaign) -> ContactsFile:
         raise CampaignInvalid([exc.problem]) from None
 
 
+#: Called for every valid contact: (contact, arm, {channel id: normalised address or None}).
+Visitor = Callable[[Contact, str, dict[str, str | None]], None]
+
+
 def validate_campaign(path: Path | str) -> ValidationReport:
     """Check everything that can be checked before sending; raises CampaignInvalid listing every problem."""
     loaded = load_campaign(path)
-    renderer = Renderer(loaded, signer(), PREVIEW_RUN)
+    return scan(loaded, Renderer(loaded, signer(), PREVIEW_RUN))
+
+
+def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None) -> ValidationReport:
+    """One pass over the audience: check and render every contact, telling `visitor` about each."""
     contacts = open_contacts(loaded)
     report = ValidationReport(loaded)
     groups = ProblemGroups()
@@ -143,11 +152,13 @@ def validate_campaign(path: Path | str) -> ValidationReport:
                 continue
             arm = assigner.arm(contact.id)
             report.arms[arm] += 1
-            if arm == HOLDOUT:
-                continue
+            addresses: dict[str, str | None] = {}
             for cid, adapter in per_contact:
+                if arm == HOLDOUT:
+                    break
                 config = campaign.channels[cid]
                 raw = contact.fields.get(adapter.address_column or "", "")
+                addresses[cid] = None
                 if not raw:
                     continue  # not reachable on this channel: skipped at send time, with the reason
                 try:
@@ -156,8 +167,11 @@ def validate_campaign(path: Path | str) -> ValidationReport:
                     problem = Problem(contacts.display, contact.line, 1, str(exc), f"channels.{cid}")
                     groups.add(("address", cid), problem, contact)
                     continue
+                addresses[cid] = address
                 report.reachable[cid] += 1
                 _render_checked(renderer, cid, variants[arm], contact, address, groups, report)
+            if visitor is not None and not groups:
+                visitor(contact, arm, addresses)
     except ContactsError as exc:
         groups.add(("file",), exc.problem)
     if report.contacts == 0 and not groups:
