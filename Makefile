@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME ?= $(CURDIR)/.clarion/prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
 .PHONY: demo test lint typecheck pytest install clean
 
@@ -19,8 +20,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/clarion validate examples/debate-night/campaign.yaml examples/b2b-cta-test/campaign.yaml
-	$(BIN)/clarion preview examples/debate-night/campaign.yaml
-	$(BIN)/clarion preview examples/b2b-cta-test/campaign.yaml
+	$(BIN)/clarion preview examples/debate-night/campaign.yaml --contact sup-000002
+	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

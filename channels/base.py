@@ -53,6 +53,18 @@ class Pacing(BaseModel):
     requests_per_second: float | None = Field(default=None, gt=0)
 
 
+class Retry(BaseModel):
+    """How retryable refusals (5xx, 429, connection refused) are retried: bounded, with backoff."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    base_delay: float = Field(default=0.5, ge=0, description="Seconds; doubles each attempt, with jitter.")
+    max_delay: float = Field(
+        default=30, ge=0, description="Cap of one backoff wait (Retry-After may be longer)."
+    )
+
+
 class ChannelConfig(BaseModel):
     """Settings shared by every channel under `channels.<id>:` in a campaign file."""
 
@@ -64,6 +76,7 @@ class ChannelConfig(BaseModel):
         default=None, description="Path of a Jinja template file, relative to the campaign file."
     )
     pacing: Pacing = Field(default_factory=Pacing)
+    retry: Retry = Field(default_factory=Retry)
 
     @model_validator(mode="after")
     def _one_content_source(self) -> ChannelConfig:

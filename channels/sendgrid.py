@@ -159,7 +159,16 @@ class SendGridChannel(Channel):
         return [results[item.recipient] for item in batch]
 
     def _payload(self, html: str, text: str, items: list[Outbound]) -> dict[str, Any]:
-        from sendgrid.helpers.mail import Content, CustomArg, From, Mail, Personalization, ReplyTo, To
+        from sendgrid.helpers.mail import (
+            Content,
+            CustomArg,
+            From,
+            Mail,
+            Personalization,
+            ReplyTo,
+            Substitution,
+            To,
+        )
 
         assert isinstance(self.config, SendGridConfig)
         name, address = self.config.sender()
@@ -172,8 +181,8 @@ class SendGridChannel(Channel):
             p = Personalization()
             p.add_to(To(m.to or ""))
             p.subject = m.subject or ""
-            p.add_substitution_value(LINK_HTML, str(escape(m.link)))
-            p.add_substitution_value(LINK_TEXT, m.link)
+            p.add_substitution(Substitution(LINK_HTML, str(escape(m.link))))
+            p.add_substitution(Substitution(LINK_TEXT, m.link))
             for key, value in self._custom_args(m).items():
                 p.add_custom_arg(CustomArg(key, value))
             mail.add_personalization(p)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 import phonenumbers
 import requests
 from pydantic import Field, SecretStr, field_validator, model_validator
+from twilio.http.http_client import TwilioHttpClient
 
 from channels.base import (
     Channel,
@@ -53,6 +54,7 @@ class TwilioConfig(ChannelConfig):
     from_: str | None = Field(default=None, alias="from", description="Sending number in E.164 form.")
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
     max_segments: int = Field(default=3, ge=1, le=10, description="Messages longer than this are an error.")
+    batch_size: int = Field(default=250, ge=1, le=5000, description="Messages per send task.")
     default_region: str = Field(
         default="US", description="Region used to read contact numbers written without a country code."
     )
@@ -144,14 +146,13 @@ class TwilioChannel(Channel):
 
     def _client(self) -> Any:
         """One twilio Client per thread: the SDK keeps the last response on its HTTP client."""
-        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
         assert isinstance(self.settings, TwilioSettings)
         key = (self.settings.account_sid, self.settings.base_url)
         cached = getattr(self._local, "client", None)
         if cached is None or cached[0] != key:
-            http = TwilioHttpClient(timeout=self.settings.timeout)
+            http = _RecordingHttpClient(timeout=self.settings.timeout)
             client = Client(
                 self.settings.account_sid, self.settings.auth_token.get_secret_value(), http_client=http
             )
@@ -190,7 +191,7 @@ class TwilioChannel(Channel):
             code = exc.code
             detail = f"Twilio error {code}: {exc.msg}" if code else f"Twilio HTTP {exc.status}: {exc.msg}"
             if exc.status == 429 or code == 20429:
-                last = getattr(client.http_client, "last_response", None)
+                last = getattr(client.http_client, "last_seen", None)
                 wait = retry_after_seconds(last.headers.get("Retry-After")) if last is not None else None
                 raise RateLimited(detail, str(code or 429), wait) from exc
             if exc.status >= 500 or code in RETRYABLE_CODES:
@@ -204,6 +205,16 @@ class TwilioChannel(Channel):
             raise Uncertain("connection to Twilio dropped mid-request; it may have been accepted") from exc
         except requests.Timeout as exc:
             raise Uncertain("Twilio did not answer in time; the message may have been accepted") from exc
+
+
+class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """Keeps the last response, whose headers (Retry-After) the SDK's exception does not carry."""
+
+    last_seen: Any = None
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.last_seen = super().request(*args, **kwargs)
+        return self.last_seen
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

@@ -6,6 +6,7 @@ no traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -130,6 +131,139 @@ def preview(
         size = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in m.metrics.items())
         table.add_row(Text(f"{m.channel}\n({m.provider})"), Text(m.variant), body, Text(size))
     out.print(table)
+
+
+def _results_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"run {result['run_id']}: {result['status']}")
+    for column in (
+        "channel",
+        "variant",
+        "planned",
+        "sent",
+        "failed",
+        "skipped",
+        "uncertain",
+        "pending",
+        "reasons",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("channel", "variant", "reasons") else "left"
+        )
+    for r in result["results"]:
+        reasons = "; ".join(f"{k} ({v:,})" for k, v in r["reasons"].items())
+        table.add_row(
+            r["channel"],
+            r["variant"],
+            *(f"{r[k]:,}" for k in ("planned", "sent", "failed", "skipped", "uncertain", "pending")),
+            Text(reasons),
+        )
+    return table
+
+
+@app.command()
+@user_errors
+def run(
+    file: FileArg,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="Resume this run (after a crash or Ctrl-C) instead of a new one."),
+    ] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Send to the local provider sandbox with dummy credentials.")
+    ] = False,
+    resend_uncertain: Annotated[
+        bool,
+        typer.Option(
+            "--resend-uncertain",
+            help="On resume, send again what was in flight at the crash (it may arrive twice).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Send a campaign: every channel at the same moment, through a Prefect flow run."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+    from clarion.loader import load_campaign
+    from clarion.plan import new_run_id
+    from clarion.runner import run_campaign, sandbox_environment
+    from clarion.validate import open_contacts
+
+    loaded = load_campaign(file)  # the file's own problems, before any flow starts
+    open_contacts(loaded)
+    rid = run_id or new_run_id(loaded.campaign.name)
+    console = None if as_json else err
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            box = stack.enter_context(sandbox_environment())
+            err.print(f"provider sandbox at {box.url} (dummy credentials)", markup=False, highlight=False)
+        err.print(f"run {rid}: {'resuming' if run_id else 'starting'}", markup=False, highlight=False)
+        result = run_campaign(str(file), rid, resend_uncertain=resend_uncertain, console=console)
+        if sandbox and not as_json:
+            err.print(f"the sandbox received {len(box.messages()):,} messages", markup=False, highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        out.print(_results_table(result))
+        for channel, errors in result["errors"].items():
+            for line in errors[:5]:
+                err.print(f"channel {channel}: {line}", markup=False)
+    if result["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def runs(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List runs recorded in the ledger."""
+    from flows.launch import ledger
+
+    records = ledger().list_runs(limit=limit)
+    rows = [
+        {
+            "run_id": r.id,
+            "campaign": r.campaign,
+            "status": str(r.status),
+            "created_at": r.created_at.isoformat(timespec="seconds"),
+            "finished_at": r.finished_at.isoformat(timespec="seconds") if r.finished_at else None,
+        }
+        for r in records
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="runs")
+    for column in ("run_id", "campaign", "status", "created_at", "finished_at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(Text(str(row[c] or "")) for c in ("run_id", "campaign", "status", "created_at", "finished_at"))
+        )
+    out.print(table)
+
+
+@app.command("sandbox")
+@user_errors
+def sandbox_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8025,
+    faults: Annotated[
+        Path | None, typer.Option(help="YAML or JSON file of fault settings per provider.", exists=True)
+    ] = None,
+) -> None:
+    """Serve the provider sandbox (SendGrid, Twilio, X emulators) until Ctrl-C."""
+    from clarion.sandbox import serve
+
+    config = None
+    if faults is not None:
+        import yaml
+
+        config = yaml.safe_load(faults.read_text())
+    err.print(f"provider sandbox on http://127.0.0.1:{port}/ (Ctrl-C to stop)", markup=False)
+    serve(host="127.0.0.1", port=port, faults=config)
 
 
 @app.command()

@@ -23,7 +23,7 @@ import channels
 from channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
 from clarion.contacts import Contact
 from clarion.errors import CampaignInvalid, ClarionError, Problem
-from clarion.links import LinkClaims, LinkSigner, message_link
+from clarion.links import LinkClaims, LinkSigner, message_link, run_key
 from clarion.loader import LoadedCampaign
 from clarion.model import Variant
 
@@ -105,6 +105,9 @@ class Renderer:
         self.campaign = loaded.campaign
         self.signer = signer
         self.run_id = run_id
+        self._run_key = run_key(run_id)
+        self._channel_index = {cid: i for i, cid in enumerate(self.campaign.channels)}
+        self._variant_index = {v.id: i for i, v in enumerate(self.campaign.experiment.variants)}
         self._origins: dict[str, _Origin] = {}
         inline: dict[str, str] = {}
         sources: dict[tuple[str, str], tuple[str, bool]] = {}
@@ -178,8 +181,11 @@ class Renderer:
 
     # -- rendering ---------------------------------------------------------------------------------
 
-    def link(self, channel_id: str, kind: ChannelKind, variant_id: str, contact_id: str | None) -> str:
-        token = self.signer.sign(LinkClaims(self.run_id, channel_id, variant_id, contact_id))
+    def link(self, channel_id: str, kind: ChannelKind, variant_id: str, contact_seq: int | None) -> str:
+        claims = LinkClaims(
+            self._run_key, self._channel_index[channel_id], self._variant_index[variant_id], contact_seq
+        )
+        token = self.signer.sign(claims)
         return message_link(
             cta=self.campaign.cta.url,
             tracking_base=self.campaign.tracking.base_url,
@@ -197,7 +203,8 @@ class Renderer:
         adapter: type[Channel] = channels.get(config.provider)
         per_contact = adapter.kind is not ChannelKind.SOCIAL
         contact_id = contact.id if (contact is not None and per_contact) else None
-        link = self.link(channel_id, adapter.kind, variant.id, contact_id)
+        seq = contact.seq if (contact is not None and per_contact) else None
+        link = self.link(channel_id, adapter.kind, variant.id, seq)
         context: dict[str, Any] = {
             "variant": VariantVars(variant.vars, id=variant.id),
             "campaign": self.context_campaign,

@@ -198,8 +198,8 @@ def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups
     if "@" in cid or _PHONE_LIKE.match(cid):
         return bad(
             "pii",
-            "contact id looks like an email address or phone number; ids travel in tracked links, "
-            "so use an opaque id (e.g. your CRM's)",
+            "contact id looks like an email address or phone number; ids are stored in the ledger and "
+            "sent to providers as metadata, so use an opaque id (e.g. your CRM's)",
         )
     tz = contact.fields.get("timezone", "")
     if tz:

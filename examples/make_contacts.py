@@ -246,10 +246,15 @@ def generate(kind: str, count: int, seed: int = 2026) -> list[dict[str, str]]:
     pools = _phones(rng)
     zones = list(ZONE_WEIGHTS)
     rows = []
+    overflow = 0
     for i in range(1, count + 1):
         zone = rng.choices(zones, weights=[ZONE_WEIGHTS[z] for z in zones])[0]
         if not pools[zone]:
             zone = "America/New_York" if pools["America/New_York"] else "America/Los_Angeles"
+        if not pools[zone]:  # past the 555-01XX range (large benchmark audiences): 555-2000 upwards
+            overflow += 1
+            npas = ZONES[zone]
+            pools[zone].append(f"+1{npas[overflow % len(npas)]}555{2000 + overflow // len(npas):04d}")
         first, last = rng.choice(FIRST), rng.choice(LAST)
         domain = rng.choice(["example.org", "example.com", "example.net"])
         local = f"{first}.{last}".lower().replace("ë", "e").replace("é", "e")

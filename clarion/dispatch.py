@@ -1,0 +1,209 @@
+"""Sending one batch: render, claim in the ledger, call the provider, settle. Exactly once, in practice.
+
+The order is what makes a crash harmless: a send is marked in flight (committed) before the provider is
+called and settled after. Whatever was in flight when a process died is found in flight on resume and
+listed as `uncertain`, never sent again unless asked. Retryable refusals (5xx, 429, connection refused)
+are released and retried here with backoff, at most `retry.max_attempts` times; permanent refusals are
+settled as failed with the provider's code and message; a request that may have arrived (a read timeout) is
+settled as uncertain.
+
+When a chunk exhausts its retries, the provider is taken to be down: the channel's remaining sends in this
+process stay planned (a resume sends them) instead of hammering a failing provider for hours, and the other
+channels go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import channels
+from channels.base import Channel, ChannelKind, Outbound, SendOutcome, SendResult
+from clarion.contacts import ContactsFile
+from clarion.ledger import Ledger, SendState, Settlement
+from clarion.loader import LoadedCampaign, load_campaign
+from clarion.pacing import Pacer, backoff, pacer_for
+from clarion.plan import Batch
+from clarion.render import Renderer, RenderProblem
+from clarion.validate import signer
+
+log = logging.getLogger("clarion.dispatch")
+
+MAX_WAIT = 900.0  # never wait longer than this for one retry, whatever a provider asks
+PER_MESSAGE_CLAIM = 10  # claim this many at once for providers taking one message per request
+
+
+class ChannelStopped(Exception):
+    """A channel's provider kept failing; what is left stays planned for a resume."""
+
+
+_STOPPED: dict[tuple[str, str], str] = {}
+_STOPPED_LOCK = threading.Lock()
+
+
+def _stop(batch: Batch, why: str) -> None:
+    with _STOPPED_LOCK:
+        _STOPPED.setdefault((batch.run_id, batch.channel), why)
+
+
+def restart_channels(run_id: str) -> None:
+    """Forget which of a run's channels were stopped: a new launch of the run tries them again."""
+    with _STOPPED_LOCK:
+        for key in [k for k in _STOPPED if k[0] == run_id]:
+            del _STOPPED[key]
+
+
+def _stopped(batch: Batch) -> str | None:
+    with _STOPPED_LOCK:
+        return _STOPPED.get((batch.run_id, batch.channel))
+
+
+@dataclass
+class BatchOutcome:
+    batch: Batch
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def _campaign(path: str, mtime_ns: int) -> LoadedCampaign:
+    return load_campaign(path)
+
+
+def loaded_campaign(path: str) -> LoadedCampaign:
+    """The campaign, loaded once per process while the file is unchanged."""
+    return _campaign(path, Path(path).stat().st_mtime_ns)
+
+
+def make_adapter(loaded: LoadedCampaign, channel_id: str) -> Channel:
+    config = loaded.campaign.channels[channel_id]
+    adapter_cls = channels.get(config.provider)
+    settings = adapter_cls.settings_model.load(channel_id)
+    return adapter_cls(channel_id, config, settings, callback_base=loaded.campaign.tracking.base_url)
+
+
+def send_batch(
+    ledger: Ledger,
+    campaign_path: str,
+    batch: Batch,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchOutcome:
+    """Send what is still planned in one batch; raises ChannelStopped when the provider is down."""
+    if why := _stopped(batch):
+        raise ChannelStopped(why)
+    loaded = loaded_campaign(campaign_path)
+    campaign = loaded.campaign
+    config = campaign.channels[batch.channel]
+    adapter = make_adapter(loaded, batch.channel)
+    outcome = BatchOutcome(batch)
+    pending = {row.recipient: row for row in ledger.pending(batch.run_id, batch.channel, batch.number)}
+    if not pending:
+        return outcome
+    renderer = Renderer(loaded, signer(), batch.run_id)
+    variants = {v.id: v for v in campaign.experiment.variants}
+    outbounds: list[Outbound] = []
+    failures: list[tuple[str, str]] = []
+    if adapter.kind is ChannelKind.SOCIAL:
+        for recipient, post in pending.items():
+            outbounds.append(
+                Outbound(recipient, renderer.render(batch.channel, variants[post.variant], None))
+            )
+    else:
+        contacts = ContactsFile(loaded.contacts_path)
+        for contact in contacts.records(offset=batch.offset, seq=batch.seq_start):
+            if contact.seq > batch.seq_end:
+                break
+            row = pending.get(contact.id)
+            if row is None:
+                continue
+            raw = contact.fields.get(adapter.address_column or "", "")
+            try:
+                address = adapter.normalise_address(raw, config)
+                message = renderer.render(batch.channel, variants[row.variant], contact, address=address)
+            except (ValueError, RenderProblem) as exc:
+                failures.append((contact.id, str(exc)))
+                continue
+            outbounds.append(Outbound(contact.id, message))
+    if failures:
+        ledger.skip(batch.run_id, batch.channel, [(r, "render_error", e) for r, e in failures])
+        outcome.counts["skipped"] = len(failures)
+    chunk = adapter.max_batch if adapter.max_batch > 1 else PER_MESSAGE_CLAIM
+    pacer = pacer_for(batch.run_id, batch.channel, config.pacing)
+    for start in range(0, len(outbounds), chunk):
+        if why := _stopped(batch):
+            raise ChannelStopped(why)
+        _send_chunk(ledger, adapter, batch, outbounds[start : start + chunk], pacer, sleep, outcome)
+    return outcome
+
+
+def _send_chunk(
+    ledger: Ledger,
+    adapter: Channel,
+    batch: Batch,
+    items: list[Outbound],
+    pacer: Pacer,
+    sleep: Callable[[float], None],
+    outcome: BatchOutcome,
+) -> None:
+    policy = adapter.config.retry
+    todo = items
+    attempt = 0
+    while todo:
+        attempt += 1
+        claimed = set(ledger.begin(batch.run_id, batch.channel, [o.recipient for o in todo]))
+        todo = [o for o in todo if o.recipient in claimed]
+        if not todo:
+            return
+        results = _send_paced(adapter, todo, pacer)
+        last = attempt >= policy.max_attempts
+        settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]
+        retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
+        if settle:
+            ledger.settle(batch.run_id, batch.channel, settle)
+            for s in settle:
+                outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
+            exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
+            if exhausted is not None:
+                _stop(batch, f"{adapter.provider} kept failing after {attempt} attempts: {exhausted.error}")
+        if not retry:
+            return
+        ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry])
+        asked = max((r.retry_after or 0.0) for r in retry)
+        wait = min(backoff(attempt, asked, base=policy.base_delay, cap=policy.max_delay), MAX_WAIT)
+        log.info(
+            "%s batch %s: %d to retry (%s), waiting %.1fs",
+            batch.channel,
+            batch.number,
+            len(retry),
+            retry[0].error,
+            wait,
+        )
+        sleep(wait)
+        again = {r.recipient for r in retry}
+        todo = [o for o in todo if o.recipient in again]
+
+
+def _send_paced(adapter: Channel, items: list[Outbound], pacer: Pacer) -> list[SendResult]:
+    if adapter.max_batch > 1:
+        pacer.request(len(items))
+        return adapter.send(items)
+    results = []
+    for item in items:
+        pacer.request(1)
+        results.extend(adapter.send([item]))
+    return results
+
+
+def _settlement(result: SendResult) -> Settlement:
+    if result.outcome is SendOutcome.SENT:
+        return Settlement(result.recipient, SendState.SENT, provider_id=result.provider_id)
+    if result.outcome is SendOutcome.UNCERTAIN:
+        return Settlement(result.recipient, SendState.UNCERTAIN, reason="timeout", error=result.error)
+    reason = "retries_exhausted" if result.outcome is SendOutcome.RETRY else "rejected"
+    error = f"[{result.code}] {result.error}" if result.code else result.error
+    return Settlement(result.recipient, SendState.FAILED, reason=reason, error=error)

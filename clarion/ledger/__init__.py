@@ -1,0 +1,39 @@
+"""The send ledger: what was planned, claimed and sent, per run, channel and recipient.
+
+    ledger = Ledger()            # CLARION_DATABASE_URL, else SQLite in CLARION_HOME (.clarion/clarion.db)
+    ledger.migrate()
+    ledger.create_run(run_id, campaign=..., campaign_file=..., digest=...)
+    ledger.plan_sends(run_id, planned)                 # idempotent
+    claimed = ledger.begin(run_id, "email", ids)       # committed before the provider is called
+    ledger.settle(run_id, "email", settlements)
+
+See store.py for the guarantees, database.py for how SQLite and PostgreSQL are set up.
+"""
+
+from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
+from clarion.ledger.rows import (
+    PlannedSend,
+    RunRecord,
+    RunStatus,
+    SendRow,
+    SendState,
+    Settlement,
+    SummaryRow,
+)
+from clarion.ledger.store import Ledger
+
+__all__ = [
+    "DatabaseUnavailable",
+    "Ledger",
+    "LedgerError",
+    "LedgerNotMigrated",
+    "PlannedSend",
+    "RunExists",
+    "RunNotFound",
+    "RunRecord",
+    "RunStatus",
+    "SendRow",
+    "SendState",
+    "Settlement",
+    "SummaryRow",
+]

@@ -1,0 +1,174 @@
+"""Planning's bulk inserts, the ledger's hot path: thousands of rows per statement, duplicates ignored.
+
+Both write one chunk per call and return how many rows were new (ON CONFLICT DO NOTHING skips the rest,
+which is what makes planning idempotent). The statements are built with Core, once per dialect:
+
+- PostgreSQL gets the whole chunk as one array per column and inserts from `unnest(...)`: one statement
+  and one round trip per chunk, with an exact count of the rows inserted (psycopg's executemany sends a
+  statement per row: 6.8 s against 4.2 s for 200,000 sends on a 2-core machine).
+- SQLite gets the DBAPI's executemany with plain tuples: the rows go straight to sqlite3's C loop, without
+  SQLAlchemy processing each row's parameters (which costs more than the insert itself).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Dialect, Executable, Table, bindparam, case, func, literal, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from clarion.ledger.rows import PlannedSend, SendState
+from clarion.ledger.schema import UTCDateTime, assignments, sends
+
+CHUNK = 5_000  # rows per statement (PostgreSQL) or executemany (SQLite)
+_T = TypeVar("_T")
+
+_SEND_COLUMNS = ("channel", "variant", "contact_id", "recipient", "seq", "batch", "reason")
+_SEND_EXTRA = ("run_id", "state", "attempts", "planned_at", "settled_at")
+_ASSIGNMENT_COLUMNS = ("contact_id", "seq", "arm")
+_COUNTED = {"preserve_rowcount": True}  # SQLAlchemy keeps the row count of UPDATE and DELETE only
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # parameter order for positional (qmark) execution
+
+
+class BulkWriter:
+    """Inserts planned sends and assignments for one dialect; statements are compiled once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.postgres = dialect.name == "postgresql"
+        self._time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        if self.postgres:
+            self._sends: Executable = _pg_insert_sends()
+            self._assignments: Executable = _pg_insert(assignments, _ASSIGNMENT_COLUMNS)
+        else:
+            self._sqlite_sends = self._compile(sends, [*_SEND_COLUMNS, *_SEND_EXTRA])
+            self._sqlite_assignments = self._compile(assignments, ["run_id", *_ASSIGNMENT_COLUMNS])
+
+    def sends(self, conn: Connection, run_id: str, chunk: Sequence[PlannedSend], now: datetime) -> int:
+        if self.postgres:
+            params: dict[str, Any] = {"run_id": run_id, "now": now}
+            for name in _SEND_COLUMNS:
+                attr = "skip_reason" if name == "reason" else name
+                params[f"a_{name}"] = [getattr(send, attr) for send in chunk]
+            return _count(conn.execute(self._sends, params, execution_options=_COUNTED).rowcount)
+        at = self._time(now) if self._time else now
+        planned, skipped = SendState.PLANNED.value, SendState.SKIPPED.value
+        rows = [
+            {
+                "run_id": run_id,
+                "channel": s.channel,
+                "variant": s.variant,
+                "contact_id": s.contact_id,
+                "recipient": s.recipient,
+                "seq": s.seq,
+                "batch": s.batch,
+                "state": planned if s.skip_reason is None else skipped,
+                "reason": s.skip_reason,
+                "attempts": 0,
+                "planned_at": at,
+                "settled_at": None if s.skip_reason is None else at,
+            }
+            for s in chunk
+        ]
+        return self._executemany(conn, self._sqlite_sends, rows)
+
+    def assignments(self, conn: Connection, run_id: str, chunk: Sequence[tuple[int, str, str]]) -> int:
+        if self.postgres:
+            params = {
+                "run_id": run_id,
+                "a_seq": [seq for seq, _, _ in chunk],
+                "a_contact_id": [cid for _, cid, _ in chunk],
+                "a_arm": [arm for _, _, arm in chunk],
+            }
+            return _count(conn.execute(self._assignments, params, execution_options=_COUNTED).rowcount)
+        rows = [{"run_id": run_id, "seq": seq, "contact_id": cid, "arm": arm} for seq, cid, arm in chunk]
+        return self._executemany(conn, self._sqlite_assignments, rows)
+
+    def _compile(self, table: Table, names: Sequence[str]) -> _Compiled:
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+        compiled = statement.compile(dialect=self.dialect, column_keys=list(names))
+        return _Compiled(str(compiled), tuple(compiled.positiontup or ()))
+
+    def _executemany(self, conn: Connection, compiled: _Compiled, rows: list[dict[str, Any]]) -> int:
+        row_values = itemgetter(*compiled.names)
+        tuples = [row_values(row) for row in rows]
+        return _count(conn.exec_driver_sql(compiled.sql, tuples, execution_options=_COUNTED).rowcount)
+
+
+def chunked(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _count(rowcount: int) -> int:
+    return max(rowcount, 0)
+
+
+def _arrays(table: Table, names: Sequence[str]) -> Any:
+    """unnest(:a_x, :a_y, ...) AS u(x, y, ...): a chunk's columns, passed as one array each."""
+    arrays = [bindparam(f"a_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="u")
+
+
+def _pg_insert(table: Table, names: Sequence[str]) -> Executable:
+    u = _arrays(table, names)
+    source = select(bindparam("run_id", type_=table.c.run_id.type), *(u.c[name] for name in names))
+    return postgresql.insert(table).from_select(["run_id", *names], source).on_conflict_do_nothing()
+
+
+def _pg_insert_sends() -> Executable:
+    u = _arrays(sends, _SEND_COLUMNS)
+    now = bindparam("now", type_=UTCDateTime())
+    skipped: ColumnElement[bool] = u.c.reason.is_not(None)
+    source = select(
+        bindparam("run_id", type_=sends.c.run_id.type),
+        *(u.c[name] for name in _SEND_COLUMNS),
+        case((skipped, SendState.SKIPPED.value), else_=SendState.PLANNED.value),
+        literal(0),
+        now,
+        case((skipped, now), else_=None),
+    )
+    names = ["run_id", *_SEND_COLUMNS, "state", "attempts", "planned_at", "settled_at"]
+    return postgresql.insert(sends).from_select(names, source).on_conflict_do_nothing()
+
+
+class Statistics:
+    """Keeps PostgreSQL's table statistics in step with bulk planning.
+
+    PostgreSQL picks its plans from statistics, and rows planned a moment ago have none until autovacuum
+    comes by (a minute or more later). Without them it estimates that "all planned rows of this channel"
+    is a handful and scans them, for every claim: 30 ms to seconds per batch on a 100,000-contact run.
+    So after rows are inserted, the next claim or read runs ANALYZE once (~0.1-0.2 s; it samples).
+    """
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self._stale = False
+        self._lock = threading.Lock()
+
+    def inserted(self, count: int) -> None:
+        if count and self.postgres:
+            self._stale = True
+
+    def refresh(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        if not self._stale:
+            return
+        with self._lock:
+            if self._stale:
+                with transaction() as conn:
+                    conn.execute(text(f"ANALYZE {sends.name}, {assignments.name}"))
+                self._stale = False

@@ -1,0 +1,165 @@
+"""Opening the ledger's database: which URL, one Engine set up for it, and errors a person can act on.
+
+SQLite is made fit for several writers (threads, or the processes of a Prefect worker): WAL, so readers
+never block the writer; a 30 s busy timeout; foreign keys on; and every write transaction starts with
+BEGIN IMMEDIATE, so a second writer queues at BEGIN (where the busy timeout applies) instead of failing
+later with "database is locked" when it tries to upgrade a read lock. sqlite3's own transaction handling
+is turned off for that, and SQLAlchemy emits the BEGIN (the recipe in SQLAlchemy's SQLite docs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated
+
+SQLITE_BUSY_TIMEOUT_S = 30
+PG_CONNECT_TIMEOUT_S = 10
+WRITE = "clarion_write"  # execution option: this connection's transaction writes
+
+
+def resolve_url(url: str | URL | None) -> URL:
+    """`url`, else CLARION_DATABASE_URL, else SQLite in CLARION_HOME (default .clarion/clarion.db)."""
+    if url is None:
+        from clarion.settings import ClarionSettings
+
+        url = ClarionSettings().ledger_url()
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise LedgerError(
+            "the ledger's database URL is not a database URL; set CLARION_DATABASE_URL to e.g. "
+            "sqlite:///.clarion/clarion.db or postgresql+psycopg://user@host:5432/clarion"
+        ) from exc
+    if parsed.drivername in ("postgresql", "postgres"):  # psycopg 3 is the driver Clarion installs
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise LedgerError(
+            f"the ledger runs on SQLite or PostgreSQL, not {parsed.get_backend_name()!r} "
+            f"({shown(parsed)}); check CLARION_DATABASE_URL"
+        )
+    return parsed
+
+
+def shown(url: URL) -> str:
+    """The URL as it may appear in a message or a log line: never with its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the folder {str(folder)!r} for the ledger database {shown(url)}: "
+                f"{exc.strerror or exc}; check CLARION_HOME or CLARION_DATABASE_URL"
+            ) from exc
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine, url: URL, *, write: bool) -> Iterator[Connection]:
+    """One connection in one transaction, committed on success; database trouble becomes a LedgerError."""
+    try:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(unreachable(url, exc)) from exc
+    with connection:
+        if write:
+            connection.execution_options(**{WRITE: True})
+        try:
+            with connection.begin():
+                yield connection
+        except DBAPIError as exc:
+            if _missing_table(exc):
+                raise LedgerNotMigrated(
+                    f"the ledger database {shown(url)} has no ledger tables yet: "
+                    f"run Ledger.migrate() (the `clarion` commands do this themselves)"
+                ) from exc
+            if "database is locked" in str(exc.orig):
+                raise LedgerError(
+                    f"the ledger database {shown(url)} stayed locked by another writer for "
+                    f"{SQLITE_BUSY_TIMEOUT_S} s; check for a stuck clarion process, or use PostgreSQL "
+                    "(CLARION_DATABASE_URL) for many concurrent workers"
+                ) from exc
+            raise
+
+
+def unreachable(url: URL, exc: DBAPIError) -> str:
+    reason = _first_line(exc)
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    if url.get_backend_name() == "sqlite":
+        advice = "check that the folder exists and is writable, or set CLARION_DATABASE_URL"
+    else:
+        advice = (
+            "check that the server is running and reachable from here, and that the host, port, user, "
+            "password and database name in CLARION_DATABASE_URL are right"
+        )
+    return f"cannot open the ledger database {shown(url)}: {reason}; {advice}"
+
+
+def _first_line(exc: DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc.orig).__name__
+
+
+def _missing_table(exc: DBAPIError) -> bool:
+    text = str(exc.orig)
+    return "no such table" in text or getattr(exc.orig, "sqlstate", None) == "42P01"
+
+
+class ForkSafeEngine:
+    """The Engine of this process: a child process made by fork gets fresh connections, never its parent's."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self._engine = make_engine(url)
+        self._pid = os.getpid()
+
+    @property
+    def engine(self) -> Engine:
+        if self._pid != os.getpid():
+            self._engine.dispose(close=False)  # leave the parent's connections to the parent
+            self._pid = os.getpid()
+        return self._engine

@@ -1,0 +1,133 @@
+"""What goes in and comes out of the ledger: the states as enums, the rows as frozen dataclasses.
+
+States are stored as plain strings (readable with any SQL client, and a new state needs no migration of a
+database enum type); these enums are the only place their values are spelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.engine import Row, RowMapping
+
+
+class RunStatus(StrEnum):
+    PLANNED = "planned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    EXPIRED = "expired"
+
+    @property
+    def finished(self) -> bool:
+        """A run in this status is over (a resume makes it running again)."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.EXPIRED})
+
+
+class SendState(StrEnum):
+    """Where one planned send stands; only `planned` rows are ever handed to a provider."""
+
+    PLANNED = "planned"  # waiting for its batch
+    IN_FLIGHT = "in_flight"  # claimed and committed before the provider call
+    SENT = "sent"  # the provider accepted it (provider_id kept)
+    FAILED = "failed"  # refused for good, or retries exhausted (reason, error)
+    SKIPPED = "skipped"  # never attempted, on purpose (no address, could not be rendered)
+    UNCERTAIN = "uncertain"  # may or may not have gone out (crash or timeout mid-call): not resent by default
+
+
+#: the states `Ledger.settle` may move an in-flight send to
+SETTLED_STATES = frozenset({SendState.SENT, SendState.FAILED, SendState.UNCERTAIN})
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSend:
+    """One send to plan. A `skip_reason` plans it directly as skipped (e.g. "no_address")."""
+
+    channel: str
+    variant: str
+    contact_id: str | None  # None for a social post, which goes to everyone
+    recipient: str  # the contact id, or "post:<variant>" for a social post
+    seq: int
+    batch: int
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What became of one in-flight send: `state` is sent, failed or uncertain."""
+
+    recipient: str
+    state: SendState
+    provider_id: str | None = None
+    reason: str | None = None  # short code for failed/uncertain, e.g. "rejected", "timeout"
+    error: str | None = None  # the provider's code and message
+
+    def __post_init__(self) -> None:
+        if self.state not in SETTLED_STATES:
+            raise ValueError(f"a send is settled as sent, failed or uncertain, not {self.state!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    campaign: str
+    campaign_file: str
+    digest: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    options: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> RunRecord:
+        values = dict(row)
+        values["status"] = RunStatus(values["status"])
+        values["options"] = dict(values["options"] or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class SendRow:
+    id: int
+    run_id: str
+    channel: str
+    variant: str
+    contact_id: str | None
+    recipient: str
+    seq: int
+    batch: int
+    state: SendState
+    reason: str | None
+    error: str | None
+    provider_id: str | None
+    attempts: int
+    planned_at: datetime
+    attempted_at: datetime | None
+    settled_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> SendRow:
+        values = row._asdict()
+        values["state"] = SendState(values["state"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """How many sends of one channel x variant are in one state (and for one reason)."""
+
+    channel: str
+    variant: str
+    state: SendState
+    reason: str | None
+    count: int

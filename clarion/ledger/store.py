@@ -1,0 +1,318 @@
+"""The `Ledger`: the source of truth for what was sent, so nothing goes out twice and nothing is dropped.
+
+A send moves planned -> in_flight (committed before the provider is called) -> sent | failed | uncertain.
+`begin` moves only rows still planned and returns exactly those, so two callers never both get one; a
+crash leaves rows in flight, which a resume marks uncertain (never resent unless asked). Every method
+opens its own connection and transaction, so one Ledger serves many threads (and, on SQLite, processes:
+writes start with BEGIN IMMEDIATE and queue). Planning writes chunks of 5,000 rows and ignores rows that
+exist, so it can be repeated; see bulk.py and transitions.py for the SQL of the hot paths.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+
+from clarion.ledger import migrate as migrations
+from clarion.ledger.bulk import CHUNK, BulkWriter, Statistics, chunked
+from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
+from clarion.ledger.errors import RunExists, RunNotFound
+from clarion.ledger.rows import PlannedSend, RunRecord, RunStatus, SendRow, SendState, Settlement, SummaryRow
+from clarion.ledger.schema import assignments, runs, sends
+from clarion.ledger.transitions import Transitions
+
+log = logging.getLogger("clarion.ledger")
+
+IN_CHUNK = 1_000  # recipients per claim or release statement
+
+_T = TypeVar("_T")
+Skip = tuple[str, str] | tuple[str, str, str | None]  # (recipient, reason[, error])
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """The send ledger on one database (SQLite or PostgreSQL); thread-safe, one Engine per process."""
+
+    def __init__(self, url: str | URL | None = None) -> None:
+        self.url = resolve_url(url)
+        self._engines = ForkSafeEngine(self.url)
+        self._postgres = self.url.get_backend_name() == "postgresql"
+        self._bulk = BulkWriter(self.engine.dialect)
+        self._moves = Transitions(self.engine.dialect)
+        self._statistics = Statistics(self._postgres)
+
+    def __repr__(self) -> str:
+        return f"Ledger({shown(self.url)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        return self._engines.engine
+
+    def close(self) -> None:
+        """Close the pooled connections (the Ledger stays usable and reconnects when called)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self, *, write: bool = False) -> AbstractContextManager[Connection]:
+        return transaction(self.engine, self.url, write=write)
+
+    def migrate(self) -> None:
+        """Create or upgrade the ledger's tables (Alembic, to head); idempotent, safe from two processes."""
+        migrations.upgrade(self.engine, self.url)
+
+    # -- runs ---------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        *,
+        campaign: str,
+        campaign_file: str,
+        digest: str,
+        options: dict[str, Any] | None = None,
+        status: RunStatus = RunStatus.PLANNED,
+    ) -> RunRecord:
+        """Record a new run; raises RunExists when the id is taken (a resume uses get_run instead)."""
+        now = utcnow()
+        record = RunRecord(
+            id=run_id,
+            campaign=campaign,
+            campaign_file=campaign_file,
+            digest=digest,
+            status=RunStatus(status),
+            created_at=now,
+            updated_at=now,
+            finished_at=None,
+            error=None,
+            options=dict(options or {}),
+        )
+        try:
+            with self._tx(write=True) as conn:
+                if _run_exists(conn, run_id):
+                    raise RunExists(run_id)
+                conn.execute(insert(runs), {**asdict(record), "status": record.status.value})
+        except IntegrityError as exc:  # created by another process between the check and the insert
+            raise RunExists(run_id) from exc
+        return record
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+        return None if row is None else RunRecord.from_row(row)
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """The newest runs first."""
+        query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        with self._tx() as conn:
+            return [RunRecord.from_row(row) for row in conn.execute(query).mappings()]
+
+    def set_run_status(self, run_id: str, status: RunStatus | str, error: str | None = None) -> None:
+        """Set the status (and its error, cleared when None); a finished status stamps finished_at."""
+        new = RunStatus(status)
+        now = utcnow()
+        finished_at = now if new.finished else None
+        query = (
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(status=new.value, error=error, updated_at=now, finished_at=finished_at)
+        )
+        with self._tx(write=True) as conn:
+            if conn.execute(query).rowcount == 0:
+                raise RunNotFound(run_id)
+
+    # -- planning -----------------------------------------------------------------------------------
+
+    def add_assignments(self, run_id: str, rows: Iterable[tuple[int, str, str]]) -> int:
+        """Record each contact's arm from (seq, contact_id, arm) rows; rows already there are kept.
+
+        Returns how many were new.
+        """
+        self._require_run(run_id)
+        added = 0
+        for chunk in chunked(rows, CHUNK):
+            with self._tx(write=True) as conn:
+                added += self._bulk.assignments(conn, run_id, chunk)
+        self._statistics.inserted(added)
+        return added
+
+    def plan_sends(self, run_id: str, rows: Iterable[PlannedSend]) -> int:
+        """Plan sends (skipped at once when they carry a skip_reason); existing ones are left alone.
+
+        Returns how many were new, so a resumed run that plans again gets 0.
+        """
+        self._require_run(run_id)
+        added = 0
+        for chunk in chunked(rows, CHUNK):
+            with self._tx(write=True) as conn:
+                added += self._bulk.sends(conn, run_id, chunk, utcnow())
+        self._statistics.inserted(added)
+        return added
+
+    # -- sending ------------------------------------------------------------------------------------
+
+    def begin(self, run_id: str, channel: str, recipients: Sequence[str]) -> list[str]:
+        """Claim sends: planned -> in_flight (attempts + 1), committed before the provider is called.
+
+        Returns the recipients this call moved, in the order given: those another caller claimed, already
+        settled or never planned are left out, so no two callers ever get the same recipient.
+        """
+        self._statistics.refresh(self._tx)
+        wanted = list(dict.fromkeys(recipients))
+        now = utcnow()
+        moved: set[str] = set()
+        with self._tx(write=True) as conn:
+            for chunk in chunked(wanted, IN_CHUNK):
+                moved.update(self._moves.claim(conn, run_id, channel, chunk, now))
+            _found(conn, run_id, moved or not wanted)
+        return [r for r in wanted if r in moved]
+
+    def settle(self, run_id: str, channel: str, results: Sequence[Settlement]) -> int:
+        """Record what the provider said: in_flight -> sent | failed | uncertain, in one transaction.
+
+        Returns how many were settled; results for sends not in flight (settled already, or marked
+        uncertain by a resume meanwhile) change nothing and are logged.
+        """
+        with self._tx(write=True) as conn:
+            changed = _found(conn, run_id, self._moves.settle(conn, run_id, channel, results, utcnow()))
+        _unchanged("settle", run_id, channel, len(results) - changed, SendState.IN_FLIGHT)
+        return changed
+
+    def skip(self, run_id: str, channel: str, recipients_with_reasons: Iterable[Skip]) -> int:
+        """planned -> skipped, with a short reason code (and optionally an error text) per recipient."""
+        items = [(item[0], item[1], item[2] if len(item) == 3 else None) for item in recipients_with_reasons]
+        with self._tx(write=True) as conn:
+            changed = _found(conn, run_id, self._moves.skip(conn, run_id, channel, items, utcnow()))
+        _unchanged("skip", run_id, channel, len(items) - changed, SendState.PLANNED)
+        return changed
+
+    def release(self, run_id: str, channel: str, recipients: Sequence[str]) -> int:
+        """in_flight -> planned, for a retryable refusal that will be retried (attempts are kept)."""
+        changed = 0
+        with self._tx(write=True) as conn:
+            for chunk in chunked(dict.fromkeys(recipients), IN_CHUNK):
+                changed += self._moves.release(conn, run_id, channel, chunk)
+            _found(conn, run_id, changed or not recipients)
+        return changed
+
+    def mark_uncertain(self, run_id: str) -> int:
+        """On resume: whatever was in flight when the last process stopped may have gone out -> uncertain."""
+        return self._move_all(run_id, SendState.IN_FLIGHT, SendState.UNCERTAIN, reason="crash_in_flight")
+
+    def requeue_uncertain(self, run_id: str) -> int:
+        """--resend-uncertain: uncertain -> planned, accepting that some may arrive twice."""
+        return self._move_all(run_id, SendState.UNCERTAIN, SendState.PLANNED, reason=None)
+
+    def _move_all(self, run_id: str, old: SendState, new: SendState, reason: str | None) -> int:
+        with self._tx(write=True) as conn:
+            changed = _found(conn, run_id, self._moves.move_all(conn, run_id, old, new, reason))
+        if changed:
+            log.info("run %s: %d sends moved from %s to %s", run_id, changed, old, new)
+        return changed
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def pending(self, run_id: str, channel: str, batch: int) -> list[SendRow]:
+        """The planned (not yet claimed) sends of one batch, in audience order."""
+        self._statistics.refresh(self._tx)
+        query = (
+            select(sends)
+            .where(*_planned(run_id, channel), sends.c.batch == batch)
+            .order_by(sends.c.seq, sends.c.id)
+        )
+        return self._read_rows(run_id, query)
+
+    def batches(self, run_id: str, channel: str) -> list[int]:
+        """The batch numbers of `channel` that still have planned sends, in order."""
+        self._statistics.refresh(self._tx)
+        query = select(sends.c.batch).where(*_planned(run_id, channel)).distinct().order_by(sends.c.batch)
+        with self._tx() as conn:
+            return _found(conn, run_id, list(conn.execute(query).scalars()))
+
+    def summary(self, run_id: str) -> list[SummaryRow]:
+        """Counts of sends per channel, variant, state and reason (grouped by the database), sorted."""
+        cols = (sends.c.channel, sends.c.variant, sends.c.state, sends.c.reason)
+        query = select(*cols, func.count()).where(sends.c.run_id == run_id).group_by(*cols)
+        with self._tx() as conn:
+            found = [SummaryRow(c, v, SendState(s), r, int(n)) for c, v, s, r, n in conn.execute(query)]
+            _found(conn, run_id, found)
+        # sorted here: the backends' collations and NULL placement differ
+        return sorted(found, key=lambda row: (row.channel, row.variant, row.state, row.reason or ""))
+
+    def arm_counts(self, run_id: str) -> dict[str, int]:
+        """How many contacts each arm (variant id or "holdout") was assigned."""
+        query = (
+            select(assignments.c.arm, func.count())
+            .where(assignments.c.run_id == run_id)
+            .group_by(assignments.c.arm)
+            .order_by(assignments.c.arm)
+        )
+        with self._tx() as conn:
+            return _found(conn, run_id, {arm: int(n) for arm, n in conn.execute(query)})
+
+    def sends(
+        self, run_id: str, channel: str | None = None, state: SendState | str | None = None
+    ) -> Generator[SendRow, None, None]:
+        """Every send of a run (optionally one channel, one state) in planning order, streamed.
+
+        The stream holds a connection until it is read to the end or closed (`.close()`).
+        """
+        query = select(sends).where(sends.c.run_id == run_id).order_by(sends.c.id)
+        if channel is not None:
+            query = query.where(sends.c.channel == channel)
+        if state is not None:
+            query = query.where(sends.c.state == SendState(state).value)
+        self._require_run(run_id)  # now, not when iteration starts
+        return self._stream(query)
+
+    def _stream(self, query: Any) -> Generator[SendRow, None, None]:
+        # A server-side cursor on PostgreSQL; closed with the iterator, even one dropped half-read.
+        with self._tx() as conn, conn.execution_options(yield_per=CHUNK).execute(query) as result:
+            for row in result:
+                yield SendRow.from_row(row)
+
+    def _read_rows(self, run_id: str, query: Any) -> list[SendRow]:
+        with self._tx() as conn:
+            return _found(conn, run_id, [SendRow.from_row(row) for row in conn.execute(query)])
+
+    def _require_run(self, run_id: str) -> None:
+        with self._tx() as conn:
+            if not _run_exists(conn, run_id):
+                raise RunNotFound(run_id)
+
+
+def _planned(run_id: str, channel: str) -> tuple[ColumnElement[bool], ...]:
+    return sends.c.run_id == run_id, sends.c.channel == channel, sends.c.state == SendState.PLANNED.value
+
+
+def _run_exists(conn: Connection, run_id: str) -> bool:
+    return conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
+
+def _unchanged(what: str, run_id: str, channel: str, count: int, expected: SendState) -> None:
+    if count > 0:
+        log.warning(
+            "%s %s/%s: %d sends were not %s; left as they were", what, run_id, channel, count, expected
+        )
+
+
+def _found(conn: Connection, run_id: str, result: _T) -> _T:
+    """`result`, unless it is empty because there is no such run: then RunNotFound (one query, only then)."""
+    if not result and not _run_exists(conn, run_id):
+        raise RunNotFound(run_id)
+    return result

@@ -1,0 +1,177 @@
+"""The moves of a send between states, as SQL for one dialect; each runs inside the caller's transaction.
+
+A move names the state a row must be in (a send is claimed only while planned, settled only while in
+flight), so a stale or repeated call changes nothing. The statements are shaped so that they stay on the
+right index whatever the planner's statistics say: a run's rows are all freshly inserted, so there are
+none, and both SQLite and PostgreSQL would otherwise scan every planned row of a channel per call.
+
+- claim: on SQLite BEGIN IMMEDIATE already serialises writers; the rows are found by (run, channel,
+  recipient) in a subquery and updated by rowid. On PostgreSQL the rows are first locked with FOR UPDATE
+  SKIP LOCKED (rows another transaction holds are left to it: nobody waits, so nobody deadlocks), then
+  updated by id.
+- keyed updates (settle, skip): PostgreSQL gets one UPDATE ... FROM unnest(arrays); SQLite an executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, String, any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from clarion.ledger.bulk import CHUNK, chunked
+from clarion.ledger.rows import SendState, Settlement
+from clarion.ledger.schema import sends
+
+
+def _among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
+    """column IN (values): one array parameter on PostgreSQL, a list of parameters on SQLite."""
+    if postgres:
+        result: ColumnElement[bool] = column == any_(
+            bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        )
+    else:
+        result = column.in_(list(values))
+    return result
+
+
+class Transitions:
+    """The state changes of sends for one dialect (see the module's docstring for how each is done)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.postgres = dialect.name == "postgresql"
+
+    def claim(
+        self, conn: Connection, run_id: str, channel: str, recipients: Sequence[str], now: datetime
+    ) -> list[str]:
+        """planned -> in_flight (attempts + 1) for those of `recipients` still planned; returns them."""
+        found = select(sends.c.id).where(
+            sends.c.run_id == run_id,
+            sends.c.channel == channel,
+            _among(sends.c.recipient, recipients, self.postgres),
+        )
+        if self.postgres:
+            ids = list(conn.execute(found.with_for_update(skip_locked=True)).scalars())
+            if not ids:
+                return []
+            target = _among(sends.c.id, ids, postgres=True)
+        else:
+            target = sends.c.id.in_(found.scalar_subquery())
+        query = (
+            update(sends)
+            .where(target, sends.c.state == SendState.PLANNED.value)
+            .values(state=SendState.IN_FLIGHT.value, attempts=sends.c.attempts + 1, attempted_at=now)
+            .returning(sends.c.recipient)
+        )
+        return list(conn.execute(query).scalars())
+
+    def release(self, conn: Connection, run_id: str, channel: str, recipients: Sequence[str]) -> int:
+        """in_flight -> planned (attempts kept)."""
+        query = (
+            update(sends)
+            .where(
+                *_of(run_id, channel, SendState.IN_FLIGHT),
+                _among(sends.c.recipient, recipients, self.postgres),
+            )
+            .values(state=SendState.PLANNED.value)
+        )
+        return int(conn.execute(query).rowcount)
+
+    def move_all(
+        self, conn: Connection, run_id: str, old: SendState, new: SendState, reason: str | None
+    ) -> int:
+        """Every send of a run in state `old` -> `new`, with `reason` (and no error or settled_at)."""
+        query = (
+            update(sends)
+            .where(sends.c.run_id == run_id, sends.c.state == old.value)
+            .values(state=new.value, reason=reason, error=None, settled_at=None)
+        )
+        return int(conn.execute(query).rowcount)
+
+    def settle(
+        self, conn: Connection, run_id: str, channel: str, results: Sequence[Settlement], now: datetime
+    ) -> int:
+        """in_flight -> sent | failed | uncertain, with what the provider said; returns how many moved."""
+        rows = [
+            {
+                "recipient": r.recipient,
+                "state": SendState(r.state).value,
+                "provider_id": r.provider_id,
+                "reason": r.reason,
+                "error": r.error,
+            }
+            for r in results
+        ]
+        return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now})
+
+    def skip(
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        items: Sequence[tuple[str, str, str | None]],
+        now: datetime,
+    ) -> int:
+        """planned -> skipped, from (recipient, reason, error) items; returns how many moved."""
+        rows = [{"recipient": r, "reason": reason, "error": error} for r, reason, error in items]
+        fixed = {"state": SendState.SKIPPED.value, "settled_at": now}
+        return self._keyed(conn, run_id, channel, SendState.PLANNED, rows, fixed)
+
+    def _keyed(
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        old: SendState,
+        rows: list[dict[str, Any]],
+        fixed: Mapping[str, Any],
+    ) -> int:
+        """Per-recipient values, rows of {"recipient": ..., column: value, ...}; `fixed` is the same for all.
+
+        Only rows in state `old` change; returns how many did. Rows are taken in recipient order, so that
+        concurrent callers lock in the same order.
+        """
+        rows.sort(key=lambda row: str(row["recipient"]))
+        return sum(
+            self._keyed_chunk(conn, run_id, channel, old, chunk, fixed) for chunk in chunked(rows, CHUNK)
+        )
+
+    def _keyed_chunk(
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        old: SendState,
+        rows: Sequence[Mapping[str, Any]],
+        fixed: Mapping[str, Any],
+    ) -> int:
+        names = [name for name in rows[0] if name != "recipient"]
+        if self.postgres:
+            arrays = [
+                bindparam("a_recipient", [r["recipient"] for r in rows], type_=postgresql.ARRAY(String()))
+            ]
+            arrays += [
+                bindparam(f"a_{n}", [r[n] for r in rows], type_=postgresql.ARRAY(sends.c[n].type))
+                for n in names
+            ]
+            u = func.unnest(*arrays).table_valued("recipient", *names).render_derived(name="u")
+            query = (
+                update(sends)
+                .where(*_of(run_id, channel, old), sends.c.recipient == u.c.recipient)
+                .values({**{n: u.c[n] for n in names}, **fixed})
+            )
+            return int(conn.execute(query).rowcount)
+        query = (
+            update(sends)
+            .where(*_of(run_id, channel, old), sends.c.recipient == bindparam("k_recipient"))
+            .values({**{n: bindparam(f"v_{n}") for n in names}, **fixed})
+        )
+        params = [{"k_recipient": r["recipient"], **{f"v_{n}": r[n] for n in names}} for r in rows]
+        return int(conn.execute(query, params).rowcount)
+
+
+def _of(run_id: str, channel: str, state: SendState) -> tuple[ColumnElement[bool], ...]:
+    return sends.c.run_id == run_id, sends.c.channel == channel, sends.c.state == state.value

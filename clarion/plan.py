@@ -1,0 +1,209 @@
+"""Planning a run: every contact assigned, every send written to the ledger before anything goes out.
+
+One pass over the audience validates and renders every contact (nothing is sent if anything is wrong),
+records each contact's arm, and plans one send per reachable contact and channel, grouped in batches.
+A batch is described by a small `Batch` (run, channel, number, where its contacts start in the file), which
+is what the send tasks receive: never the contacts themselves. Planning is idempotent, so a resumed run
+plans again, finds everything already there, and gets the same batches.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import channels
+from channels.base import ChannelKind
+from clarion.contacts import Contact, file_digest
+from clarion.errors import ClarionError
+from clarion.ledger import Ledger, PlannedSend, RunStatus
+from clarion.loader import LoadedCampaign, load_campaign
+from clarion.render import Renderer
+from clarion.validate import ValidationReport, open_contacts, scan, signer
+
+CHUNK = 5_000
+DEFAULT_BATCH = {ChannelKind.EMAIL: 1000, ChannelKind.SMS: 250, ChannelKind.SOCIAL: 1}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one send task gets: which planned sends to make, and where their contacts start in the file."""
+
+    run_id: str
+    channel: str
+    number: int
+    seq_start: int
+    seq_end: int  # inclusive
+    offset: int  # byte offset of the first contact's record; -1 for social posts
+    size: int
+
+
+@dataclass
+class Plan:
+    run_id: str
+    batches: list[Batch] = field(default_factory=list)
+    report: ValidationReport | None = None
+    resumed: bool = False
+
+
+def new_run_id(campaign: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%S")
+    return f"{campaign}-{stamp}-{secrets.token_hex(2)}"
+
+
+def campaign_digest(loaded: LoadedCampaign) -> str:
+    """What a resume must find unchanged: the campaign file, its contacts, its template files."""
+    paths = [loaded.path, loaded.contacts_path]
+    for config in loaded.campaign.channels.values():
+        for name in ("template", "text_template"):
+            value = getattr(config, name, None)
+            if value and (loaded.base_dir / value).is_file():
+                paths.append(loaded.base_dir / value)
+    return file_digest(*paths)
+
+
+def batch_size(kind: ChannelKind, config: object) -> int:
+    return int(getattr(config, "batch_size", 0) or DEFAULT_BATCH[kind])
+
+
+class _Planner:
+    """Collects a run's rows while the audience streams past, writing them in chunks."""
+
+    def __init__(self, ledger: Ledger, loaded: LoadedCampaign, run_id: str) -> None:
+        self.ledger, self.run_id = ledger, run_id
+        self.assignments: list[tuple[int, str, str]] = []
+        self.sends: list[PlannedSend] = []
+        self.batches: list[Batch] = []
+        self._open: dict[str, list[Contact]] = {}
+        self._numbers: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}
+        for cid, config in loaded.campaign.channels.items():
+            adapter = channels.get(config.provider)
+            if adapter.kind is not ChannelKind.SOCIAL:
+                self._open[cid] = []
+                self._numbers[cid] = 0
+                self._sizes[cid] = batch_size(adapter.kind, config)
+
+    def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
+        self.assignments.append((contact.seq, contact.id, arm))
+        for cid, address in addresses.items():
+            reason = None if address else "no_address"
+            number = self._numbers[cid] if address else -1
+            self.sends.append(
+                PlannedSend(
+                    channel=cid,
+                    variant=arm,
+                    contact_id=contact.id,
+                    recipient=contact.id,
+                    seq=contact.seq,
+                    batch=number,
+                    skip_reason=reason,
+                )
+            )
+            if address:
+                members = self._open[cid]
+                members.append(contact)
+                if len(members) >= self._sizes[cid]:
+                    self._close(cid)
+        if len(self.sends) >= CHUNK or len(self.assignments) >= CHUNK:
+            self.flush()
+
+    def _close(self, cid: str) -> None:
+        members = self._open[cid]
+        if members:
+            first, last = members[0], members[-1]
+            self.batches.append(
+                Batch(self.run_id, cid, self._numbers[cid], first.seq, last.seq, first.offset, len(members))
+            )
+            self._numbers[cid] += 1
+            self._open[cid] = []
+
+    def finish(self) -> None:
+        for cid in self._open:
+            self._close(cid)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.assignments:
+            self.ledger.add_assignments(self.run_id, self.assignments)
+            self.assignments = []
+        if self.sends:
+            self.ledger.plan_sends(self.run_id, self.sends)
+            self.sends = []
+
+
+def plan_run(ledger: Ledger, path: Path | str, run_id: str, *, resend_uncertain: bool = False) -> Plan:
+    """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError."""
+    loaded = load_campaign(path)
+    digest = campaign_digest(loaded)
+    existing = ledger.get_run(run_id)
+    plan = Plan(run_id, resumed=existing is not None)
+    if existing is not None:
+        if existing.campaign != loaded.campaign.name:
+            raise ClarionError(
+                f"run {run_id!r} belongs to campaign {existing.campaign!r}, not {loaded.campaign.name!r}"
+            )
+        if existing.digest != digest:
+            raise ClarionError(
+                f"the campaign, its contacts or its templates changed since run {run_id!r} was planned; "
+                "restore them to resume this run, or start a new run (without --run-id)"
+            )
+        ledger.mark_uncertain(run_id)
+        if resend_uncertain:
+            ledger.requeue_uncertain(run_id)
+    else:
+        open_contacts(loaded)  # a missing contacts file is reported before a run is created
+        # Tokens name channels and variants by position: freeze the order with the run.
+        options = {
+            "channels": list(loaded.campaign.channels),
+            "variants": [v.id for v in loaded.campaign.experiment.variants],
+        }
+        ledger.create_run(
+            run_id,
+            campaign=loaded.campaign.name,
+            campaign_file=str(Path(path)),
+            digest=digest,
+            options=options,
+        )
+    renderer = Renderer(loaded, signer(), run_id)
+    planner = _Planner(ledger, loaded, run_id)
+    try:
+        plan.report = scan(loaded, renderer, planner.visit)
+    except ClarionError as exc:
+        ledger.set_run_status(run_id, RunStatus.FAILED, error=f"campaign invalid: {str(exc)[:500]}")
+        raise
+    planner.finish()
+    social = [
+        (cid, variant.id)
+        for cid, config in loaded.campaign.channels.items()
+        if channels.get(config.provider).kind is ChannelKind.SOCIAL
+        for variant in loaded.campaign.experiment.variants
+        if variant.weight > 0
+    ]
+    ledger.plan_sends(
+        run_id,
+        [
+            PlannedSend(channel=cid, variant=vid, contact_id=None, recipient=f"post:{vid}", seq=i, batch=i)
+            for i, (cid, vid) in enumerate(social)
+        ],
+    )
+    plan.batches = list(_interleaved(planner.batches, social, run_id))
+    return plan
+
+
+def _interleaved(batches: list[Batch], social: list[tuple[str, str]], run_id: str) -> Iterator[Batch]:
+    """Social posts first, then the channels' batches taken in turn, so every channel starts at once."""
+    for i, (cid, _vid) in enumerate(social):
+        yield Batch(run_id, cid, i, i, i, -1, 1)
+    queues: dict[str, list[Batch]] = {}
+    for batch in batches:
+        queues.setdefault(batch.channel, []).append(batch)
+    index = 0
+    while any(index < len(q) for q in queues.values()):
+        for queue in queues.values():
+            if index < len(queue):
+                yield queue[index]
+        index += 1

@@ -1,0 +1,129 @@
+"""`clarion run` behind the CLI: the optional in-process sandbox, progress bars fed by the ledger, the flow.
+
+Progress is read from the ledger (what was really sent), not from the flow, so the bars are right whatever
+runs the tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from clarion.errors import ClarionError
+
+SANDBOX_CREDENTIALS = {
+    "SENDGRID_API_KEY": "SG.sandbox-key",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "sandbox-token",
+    "X_ACCESS_TOKEN": "sandbox-x-token",
+}
+SANDBOX_URLS = ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL")
+
+
+@contextlib.contextmanager
+def sandbox_environment(port: int = 0) -> Iterator[Any]:
+    """Start the provider sandbox in this process and point every adapter at it with dummy credentials."""
+    from clarion.sandbox import Sandbox
+
+    saved = {
+        k: os.environ.get(k) for k in (*SANDBOX_CREDENTIALS, *SANDBOX_URLS, "TWILIO_EDGE", "TWILIO_REGION")
+    }
+    with Sandbox(port=port) as box:
+        os.environ.update(SANDBOX_CREDENTIALS)
+        for name in SANDBOX_URLS:
+            os.environ[name] = box.url
+        for name in ("TWILIO_EDGE", "TWILIO_REGION", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET"):
+            os.environ.pop(name, None)
+        try:
+            yield box
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+class LedgerProgress:
+    """Progress bars per channel, refreshed from the ledger in a background thread."""
+
+    def __init__(self, run_id: str, console: Console, interval: float = 0.3) -> None:
+        self.run_id, self.interval = run_id, interval
+        self.progress = Progress(
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="clarion-progress", daemon=True)
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> LedgerProgress:
+        self.progress.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.refresh()
+        self.progress.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):  # a not-yet-planned run or a busy database: try again
+                self.refresh()
+
+    def refresh(self) -> None:
+        from clarion.results import run_results
+        from flows.launch import ledger
+
+        totals: dict[str, dict[str, int]] = {}
+        for r in run_results(ledger(), self.run_id):
+            t = totals.setdefault(
+                r.channel, {"planned": 0, "done": 0, "sent": 0, "failed": 0, "uncertain": 0}
+            )
+            t["planned"] += r.planned - r.skipped
+            t["done"] += r.sent + r.failed + r.uncertain
+            t["sent"] += r.sent
+            t["failed"] += r.failed
+            t["uncertain"] += r.uncertain
+        for channel, t in totals.items():
+            detail = f"sent {t['sent']:,}  failed {t['failed']:,}  uncertain {t['uncertain']:,}"
+            if channel not in self._tasks:
+                self._tasks[channel] = self.progress.add_task(channel, total=t["planned"], detail=detail)
+            self.progress.update(self._tasks[channel], total=t["planned"], completed=t["done"], detail=detail)
+
+
+def run_campaign(
+    campaign_path: str,
+    run_id: str,
+    *,
+    resend_uncertain: bool,
+    console: Console | None,
+    quiet_prefect: bool = True,
+) -> dict[str, Any]:
+    """Run the launch flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set)."""
+    if quiet_prefect:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.launch import launch
+
+    try:
+        if console is None:
+            result: dict[str, Any] = launch(campaign_path, run_id, resend_uncertain)
+        else:
+            with LedgerProgress(run_id, console):
+                result = launch(campaign_path, run_id, resend_uncertain)
+    except ClarionError:
+        raise
+    return result

@@ -1,0 +1,236 @@
+"""The ASGI app: every provider's routes on one port, fault injection in front of them, and `/_sandbox/*`.
+
+`GET /_sandbox/messages` takes `provider`, `since_id` (messages after that id) and `limit` (at most that many,
+oldest first), so a poller can page through a large run; `GET /_sandbox/counts` is the cheap progress check.
+
+A provider request goes: read the body -> decide its fault (before anything is validated or stored) ->
+latency -> the fault's answer, or the provider's handler -> the provider's headers -> the request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from clarion.sandbox.faults import (
+    PROVIDERS,
+    FaultConfig,
+    FaultKind,
+    Faults,
+    as_fault_config,
+    check_provider,
+    parse_faults,
+)
+from clarion.sandbox.page import LATEST, render_page
+from clarion.sandbox.sendgrid import SendGridEmulator
+from clarion.sandbox.store import MAX_REQUESTS, Record, Store, utc_now_iso
+from clarion.sandbox.twilio import TwilioEmulator
+from clarion.sandbox.wire import Emulator, Handler, json_response, parse_json, redacted_headers
+from clarion.sandbox.x import XEmulator
+
+FaultsInput = Mapping[str, FaultConfig | Mapping[str, Any] | None]
+#: Which provider an unknown path would belong to, for 404s in its format and in the request log.
+PREFIXES = (("/v3/", "sendgrid"), ("/2010-04-01/", "twilio"), ("/2/", "x"))
+
+
+class SandboxState:
+    """Everything one sandbox holds: the store, the fault settings, the emulators, and the ASGI app."""
+
+    def __init__(
+        self,
+        faults: FaultsInput | None = None,
+        opted_out: Iterable[str] = (),
+        max_requests: int = MAX_REQUESTS,
+    ) -> None:
+        self.store = Store(max_requests)
+        self.faults = Faults(parse_faults(faults))
+        self.twilio = TwilioEmulator(self.store, opted_out)
+        self.emulators: dict[str, Emulator] = {
+            "sendgrid": SendGridEmulator(self.store),
+            "twilio": self.twilio,
+            "x": XEmulator(self.store),
+        }
+        self.stopping = threading.Event()  # set on shutdown: stalled requests stop waiting
+        self.app = build_app(self)
+
+    def reset(self) -> None:
+        """Forget every message, request and post; fault settings stay, their sequences restart."""
+        self.store.reset()
+        self.faults.restart()
+        for emulator in self.emulators.values():
+            emulator.reset()
+
+    def set_faults(self, provider: str, config: FaultConfig | Mapping[str, Any] | None) -> None:
+        self.faults.set(provider, as_fault_config(config))
+
+    def log(self, request: Request, body: bytes, provider: str, status: int, fault: FaultKind | None) -> None:
+        entry: Record = {
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "provider": provider,
+            "status": status,
+            "fault": fault.value if fault else None,
+            "headers": redacted_headers(request),
+            "body": body.decode("utf-8", errors="replace"),
+            "received_at": utc_now_iso(),
+        }
+        self.store.log_request(entry)
+
+    async def stall(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.stopping.is_set() and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.1))
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _provider_endpoint(state: SandboxState, emulator: Emulator, handler: Handler) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        decision = state.faults.decide(emulator.name)
+        if decision.latency:
+            await asyncio.sleep(decision.latency)
+        kind = decision.kind
+        if kind is None:
+            response = handler(request, body)
+        elif kind is FaultKind.RATE_LIMIT:
+            response = emulator.rate_limited(decision.retry_after)
+        else:
+            response = emulator.server_error(decision.status)
+        response = emulator.finish(request, response)
+        state.log(request, body, emulator.name, response.status_code, kind)
+        if kind is FaultKind.TIMEOUT:
+            await state.stall(decision.stall)
+        return response
+
+    return endpoint
+
+
+def _error(message: str, status: int = 400) -> Response:
+    return json_response({"error": message}, status)
+
+
+def _provider_param(request: Request) -> str | None:
+    provider = request.query_params.get("provider") or None
+    return check_provider(provider) if provider else None
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def build_app(state: SandboxState) -> Starlette:
+    store = state.store
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(render_page(store.counts(), store.latest(LATEST), state.faults.snapshot()))
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok", "providers": list(PROVIDERS)})
+
+    async def messages(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.reset()
+            return Response(status_code=204)
+        try:
+            records = store.messages(_provider_param(request))
+            since = _int_param(request, "since_id")
+            limit = _int_param(request, "limit")
+        except ValueError as exc:
+            return _error(str(exc))
+        if since is not None:
+            records = records[bisect.bisect_right(records, since, key=lambda m: int(m["id"])) :]
+        return json_response(records if limit is None else records[:limit])
+
+    async def counts(request: Request) -> Response:
+        return json_response(store.counts())
+
+    async def requests(request: Request) -> Response:
+        if request.method == "DELETE":
+            store.clear_requests()
+            return Response(status_code=204)
+        try:
+            return json_response(store.requests(_provider_param(request)))
+        except ValueError as exc:
+            return _error(str(exc))
+
+    async def faults(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                payload = parse_json(await request.body())
+                if not isinstance(payload, dict):
+                    raise ValueError('expected an object such as {"twilio": {"failure_rate": 0.2}}')
+                for provider, config in parse_faults(payload).items():
+                    state.faults.set(provider, config)
+            except ValueError as exc:
+                return _error(str(exc))
+        return json_response(state.faults.snapshot())
+
+    async def metrics(request: Request) -> Response:
+        try:
+            payload = parse_json(await request.body())
+            if not isinstance(payload, dict):
+                raise ValueError('expected an object such as {"like_count": 3}')
+            updated = store.set_metrics(request.path_params["tweet_id"], payload)
+        except KeyError as exc:
+            return _error(str(exc.args[0]), 404)
+        except ValueError as exc:
+            return _error(str(exc))
+        return json_response({"id": request.path_params["tweet_id"], "public_metrics": updated})
+
+    async def opted_out(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                payload = parse_json(await request.body())
+                if not isinstance(payload, list) or not all(isinstance(n, str) for n in payload):
+                    raise ValueError('expected a list of E.164 numbers such as ["+15005550009"]')
+            except ValueError as exc:
+                return _error(str(exc))
+            state.twilio.set_opted_out(payload)
+        return json_response(sorted(state.twilio.opted_out))
+
+    async def unknown(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        path = request.url.path
+        provider = next((p for prefix, p in PREFIXES if path.startswith(prefix)), None)
+        if provider is None:
+            return json_response({"error": f"{request.method} {path}: not found"}, status)
+        emulator = state.emulators[provider]
+        body = await request.body()
+        response = emulator.finish(request, emulator.not_found(request))
+        if status == 405:
+            response.status_code = 405
+        state.log(request, body, provider, response.status_code, None)
+        return response
+
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route("/_sandbox/health", health, methods=["GET"]),
+        Route("/_sandbox/messages", messages, methods=["GET", "DELETE"]),
+        Route("/_sandbox/counts", counts, methods=["GET"]),
+        Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
+        Route("/_sandbox/faults", faults, methods=["GET", "PUT"]),
+        Route("/_sandbox/metrics/{tweet_id}", metrics, methods=["PUT", "POST"]),
+        Route("/_sandbox/opted-out", opted_out, methods=["GET", "PUT"]),
+    ]
+    for emulator in state.emulators.values():
+        for method, path, handler in emulator.routes():
+            routes.append(Route(path, _provider_endpoint(state, emulator, handler), methods=[method]))
+    return Starlette(routes=routes, exception_handlers={404: unknown, 405: unknown})

@@ -1,0 +1,100 @@
+"""Fixtures for flow tests: one Prefect test server per session, the provider sandbox, generated audiences."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clarion.runner import SANDBOX_CREDENTIALS
+from clarion.sandbox import Sandbox
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "examples"))
+from make_contacts import generate
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A Prefect server for the whole session (the test harness); yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(port=0) as box:
+        yield box
+
+
+@pytest.fixture
+def providers(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """The sandbox, emptied, with every adapter pointed at it."""
+    sandbox.reset()
+    for provider in ("sendgrid", "twilio", "x"):
+        sandbox.set_faults(provider, None)
+    for key, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    for name in ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL"):
+        monkeypatch.setenv(name, sandbox.url)
+    monkeypatch.setenv("CLARION_HTTP_TIMEOUT", "2")
+    yield sandbox
+    for provider in ("sendgrid", "twilio", "x"):
+        sandbox.set_faults(provider, None)
+
+
+def write_audience(folder: Path, count: int, kind: str = "debate-night") -> Path:
+    rows = generate(kind, count, seed=7)
+    path = folder / "contacts.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+CAMPAIGN = """\
+name: flow-test
+cta:
+  url: https://donate.example.org/test
+audience:
+  contacts: contacts.csv
+experiment:
+  holdout: 0.05
+  variants:
+    - id: a
+      vars: {headline: "Chip in now."}
+    - id: b
+      vars: {headline: "Join the supporters."}
+channels:
+  x:
+    provider: x
+    body: "{{ variant.headline }} {{ link }}"
+  email:
+    provider: sendgrid
+    from: "Team <team@example.org>"
+    subject: "{{ variant.headline }}"
+    body: "<p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p>"
+  sms:
+    provider: twilio
+    from: "+15005550006"
+    body: "{{ variant.headline }} {{ link }} Reply STOP to opt out"
+"""
+
+
+def write_campaign(folder: Path, count: int, text: str = CAMPAIGN) -> Path:
+    write_audience(folder, count)
+    path = folder / "campaign.yaml"
+    path.write_text(text)
+    return path
+
+
+def ledger_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(("CLARION_", "PREFECT_"))}
