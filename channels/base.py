@@ -167,6 +167,8 @@ class Channel:
     address_column: ClassVar[str | None] = None
     #: Recipients per provider request.
     max_batch: ClassVar[int] = 1
+    #: Which config field a broken content rule points at, by rule code (default: the body or template).
+    rule_fields: ClassVar[dict[str, str]] = {}
     #: Parts rendered for a message, keyed by name.
     parts: ClassVar[tuple[Part, ...]] = (Part("text", inline="body", file="template"),)
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings

@@ -92,6 +92,7 @@ class SendGridChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = SendGridConfig
     address_column: ClassVar[str | None] = "email"
     max_batch: ClassVar[int] = SENDGRID_MAX_PERSONALIZATIONS
+    rule_fields: ClassVar[dict[str, str]] = {"subject_empty": "subject", "subject_lines": "subject"}
     parts: ClassVar[tuple[Part, ...]] = (
         Part("subject", inline="subject"),
         Part("html", inline="body", file="template", html=True),
@@ -160,6 +161,7 @@ class SendGridChannel(Channel):
 
     def _payload(self, html: str, text: str, items: list[Outbound]) -> dict[str, Any]:
         from sendgrid.helpers.mail import (
+            Category,
             Content,
             CustomArg,
             From,
@@ -189,7 +191,7 @@ class SendGridChannel(Channel):
         mail.add_content(Content("text/plain", text))
         mail.add_content(Content("text/html", html))
         for category in self.config.categories:
-            mail.add_category(category)
+            mail.add_category(Category(category))
         payload: dict[str, Any] = mail.get()
         return payload
 

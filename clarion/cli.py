@@ -74,11 +74,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Campaign files (Y
             continue
         arms = ", ".join(f"{arm} {n:,}" for arm, n in sorted(report.arms.items()))
         reach = ", ".join(f"{cid} {n:,}" for cid, n in report.reachable.items())
-        out.print(
-            f"[green]valid[/]: {path}: {report.contacts:,} contacts ({arms})"
-            + (f"; reachable: {reach}" if reach else ""),
-            highlight=False,
+        plural = "contact" if report.contacts == 1 else "contacts"
+        summary = f": {path}: {report.contacts:,} {plural} ({arms})" + (
+            f"; reachable: {reach}" if reach else ""
         )
+        out.print(Text.assemble(("valid", "green"), summary), highlight=False, soft_wrap=True)
     if failed:
         err.print(f"{failed} of {len(files)} campaign file(s) invalid", markup=False)
         raise typer.Exit(1)
@@ -118,9 +118,8 @@ def preview(
     if as_json:
         sys.stdout.write(json.dumps([_message_row(m) for m in messages], indent=2, ensure_ascii=False) + "\n")
         return
-    table = Table(
-        title=f"{file} - preview for contact {messages[0].contact_id or '(first)'}", show_lines=True
-    )
+    contact_id = next((m.contact_id for m in messages if m.contact_id is not None), None)
+    table = Table(title=Text(f"{file} - preview for contact {contact_id or '(first)'}"), show_lines=True)
     for column in ("channel", "variant", "message", "size"):
         table.add_column(column, overflow="fold")
     for m in messages:

@@ -105,7 +105,7 @@ class ContactsFile:
                 state["line"] += 1
                 yield self._decode(raw, state["line"])
 
-        reader = csv.reader(lines())
+        reader = csv.reader(lines(), strict=True)
         width = len(self.columns)
         record_start, record_line = start, state["line"] + 1
         count = 0
@@ -132,7 +132,12 @@ class ContactsFile:
                 count += 1
                 record_start, record_line = state["offset"], state["line"] + 1
         except csv.Error as exc:
-            raise ContactsError(Problem(self.display, record_line, 1, f"is not valid CSV: {exc}")) from None
+            hint = ""
+            if "end of data" in str(exc) or "quote" in str(exc):
+                hint = ' (a quoted value is not closed: look for a stray " in this record)'
+            raise ContactsError(
+                Problem(self.display, record_line, 1, f"is not valid CSV: {exc}{hint}")
+            ) from None
 
 
 def file_digest(*paths: Path) -> str:

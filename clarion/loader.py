@@ -59,12 +59,12 @@ def _yaml_path(loc: tuple[int | str, ...], data: Any) -> tuple[PathKey, bool]:
     """Map a pydantic location onto the data; the flag says whether the whole path exists."""
     path: list[str | int] = []
     node = data
-    for i, part in enumerate(loc):
+    for part in loc:
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
-        elif isinstance(node, dict) and i < len(loc) - 1 and part in channels.providers():
+        elif len(path) == 2 and path[0] == "channels" and part in channels.providers():
             continue  # the discriminated-union tag pydantic adds under channels.<id>
         else:
             path.append(part)
@@ -116,10 +116,25 @@ def _allowed_keys(path: PathKey, data: Any) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+#: What a number means, for the bounds errors people hit on it.
+HINTS = {
+    "holdout": "holdout is the share of contacts who get nothing, from 0 up to (not including) 1: 0.05 = 5%",
+    "weight": "weight is a variant's relative share, 0 or more (a weight of 0 pauses the variant)",
+}
+
+
 def _problem(err: ErrorDetails, data: Any, source: SourceMap) -> Problem:
-    path, exists = _yaml_path(tuple(err["loc"]), data)
+    at = err.get("ctx", {}).get("at")
+    loc = (*err["loc"], *at) if isinstance(at, tuple) else tuple(err["loc"])
+    path, exists = _yaml_path(loc, data)
     kind = err["type"]
     message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "too_short" and path == ("channels",):
+        return source.problem(path, "needs at least one channel (x, sendgrid or twilio)")
+    if kind in ("less_than", "greater_than_equal", "less_than_equal", "greater_than") and path:
+        hint = HINTS.get(str(path[-1]))
+        if hint:
+            return source.problem(path, f"{hint} (got {_shown(err.get('input'))})")
     if kind == "missing":
         return source.problem(path, f"required key {path[-1]!r} is missing")
     if kind == "extra_forbidden":
@@ -144,7 +159,7 @@ def _problem(err: ErrorDetails, data: Any, source: SourceMap) -> Problem:
         return source.problem(
             path, f"should be a list (items starting with '- '), not {_shown(err.get('input'))}"
         )
-    if exists and kind not in ("value_error", "assertion_error"):
+    if exists and kind not in ("value_error", "assertion_error") and at is None:
         message = f"{message} (got {_shown(err.get('input'))})"
     return source.problem(path, message)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 import channels
 from channels.base import ChannelConfig
@@ -95,9 +96,13 @@ class Experiment(_Strict):
     @model_validator(mode="after")
     def _arms(self) -> Experiment:
         seen: set[str] = set()
-        for variant in self.variants:
+        for index, variant in enumerate(self.variants):
             if variant.id in seen:
-                raise ValueError(f"variant id {variant.id!r} is used twice; variant ids must be unique")
+                raise PydanticCustomError(
+                    "duplicate_variant",
+                    "variant id '{id}' is used twice; variant ids must be unique",
+                    {"id": variant.id, "at": ("variants", index, "id")},
+                )
             seen.add(variant.id)
         if sum(v.weight for v in self.variants) <= 0:
             raise ValueError("every variant has weight 0; give at least one a positive weight")

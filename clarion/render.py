@@ -51,12 +51,21 @@ class RenderProblem(ClarionError):
 class _Origin:
     """Where a compiled template's line 1 is, to report errors at the right place."""
 
-    def __init__(self, file: str, first_line: int, col: int, field: str) -> None:
-        self.file, self.first_line, self.col, self.field = file, first_line, col, field
+    def __init__(self, file: str, first_line: int, col: int, field: str, *, block: bool = False) -> None:
+        self.file, self.first_line, self.col, self.field, self.block = file, first_line, col, field, block
 
     def at(self, lineno: int | None, message: str) -> Problem:
         line = self.first_line + max((lineno or 1) - 1, 0)
-        return Problem(self.file, line, self.col if (lineno or 1) == 1 else 1, message, self.field)
+        col = self.col if (lineno or 1) == 1 or self.block else 1
+        return Problem(self.file, line, col, message, self.field)
+
+
+def _indentation(path: Path, line: int) -> int:
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return 0
+    return len(text) - len(text.lstrip(" "))
 
 
 class _Loader(jinja2.BaseLoader):
@@ -154,8 +163,11 @@ class Renderer:
         if inline_text is not None and part.inline:
             name = f"channels.{cid}.{part.inline}"
             pos = source.locate(("channels", cid, part.inline))
-            first = pos.line + 1 if pos.block_scalar else pos.line
-            self._origins[name] = _Origin(source.file, first, pos.col, name)
+            first, col = pos.line, pos.col
+            if pos.block_scalar:  # the text starts on the next line, at the block's indentation
+                first = pos.line + 1
+                col = _indentation(self.loaded.path, first) + 1
+            self._origins[name] = _Origin(source.file, first, col, name, block=pos.block_scalar)
             inline[name] = inline_text
             return name
         if file_name is not None and part.file:

@@ -47,7 +47,7 @@ class ProblemGroups:
         group = self._groups.setdefault(key, _Group(problem))
         group.count += 1
         if contact is not None and len(group.examples) < EXAMPLES_SHOWN:
-            group.examples.append(f"{contact.id} (line {contact.line})")
+            group.examples.append(f"{contact.id or '(no id)'} (line {contact.line})")
 
     def problems(self) -> list[Problem]:
         out = []
@@ -238,7 +238,7 @@ def _render_checked(
         return
     report.samples.setdefault(f"{cid}:{variant.id}", message)
     for code, text in adapter.check(message, config):
-        where = (config.template and "template") or "body"
+        where = adapter.rule_fields.get(code) or ("template" if config.template else "body")
         problem = renderer.loaded.source.problem(("channels", cid, where), f"variant {variant.id}: {text}")
         groups.add(("rule", cid, variant.id, code), problem, contact)
 

@@ -91,6 +91,25 @@ def _index(node: yaml.Node, path: PathKey, source: SourceMap, problems: list[Pro
             _index(item, (*path, i), source, problems)
 
 
+def _syntax_problem(name: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """A YAML syntax error where a person would look for it, in words a person would use."""
+    what = exc.problem or "invalid YAML"
+    mark = exc.problem_mark or exc.context_mark
+    if "end of stream" in what and exc.context_mark is not None:
+        mark = exc.context_mark  # an unclosed quote or bracket: point at where it opens
+        what = "the quote or bracket that opens here is never closed; add the closing one"
+    elif exc.context:
+        what = f"{exc.context}: {what}"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    if "\\t" in what or "'\t'" in what:
+        what += " (a tab: indent with spaces, not tabs)"
+    elif "mapping values are not allowed" in what:
+        what += " (check the indentation of this line, or quote a value that contains ': ')"
+    elif "expected <block end>" in what or "block mapping" in what:
+        what += " (check the indentation of this line against the lines above)"
+    return Problem(name, line, col, f"YAML syntax error: {what}")
+
+
 def load_yaml(path: Path, display: str | None = None) -> tuple[Any, SourceMap]:
     """Parse `path` into plain data and its source map; syntax errors raise CampaignInvalid."""
     name = display or str(path)
@@ -99,8 +118,18 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, SourceMap]:
     except FileNotFoundError:
         raise CampaignInvalid([Problem(name, 0, 0, "file not found")]) from None
     except UnicodeDecodeError as exc:
+        raw = path.read_bytes()
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise CampaignInvalid(
-            [Problem(name, 0, 0, f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")]
+            [
+                Problem(
+                    name,
+                    line,
+                    col,
+                    f"is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                )
+            ]
         ) from None
     except OSError as exc:
         raise CampaignInvalid([Problem(name, 0, 0, f"cannot be read: {exc.strerror}")]) from None
@@ -114,13 +143,7 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, SourceMap]:
         _index(node, (), source, problems)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        what = exc.problem or "invalid YAML"
-        if exc.context:
-            what = f"{exc.context}: {what}"
-        hint = " (indent with spaces, not tabs)" if "\t" in what or "tab" in what else ""
-        raise CampaignInvalid([Problem(name, line, col, f"YAML syntax error: {what}{hint}")]) from None
+        raise CampaignInvalid([_syntax_problem(name, exc)]) from None
     except yaml.YAMLError as exc:
         raise CampaignInvalid([Problem(name, 0, 0, f"YAML error: {exc}")]) from None
     finally:

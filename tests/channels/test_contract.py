@@ -1,0 +1,232 @@
+"""One contract for every channel adapter, against the sandbox over real HTTP with the real SDK.
+
+Each adapter must: send and keep the provider's id; map a 4xx to `rejected` with the provider's code and
+message; a 429 to `retry` with the wait the provider asked for; a 5xx to `retry`; a stalled answer to
+`uncertain` (the request may have arrived); and put exactly the expected request on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+import channels
+from channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome
+from channels.sendgrid import SendGridConfig
+from channels.twilio import TwilioConfig
+from channels.x import XConfig
+from clarion.runner import SANDBOX_CREDENTIALS
+from clarion.sandbox import FaultConfig, Sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(port=0) as box:
+        yield box
+
+
+@pytest.fixture
+def wire(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    sandbox.reset()
+    for provider in ("sendgrid", "twilio", "x"):
+        sandbox.set_faults(provider, None)
+    for key, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    for name in ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL"):
+        monkeypatch.setenv(name, sandbox.url)
+    monkeypatch.setenv("CLARION_HTTP_TIMEOUT", "0.5")
+    return sandbox
+
+
+@dataclass
+class Case:
+    provider: str
+    config: Any
+    good: Message
+    bad: Message  # one the provider refuses with a 4xx
+    bad_code: str
+    path: str
+    auth_scheme: str
+
+
+LINK = "https://go.example.org/c/AVl1zxu6AQAA3UGVUi1Nrtu-Nw"
+
+
+def _message(kind: ChannelKind, provider: str, **fields: Any) -> Message:
+    base: dict[str, Any] = {
+        "channel": "ch",
+        "provider": provider,
+        "kind": kind,
+        "variant": "urgent",
+        "contact_id": "c-1" if kind is not ChannelKind.SOCIAL else None,
+        "to": None,
+        "link": LINK,
+        "text": f"Chip in now {LINK}",
+        "run": "run-1",
+    }
+    base.update(fields)
+    return Message(**base)
+
+
+CASES = {
+    "sendgrid": Case(
+        "sendgrid",
+        SendGridConfig.model_validate(
+            {
+                "provider": "sendgrid",
+                "from": "Team <team@example.org>",
+                "subject": "s",
+                "body": "b",
+                "categories": ["t"],
+            }
+        ),
+        _message(
+            ChannelKind.EMAIL,
+            "sendgrid",
+            to="ada@example.org",
+            subject="Chip in",
+            html=f"<a href='{LINK}'>x</a>",
+        ),
+        _message(ChannelKind.EMAIL, "sendgrid", to="ada@localhost", subject="Chip in", html="<p>x</p>"),
+        "400",
+        "/v3/mail/send",
+        "Bearer",
+    ),
+    "twilio": Case(
+        "twilio",
+        TwilioConfig.model_validate({"provider": "twilio", "from": "+15005550006", "body": "b"}),
+        _message(ChannelKind.SMS, "twilio", to="+14155552671"),
+        _message(ChannelKind.SMS, "twilio", to="+1555"),
+        "21211",
+        "/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages.json",
+        "Basic",
+    ),
+    "x": Case(
+        "x",
+        XConfig.model_validate({"provider": "x", "body": "b"}),
+        _message(ChannelKind.SOCIAL, "x"),
+        _message(ChannelKind.SOCIAL, "x", text="日" * 141),
+        "403",
+        "/2/tweets",
+        "Bearer",
+    ),
+}
+
+
+def test_every_registered_adapter_has_a_contract_case() -> None:
+    assert set(channels.providers()) == set(CASES)
+
+
+def _adapter(case: Case) -> Channel:
+    cls = channels.get(case.provider)
+    return cls("ch", case.config, cls.settings_model.load("ch"))
+
+
+def _last_request(wire: Sandbox, case: Case) -> dict[str, Any]:
+    requests = [r for r in wire.requests(case.provider) if r["path"] == case.path]
+    assert requests, f"no request reached {case.path}"
+    return requests[-1]
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request: pytest.FixtureRequest) -> Case:
+    return CASES[request.param]
+
+
+def test_success_keeps_the_provider_id_and_the_request_is_exact(wire: Sandbox, case: Case) -> None:
+    [result] = _adapter(case).send([Outbound("r1", case.good)])
+    assert result.outcome is SendOutcome.SENT, result
+    [stored] = wire.messages(case.provider)
+    assert result.provider_id and result.provider_id == stored["provider_id"]
+    request = _last_request(wire, case)
+    assert request["method"] == "POST"
+    assert request["headers"]["authorization"] == f"{case.auth_scheme} [REDACTED]"
+    if case.provider == "sendgrid":
+        body = json.loads(request["body"])
+        [p] = body["personalizations"]
+        assert p["to"] == [{"email": "ada@example.org"}]
+        assert p["custom_args"] == {
+            "clarion_channel": "ch",
+            "clarion_variant": "urgent",
+            "clarion_contact": "c-1",
+            "clarion_run": "run-1",
+        }
+        assert body["from"] == {"email": "team@example.org", "name": "Team"}
+        assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+        assert body["categories"] == ["t"]
+        assert stored["text"] == case.good.text and stored["html"] == case.good.html  # substitutions applied
+    elif case.provider == "twilio":
+        form = parse_qs(request["body"])
+        assert form == {"To": ["+14155552671"], "From": ["+15005550006"], "Body": [case.good.text]}
+    else:
+        assert json.loads(request["body"]) == {"text": case.good.text}
+
+
+def test_a_4xx_is_rejected_with_the_providers_code_and_message(wire: Sandbox, case: Case) -> None:
+    [result] = _adapter(case).send([Outbound("r1", case.bad)])
+    assert result.outcome is SendOutcome.REJECTED
+    assert result.code == case.bad_code
+    assert result.error and len(result.error) > 10
+    assert wire.messages(case.provider) == []
+
+
+def test_a_429_is_retryable_with_the_providers_wait(wire: Sandbox, case: Case) -> None:
+    wire.set_faults(case.provider, FaultConfig(rate_limit_every=1, rate_limit_burst=5, retry_after=7, seed=1))
+    adapter = _adapter(case)
+    adapter.send([Outbound("r0", case.good)])  # the one that passes
+    [result] = adapter.send([Outbound("r1", case.good)])
+    assert result.outcome is SendOutcome.RETRY
+    assert result.code == "429" or result.code == "20429"
+    assert result.retry_after is not None and 5 <= result.retry_after <= 8
+
+
+def test_a_5xx_is_retryable(wire: Sandbox, case: Case) -> None:
+    wire.set_faults(case.provider, FaultConfig(failure_rate=1.0, seed=1))
+    [result] = _adapter(case).send([Outbound("r1", case.good)])
+    assert result.outcome is SendOutcome.RETRY
+    assert wire.messages(case.provider) == []
+
+
+def test_a_stalled_answer_is_uncertain(wire: Sandbox, case: Case) -> None:
+    wire.set_faults(case.provider, FaultConfig(timeout_rate=1.0, stall_seconds=2, seed=1))
+    [result] = _adapter(case).send([Outbound("r1", case.good)])
+    assert result.outcome is SendOutcome.UNCERTAIN
+    assert "may have" in (result.error or "")
+
+
+def test_an_unreachable_provider_is_retryable(
+    monkeypatch: pytest.MonkeyPatch, wire: Sandbox, case: Case
+) -> None:
+    for name in ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    [result] = _adapter(case).send([Outbound("r1", case.good)])
+    assert result.outcome is SendOutcome.RETRY
+
+
+def test_sendgrid_groups_recipients_whose_content_differs_only_by_link(wire: Sandbox) -> None:
+    case = CASES["sendgrid"]
+    batch = []
+    for i in range(250):
+        link = f"{LINK}{i}"
+        message = _message(
+            ChannelKind.EMAIL,
+            "sendgrid",
+            to=f"p{i}@example.org",
+            subject="Chip in",
+            link=link,
+            text=f"Give: {link}",
+            html=f"<a href='{link}'>Give</a>",
+            contact_id=f"c-{i}",
+        )
+        batch.append(Outbound(f"c-{i}", message))
+    results = _adapter(case).send(batch)
+    assert all(r.outcome is SendOutcome.SENT for r in results)
+    assert len([r for r in wire.requests("sendgrid") if r["path"] == case.path]) == 1
+    stored = {m["to"]: m for m in wire.messages("sendgrid")}
+    assert stored["p7@example.org"]["text"] == f"Give: {LINK}7"
+    assert f"{LINK}7'" in stored["p7@example.org"]["html"]
