@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/clarion validate examples/debate-night/campaign.yaml examples/b2b-cta-test/campaign.yaml
 	$(BIN)/clarion preview examples/debate-night/campaign.yaml --contact sup-000002
 	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox
@@ -31,6 +32,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/pytest
 
 test: lint typecheck pytest
