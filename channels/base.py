@@ -197,6 +197,11 @@ class Channel:
         return raw
 
     @classmethod
+    def send_address(cls, raw: str, config: ChannelConfig) -> str:
+        """The address to send to, for a contact whose address was validated when the run was planned."""
+        return cls.normalise_address(raw, config)
+
+    @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:
         """Figures about a rendered message that people want to see (length, encoding, segments)."""
         return {}

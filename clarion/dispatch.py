@@ -123,7 +123,7 @@ def send_batch(
                 continue
             raw = contact.fields.get(adapter.address_column or "", "")
             try:
-                address = adapter.normalise_address(raw, config)
+                address = adapter.send_address(raw, config)
                 message = renderer.render(batch.channel, variants[row.variant], contact, address=address)
             except (ValueError, RenderProblem) as exc:
                 failures.append((contact.id, str(exc)))

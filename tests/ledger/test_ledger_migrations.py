@@ -1,0 +1,97 @@
+"""Migrations: from an empty database to head, idempotent, safe to run from several places at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+import clarion
+from clarion.ledger import Ledger, LedgerNotMigrated
+from clarion.ledger.migrate import MIGRATIONS, VERSION_TABLE, head_revisions
+from clarion.ledger.schema import metadata
+
+
+def tables(ledger: Ledger) -> set[str]:
+    return set(inspect(ledger.engine).get_table_names())
+
+
+def current(ledger: Ledger) -> set[str]:
+    with ledger.engine.connect() as conn:
+        return set(
+            MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads()
+        )
+
+
+def test_migrate_from_empty_creates_the_tables_at_head(open_ledger: Callable[[], Ledger]) -> None:
+    ledger = open_ledger()
+    assert tables(ledger) == set()
+    ledger.migrate()
+    assert {"runs", "assignments", "sends", VERSION_TABLE} <= tables(ledger)
+    assert current(ledger) == head_revisions()
+
+
+def test_migrate_again_changes_nothing(ledger: Ledger) -> None:
+    ledger.create_run("r", campaign="c", campaign_file="c.yaml", digest="d")
+    ledger.migrate()
+    ledger.migrate()
+    assert current(ledger) == head_revisions()
+    assert ledger.get_run("r") is not None
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_uses(ledger: Ledger) -> None:
+    with ledger.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        assert compare_metadata(context, metadata) == []
+
+
+def test_concurrent_migrations_from_threads_all_succeed(open_ledger: Callable[[], Ledger]) -> None:
+    ledgers = [open_ledger() for _ in range(4)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(ledgers))
+
+    def migrate(ledger: Ledger) -> None:
+        barrier.wait()
+        try:
+            ledger.migrate()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(ledger,)) for ledger in ledgers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert current(ledgers[0]) == head_revisions()
+
+
+def test_an_unmigrated_database_says_to_migrate(open_ledger: Callable[[], Ledger]) -> None:
+    with pytest.raises(LedgerNotMigrated, match=r"migrate\(\)"):
+        open_ledger().list_runs()
+
+
+def test_the_migration_scripts_ship_inside_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # found from the package, wherever the process runs
+    assert MIGRATIONS.is_relative_to(Path(clarion.__file__).parent)
+    assert (MIGRATIONS / "env.py").is_file()
+    assert head_revisions() == {"0001"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_is_set_up_for_concurrent_writers(ledger: Ledger) -> None:
+    with ledger.engine.connect() as conn:
+        settings = {
+            name: conn.execute(text(f"PRAGMA {name}")).scalar()
+            for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+        }
+    assert settings == {"journal_mode": "wal", "busy_timeout": 30_000, "foreign_keys": 1, "synchronous": 1}

@@ -1,0 +1,197 @@
+"""Sending: claim (begin), settle, release, skip; a crash's in-flight sends become uncertain on resume."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from clarion.ledger import Ledger, SendRow, SendState, Settlement, SummaryRow
+
+SENT = SendState.SENT
+
+
+def rows(ledger: Ledger, run: str) -> dict[str, SendRow]:
+    return {r.recipient: r for r in ledger.sends(run)}
+
+
+def test_begin_claims_only_planned_sends_once(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    run = new_run(count=5)
+    assert ledger.begin(run, "email", ["c00000", "c00001"]) == ["c00000", "c00001"]
+    assert ledger.begin(run, "email", ["c00001", "c00002"]) == ["c00002"]
+    after = rows(ledger, run)
+    assert {r for r, row in after.items() if row.state is SendState.IN_FLIGHT} == {
+        "c00000",
+        "c00001",
+        "c00002",
+    }
+    assert after["c00000"].attempts == 1 and after["c00000"].attempted_at is not None
+    assert after["c00003"].attempts == 0 and after["c00003"].attempted_at is None
+
+
+def test_begin_keeps_the_callers_order_and_ignores_unknowns(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    run = new_run(count=5)
+    assert ledger.begin(run, "email", ["c00004", "nobody", "c00002", "c00004"]) == ["c00004", "c00002"]
+    assert ledger.begin(run, "sms", ["c00000"]) == []  # planned for email only
+    assert ledger.begin(run, "email", []) == []
+
+
+def test_begin_takes_more_than_one_statements_worth(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    run = new_run(count=2_500, batch_size=2_500)
+    everyone = [r.recipient for r in ledger.pending(run, "email", 0)]
+    assert ledger.begin(run, "email", everyone) == everyone
+    assert ledger.pending(run, "email", 0) == []
+
+
+def test_settle_records_what_the_provider_said(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    run = new_run(count=4)
+    ledger.begin(run, "email", ["c00000", "c00001", "c00002"])
+    settled = ledger.settle(
+        run,
+        "email",
+        [
+            Settlement("c00000", SENT, provider_id="SG.abc"),
+            Settlement("c00001", SendState.FAILED, reason="rejected", error="[400] invalid email address"),
+            Settlement("c00002", SendState.UNCERTAIN, reason="timeout", error="read timed out"),
+        ],
+    )
+    assert settled == 3
+    after = rows(ledger, run)
+    sent, failed, uncertain = after["c00000"], after["c00001"], after["c00002"]
+    assert (sent.state, sent.provider_id, sent.reason, sent.error) == (SENT, "SG.abc", None, None)
+    assert (failed.state, failed.reason, failed.error) == (
+        SendState.FAILED,
+        "rejected",
+        "[400] invalid email address",
+    )
+    assert (uncertain.state, uncertain.reason) == (SendState.UNCERTAIN, "timeout")
+    assert (
+        sent.settled_at is not None and sent.attempted_at is not None and sent.settled_at >= sent.attempted_at
+    )
+    assert after["c00003"].state is SendState.PLANNED
+
+
+def test_settling_what_is_not_in_flight_changes_nothing(
+    ledger: Ledger, new_run: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    run = new_run(count=3)
+    ledger.begin(run, "email", ["c00000"])
+    ledger.settle(run, "email", [Settlement("c00000", SENT, provider_id="first")])
+    with caplog.at_level(logging.WARNING, logger="clarion.ledger"):
+        again = ledger.settle(
+            run,
+            "email",
+            [Settlement("c00000", SendState.FAILED), Settlement("c00001", SENT, provider_id="x")],
+        )
+    assert again == 0
+    after = rows(ledger, run)
+    assert (after["c00000"].state, after["c00000"].provider_id) == (SENT, "first")
+    assert after["c00001"].state is SendState.PLANNED  # never claimed: never marked sent
+    assert "settle appeal-20261122-1830-ab12/email: 2 sends were not in_flight" in caplog.text
+
+
+def test_a_settlement_is_sent_failed_or_uncertain(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="sent, failed or uncertain"):
+        Settlement("c1", SendState.PLANNED)
+
+
+def test_release_returns_a_send_to_be_retried_keeping_its_attempts(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    run = new_run(count=2)
+    ledger.begin(run, "email", ["c00000", "c00001"])
+    assert ledger.release(run, "email", ["c00000"]) == 1
+    assert ledger.release(run, "email", ["c00000"]) == 0  # already planned again
+    assert [r.recipient for r in ledger.pending(run, "email", 0)] == ["c00000"]
+    assert ledger.begin(run, "email", ["c00000"]) == ["c00000"]
+    assert rows(ledger, run)["c00000"].attempts == 2
+
+
+def test_skip_marks_planned_sends_with_a_reason(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    run = new_run(count=3)
+    ledger.begin(run, "email", ["c00002"])
+    skipped = ledger.skip(
+        run,
+        "email",
+        [("c00000", "render_error"), ("c00001", "render_error", "unknown variable 'x'"), ("c00002", "x")],
+    )
+    assert skipped == 2  # c00002 is in flight: not skipped
+    after = rows(ledger, run)
+    assert (after["c00000"].state, after["c00000"].reason, after["c00000"].error) == (
+        SendState.SKIPPED,
+        "render_error",
+        None,
+    )
+    assert after["c00001"].error == "unknown variable 'x'"
+    assert after["c00002"].state is SendState.IN_FLIGHT
+    assert ledger.begin(run, "email", ["c00000", "c00001"]) == []
+
+
+def test_a_resume_marks_in_flight_sends_uncertain_and_never_resends_them(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    run = new_run(count=4)
+    ledger.begin(run, "email", ["c00000", "c00001", "c00002"])
+    ledger.settle(run, "email", [Settlement("c00000", SENT, provider_id="p0")])
+    # the process dies here, with c00001 and c00002 in flight; the resume:
+    assert ledger.mark_uncertain(run) == 2
+    assert ledger.mark_uncertain(run) == 0
+    after = rows(ledger, run)
+    assert {r: (row.state, row.reason) for r, row in after.items() if row.state is SendState.UNCERTAIN} == {
+        "c00001": (SendState.UNCERTAIN, "crash_in_flight"),
+        "c00002": (SendState.UNCERTAIN, "crash_in_flight"),
+    }
+    assert ledger.begin(run, "email", ["c00000", "c00001", "c00002", "c00003"]) == ["c00003"]
+
+
+def test_resend_uncertain_plans_them_again(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    run = new_run(count=3)
+    ledger.begin(run, "email", ["c00000", "c00001"])
+    ledger.settle(run, "email", [Settlement("c00001", SendState.UNCERTAIN, reason="timeout")])
+    ledger.mark_uncertain(run)
+    assert ledger.requeue_uncertain(run) == 2
+    assert ledger.begin(run, "email", ["c00000", "c00001"]) == ["c00000", "c00001"]
+    again = rows(ledger, run)["c00001"]
+    assert (again.attempts, again.reason, again.settled_at) == (2, None, None)
+
+
+def test_summary_follows_every_move(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    run = new_run(count=8)
+    ledger.begin(run, "email", ["c00000", "c00001", "c00002", "c00003", "c00004"])
+    ledger.settle(
+        run,
+        "email",
+        [
+            Settlement("c00000", SENT, provider_id="p0"),
+            Settlement("c00001", SENT, provider_id="p1"),
+            Settlement("c00002", SendState.FAILED, reason="rejected", error="[21211] invalid number"),
+        ],
+    )
+    ledger.skip(run, "email", [("c00006", "opted_out")])
+    ledger.mark_uncertain(run)
+    assert ledger.summary(run) == [
+        SummaryRow("email", "a", SendState.FAILED, "rejected", 1),  # c00002
+        SummaryRow("email", "a", SendState.SENT, None, 1),  # c00000
+        SummaryRow("email", "a", SendState.SKIPPED, "opted_out", 1),  # c00006
+        SummaryRow("email", "a", SendState.UNCERTAIN, "crash_in_flight", 1),  # c00004
+        SummaryRow("email", "b", SendState.PLANNED, None, 2),  # c00005, c00007
+        SummaryRow("email", "b", SendState.SENT, None, 1),  # c00001
+        SummaryRow("email", "b", SendState.UNCERTAIN, "crash_in_flight", 1),  # c00003
+    ]
+
+
+def test_sends_streams_a_run_filtered_by_channel_and_state(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    run = new_run(count=6_000, batch_size=1_000)
+    ledger.begin(run, "email", [f"c{i:05d}" for i in range(10)])
+    stream = ledger.sends(run, channel="email", state="in_flight")
+    assert [r.seq for r in stream] == list(range(10))
+    assert sum(1 for _ in ledger.sends(run)) == 6_000
+    assert list(ledger.sends(run, channel="sms")) == []
+    half_read = ledger.sends(run)
+    assert next(half_read).seq == 0
+    half_read.close()  # releases the connection (and its cursor)
