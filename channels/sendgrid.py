@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -39,6 +40,8 @@ from channels.base import (
 from channels.registry import register
 
 SENDGRID_MAX_PERSONALIZATIONS = 1000
+# python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
+logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 
 def check_email(raw: str) -> str:

@@ -5,6 +5,7 @@ Credentials come from the environment: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -34,6 +35,7 @@ from channels.registry import register
 from clarion.textrules import non_gsm_characters, sms_length
 
 TWILIO_MAX_BODY = 1600
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
 def to_e164(raw: str, region: str) -> str:
@@ -105,6 +107,13 @@ class TwilioChannel(Channel):
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
         region = config.default_region if isinstance(config, TwilioConfig) else "US"
         return to_e164(raw, region)
+
+    @classmethod
+    def send_address(cls, raw: str, config: ChannelConfig) -> str:
+        raw = raw.strip()
+        if E164.match(raw):
+            return raw  # validated at planning, already in the provider's form
+        return cls.normalise_address(raw, config)
 
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:

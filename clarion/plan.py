@@ -190,20 +190,26 @@ def plan_run(ledger: Ledger, path: Path | str, run_id: str, *, resend_uncertain:
             for i, (cid, vid) in enumerate(social)
         ],
     )
-    plan.batches = list(_interleaved(planner.batches, social, run_id))
+    per_request = {
+        cid: channels.get(config.provider).max_batch for cid, config in loaded.campaign.channels.items()
+    }
+    plan.batches = list(_ordered(planner.batches, social, run_id, per_request))
     return plan
 
 
-def _interleaved(batches: list[Batch], social: list[tuple[str, str]], run_id: str) -> Iterator[Batch]:
-    """Social posts first, then the channels' batches taken in turn, so every channel starts at once."""
+def _ordered(
+    batches: list[Batch], social: list[tuple[str, str]], run_id: str, per_request: dict[str, int]
+) -> Iterator[Batch]:
+    """The order batches are submitted in: the posts, then the first batch of every channel, so that all
+    channels start at the same moment; then the rest, channels that carry many recipients per request
+    (email) first. Sending shares one interpreter: a channel making one request per message (SMS) would
+    otherwise take most of it and slow email down to its pace."""
     for i, (cid, _vid) in enumerate(social):
         yield Batch(run_id, cid, i, i, i, -1, 1)
     queues: dict[str, list[Batch]] = {}
     for batch in batches:
         queues.setdefault(batch.channel, []).append(batch)
-    index = 0
-    while any(index < len(q) for q in queues.values()):
-        for queue in queues.values():
-            if index < len(queue):
-                yield queue[index]
-        index += 1
+    for queue in queues.values():
+        yield queue[0]
+    for cid in sorted(queues, key=lambda c: -per_request.get(c, 1)):
+        yield from queues[cid][1:]
