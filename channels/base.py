@@ -186,6 +186,9 @@ class Channel:
         self.settings = settings
         self.callback_base = callback_base
 
+    def warm(self) -> None:
+        """Get ready to send (import the SDK, build its client) before the launch moment, not during it."""
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
         for a provider error: those are mapped to results."""

@@ -140,6 +140,11 @@ class SendGridChannel(Channel):
         client.client.timeout = self.settings.timeout
         return client
 
+    def warm(self) -> None:
+        import sendgrid.helpers.mail  # noqa: F401
+
+        self._client()
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         """One request per group of recipients whose content is the same but for their link.
 

@@ -169,6 +169,9 @@ class TwilioChannel(Channel):
             self._local.client = (key, client)
         return self._local.client[1]
 
+    def warm(self) -> None:
+        self._client()
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         client = self._client()
         assert isinstance(self.config, TwilioConfig)

@@ -144,6 +144,9 @@ class XChannel(Channel):
         client.session.mount("http://", adapter)
         return client
 
+    def warm(self) -> None:
+        self.client()
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         client = self.client()
         assert isinstance(self.settings, XSettings)

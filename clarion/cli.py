@@ -185,6 +185,7 @@ def run(
     import os
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # Clarion never phones home
     from clarion.loader import load_campaign
     from clarion.plan import new_run_id
     from clarion.runner import run_campaign, sandbox_environment

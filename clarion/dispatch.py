@@ -53,6 +53,26 @@ def _stop(batch: Batch, why: str) -> None:
         _STOPPED.setdefault((batch.run_id, batch.channel), why)
 
 
+_GATES: dict[str, threading.Barrier] = {}
+
+
+def open_gate(run_id: str, parties: int) -> None:
+    """Make the run's opening batches wait for each other, then send their first requests together."""
+    with _STOPPED_LOCK:
+        _GATES[run_id] = threading.Barrier(max(parties, 1))
+
+
+def _through_gate(batch: Batch, timeout: float = 10.0) -> None:
+    with _STOPPED_LOCK:
+        gate = _GATES.get(batch.run_id)
+    if gate is None or not batch.opening:
+        return
+    try:
+        gate.wait(timeout)
+    except threading.BrokenBarrierError:
+        log.warning("run %s: an opening batch was late; the others went ahead", batch.run_id)
+
+
 def restart_channels(run_id: str) -> None:
     """Forget which of a run's channels were stopped: a new launch of the run tries them again."""
     with _STOPPED_LOCK:
@@ -88,6 +108,15 @@ def make_adapter(loaded: LoadedCampaign, channel_id: str) -> Channel:
     return adapter_cls(channel_id, config, settings, callback_base=loaded.campaign.tracking.base_url)
 
 
+def warm_up(campaign_path: str) -> None:
+    """Before the first send: every channel's credentials are present and its SDK is loaded.
+
+    Missing credentials stop the run here, before any channel has sent anything."""
+    loaded = loaded_campaign(campaign_path)
+    for channel_id in loaded.campaign.channels:
+        make_adapter(loaded, channel_id).warm()
+
+
 def send_batch(
     ledger: Ledger,
     campaign_path: str,
@@ -102,6 +131,8 @@ def send_batch(
     campaign = loaded.campaign
     config = campaign.channels[batch.channel]
     adapter = make_adapter(loaded, batch.channel)
+    adapter.warm()
+    _through_gate(batch)
     outcome = BatchOutcome(batch)
     pending = {row.recipient: row for row in ledger.pending(batch.run_id, batch.channel, batch.number)}
     if not pending:

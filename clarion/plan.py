@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from clarion.render import Renderer
 from clarion.validate import ValidationReport, open_contacts, scan, signer
 
 CHUNK = 5_000
+OPENING_BATCH = 50  # every channel's first batch is small, so its first message leaves at once
 DEFAULT_BATCH = {ChannelKind.EMAIL: 1000, ChannelKind.SMS: 250, ChannelKind.SOCIAL: 1}
 
 
@@ -39,6 +40,7 @@ class Batch:
     seq_end: int  # inclusive
     offset: int  # byte offset of the first contact's record; -1 for social posts
     size: int
+    opening: bool = False  # one of the batches that start the run together, at the same moment
 
 
 @dataclass
@@ -106,7 +108,8 @@ class _Planner:
             if address:
                 members = self._open[cid]
                 members.append(contact)
-                if len(members) >= self._sizes[cid]:
+                size = self._sizes[cid] if self._numbers[cid] else min(self._sizes[cid], OPENING_BATCH)
+                if len(members) >= size:
                     self._close(cid)
         if len(self.sends) >= CHUNK or len(self.assignments) >= CHUNK:
             self.flush()
@@ -205,11 +208,11 @@ def _ordered(
     (email) first. Sending shares one interpreter: a channel making one request per message (SMS) would
     otherwise take most of it and slow email down to its pace."""
     for i, (cid, _vid) in enumerate(social):
-        yield Batch(run_id, cid, i, i, i, -1, 1)
+        yield Batch(run_id, cid, i, i, i, -1, 1, opening=True)
     queues: dict[str, list[Batch]] = {}
     for batch in batches:
         queues.setdefault(batch.channel, []).append(batch)
     for queue in queues.values():
-        yield queue[0]
+        yield replace(queue[0], opening=True)
     for cid in sorted(queues, key=lambda c: -per_request.get(c, 1)):
         yield from queues[cid][1:]

@@ -76,7 +76,8 @@ class LedgerProgress:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.refresh()
+        with contextlib.suppress(Exception):  # never hide the run's own outcome behind a display problem
+            self.refresh()
         self.progress.stop()
 
     def _loop(self) -> None:

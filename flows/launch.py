@@ -15,7 +15,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from clarion.dispatch import BatchOutcome, ChannelStopped, restart_channels, send_batch
+from clarion.dispatch import (
+    BatchOutcome,
+    ChannelStopped,
+    open_gate,
+    restart_channels,
+    send_batch,
+    warm_up,
+)
 from clarion.ledger import Ledger, RunStatus
 from clarion.plan import Batch, plan_run
 from clarion.results import format_reasons, run_results
@@ -63,8 +70,12 @@ def launch(campaign_path: str, run_id: str, resend_uncertain: bool = False) -> d
     """Send one campaign run to every channel at the same moment; returns per channel x variant results."""
     store = ledger()
     restart_channels(run_id)
+    warm_up(campaign_path)  # credentials and SDKs first: a missing key stops the run before it is planned
     batches = plan_task(campaign_path, run_id, resend_uncertain)
     store.set_run_status(run_id, RunStatus.RUNNING)
+    opening = sum(1 for b in batches if b.opening)
+    if opening <= MAX_WORKERS:  # each waits in a worker thread: more than the pool holds would stall
+        open_gate(run_id, opening)
     futures: list[tuple[Batch, PrefectFuture[BatchOutcome]]] = []
     for batch in batches:
         sender = send_batch_task.with_options(tags=["clarion", f"channel:{batch.channel}"])
