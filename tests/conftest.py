@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,18 @@ class CampaignDir:
 @pytest.fixture
 def campaign_dir(tmp_path: Path) -> CampaignDir:
     return CampaignDir(tmp_path)
+
+
+def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: float) -> Any:
+    """Empty the sandbox, clear its faults, and send every adapter there with dummy credentials."""
+    from clarion.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
+
+    sandbox.reset()
+    for provider in ("sendgrid", "twilio", "x"):
+        sandbox.set_faults(provider, None)
+    for key, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    for name in SANDBOX_URLS:
+        monkeypatch.setenv(name, sandbox.url)
+    monkeypatch.setenv("CLARION_HTTP_TIMEOUT", str(timeout))
+    return sandbox

@@ -20,8 +20,8 @@ from channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome
 from channels.sendgrid import SendGridConfig
 from channels.twilio import TwilioConfig
 from channels.x import XConfig
-from clarion.runner import SANDBOX_CREDENTIALS
 from clarion.sandbox import FaultConfig, Sandbox
+from tests.conftest import point_adapters_at
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +32,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def wire(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    sandbox.reset()
-    for provider in ("sendgrid", "twilio", "x"):
-        sandbox.set_faults(provider, None)
-    for key, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    for name in ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL"):
-        monkeypatch.setenv(name, sandbox.url)
-    monkeypatch.setenv("CLARION_HTTP_TIMEOUT", "0.5")
-    return sandbox
+    return point_adapters_at(sandbox, monkeypatch, timeout=0.5)  # type: ignore[no-any-return]
 
 
 @dataclass

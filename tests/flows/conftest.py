@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from clarion.runner import SANDBOX_CREDENTIALS
 from clarion.sandbox import Sandbox
-from tests.conftest import REPO
+from tests.conftest import REPO, point_adapters_at
 
 sys.path.insert(0, str(REPO / "examples"))
 from make_contacts import generate
@@ -37,15 +36,7 @@ def sandbox() -> Iterator[Sandbox]:
 @pytest.fixture
 def providers(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     """The sandbox, emptied, with every adapter pointed at it."""
-    sandbox.reset()
-    for provider in ("sendgrid", "twilio", "x"):
-        sandbox.set_faults(provider, None)
-    for key, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    for name in ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL"):
-        monkeypatch.setenv(name, sandbox.url)
-    monkeypatch.setenv("CLARION_HTTP_TIMEOUT", "2")
-    yield sandbox
+    yield point_adapters_at(sandbox, monkeypatch, timeout=2)
     for provider in ("sendgrid", "twilio", "x"):
         sandbox.set_faults(provider, None)
 
