@@ -154,11 +154,10 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
             report.arms[arm] += 1
             addresses: dict[str, str | None] = {}
             for cid, adapter in per_contact:
-                if arm == HOLDOUT:
-                    break
                 config = campaign.channels[cid]
                 raw = contact.fields.get(adapter.address_column or "", "")
-                addresses[cid] = None
+                if arm != HOLDOUT:
+                    addresses[cid] = None
                 if not raw:
                     continue  # not reachable on this channel: skipped at send time, with the reason
                 try:
@@ -167,6 +166,8 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                     problem = Problem(contacts.display, contact.line, 1, str(exc), f"channels.{cid}")
                     groups.add(("address", cid), problem, contact)
                     continue
+                if arm == HOLDOUT:
+                    continue  # checked all the same: the file is wrong, whoever the contact is
                 addresses[cid] = address
                 report.reachable[cid] += 1
                 _render_checked(renderer, cid, variants[arm], contact, address, groups, report)

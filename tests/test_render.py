@@ -111,3 +111,13 @@ def test_preview_for_a_chosen_contact(campaign_dir: CampaignDir) -> None:
     messages = preview(campaign_dir.campaign(), "c-003")
     assert _by(messages, "sms").text.startswith("Chloé,")
     assert _by(messages, "email").to is None  # no email address: not reachable by email
+
+
+def test_holdout_contacts_addresses_are_checked_too(campaign_dir: CampaignDir) -> None:
+    rows = "".join(f"c-{i:03d},,+1555,Name{i},America/New_York,cfo\n" for i in range(40))
+    contacts = "id,email,phone,first_name,timezone,persona\n" + rows
+    text = CAMPAIGN.replace("  holdout: 0\n", "  holdout: 0.5\n")
+    with pytest.raises(CampaignInvalid) as info:
+        validate_campaign(campaign_dir.campaign(text, contacts=contacts))
+    [problem] = info.value.problems
+    assert "(40 in all)" in problem.message  # about half of them are in the holdout
