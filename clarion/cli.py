@@ -134,6 +134,8 @@ def preview(
 
 
 def _results_table(result: dict[str, Any]) -> Table:
+    from clarion.results import format_reasons
+
     table = Table(title=f"run {result['run_id']}: {result['status']}")
     for column in (
         "channel",
@@ -150,7 +152,7 @@ def _results_table(result: dict[str, Any]) -> Table:
             column, justify="right" if column not in ("channel", "variant", "reasons") else "left"
         )
     for r in result["results"]:
-        reasons = "; ".join(f"{k} ({v:,})" for k, v in r["reasons"].items())
+        reasons = format_reasons(r["reasons"])
         table.add_row(
             r["channel"],
             r["variant"],

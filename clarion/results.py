@@ -58,5 +58,6 @@ def run_results(ledger: Ledger, run_id: str) -> list[ChannelVariantResult]:
     return [table[key] for key in sorted(table)]
 
 
-def format_reasons(result: ChannelVariantResult) -> str:
-    return ", ".join(f"{reason} ({n:,})" for reason, n in sorted(result.reasons.items()))
+def format_reasons(reasons: dict[str, int]) -> str:
+    """`{"skipped: no_address": 194}` as people read it in a table: `skipped: no_address (194)`."""
+    return "; ".join(f"{reason} ({n:,})" for reason, n in sorted(reasons.items()))

@@ -103,10 +103,7 @@ def launch(campaign_path: str, run_id: str, resend_uncertain: bool = False) -> d
 
 
 def _publish(run_id: str, results: list[dict[str, Any]], errors: dict[str, list[str]]) -> None:
-    rows = [
-        {k: (v if k != "reasons" else "; ".join(f"{r} ({n})" for r, n in v.items())) for k, v in r.items()}
-        for r in results
-    ]
+    rows = [{k: (format_reasons(v) if k == "reasons" else v) for k, v in r.items()} for r in results]
     create_table_artifact(
         key=_artifact_key(run_id),
         table=rows,
@@ -117,4 +114,4 @@ def _publish(run_id: str, results: list[dict[str, Any]], errors: dict[str, list[
         create_markdown_artifact(markdown=f"# Channel errors in {run_id}\n\n{lines}\n")
 
 
-__all__ = ["format_reasons", "launch", "ledger"]
+__all__ = ["launch", "ledger"]
