@@ -94,10 +94,8 @@ class ContactsFile:
             yield from self._read(fh, start, seq, limit)
 
     def _read(self, fh: BinaryIO, start: int, seq: int, limit: int | None) -> Iterator[Contact]:
-        state = {"offset": start, "line": 1 if start == 0 else 0}
-        # Line numbers are exact from the top of the file; when seeking they are not needed.
-        if start == self.data_offset:
-            state["line"] = 1
+        # Line numbers are exact from the top of the file (the header is line 1); when seeking, unknown.
+        state = {"offset": start, "line": 1 if start == self.data_offset else 0}
 
         def lines() -> Iterator[str]:
             for raw in fh:

@@ -183,7 +183,7 @@ class Renderer:
                     )
                 )
                 return None
-            self._origins[file_name] = _Origin(_display(path), 1, 1, "")
+            self._origins[file_name] = _Origin(display_path(path), 1, 1, "")
             self._origins[str(path)] = self._origins[file_name]
             return file_name
         return None
@@ -304,7 +304,8 @@ def _explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
     return f"template error: {raw}", "undefined"
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when it lies under it."""
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:

@@ -22,7 +22,7 @@ from clarion.errors import CampaignInvalid, ClarionError, Problem
 from clarion.links import LinkSigner
 from clarion.loader import LoadedCampaign, load_campaign
 from clarion.model import HOLDOUT, Variant
-from clarion.render import PREVIEW_RUN, Renderer, RenderProblem, _display
+from clarion.render import PREVIEW_RUN, Renderer, RenderProblem, display_path
 from clarion.settings import ClarionSettings
 
 EXAMPLES_SHOWN = 3
@@ -95,12 +95,12 @@ def open_contacts(loaded: LoadedCampaign) -> ContactsFile:
                 loaded.source.problem(
                     ("audience", "contacts"),
                     f"contacts file {loaded.campaign.audience.contacts!r} not found "
-                    f"(looked for {_display(path)}); the path is relative to the campaign file",
+                    f"(looked for {display_path(path)}); the path is relative to the campaign file",
                 )
             ]
         )
     try:
-        return ContactsFile(path, _display(path))
+        return ContactsFile(path, display_path(path))
     except ContactsError as exc:
         raise CampaignInvalid([exc.problem]) from None
 
