@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME ?= $(CURDIR)/.clarion/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test lint typecheck pytest install clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ demo: $(STAMP)
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/clarion validate examples/debate-night/campaign.yaml examples/b2b-cta-test/campaign.yaml
 	$(BIN)/clarion preview examples/debate-night/campaign.yaml --contact sup-000002
-	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox
+	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox --engage examples/debate-night/engagement.yaml
+	$(BIN)/clarion conversions import examples/debate-night/donations.csv --run latest
+	$(BIN)/clarion report latest --html .clarion/debate-night-report.html
+	$(BIN)/clarion report latest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,9 +34,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/pytest
+
+# Headless Chromium renders the HTML report in its test. Installed with apt-get when missing and this user
+# may (root, or passwordless sudo); otherwise the test is skipped, unless CLARION_REQUIRE_CHROMIUM is set.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+	    echo "chromium not installed (and no root): the HTML report's browser test will be skipped"; exit 0; fi; \
+	  echo "installing chromium for the HTML report's browser test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test: lint typecheck pytest
 

@@ -102,6 +102,7 @@ class Message:
     subject: str | None = None
     html: str | None = None
     run: str = ""
+    token: str = ""  # the tracked link's token: provider events carry it back (custom_args, callback URL)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 

@@ -216,6 +216,8 @@ class SendGridChannel(Channel):
             args["clarion_contact"] = message.contact_id
         if message.run:
             args["clarion_run"] = message.run
+        if message.token:
+            args["clarion_token"] = message.token  # signed; how the tracking service matches events
         return args
 
     def _post(self, client: Any, payload: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import phonenumbers
 import requests
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from twilio.http.http_client import TwilioHttpClient
 
 from channels.base import (
@@ -33,6 +33,7 @@ from channels.base import (
 )
 from channels.registry import register
 from clarion.textrules import non_gsm_characters, sms_length
+from clarion.timing import parse_clock, zone
 
 TWILIO_MAX_BODY = 1600
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -49,6 +50,17 @@ def to_e164(raw: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+class QuietHours(BaseModel):
+    """The local hours texts may go out; a text due outside them waits for the window to open."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(default="08:00", description="Local time the window opens (HH:MM).")
+    end: str = Field(default="21:00", description="Local time the window closes (HH:MM).")
+
+    _check = field_validator("start", "end")(lambda cls, v: parse_clock(v).strftime("%H:%M"))
+
+
 class TwilioConfig(ChannelConfig):
     """`channels.<id>:` for SMS through Twilio."""
 
@@ -60,6 +72,17 @@ class TwilioConfig(ChannelConfig):
     default_region: str = Field(
         default="US", description="Region used to read contact numbers written without a country code."
     )
+    quiet_hours: QuietHours | None = Field(
+        default_factory=QuietHours,
+        description="Texts only go out inside these local hours (default 08:00-21:00); null turns it off.",
+    )
+    send_at_local: str | None = Field(
+        default=None, description='Send at this local time in each contact\'s zone, e.g. "09:00".'
+    )
+    default_timezone: str = Field(
+        default="UTC",
+        description="Zone for contacts with no `timezone` whose number does not tell one (IANA name).",
+    )
 
     @field_validator("from_")
     @classmethod
@@ -69,6 +92,11 @@ class TwilioConfig(ChannelConfig):
         if not value.startswith("+"):
             raise ValueError(f"{value!r} is not an E.164 number (e.g. +15551234567)")
         return to_e164(value, "US")
+
+    _check_send_at = field_validator("send_at_local")(
+        lambda cls, v: None if v is None else parse_clock(v).strftime("%H:%M")
+    )
+    _check_zone = field_validator("default_timezone")(lambda cls, v: zone(v).key)
 
     @field_validator("default_region")
     @classmethod
@@ -184,7 +212,9 @@ class TwilioChannel(Channel):
             else:
                 kwargs["from_"] = self.config.from_
             if callback:
-                kwargs["status_callback"] = callback
+                # the token names run, channel, variant and contact: callbacks match without a lookup
+                token = item.message.token
+                kwargs["status_callback"] = f"{callback}?ct={token}" if token else callback
             try:
                 created = self._create(client, kwargs)
             except ProviderError as exc:

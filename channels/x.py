@@ -160,6 +160,31 @@ class XChannel(Channel):
             results.append(SendResult(item.recipient, SendOutcome.SENT, str(response.data["id"])))
         return results
 
+    def public_metrics(self, post_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each post's public_metrics (impressions, likes, reposts, replies, quotes, bookmarks), 100 per call.
+
+        Raises a ProviderError subclass like `send`; a post X no longer returns is left out.
+        """
+        import tweepy
+
+        client = self.client()
+        found: dict[str, dict[str, int]] = {}
+        for start in range(0, len(post_ids), 100):
+            chunk = list(post_ids[start : start + 100])
+            try:
+                response = client.get_tweets(ids=chunk, tweet_fields=["public_metrics"], user_auth=False)
+            except tweepy.TooManyRequests as exc:
+                wait = seconds_until(exc.response.headers.get("x-rate-limit-reset"), time.time())
+                raise RateLimited(f"X rate limit: {_detail(exc)}", "429", wait) from exc
+            except tweepy.HTTPException as exc:
+                raise Retryable(f"X refused the metrics lookup: {_detail(exc)}") from exc
+            except requests.RequestException as exc:
+                raise Retryable(f"cannot reach X: {type(exc).__name__}") from exc
+            for post in response.data or []:
+                metrics = post.public_metrics or {}
+                found[str(post.id)] = {str(k): int(v) for k, v in metrics.items()}
+        return found
+
     @staticmethod
     def _post(client: Any, text: str, user_auth: bool) -> Any:
         import tweepy

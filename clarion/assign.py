@@ -10,11 +10,15 @@ from __future__ import annotations
 import bisect
 import hashlib
 
-from clarion.model import HOLDOUT, Experiment
+from clarion.model import HOLDOUT, REST, Experiment
 
 
 class Assigner:
-    def __init__(self, campaign_name: str, experiment: Experiment) -> None:
+    """Arms in order: the holdout, the variants, then (with a rollout) the rest, who wait for the winner.
+
+    `test_share` is the rollout's share of the non-holdout contacts that test the variants."""
+
+    def __init__(self, campaign_name: str, experiment: Experiment, test_share: float = 1.0) -> None:
         self._salt = campaign_name.encode() + b"\x1f"
         total = sum(v.weight for v in experiment.variants)
         self.arms: list[str] = []
@@ -25,7 +29,10 @@ class Assigner:
         for variant in experiment.variants:
             if variant.weight > 0:
                 self.arms.append(variant.id)
-                self.shares.append((1 - experiment.holdout) * variant.weight / total)
+                self.shares.append((1 - experiment.holdout) * test_share * variant.weight / total)
+        if test_share < 1:
+            self.arms.append(REST)
+            self.shares.append((1 - experiment.holdout) * (1 - test_share))
         self._bounds: list[float] = []
         acc = 0.0
         for share in self.shares[:-1]:

@@ -182,8 +182,24 @@ def run(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    engage: Annotated[
+        Path | None,
+        typer.Option(
+            "--engage",
+            help="With --sandbox: simulated recipients click and convert as this file says, through the "
+            "tracking service (started here); the report follows.",
+        ),
+    ] = None,
+    approved_by: Annotated[
+        str | None,
+        typer.Option(
+            "--approved-by",
+            help="For a campaign with `approval:`: you are one of its approvers and approve it now.",
+        ),
+    ] = None,
 ) -> None:
-    """Send a campaign: every channel at the same moment, through a Prefect flow run."""
+    """Send a campaign: every channel at the same moment (step by step, with `steps:`), through a Prefect
+    flow run in this process."""
     import os
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
@@ -195,16 +211,28 @@ def run(
 
     loaded = load_campaign(file)  # the file's own problems, before any flow starts
     open_contacts(loaded)
+    _check_approval(loaded.campaign, approved_by)
     rid = run_id or new_run_id(loaded.campaign.name)
     console = None if as_json else err
+    if engage is not None and not sandbox:
+        raise ClarionError("--engage simulates recipients in the provider sandbox: add --sandbox")
     with contextlib.ExitStack() as stack:
         if sandbox:
             box = stack.enter_context(sandbox_environment())
             err.print(f"provider sandbox at {box.url} (dummy credentials)", markup=False, highlight=False)
+        if engage is not None:
+            from clarion.runner import engaged
+
+            tracking = stack.enter_context(engaged(box, engage))
+            err.print(f"tracking service at {tracking}; simulated recipients engage", markup=False)
         err.print(f"run {rid}: {'resuming' if run_id else 'starting'}", markup=False, highlight=False)
-        result = run_campaign(str(file), rid, resend_uncertain=resend_uncertain, console=console)
+        result = run_campaign(
+            str(file), rid, resend_uncertain=resend_uncertain, console=console, approved_by=approved_by
+        )
         if sandbox and not as_json:
             err.print(f"the sandbox received {len(box.messages()):,} messages", markup=False, highlight=False)
+        if engage is not None:
+            _finish_engagement(box, rid, quiet=as_json)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -214,6 +242,44 @@ def run(
                 err.print(f"channel {channel}: {line}", markup=False)
     if result["status"] != "completed":
         raise typer.Exit(1)
+
+
+def _check_approval(campaign: Any, approved_by: str | None) -> None:
+    import os
+
+    gate = campaign.approval
+    if gate is None or not gate.required:
+        return
+    if approved_by is not None:
+        if gate.approvers and approved_by not in gate.approvers:
+            raise ClarionError(
+                f"--approved-by {approved_by!r}: not one of this campaign's approvers "
+                f"({', '.join(gate.approvers)})"
+            )
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ClarionError(
+            "this campaign needs approval (`approval.required`), and an approver in another shell can only "
+            "reach a run on a Prefect server: start one (`prefect server start`) and set PREFECT_API_URL, "
+            "deploy the campaign (`clarion deploy`), or approve it yourself with --approved-by NAME"
+        )
+
+
+def _finish_engagement(box: Any, run_id: str, *, quiet: bool) -> None:
+    """Wait for the simulated recipients, then pull the posts' metrics into the ledger."""
+    from flows.collect import collect as collect_flow
+
+    with err.status("waiting for the simulated recipients' clicks, events and conversions"):
+        stats = box.wait_engaged(timeout=600)
+    err.print(
+        f"engagement: {stats['clicks']:,} clicks, {stats['conversions']:,} conversions, "
+        f"{stats['events_posted']:,} email events, {stats['callbacks_posted']:,} SMS callbacks"
+        + (f", {stats['failures']:,} failed requests" if stats["failures"] else ""),
+        markup=False,
+    )
+    collect_flow(run_id)
+    if not quiet:
+        err.print(f"compare the variants: clarion report {run_id}", markup=False)
 
 
 @app.command()
@@ -249,6 +315,67 @@ def runs(
     out.print(table)
 
 
+@app.command()
+@user_errors
+def status(
+    run_id: Annotated[
+        str, typer.Argument(help="Run id (see `clarion runs`), or `latest`.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Where one run stands: its state, what each channel sent, and what recipients did since."""
+    from clarion.results import run_results
+    from flows.launch import ledger
+
+    store = ledger()
+    rid = _run_id(store, run_id)
+    record = store.get_run(rid)
+    if record is None:
+        from clarion.ledger import RunNotFound
+
+        raise RunNotFound(rid)
+    engagement = store.engagement(rid)
+    channels: dict[str, dict[str, int]] = {}
+    for r in run_results(store, rid):
+        entry = channels.setdefault(
+            r.channel, dict.fromkeys(("planned", "sent", "failed", "skipped", "uncertain", "pending"), 0)
+        )
+        for key in entry:
+            entry[key] += getattr(r, key)
+    for (channel, _variant, kind), people in engagement.events.items():
+        if kind == "delivered" and channel in channels:
+            channels[channel]["delivered"] = channels[channel].get("delivered", 0) + people
+    for (channel, _variant), clicks in engagement.unique_clicks.items():
+        if channel in channels:
+            channels[channel]["clicks"] = channels[channel].get("clicks", 0) + clicks
+    converted = sum(people for people, *_ in engagement.arm_conversions.values())
+    data = {
+        "run_id": rid,
+        "campaign": record.campaign,
+        "status": str(record.status),
+        "created_at": record.created_at.isoformat(timespec="seconds"),
+        "finished_at": record.finished_at.isoformat(timespec="seconds") if record.finished_at else None,
+        "error": record.error,
+        "channels": channels,
+        "contacts_converted": converted,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    out.print(f"run {rid} ({record.campaign}): {record.status}", markup=False, highlight=False)
+    if record.error:
+        out.print(f"error: {record.error}", markup=False, highlight=False)
+    table = Table(title="per channel")
+    columns = ("planned", "sent", "failed", "skipped", "uncertain", "pending", "delivered", "clicks")
+    table.add_column("channel")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for channel, counts in channels.items():
+        table.add_row(Text(channel), *(f"{counts.get(c, 0):,}" for c in columns))
+    out.print(table)
+    out.print(f"contacts who converted (any route): {converted:,}", markup=False, highlight=False)
+
+
 @app.command("sandbox")
 @user_errors
 def sandbox_command(
@@ -256,17 +383,171 @@ def sandbox_command(
     faults: Annotated[
         Path | None, typer.Option(help="YAML or JSON file of fault settings per provider.", exists=True)
     ] = None,
+    engage: Annotated[
+        Path | None,
+        typer.Option(
+            "--engage",
+            help="Engagement settings (YAML, with tracking_url and the webhook secrets): simulated "
+            "recipients click and convert through the tracking service at tracking_url.",
+            exists=True,
+        ),
+    ] = None,
 ) -> None:
     """Serve the provider sandbox (SendGrid, Twilio, X emulators) until Ctrl-C."""
-    from clarion.sandbox import serve
+    from clarion.sandbox import EngagementConfig, serve
 
     config = None
     if faults is not None:
         import yaml
 
         config = yaml.safe_load(faults.read_text())
+    engagement = None
+    if engage is not None:
+        try:
+            engagement = EngagementConfig.load(engage)
+        except ValueError as exc:
+            raise ClarionError(f"{engage}: {exc}") from None
     err.print(f"provider sandbox on http://127.0.0.1:{port}/ (Ctrl-C to stop)", markup=False)
-    serve(host="127.0.0.1", port=port, faults=config)
+    serve(host="127.0.0.1", port=port, faults=config, engagement=engagement)
+
+
+def _run_id(ledger: Any, run_id: str) -> str:
+    """`latest` names the newest run."""
+    if run_id != "latest":
+        return run_id
+    newest = ledger.list_runs(limit=1)
+    if not newest:
+        raise ClarionError("no runs in the ledger yet; start one with `clarion run FILE`")
+    return str(newest[0].id)
+
+
+@app.command()
+@user_errors
+def report(
+    run_id: Annotated[
+        str, typer.Argument(help="Run id (see `clarion runs`), or `latest`.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print one row per channel x variant as CSV.")
+    ] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML page to this file.")
+    ] = None,
+) -> None:
+    """Compare the variants of a run per channel (and against the holdout), with verdicts."""
+    from clarion.report import build_report, render_html, terminal, to_csv
+    from flows.launch import ledger
+
+    store = ledger()
+    data = build_report(store, _run_id(store, run_id))
+    if html is not None:
+        try:
+            html.write_text(render_html(data), encoding="utf-8")
+        except OSError as exc:
+            raise ClarionError(f"{html}: cannot write the report ({exc.strerror})") from None
+        err.print(f"report written to {html}", markup=False)
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif as_csv:
+        sys.stdout.write(to_csv(data))
+    elif html is None:
+        out.print(terminal(data))
+
+
+@app.command()
+@user_errors
+def compare(
+    counts: Annotated[Path, typer.Argument(help="CSV: variant,exposures,conversions[,revenue,revenue_sq].")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")] = False,
+    mde: Annotated[
+        float | None, typer.Option(help="Absolute lift to detect (e.g. 0.01): recipients needed per arm.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level, after Holm's adjustment.")] = 0.05,
+) -> None:
+    """The report's statistics on counts from elsewhere; the first row is the baseline."""
+    from clarion.compare import compare_command
+
+    if not 0 < alpha < 1:
+        raise ClarionError(f"--alpha {alpha}: give a level between 0 and 1, e.g. 0.05")
+    compare_command(counts, as_json=as_json, mde=mde, alpha=alpha, console=out)
+
+
+conversions_app = typer.Typer(help="Conversions measured outside tracked links.", no_args_is_help=True)
+app.add_typer(conversions_app, name="conversions")
+
+
+@conversions_app.command("import")
+@user_errors
+def conversions_import(
+    file: Annotated[Path, typer.Argument(help="CSV export: email or phone, amount, time (id, currency).")],
+    run: Annotated[str, typer.Option("--run", help="The run the conversions are measured for, or `latest`.")],
+    currency: Annotated[str, typer.Option(help="Currency of rows without a currency column.")] = "USD",
+) -> None:
+    """Record conversions from a CSV export, joined to the run's contacts (how the holdout is measured)."""
+    from clarion.conversions import import_conversions
+    from flows.launch import ledger
+
+    store = ledger()
+    rid = _run_id(store, run)
+    result = import_conversions(store, file, rid, currency=currency)
+    out.print(
+        f"{result.rows:,} rows read, {result.recorded:,} conversions recorded for run {rid}", markup=False
+    )
+    if result.unmatched_lines:
+        lines = ", ".join(str(n) for n in result.unmatched_lines[:10])
+        more = f" and {len(result.unmatched_lines) - 10:,} more" if len(result.unmatched_lines) > 10 else ""
+        err.print(
+            f"{len(result.unmatched_lines):,} rows match no contact of the run (lines {lines}{more}); "
+            "they are not recorded",
+            markup=False,
+        )
+
+
+@app.command()
+@user_errors
+def collect(
+    run_id: Annotated[str, typer.Argument(help="Run id, or `latest`.", show_default=False)],
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Ask the local provider sandbox.")] = False,
+) -> None:
+    """Pull the public metrics (impressions, likes, reposts...) of a run's social posts into the ledger."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    from flows.collect import collect as collect_flow
+    from flows.launch import ledger
+
+    rid = _run_id(ledger(), run_id)
+    if sandbox and not os.environ.get("CLARION_X_URL"):
+        raise ClarionError("--sandbox needs CLARION_X_URL (the URL `clarion sandbox` prints)")
+    found = collect_flow(rid)
+    out.print(f"metrics of {len(found)} post(s) recorded for run {rid}", markup=False)
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 behind a proxy).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """Serve the tracking service: tracked links, SendGrid/Twilio webhooks and conversions, into the ledger.
+
+    Keys come from the environment: CLARION_SECRET_KEY (links), SENDGRID_WEBHOOK_PUBLIC_KEY,
+    TWILIO_AUTH_TOKEN, CLARION_CONVERSION_SECRET; a webhook whose key is unset is refused.
+    """
+    import logging
+
+    import uvicorn
+
+    from clarion.tracking import build_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracking_app = build_app()
+    err.print(f"tracking service on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    uvicorn.run(
+        tracking_app, host=host, port=port, access_log=access_log, proxy_headers=True, log_level="info"
+    )
 
 
 @app.command()

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from clarion.loader import LoadedCampaign, load_campaign
 from clarion.pacing import Pacer, backoff, pacer_for
 from clarion.plan import Batch
 from clarion.render import Renderer, RenderProblem
+from clarion.sequence import SendWindow, utcnow
 from clarion.validate import signer
 
 log = logging.getLogger("clarion.dispatch")
@@ -53,24 +55,59 @@ def _stop(batch: Batch, why: str) -> None:
         _STOPPED.setdefault((batch.run_id, batch.channel), why)
 
 
-_GATES: dict[str, threading.Barrier] = {}
+class _RunGate:
+    """The moment a run opens: its opening batches meet at a barrier, and every other batch waits for it."""
+
+    def __init__(self, parties: int) -> None:
+        self.opened = threading.Event()
+        self.barrier = threading.Barrier(max(parties, 1), action=self.opened.set)
+
+
+_GATES: dict[str, _RunGate] = {}
+GATE_TIMEOUT = 10.0  # an opening batch later than this does not hold the others back
 
 
 def open_gate(run_id: str, parties: int) -> None:
     """Make the run's opening batches wait for each other, then send their first requests together."""
     with _STOPPED_LOCK:
-        _GATES[run_id] = threading.Barrier(max(parties, 1))
+        _GATES[run_id] = _RunGate(parties)
 
 
-def _through_gate(batch: Batch, timeout: float = 10.0) -> None:
+class _Gate:
+    """A batch's way through its run's gate, taken once, just before its first provider request.
+
+    Everything slow (reading the ledger, rendering, claiming the first chunk) happens before it, so the
+    channels' first requests leave together. An opening batch waits for the other opening batches (and
+    passes even when it ends early, so no one waits for it); any other batch waits until they have met."""
+
+    def __init__(self, batch: Batch) -> None:
+        with _STOPPED_LOCK:
+            self._gate = _GATES.get(batch.run_id)
+        self._batch = batch
+
+    def open(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is None:
+            return
+        if not self._batch.opening:
+            gate.opened.wait(GATE_TIMEOUT * 2)
+            return
+        try:
+            gate.barrier.wait(GATE_TIMEOUT)
+        except threading.BrokenBarrierError:
+            gate.opened.set()
+            log.warning("run %s: an opening batch was late; the others went ahead", self._batch.run_id)
+
+    def leave(self) -> None:
+        """The batch is done: an opening batch that never reached its first request still takes its turn."""
+        if self._batch.opening:
+            self.open()
+        self._gate = None
+
+
+def close_gate(run_id: str) -> None:
     with _STOPPED_LOCK:
-        gate = _GATES.get(batch.run_id)
-    if gate is None or not batch.opening:
-        return
-    try:
-        gate.wait(timeout)
-    except threading.BrokenBarrierError:
-        log.warning("run %s: an opening batch was late; the others went ahead", batch.run_id)
+        _GATES.pop(run_id, None)
 
 
 def restart_channels(run_id: str) -> None:
@@ -125,14 +162,28 @@ def send_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
     """Send what is still planned in one batch; raises ChannelStopped when the provider is down."""
-    if why := _stopped(batch):
-        raise ChannelStopped(why)
-    loaded = loaded_campaign(campaign_path)
+    gate = _Gate(batch)
+    try:
+        if why := _stopped(batch):
+            raise ChannelStopped(why)
+        loaded = loaded_campaign(campaign_path)
+        adapter = make_adapter(loaded, batch.channel)
+        adapter.warm()
+        return _send_pending(ledger, loaded, adapter, batch, gate, sleep)
+    finally:
+        gate.leave()
+
+
+def _send_pending(
+    ledger: Ledger,
+    loaded: LoadedCampaign,
+    adapter: Channel,
+    batch: Batch,
+    gate: _Gate,
+    sleep: Callable[[float], None],
+) -> BatchOutcome:
     campaign = loaded.campaign
     config = campaign.channels[batch.channel]
-    adapter = make_adapter(loaded, batch.channel)
-    adapter.warm()
-    _through_gate(batch)
     outcome = BatchOutcome(batch)
     pending = {row.recipient: row for row in ledger.pending(batch.run_id, batch.channel, batch.number)}
     if not pending:
@@ -147,6 +198,8 @@ def send_batch(
                 Outbound(recipient, renderer.render(batch.channel, variants[post.variant], None))
             )
     else:
+        window, now = SendWindow(config), utcnow()
+        deferred: list[tuple[str, datetime]] = []
         contacts = ContactsFile(loaded.contacts_path)
         for contact in contacts.records(offset=batch.offset, seq=batch.seq_start):
             if contact.seq > batch.seq_end:
@@ -157,11 +210,18 @@ def send_batch(
             raw = contact.fields.get(adapter.address_column or "", "")
             try:
                 address = adapter.send_address(raw, config)
+                # a send deferred before is due now: its time was chosen inside the window
+                wait = window.not_before(contact, address, now) if row.not_before is None else None
+                if wait is not None:
+                    deferred.append((contact.id, wait))
+                    continue
                 message = renderer.render(batch.channel, variants[row.variant], contact, address=address)
             except (ValueError, RenderProblem) as exc:
                 failures.append((contact.id, str(exc)))
                 continue
             outbounds.append(Outbound(contact.id, message))
+        if deferred:
+            outcome.counts["deferred"] = ledger.defer(batch.run_id, batch.channel, deferred)
     if failures:
         ledger.skip(batch.run_id, batch.channel, [(r, "render_error", e) for r, e in failures])
         outcome.counts["skipped"] = len(failures)
@@ -170,7 +230,7 @@ def send_batch(
     for start in range(0, len(outbounds), chunk):
         if why := _stopped(batch):
             raise ChannelStopped(why)
-        _send_chunk(ledger, adapter, batch, outbounds[start : start + chunk], pacer, sleep, outcome)
+        _send_chunk(ledger, adapter, batch, outbounds[start : start + chunk], pacer, sleep, outcome, gate)
     return outcome
 
 
@@ -182,6 +242,7 @@ def _send_chunk(
     pacer: Pacer,
     sleep: Callable[[float], None],
     outcome: BatchOutcome,
+    gate: _Gate,
 ) -> None:
     policy = adapter.config.retry
     todo = items
@@ -192,6 +253,7 @@ def _send_chunk(
         todo = [o for o in todo if o.recipient in claimed]
         if not todo:
             return
+        gate.open()
         results = _send_paced(adapter, todo, pacer)
         last = attempt >= policy.max_attempts
         settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]

@@ -91,6 +91,8 @@ class LinkSigner:
             raw = _unb64(token)
         except (binascii.Error, ValueError):
             return None
+        if _b64(raw) != token:  # one token, one spelling: unused padding bits must be zero
+            return None
         payload, tag = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if len(payload) < 1 + RUN_KEY_BYTES + 2 or not hmac.compare_digest(tag, self._mac(payload)):
             return None

@@ -7,18 +7,29 @@ into one union keyed by `provider`, so a new provider needs no change in this mo
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 import channels
 from channels.base import ChannelConfig
+from clarion.timing import parse_duration, zone
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 SLUG_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 63)"
 HOLDOUT = "holdout"
+REST = "rest"  # with a rollout: the contacts who wait for the winner
 
 if TYPE_CHECKING:
     AnyChannelConfig = ChannelConfig
@@ -73,6 +84,8 @@ class Variant(_Strict):
         _slug(value, "variant id")
         if value == HOLDOUT:
             raise ValueError(f"{HOLDOUT!r} is reserved for the control group; name the variant otherwise")
+        if value == REST:
+            raise ValueError(f"{REST!r} is reserved for a rollout's later cell; name the variant otherwise")
         return value
 
     @field_validator("vars")
@@ -119,6 +132,118 @@ class Tracking(_Strict):
     _check_url = field_validator("base_url")(lambda cls, v: v if v is None else _http_url(v).rstrip("/"))
 
 
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+EVENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class Schedule(_Strict):
+    """When a deployed campaign launches: at one moment, on a cron schedule, or when an event arrives."""
+
+    at: AwareDatetime | None = Field(
+        default=None, description="One launch, an ISO datetime with its offset: 2026-11-03T21:00:00-05:00."
+    )
+    cron: str | None = Field(default=None, description="A cron expression, e.g. '0 9 * * 1' (Mondays 09:00).")
+    timezone: str = Field(default="UTC", description="IANA time zone the cron expression is read in.")
+    on_event: str | None = Field(
+        default=None, description="Launch the moment this event is emitted, e.g. debate.ended."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("on_event")
+    @classmethod
+    def _event(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(EVENT_NAME, value):
+            raise ValueError(
+                f"{value!r} is not an event name: letters, digits and . _ : - (e.g. debate.ended)"
+            )
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from prefect.client.schemas.schedules import CronSchedule  # Prefect's own parser decides
+
+        try:
+            CronSchedule(cron=value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a cron expression: five fields, minute hour day month weekday "
+                "(e.g. '0 9 * * 1')"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Schedule:
+        given = [k for k in ("at", "cron", "on_event") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `at:`, `cron:` or `on_event:`"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        if self.timezone != "UTC" and self.cron is None:
+            raise ValueError("`timezone:` applies to `cron:` only (`at:` carries its own offset)")
+        return self
+
+
+Condition = Literal["not_clicked", "not_converted", "not_engaged"]
+
+
+class Step(_Strict):
+    """One wave of a staggered sequence: which channels send, how long after the launch, and to whom."""
+
+    name: str
+    after: Duration = Field(default=timedelta(0), description="Offset from the launch: 0s, 2m, 3h, 1d.")
+    channels: list[str] = Field(min_length=1, description="Channel ids this step sends.")
+    only_if: Condition | None = Field(
+        default=None,
+        description="Send only to contacts who have not clicked / converted / done either since the launch.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _slug(value, "step name")
+
+
+class Approval(_Strict):
+    """One gate before anything is sent: a named approver says go, or the run expires."""
+
+    required: bool = True
+    approvers: list[str] = Field(
+        default_factory=list, description="Who may approve; empty means anyone with access to the server."
+    )
+    timeout: Duration = Field(default=timedelta(minutes=30), description="Unanswered for this long: expired.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=10) <= value <= timedelta(days=7):
+            raise ValueError("must be between 10s and 7d")
+        return value
+
+
+class Rollout(_Strict):
+    """Test the variants on a share of the audience, wait, then send the winner to everyone else."""
+
+    test_share: float = Field(gt=0, lt=1, description="Share of the non-holdout contacts in the test cell.")
+    wait: Duration = Field(description="How long to wait after the test sends before deciding.")
+    metric: Literal["conversion_rate", "click_rate"] = "conversion_rate"
+    min_confidence: float = Field(
+        default=0.95, ge=0.5, lt=1, description="1 - the Holm-adjusted p-value a winner needs."
+    )
+    fallback: str = Field(
+        default="baseline",
+        description="What the rest gets when nothing wins: `baseline` (the first variant) or a variant id.",
+    )
+
+
 class Campaign(_Strict):
     """One campaign file."""
 
@@ -129,6 +254,12 @@ class Campaign(_Strict):
     experiment: Experiment = Field(default_factory=Experiment)
     tracking: Tracking = Field(default_factory=Tracking)
     channels: dict[str, AnyChannelConfig] = Field(min_length=1)
+    schedule: Schedule | None = Field(default=None, description="For `clarion deploy`: when it launches.")
+    steps: list[Step] | None = Field(
+        default=None, description="A staggered sequence; without it, every channel sends at launch."
+    )
+    approval: Approval | None = None
+    rollout: Rollout | None = None
 
     @field_validator("name")
     @classmethod
@@ -141,6 +272,82 @@ class Campaign(_Strict):
         for key in value:
             _slug(key, "channel id")
         return value
+
+    @model_validator(mode="after")
+    def _sequence(self) -> Campaign:
+        if self.steps is not None:
+            _check_steps(self.steps, list(self.channels))
+        if self.rollout is not None:
+            _check_rollout(self.rollout, self)
+        return self
+
+    @property
+    def test_share(self) -> float:
+        """The share of non-holdout contacts the variants go to at launch (all, without a rollout)."""
+        return self.rollout.test_share if self.rollout is not None else 1.0
+
+    def step_plan(self) -> list[Step]:
+        """The steps in launch order; a campaign without `steps:` is one step sending every channel."""
+        if self.steps is None:
+            return [Step(name="launch", channels=list(self.channels))]
+        return sorted(self.steps, key=lambda s: s.after)
+
+
+def _problem(message: str, at: tuple[str | int, ...], **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("campaign", message, {**context, "at": at})
+
+
+def _check_steps(steps: list[Step], channel_ids: list[str]) -> None:
+    seen: dict[str, str] = {}
+    names: set[str] = set()
+    for index, step in enumerate(steps):
+        if step.name in names:
+            raise _problem("step name '{name}' is used twice", ("steps", index, "name"), name=step.name)
+        names.add(step.name)
+        for j, cid in enumerate(step.channels):
+            if cid not in channel_ids:
+                raise _problem(
+                    "step '{step}' names channel '{cid}', which `channels:` does not define ({known})",
+                    ("steps", index, "channels", j),
+                    step=step.name,
+                    cid=cid,
+                    known=", ".join(channel_ids),
+                )
+            if cid in seen:
+                raise _problem(
+                    "channel '{cid}' is in steps '{first}' and '{step}': a channel sends in one step "
+                    "(for a reminder, add a second channel with its own id)",
+                    ("steps", index, "channels", j),
+                    cid=cid,
+                    first=seen[cid],
+                    step=step.name,
+                )
+            seen[cid] = step.name
+    missing = [c for c in channel_ids if c not in seen]
+    if missing:
+        raise _problem(
+            "channels {missing} are in no step: put every channel in one step, or drop `steps:`",
+            ("steps",),
+            missing=", ".join(missing),
+        )
+
+
+def _check_rollout(rollout: Rollout, campaign: Campaign) -> None:
+    variants = [v.id for v in campaign.experiment.variants if v.weight > 0]
+    if len(variants) < 2:
+        raise _problem("a rollout compares variants: give `experiment.variants` at least two", ("rollout",))
+    if rollout.fallback not in ("baseline", *variants):
+        raise _problem(
+            "fallback '{fallback}' is neither `baseline` nor a variant id ({known})",
+            ("rollout", "fallback"),
+            fallback=rollout.fallback,
+            known=", ".join(variants),
+        )
+    if campaign.steps is not None:
+        raise _problem(
+            "`rollout:` and `steps:` cannot be combined yet: a rollout is its own two-step sequence",
+            ("rollout",),
+        )
 
 
 def json_schema() -> dict[str, Any]:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import channels
 from channels.base import ChannelKind
+from clarion.assign import Assigner
 from clarion.contacts import Contact, file_digest
 from clarion.errors import ClarionError
 from clarion.ledger import Ledger, PlannedSend, RunStatus
 from clarion.loader import LoadedCampaign, load_campaign
+from clarion.model import HOLDOUT, REST
 from clarion.render import Renderer
 from clarion.validate import ValidationReport, open_contacts, scan, signer
 
@@ -74,8 +76,12 @@ def batch_size(kind: ChannelKind, config: object) -> int:
 class _Planner:
     """Collects a run's rows while the audience streams past, writing them in chunks."""
 
-    def __init__(self, ledger: Ledger, loaded: LoadedCampaign, run_id: str) -> None:
+    def __init__(
+        self, ledger: Ledger, loaded: LoadedCampaign, run_id: str, winner: str | None = None
+    ) -> None:
         self.ledger, self.run_id = ledger, run_id
+        # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
+        self.winner = winner
         self.assignments: list[tuple[int, str, str]] = []
         self.sends: list[PlannedSend] = []
         self.batches: list[Batch] = []
@@ -90,6 +96,16 @@ class _Planner:
                 self._sizes[cid] = batch_size(adapter.kind, config)
 
     def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
+        if self.winner is None:
+            if arm == REST:  # waits for the rollout run: assigned here, sent nothing here
+                self.assignments.append((contact.seq, contact.id, arm))
+                return
+        elif arm == REST:
+            arm = self.winner
+        elif arm == HOLDOUT:
+            addresses = {}  # the rollout's report compares the winner with the same holdout
+        else:
+            return  # the test cell was the launch's
         self.assignments.append((contact.seq, contact.id, arm))
         for cid, address in addresses.items():
             reason = None if address else "no_address"
@@ -138,8 +154,18 @@ class _Planner:
             self.sends = []
 
 
-def plan_run(ledger: Ledger, path: Path | str, run_id: str, *, resend_uncertain: bool = False) -> Plan:
-    """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError."""
+def plan_run(
+    ledger: Ledger,
+    path: Path | str,
+    run_id: str,
+    *,
+    resend_uncertain: bool = False,
+    rollout_of: tuple[str, str] | None = None,
+) -> Plan:
+    """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError.
+
+    `rollout_of` = (launch run id, winning variant) plans a rollout run instead: the rest of the audience,
+    every one on the winner, beside the same holdout; no posts."""
     loaded = load_campaign(path)
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
@@ -160,10 +186,24 @@ def plan_run(ledger: Ledger, path: Path | str, run_id: str, *, resend_uncertain:
     else:
         open_contacts(loaded)  # a missing contacts file is reported before a run is created
         # Tokens name channels and variants by position: freeze the order with the run.
-        options = {
-            "channels": list(loaded.campaign.channels),
-            "variants": [v.id for v in loaded.campaign.experiment.variants],
+        # What the tracking service needs to redirect a click without reading the campaign file.
+        campaign = loaded.campaign
+        assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
+        shares = dict(zip(assigner.arms, assigner.shares, strict=True))  # for the sample-ratio check
+        options: dict[str, object] = {
+            "channels": list(campaign.channels),
+            "variants": [v.id for v in campaign.experiment.variants],
+            "kinds": {cid: channels.get(c.provider).kind.value for cid, c in campaign.channels.items()},
+            "cta": campaign.cta.url,
+            "shares": {arm: share for arm, share in shares.items() if arm != REST},
         }
+        if rollout_of is not None:
+            rest, holdout = shares.get(REST, 0.0), shares.get(HOLDOUT, 0.0)
+            options["shares"] = {
+                **({HOLDOUT: holdout / (rest + holdout)} if holdout else {}),
+                rollout_of[1]: rest / (rest + holdout),
+            }
+            options["rollout_of"] = rollout_of[0]
         ledger.create_run(
             run_id,
             campaign=loaded.campaign.name,
@@ -172,7 +212,7 @@ def plan_run(ledger: Ledger, path: Path | str, run_id: str, *, resend_uncertain:
             options=options,
         )
     renderer = Renderer(loaded, signer(), run_id)
-    planner = _Planner(ledger, loaded, run_id)
+    planner = _Planner(ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None)
     try:
         plan.report = scan(loaded, renderer, planner.visit)
     except ClarionError as exc:
@@ -182,7 +222,7 @@ def plan_run(ledger: Ledger, path: Path | str, run_id: str, *, resend_uncertain:
     social = [
         (cid, variant.id)
         for cid, config in loaded.campaign.channels.items()
-        if channels.get(config.provider).kind is ChannelKind.SOCIAL
+        if channels.get(config.provider).kind is ChannelKind.SOCIAL and rollout_of is None
         for variant in loaded.campaign.experiment.variants
         if variant.weight > 0
     ]

@@ -193,11 +193,13 @@ class Renderer:
 
     # -- rendering ---------------------------------------------------------------------------------
 
-    def link(self, channel_id: str, kind: ChannelKind, variant_id: str, contact_seq: int | None) -> str:
+    def token(self, channel_id: str, variant_id: str, contact_seq: int | None) -> str:
         claims = LinkClaims(
             self._run_key, self._channel_index[channel_id], self._variant_index[variant_id], contact_seq
         )
-        token = self.signer.sign(claims)
+        return self.signer.sign(claims)
+
+    def link(self, channel_id: str, kind: ChannelKind, variant_id: str, token: str) -> str:
         return message_link(
             cta=self.campaign.cta.url,
             tracking_base=self.campaign.tracking.base_url,
@@ -216,7 +218,8 @@ class Renderer:
         per_contact = adapter.kind is not ChannelKind.SOCIAL
         contact_id = contact.id if (contact is not None and per_contact) else None
         seq = contact.seq if (contact is not None and per_contact) else None
-        link = self.link(channel_id, adapter.kind, variant.id, seq)
+        token = self.token(channel_id, variant.id, seq)
+        link = self.link(channel_id, adapter.kind, variant.id, token)
         context: dict[str, Any] = {
             "variant": VariantVars(variant.vars, id=variant.id),
             "campaign": self.context_campaign,
@@ -246,6 +249,7 @@ class Renderer:
             subject=rendered.get("subject"),
             html=html,
             run=self.run_id,
+            token=token,
         )
         message.metrics = adapter.measure(message)
         return message

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -48,6 +50,51 @@ def sandbox_environment(port: int = 0) -> Iterator[Any]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@contextlib.contextmanager
+def engaged(box: Any, engagement: Path) -> Iterator[str]:
+    """The tracking service in this process, and the sandbox's simulated recipients using it.
+
+    The sandbox signs its SendGrid events with its own key, its Twilio callbacks with the dummy auth token
+    and its conversions with a secret made up here; the service is given exactly those, so every request
+    goes through the same verification as in production. Yields the service's URL.
+    """
+    import yaml
+
+    from clarion.serving import BackgroundServer
+    from clarion.settings import TrackingSettings
+    from clarion.tracking import build_app
+    from flows.launch import ledger
+
+    try:
+        config = yaml.safe_load(engagement.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ClarionError(f"{engagement}: cannot read the engagement file ({exc})") from None
+    if not isinstance(config, dict):
+        raise ClarionError(f"{engagement}: expected a mapping of engagement settings")
+    conversion_secret = secrets.token_urlsafe(32)
+    settings = TrackingSettings(
+        sendgrid_webhook_public_key=box.sendgrid_public_key,
+        twilio_auth_token=SANDBOX_CREDENTIALS["TWILIO_AUTH_TOKEN"],
+        clarion_conversion_secret=conversion_secret,
+    )
+    with BackgroundServer(build_app(ledger(), settings=settings)) as server:
+        try:
+            box.set_engagement(
+                {
+                    **config,
+                    "tracking_url": server.url,
+                    "conversion_secret": conversion_secret,
+                    "twilio_auth_token": SANDBOX_CREDENTIALS["TWILIO_AUTH_TOKEN"],
+                }
+            )
+        except ValueError as exc:
+            raise ClarionError(f"{engagement}: {exc}") from None
+        try:
+            yield server.url
+        finally:
+            box.set_engagement(None)
 
 
 class LedgerProgress:
@@ -113,6 +160,7 @@ def run_campaign(
     resend_uncertain: bool,
     console: Console | None,
     quiet_prefect: bool = True,
+    approved_by: str | None = None,
 ) -> dict[str, Any]:
     """Run the launch flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set)."""
     if quiet_prefect:
@@ -121,10 +169,10 @@ def run_campaign(
 
     try:
         if console is None:
-            result: dict[str, Any] = launch(campaign_path, run_id, resend_uncertain)
+            result: dict[str, Any] = launch(campaign_path, run_id, resend_uncertain, approved_by=approved_by)
         else:
             with LedgerProgress(run_id, console):
-                result = launch(campaign_path, run_id, resend_uncertain)
+                result = launch(campaign_path, run_id, resend_uncertain, approved_by=approved_by)
     except ClarionError:
         raise
     return result

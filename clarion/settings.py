@@ -55,3 +55,22 @@ class ClarionSettings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(32))
         return path.read_text().strip().encode()
+
+
+class TrackingSettings(BaseSettings):
+    """What `clarion serve` needs besides ClarionSettings: the webhooks' keys, from the environment.
+
+    SENDGRID_WEBHOOK_PUBLIC_KEY  SendGrid's Event Webhook verification key (base64, from its Mail Settings)
+    TWILIO_AUTH_TOKEN            the Twilio account's auth token (status callbacks are signed with it)
+    CLARION_CONVERSION_SECRET    shared secret the landing page signs conversions with
+    CLARION_PUBLIC_URL           the URL the service is reached at from outside (Twilio signs that URL);
+                                 default: the URL of each request as the service sees it
+    A webhook whose key is not set is refused (403): nothing unverified is ever recorded.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    sendgrid_webhook_public_key: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    clarion_conversion_secret: SecretStr | None = None
+    clarion_public_url: str | None = None

@@ -21,7 +21,7 @@ from clarion.contacts import Contact, ContactsError, ContactsFile
 from clarion.errors import CampaignInvalid, ClarionError, Problem
 from clarion.links import LinkSigner
 from clarion.loader import LoadedCampaign, load_campaign
-from clarion.model import HOLDOUT, Variant
+from clarion.model import HOLDOUT, REST, Variant
 from clarion.render import PREVIEW_RUN, Renderer, RenderProblem, display_path
 from clarion.settings import ClarionSettings
 
@@ -143,7 +143,7 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
             continue
         per_contact.append((cid, adapter))
 
-    assigner = Assigner(campaign.name, campaign.experiment)
+    assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
     seen: set[str] = set()
     try:
         for contact in contacts.records():
@@ -170,7 +170,9 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                     continue  # checked all the same: the file is wrong, whoever the contact is
                 addresses[cid] = address
                 report.reachable[cid] += 1
-                _render_checked(renderer, cid, variants[arm], contact, address, groups, report)
+                # the rest of a rollout gets whichever variant wins: each must render for them
+                for variant in [variants[arm]] if arm != REST else list(variants.values()):
+                    _render_checked(renderer, cid, variant, contact, address, groups, report)
             if visitor is not None and not groups:
                 visitor(contact, arm, addresses)
     except ContactsError as exc:

@@ -2,6 +2,7 @@
 
     python examples/make_contacts.py debate-night 10000 > examples/debate-night/contacts.csv
     python examples/make_contacts.py b2b 2000 > examples/b2b-cta-test/contacts.csv
+    python examples/make_contacts.py donations 10000 > examples/debate-night/donations.csv
 
 Emails use the reserved example.* domains; phone numbers use the fictional 555-01XX range, which
 phonenumbers accepts as valid US numbers.
@@ -276,9 +277,30 @@ def generate(kind: str, count: int, seed: int = 2026) -> list[dict[str, str]]:
     return rows
 
 
+def donations(count: int, rate: float = 0.015, seed: int = 2027) -> list[dict[str, str]]:
+    """A donation platform's export for the debate-night audience: gifts made without any tracked link.
+
+    Everyone (holdout included) gives at the same base rate: this is what the holdout is measured by.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for contact in generate("debate-night", count):
+        if contact["email"] and rng.random() < rate:
+            minute = rng.randrange(180)
+            rows.append(
+                {
+                    "id": f"gift-{contact['id']}",
+                    "email": contact["email"],
+                    "amount": f"{rng.choice([5, 10, 25, 50, 100])}.00",
+                    "time": f"2026-11-22T{21 + minute // 60:02d}:{minute % 60:02d}:00Z",
+                }
+            )
+    return rows
+
+
 def main() -> None:
     kind, count = sys.argv[1], int(sys.argv[2])
-    rows = generate(kind, count)
+    rows = donations(count) if kind == "donations" else generate(kind, count)
     writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

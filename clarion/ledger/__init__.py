@@ -10,6 +10,7 @@
 See store.py for the guarantees, database.py for how SQLite and PostgreSQL are set up.
 """
 
+from clarion.ledger.engagement import Click, Conversion, Engagement, ProviderEvent, run_key_hex
 from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
 from clarion.ledger.rows import (
     PlannedSend,
@@ -23,11 +24,15 @@ from clarion.ledger.rows import (
 from clarion.ledger.store import Ledger
 
 __all__ = [
+    "Click",
+    "Conversion",
     "DatabaseUnavailable",
+    "Engagement",
     "Ledger",
     "LedgerError",
     "LedgerNotMigrated",
     "PlannedSend",
+    "ProviderEvent",
     "RunExists",
     "RunNotFound",
     "RunRecord",
@@ -36,4 +41,5 @@ __all__ = [
     "SendState",
     "Settlement",
     "SummaryRow",
+    "run_key_hex",
 ]

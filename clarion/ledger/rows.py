@@ -6,7 +6,7 @@ database enum type); these enums are the only place their values are spelled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,6 +21,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     AWAITING_APPROVAL = "awaiting_approval"
+    WAITING = "waiting"  # sent what was due; a later step, or texts held for local hours, are scheduled
     EXPIRED = "expired"
 
     @property
@@ -87,12 +88,15 @@ class RunRecord:
     finished_at: datetime | None
     error: str | None
     options: dict[str, Any]
+    run_key: str | None = None  # hex of the 5-byte key its tracked links carry (links.run_key)
+    decisions: dict[str, Any] = field(default_factory=dict)  # approval, rollout winner, steps begun
 
     @classmethod
     def from_row(cls, row: RowMapping) -> RunRecord:
         values = dict(row)
         values["status"] = RunStatus(values["status"])
         values["options"] = dict(values["options"] or {})
+        values["decisions"] = dict(values.get("decisions") or {})
         return cls(**values)
 
 
@@ -114,6 +118,7 @@ class SendRow:
     planned_at: datetime
     attempted_at: datetime | None
     settled_at: datetime | None
+    not_before: datetime | None = None  # deferred until then (quiet hours, send_at_local)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SendRow:

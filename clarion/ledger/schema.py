@@ -76,7 +76,12 @@ runs = Table(
     Column("finished_at", UTCDateTime),
     Column("error", Text),
     Column("options", JSON, nullable=False),
+    # the 5-byte key tracked links name the run by (links.run_key), in hex; revision 0002
+    Column("run_key", String(10)),
+    # what the run decided on the way (approval, rollout winner, steps begun), by name; revision 0003
+    Column("decisions", JSON),
     Index(None, "created_at"),
+    Index(None, "run_key"),
 )
 
 assignments = Table(
@@ -109,9 +114,72 @@ sends = Table(
     Column("planned_at", UTCDateTime, nullable=False),
     Column("attempted_at", UTCDateTime),
     Column("settled_at", UTCDateTime),
+    # a planned send deferred to this instant (SMS quiet hours, send_at_local); revision 0003
+    Column("not_before", UTCDateTime),
     UniqueConstraint("run_id", "channel", "recipient"),
     # (run, channel, state) first: batches() reads the batch numbers from the index alone
     Index(None, "run_id", "channel", "state", "batch"),
     # (run, channel, batch) first: pending() reads one batch's rows in seq order
     Index(None, "run_id", "channel", "batch", "seq"),
+)
+
+# -- engagement (revision 0002): what recipients did after the send ------------------------------------
+
+# A click on a tracked link. Email and SMS links name their contact, so one row per (run, channel, contact)
+# counts repeats in `count`; a social post's link names no one, so each of its clicks is a row of its own
+# (contact_seq NULL: NULLs never collide in a unique constraint, on SQLite or PostgreSQL).
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String, nullable=False),
+    Column("variant", String, nullable=False),
+    Column("contact_seq", Integer),
+    Column("count", Integer, nullable=False),
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    UniqueConstraint("run_id", "channel", "contact_seq"),
+)
+
+# A provider's event about one send (SendGrid delivered/open/bounce..., Twilio sent/delivered/failed...).
+# `event_key` is the provider's own id of the event, so a webhook delivered twice is recorded once (unique
+# per run: ids from a sandbox, or a test, may repeat across runs; a provider's never do).
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_key", String, nullable=False),
+    Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String, nullable=False),
+    Column("variant", String, nullable=False),
+    Column("contact_seq", Integer),
+    Column("kind", String(32), nullable=False),
+    Column("provider_id", String),
+    Column("detail", Text),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("run_id", "event_key"),
+    Index(None, "run_id", "channel", "kind"),
+)
+
+# A donation or sign-up. `arm` is the contact's assigned arm (a variant or the holdout); `channel` is the
+# channel whose link led to it (NULL for an imported conversion, which no link names). Amounts are kept in
+# minor units (cents) as integers: exact on every backend. (run, source, external_id) makes replays no-ops.
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("external_id", String, nullable=False),
+    Column("arm", String, nullable=False),
+    Column("channel", String),
+    Column("contact_seq", Integer),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("run_id", "source", "external_id"),
+    Index(None, "run_id", "arm"),
 )

@@ -24,9 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from clarion.ledger import migrate as migrations
 from clarion.ledger.bulk import CHUNK, BulkWriter, Statistics, chunked
 from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
+from clarion.ledger.engagement import EngagementStore, run_key_hex
 from clarion.ledger.errors import RunExists, RunNotFound
 from clarion.ledger.rows import PlannedSend, RunRecord, RunStatus, SendRow, SendState, Settlement, SummaryRow
 from clarion.ledger.schema import assignments, runs, sends
+from clarion.ledger.sequencing import SequencingStore, due
 from clarion.ledger.transitions import Transitions
 
 log = logging.getLogger("clarion.ledger")
@@ -41,7 +43,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger:
+class Ledger(EngagementStore, SequencingStore):
     """The send ledger on one database (SQLite or PostgreSQL); thread-safe, one Engine per process."""
 
     def __init__(self, url: str | URL | None = None) -> None:
@@ -101,6 +103,7 @@ class Ledger:
             finished_at=None,
             error=None,
             options=dict(options or {}),
+            run_key=run_key_hex(run_id),
         )
         try:
             with self._tx(write=True) as conn:
@@ -228,19 +231,24 @@ class Ledger:
     # -- reading ------------------------------------------------------------------------------------
 
     def pending(self, run_id: str, channel: str, batch: int) -> list[SendRow]:
-        """The planned (not yet claimed) sends of one batch, in audience order."""
+        """The planned (not yet claimed) sends of one batch that are due now, in audience order."""
         self._statistics.refresh(self._tx)
         query = (
             select(sends)
-            .where(*_planned(run_id, channel), sends.c.batch == batch)
+            .where(*_planned(run_id, channel), sends.c.batch == batch, due(utcnow()))
             .order_by(sends.c.seq, sends.c.id)
         )
         return self._read_rows(run_id, query)
 
     def batches(self, run_id: str, channel: str) -> list[int]:
-        """The batch numbers of `channel` that still have planned sends, in order."""
+        """The batch numbers of `channel` that have planned sends due now, in order."""
         self._statistics.refresh(self._tx)
-        query = select(sends.c.batch).where(*_planned(run_id, channel)).distinct().order_by(sends.c.batch)
+        query = (
+            select(sends.c.batch)
+            .where(*_planned(run_id, channel), due(utcnow()))
+            .distinct()
+            .order_by(sends.c.batch)
+        )
         with self._tx() as conn:
             return _found(conn, run_id, list(conn.execute(query).scalars()))
 

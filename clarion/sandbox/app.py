@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from clarion.sandbox.engagement import Engagement, EngagementConfig
 from clarion.sandbox.faults import (
     PROVIDERS,
     FaultConfig,
@@ -32,6 +33,7 @@ from clarion.sandbox.faults import (
 )
 from clarion.sandbox.page import LATEST, render_page
 from clarion.sandbox.sendgrid import SendGridEmulator
+from clarion.sandbox.signing import EventSigner
 from clarion.sandbox.store import MAX_REQUESTS, Record, Store, utc_now_iso
 from clarion.sandbox.twilio import TwilioEmulator
 from clarion.sandbox.wire import Emulator, Handler, json_response, parse_json, redacted_headers
@@ -60,7 +62,25 @@ class SandboxState:
             "x": XEmulator(self.store),
         }
         self.stopping = threading.Event()  # set on shutdown: stalled requests stop waiting
+        self.signing = EventSigner()
+        self.engagement: Engagement | None = None
         self.app = build_app(self)
+
+    def set_engagement(self, config: EngagementConfig | Mapping[str, Any] | str | None) -> None:
+        """Start simulated recipients with these settings (replacing any), or stop them (None)."""
+        if self.engagement is not None:
+            self.store.listeners.remove(self.engagement.offer)
+            self.engagement.close()
+            self.engagement = None
+        if config is None:
+            return
+        settings = EngagementConfig.load(config)
+        self.engagement = Engagement(
+            settings,
+            sign_sendgrid=self.signing.sign,
+            set_metrics=lambda tweet_id, metrics: self.store.set_metrics(tweet_id, metrics),
+        )
+        self.store.listeners.append(self.engagement.offer)
 
     def reset(self) -> None:
         """Forget every message, request and post; fault settings stay, their sequences restart."""
@@ -206,6 +226,21 @@ def build_app(state: SandboxState) -> Starlette:
             state.twilio.set_opted_out(payload)
         return json_response(sorted(state.twilio.opted_out))
 
+    async def keys(request: Request) -> Response:
+        return json_response({"sendgrid_event_public_key": state.signing.public_key})
+
+    async def engagement(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                payload = parse_json(await request.body())
+                if payload is not None and not isinstance(payload, dict):
+                    raise ValueError('expected an object such as {"tracking_url": "http://127.0.0.1:8765"}')
+                state.set_engagement(payload)
+            except ValueError as exc:
+                return _error(str(exc))
+        current = state.engagement
+        return json_response(None if current is None else current.snapshot())
+
     async def unknown(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         path = request.url.path
@@ -229,6 +264,8 @@ def build_app(state: SandboxState) -> Starlette:
         Route("/_sandbox/faults", faults, methods=["GET", "PUT"]),
         Route("/_sandbox/metrics/{tweet_id}", metrics, methods=["PUT", "POST"]),
         Route("/_sandbox/opted-out", opted_out, methods=["GET", "PUT"]),
+        Route("/_sandbox/keys", keys, methods=["GET"]),
+        Route("/_sandbox/engagement", engagement, methods=["GET", "POST"]),
     ]
     for emulator in state.emulators.values():
         for method, path, handler in emulator.routes():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -12,27 +9,10 @@ from typing import Any
 import uvicorn
 
 from clarion.sandbox.app import FaultsInput, SandboxState
+from clarion.sandbox.engagement import EngagementConfig
 from clarion.sandbox.faults import FaultConfig, check_provider
 from clarion.sandbox.store import MAX_REQUESTS
-
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
-
-
-def _config(state: SandboxState, host: str, port: int, *, quiet: bool) -> uvicorn.Config:
-    return uvicorn.Config(
-        state.app,
-        host=host,
-        port=port,
-        loop="asyncio",
-        http="h11",
-        lifespan="off",
-        access_log=False,
-        # In-process, leave the host program's logging alone; in the foreground, uvicorn's own set-up.
-        log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
-        log_level="warning" if quiet else "info",
-        timeout_graceful_shutdown=2,
-    )
+from clarion.serving import BackgroundServer
 
 
 class Sandbox:
@@ -54,69 +34,37 @@ class Sandbox:
     ) -> None:
         self.host = host
         self.state = SandboxState(faults, opted_out, max_requests)
-        self._requested_port = port
-        self._port: int | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._server = BackgroundServer(
+            self.state.app,
+            port=port,
+            host=host,
+            lifespan="off",
+            name="provider sandbox",
+            loop="asyncio",
+            http="h11",
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
-        if self._port is None:
+        if not self._server.running:
             raise RuntimeError("the sandbox is not running; use it as a context manager or call start()")
-        return self._port
+        return self._server.port
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Sandbox:
-        if self._thread is not None:
-            raise RuntimeError("the sandbox is already running")
-        # IPPROTO_TCP explicitly: asyncio turns Nagle off only on sockets whose proto says TCP, and without
-        # that every response waits ~40 ms for a delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._requested_port))
-        except OSError:
-            sock.close()
-            raise
-        self._socket = sock
-        self._port = sock.getsockname()[1]
         self.state.stopping.clear()
-        self._server = uvicorn.Server(_config(self.state, self.host, self._port, quiet=True))
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"clarion-sandbox-{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the provider sandbox did not start on {self.host}:{self._port}")
-            time.sleep(0.01)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        server, thread, sock = self._server, self._thread, self._socket
-        self._server = self._thread = self._socket = None
-        self._port = None
-        self.state.stopping.set()
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(STOP_TIMEOUT)
-            if thread.is_alive() and server is not None:
-                server.force_exit = True
-                thread.join(STOP_TIMEOUT)
-        if sock is not None:
-            sock.close()
+        self.state.set_engagement(None)
+        self.state.stopping.set()  # stalled requests stop waiting, so the server can stop now
+        self._server.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -155,17 +103,47 @@ class Sandbox:
         """Replace the numbers Twilio refuses with error 21610."""
         self.state.twilio.set_opted_out(numbers)
 
+    # -- simulated recipients (engagement.py) -------------------------------------------------------
+
+    @property
+    def sendgrid_public_key(self) -> str:
+        """The key the sandbox signs SendGrid events with, for the tracking service's settings."""
+        return self.state.signing.public_key
+
+    def set_engagement(self, config: EngagementConfig | Mapping[str, Any] | str | None) -> None:
+        """Start simulated recipients (settings as a model, mapping or YAML path), or stop them (None)."""
+        self.state.set_engagement(config)
+
+    def engage_existing(self) -> None:
+        """Engage the messages accepted before engagement started (each message at most once)."""
+        if self.state.engagement is None:
+            raise RuntimeError("engagement is off; call set_engagement first")
+        self.state.engagement.offer(self.state.store.messages())
+
+    def wait_engaged(self, timeout: float = 300) -> dict[str, Any]:
+        """Block until every queued message was engaged; returns the counts (TimeoutError otherwise)."""
+        if self.state.engagement is None:
+            raise RuntimeError("engagement is off; call set_engagement first")
+        return self.state.engagement.wait(timeout)
+
 
 def serve(
     host: str = "127.0.0.1",
     port: int = 8025,
     faults: FaultsInput | None = None,
     opted_out: Iterable[str] = (),
+    engagement: EngagementConfig | Mapping[str, Any] | str | None = None,
 ) -> None:
     """Serve the sandbox in the foreground until interrupted (Ctrl-C), for `clarion sandbox`."""
     state = SandboxState(faults, opted_out)
-    server = uvicorn.Server(_config(state, host, port, quiet=False))
+    if engagement is not None:
+        state.set_engagement(engagement)
+    config = uvicorn.Config(
+        state.app, host=host, port=port, loop="asyncio", http="h11", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
     try:
         server.run()
     finally:
         state.stopping.set()
+        state.set_engagement(None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,18 +78,28 @@ class Store:
         self._posts: dict[str, Record] = {}  # tweet id -> {"text", "public_metrics"}
         self._post_texts: set[str] = set()
         self._last_post_id = 0
+        #: called, outside the lock, with each batch of newly accepted messages (sandbox engagement)
+        self.listeners: list[Any] = []
 
     # -- writing ----------------------------------------------------------------------------------
 
     def add_messages(self, records: Iterable[Record]) -> None:
+        added = []
         with self._lock:
             n = self._next_message
             for record in records:
                 record["id"] = n
                 n += 1
-                self._messages.append(ReadOnlyRecord(record))
+                stored = ReadOnlyRecord(record)
+                self._messages.append(stored)
+                added.append(stored)
                 self._counts[record["provider"]] += 1
             self._next_message = n
+        self._announce(added)
+
+    def _announce(self, added: Sequence[Record]) -> None:
+        for listener in list(self.listeners):
+            listener(added)
 
     def add_post(self, text: str, make_record: Any) -> Record:
         """Publish `text` on X under a new snowflake id, or raise DuplicatePost.
@@ -108,9 +118,11 @@ class Store:
             record: Record = make_record(key)
             record["id"] = self._next_message
             self._next_message += 1
-            self._messages.append(ReadOnlyRecord(record))
+            stored = ReadOnlyRecord(record)
+            self._messages.append(stored)
             self._counts["x"] += 1
-            return record
+        self._announce([stored])
+        return record
 
     def set_metrics(self, tweet_id: str, metrics: dict[str, int]) -> dict[str, int]:
         unknown = set(metrics) - set(PUBLIC_METRICS)

@@ -76,6 +76,7 @@ channels:
   sms:
     provider: twilio
     from: "+15005550006"
+    quiet_hours: null  # runs at any hour; quiet hours are tested on their own
     body: "{{ variant.headline }} {{ link }} Reply STOP to opt out"
 """
 

@@ -81,7 +81,7 @@ def test_channels_start_together(tmp_path: Path, providers: Sandbox) -> None:
     total = (lasts - min(firsts.values())).total_seconds()
     # SMS alone, one at a time at 150 ms each, would take over a minute; the first of every channel
     # arrives together, well before the run ends.
-    assert skew < 2.0, firsts
+    assert skew < 1.0, firsts
     assert total > 2 * skew
 
 

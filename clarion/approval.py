@@ -1,0 +1,142 @@
+"""The approval gate's contents and its remote control.
+
+Before the gate: pre-flight checks (each channel's credentials are present, its sender is configured, the
+planned volume fits the provider's limits) and a preview of every channel x variant. From any shell:
+`clarion approve RUN_ID` / `clarion reject RUN_ID --reason ...` find the paused flow run of that run on
+the Prefect server (PREFECT_API_URL) and resume it with the answer.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from typing import Any
+
+import channels
+from channels.base import ChannelKind
+from clarion.errors import ClarionError
+from clarion.ledger import Ledger, SendState
+from clarion.loader import LoadedCampaign
+from clarion.model import Approval
+
+APPROVAL = "approval"  # decision key in the ledger
+#: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
+X_FREE_TIER_POSTS_PER_DAY = 17
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def approver_allowed(gate: Approval, who: str) -> bool:
+    return bool(who) and (not gate.approvers or who in gate.approvers)
+
+
+def default_approver() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        return ""
+
+
+def preflight(loaded: LoadedCampaign, store: Ledger, run_id: str) -> list[Check]:
+    """What must hold before anyone is asked to approve."""
+    planned: dict[str, int] = {}
+    for row in store.summary(run_id):
+        if row.state is SendState.PLANNED:
+            planned[row.channel] = planned.get(row.channel, 0) + row.count
+    checks = []
+    for cid, config in loaded.campaign.channels.items():
+        adapter = channels.get(config.provider)
+        try:
+            adapter.settings_model.load(cid)
+            checks.append(Check(f"{cid} credentials", True, "present (values never shown)"))
+        except Exception as exc:  # the settings loader names the missing variable, never a value
+            checks.append(Check(f"{cid} credentials", False, str(exc).splitlines()[0][:300]))
+        sender = getattr(config, "from_", None) or getattr(config, "messaging_service_sid", None)
+        if adapter.kind is not ChannelKind.SOCIAL:
+            checks.append(Check(f"{cid} sender", bool(sender), str(sender or "no sender configured")))
+        volume = planned.get(cid, 0)
+        if adapter.kind is ChannelKind.SOCIAL:
+            ok = volume <= X_FREE_TIER_POSTS_PER_DAY
+            detail = f"{volume} posts planned (X's free tier allows {X_FREE_TIER_POSTS_PER_DAY} a day)"
+        else:
+            rate = getattr(config.pacing, "messages_per_second", None)
+            eta = f", about {volume / rate / 60:.0f} min at {rate}/s" if rate else ""
+            ok, detail = True, f"{volume:,} messages planned{eta}"
+        checks.append(Check(f"{cid} volume", ok, detail))
+    return checks
+
+
+def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks: list[Check]) -> str:
+    from clarion.validate import preview
+
+    arms = store.arm_counts(run_id)
+    lines = [f"# Approve run `{run_id}` of {loaded.campaign.name}?", ""]
+    lines += ["## Pre-flight", ""] + [
+        f"- {'OK' if c.ok else 'FAILED'}: **{c.name}**: {c.detail}" for c in checks
+    ]
+    lines += ["", "## Audience", ""] + [f"- {arm}: {n:,} contacts" for arm, n in sorted(arms.items())]
+    lines += ["", "## Messages (for the first contact)", ""]
+    for message in preview(loaded.path):
+        head = f"**{message.channel}** / {message.variant}"
+        subject = f" - subject: {message.subject}" if message.subject else ""
+        text = message.text.replace("\n", " ")[:500]
+        lines.append(f"- {head}{subject}\n\n  > {text}\n")
+    lines += ["", f"Answer with `clarion approve {run_id}` or `clarion reject {run_id} --reason ...`."]
+    return "\n".join(lines) + "\n"
+
+
+# -- from another shell ------------------------------------------------------------------------------
+
+
+def answer(run_id: str, *, approved: bool, approver: str, reason: str = "") -> dict[str, Any]:
+    """Resume the paused launch of `run_id` with an answer; ClarionError saying why when it cannot."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ClarionError(
+            "approving needs the Prefect server the run waits on: set PREFECT_API_URL "
+            "(e.g. http://127.0.0.1:4200/api) in this shell"
+        )
+    flow_filter = FlowRunFilter(
+        name=FlowRunFilterName(any_=[run_id]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+    )
+    with get_client(sync_client=True) as client:
+        paused = client.read_flow_runs(flow_run_filter=flow_filter, limit=5)
+    if not paused:
+        raise ClarionError(
+            f"no launch of run {run_id!r} is waiting for approval on {PREFECT_API_URL.value()} "
+            "(check the id with `clarion runs`; an expired or answered run cannot be approved)"
+        )
+    values = {"approved": approved, "approver": approver, "reason": reason}
+    try:
+        resume_flow_run(paused[0].id, run_input=values)
+    except FlowPauseTimeout:
+        raise ClarionError(f"run {run_id!r} can no longer be approved: its approval timed out") from None
+    return {"run_id": run_id, "flow_run_id": str(paused[0].id), **values}
+
+
+__all__ = [
+    "APPROVAL",
+    "Check",
+    "answer",
+    "approver_allowed",
+    "default_approver",
+    "preflight",
+    "preview_markdown",
+]

@@ -1,0 +1,134 @@
+"""Campaigns as Prefect deployments of the launch flow: one per campaign file, named after the campaign,
+with its schedule (`cron:`), its one launch (`at:`) or its event trigger (`on_event:`).
+
+`clarion deploy FILE...` registers them on the Prefect server; `clarion worker FOLDER` serves every
+campaign of a folder (flow.serve: it polls the server and runs what is due in subprocesses); with
+`--pool NAME`, `clarion deploy` registers them on a work pool instead, for `prefect worker start`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.schedules import Cron
+
+from clarion.loader import load_campaign
+from clarion.model import Campaign
+from flows.launch import launch
+
+#: The event's own id decides the run id (flows/naming.py): the same event never launches twice.
+TRIGGER_PARAMETERS = {
+    "id": "{{ event.id }}",
+    "event": "{{ event.event }}",
+    "occurred": "{{ event.occurred }}",
+}
+EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
+
+
+def deployment_name(campaign: Campaign) -> str:
+    return campaign.name
+
+
+def full_name(campaign: Campaign) -> str:
+    """How run_deployment and the CLI name it: flow/deployment."""
+    return f"{launch.name}/{deployment_name(campaign)}"
+
+
+def build(path: Path) -> tuple[RunnerDeployment, Campaign]:
+    """The deployment of one campaign file (validated first: the loader's errors name file and line)."""
+    loaded = load_campaign(path)
+    campaign = loaded.campaign
+    schedule = campaign.schedule
+    kwargs: dict[str, Any] = {
+        "name": deployment_name(campaign),
+        "parameters": {"campaign_path": str(Path(path).resolve())},
+        "tags": ["clarion", f"campaign:{campaign.name}", *(f"channel:{c}" for c in campaign.channels)],
+        "description": campaign.description or f"Clarion campaign {campaign.name}",
+    }
+    if schedule is not None and schedule.cron is not None:
+        kwargs["schedules"] = [Cron(schedule.cron, timezone=schedule.timezone)]
+    if schedule is not None and schedule.on_event is not None:
+        kwargs["triggers"] = [
+            DeploymentEventTrigger(
+                name=f"{campaign.name} on {schedule.on_event}",
+                expect={schedule.on_event},
+                match={"prefect.resource.id": f"{EVENT_RESOURCE}.*"},
+                parameters={"trigger": TRIGGER_PARAMETERS},
+            )
+        ]
+    return cast(RunnerDeployment, launch.to_deployment(**kwargs)), campaign
+
+
+def register(paths: list[Path], *, pool: str | None = None) -> list[dict[str, Any]]:
+    """Register (or update) each campaign's deployment; a one-time `at:` launch is scheduled as a run."""
+    from prefect.deployments import run_deployment
+
+    done = []
+    for path in paths:
+        deployment, campaign = build(path)
+        deployment_id = cast(UUID, deployment.apply(work_pool_name=pool) if pool else deployment.apply())
+        entry: dict[str, Any] = {
+            "campaign": campaign.name,
+            "deployment": full_name(campaign),
+            "id": str(deployment_id),
+        }
+        schedule = campaign.schedule
+        if schedule is not None and schedule.at is not None:
+            run = cast(
+                FlowRun,
+                run_deployment(
+                    name=deployment_id,
+                    scheduled_time=schedule.at,
+                    timeout=0,
+                    idempotency_key=f"{campaign.name}@{schedule.at.isoformat()}",
+                    tags=["clarion", "scheduled-at"],
+                ),
+            )
+            entry["scheduled_run"] = str(run.id)
+        entry["when"] = _when(campaign)
+        done.append(entry)
+    return done
+
+
+def _when(campaign: Campaign) -> str:
+    schedule = campaign.schedule
+    if schedule is None:
+        return "on demand (Prefect UI, or `prefect deployment run`)"
+    if schedule.at is not None:
+        return f"once, at {schedule.at.isoformat()}"
+    if schedule.cron is not None:
+        return f"cron {schedule.cron!r} ({schedule.timezone})"
+    return f"on event {schedule.on_event!r} (`clarion trigger {schedule.on_event}`)"
+
+
+def campaign_files(folder: Path) -> list[Path]:
+    """Every campaign file of a folder (its subfolders too): YAML files with a top-level `channels:`."""
+    import yaml
+
+    found = []
+    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            continue
+        if isinstance(data, dict) and "channels" in data and "cta" in data:
+            found.append(path)
+    return found
+
+
+def serve(paths: list[Path], *, poll_seconds: float = 1.0, limit: int | None = None) -> None:
+    """Serve the campaigns' deployments until interrupted (flow.serve)."""
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", str(max(1, int(poll_seconds))))
+    from prefect import serve as prefect_serve
+
+    deployments = [build(path)[0] for path in paths]
+    prefect_serve(*deployments, limit=limit, print_starting_message=False)
+
+
+__all__ = ["build", "campaign_files", "full_name", "register", "serve"]

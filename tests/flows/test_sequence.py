@@ -1,0 +1,235 @@
+"""Runs in time, on the launch flow run by hand (as `clarion run` does): staggered steps with a condition
+on real clicks, texts held for the contact's local hours, the approval gate answered at launch, and a
+rollout that tests the variants, waits, and sends the winner to the rest."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clarion.sandbox import Sandbox
+from clarion.sequence import LAUNCHED
+from clarion.tracking import build_app
+from flows.launch import launch, ledger
+from tests.flows.conftest import CAMPAIGN, write_campaign
+from tests.tracking.conftest import AppClient
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+TRACKED = CAMPAIGN.replace("cta:\n", "tracking:\n  base_url: https://go.example.org\ncta:\n", 1)
+TOKEN = re.compile(r"https://go\.example\.org/c/([A-Za-z0-9_=-]+)")
+
+
+def _received(message: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(message["received_at"])
+
+
+def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    while not predicate():
+        assert datetime.now(UTC) < deadline, "timed out"
+        threading.Event().wait(0.1)
+
+
+def _in_background(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _finish(thread: threading.Thread, out: dict[str, Any], timeout: float = 240) -> dict[str, Any]:
+    thread.join(timeout)
+    assert not thread.is_alive(), "the flow did not finish"
+    if "error" in out:
+        raise out["error"]
+    return dict(out["result"])
+
+
+def _click(client: AppClient, message: dict[str, Any]) -> None:
+    text = message.get("html") or message.get("text") or ""
+    token = TOKEN.search(text)
+    assert token, text
+    assert client.get(f"/c/{token.group(1)}").status_code == 302
+
+
+def test_three_staggered_steps_and_a_reminder_only_to_those_who_did_not_click(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    text = TRACKED + (
+        "steps:\n"
+        "  - {name: post, channels: [x]}\n"
+        "  - {name: mail, after: 3s, channels: [email]}\n"
+        "  - {name: remind, after: 8s, channels: [sms], only_if: not_clicked}\n"
+    )
+    path = write_campaign(tmp_path, 200, text)
+    thread, out = _in_background(launch, str(path), "steps-run")
+    _wait_for(lambda: len(providers.messages("sendgrid")) > 0)
+    _wait_for(lambda: len(providers.messages("sendgrid")) >= 150)  # the email step is done or nearly
+    client = AppClient(build_app(ledger()))
+    try:
+        emails = providers.messages("sendgrid")[:40]
+        for message in emails:  # 40 recipients click their email's link before the reminder
+            _click(client, message)
+    finally:
+        client.close()
+    assert not providers.messages("twilio"), "the reminder went before its time"
+    result = _finish(thread, out)
+
+    posts, mails, texts = (providers.messages(p) for p in ("x", "sendgrid", "twilio"))
+    # steps count from the launch (the moment the run passed its gate), not from the first post,
+    # whose opening may take a second or two (credentials checked, SDKs warmed)
+    start = datetime.fromisoformat(ledger().decisions("steps-run")[LAUNCHED])
+    assert min(_received(m) for m in posts) - start < timedelta(seconds=5)
+    assert min(_received(m) for m in mails) - start >= timedelta(seconds=3)
+    assert min(_received(m) for m in texts) - start >= timedelta(seconds=8)
+    assert result["status"] == "completed"
+    contacts = _contacts(path)
+    clicked = {contacts[("email", m["to"])] for m in emails}
+    reachable_by_sms = {cid for (column, _), cid in contacts.items() if column == "phone"}
+    skipped = {
+        row.contact_id for row in ledger().sends("steps-run", "sms") if row.reason == "already_clicked"
+    }
+    assert len(clicked) == 40
+    assert skipped == clicked & reachable_by_sms and skipped
+    texted = {contacts[("phone", m["to"])] for m in texts}
+    assert not (texted & clicked)
+    assert max(Counter(m["to"] for m in texts).values()) == 1
+
+
+def _contacts(path: Path) -> dict[tuple[str, str], str]:
+    """(column, address) -> contact id, for the email and phone columns of the campaign's contacts."""
+    import csv
+
+    found = {}
+    with path.with_name("contacts.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            for column in ("email", "phone"):
+                if row.get(column):
+                    found[(column, row[column])] = row["id"]
+    return found
+
+
+def test_texts_outside_local_hours_wait_for_the_window_and_are_never_dropped(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    now = datetime.now(UTC)
+    opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (opens - now).total_seconds() < 8:  # leave the launch time to send the ones inside
+        opens += timedelta(minutes=1)
+    closes = opens + timedelta(hours=12)
+    window = f'quiet_hours: {{start: "{opens:%H:%M}", end: "{closes:%H:%M}"}}'
+    text = CAMPAIGN.replace(
+        "    quiet_hours: null  # runs at any hour; quiet hours are tested on their own", f"    {window}"
+    )
+    path = write_campaign(tmp_path, 60, text)
+    # half the audience in UTC (outside the window until it opens), half at UTC+6 (inside it now)
+    lines = path.with_name("contacts.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    tz = header.index("timezone")
+    rows = [line.split(",") for line in lines[1:]]
+    for i, row in enumerate(rows):
+        row[tz] = "UTC" if i % 2 else "Asia/Dhaka"
+    path.with_name("contacts.csv").write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+
+    result = launch(str(path), "quiet-run")
+
+    texts = providers.messages("twilio")
+    store = ledger()
+    rows_by_phone = {row.recipient: row for row in store.sends("quiet-run", "sms")}
+    early = [m for m in texts if _received(m) < opens]
+    late = [m for m in texts if _received(m) >= opens]
+    assert early and late
+    assert result["status"] == "completed"
+    sent = [r for r in rows_by_phone.values() if r.state.value == "sent"]
+    assert len(sent) == len(texts) == sum(1 for r in rows_by_phone.values() if r.reason != "no_address")
+    deferred = [r for r in rows_by_phone.values() if r.not_before is not None]
+    assert deferred and all(r.not_before == opens for r in deferred)
+    assert len(deferred) == len(late)
+    assert max(Counter(m["to"] for m in texts).values()) == 1
+
+
+def test_approval_given_at_launch_is_recorded_and_a_stranger_cannot_give_it(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    text = CAMPAIGN + "approval: {approvers: [ana], timeout: 5m}\n"
+    path = write_campaign(tmp_path, 30, text)
+
+    refused = launch(str(path), "approval-stranger", approved_by="mallory")
+    assert refused["status"] == "cancelled"
+    assert providers.messages() == []
+    run = ledger().get_run("approval-stranger")
+    assert run is not None and "not one of the approvers" in (run.error or "")
+
+    result = launch(str(path), "approval-ana", approved_by="ana")
+    assert result["status"] == "completed"
+    assert ledger().decisions("approval-ana")["approval"]["by"] == "ana"
+    assert len(providers.messages("x")) == 2
+
+
+def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    text = TRACKED + "rollout: {test_share: 0.4, wait: 4s, metric: click_rate, min_confidence: 0.95}\n"
+    path = write_campaign(tmp_path, 1000, text)
+    thread, out = _in_background(launch, str(path), "rollout-run")
+    store = ledger()
+    _wait_for(lambda: store.get_run("rollout-run") is not None and len(providers.messages("sendgrid")) > 0)
+    _wait_for(lambda: sum(1 for _ in store.sends("rollout-run", "email", "planned")) == 0)
+    client = AppClient(build_app(store))
+    try:  # everyone who got b's email clicks it; nobody clicks a's
+        for message in providers.messages("sendgrid"):
+            if "Join the supporters." in (message.get("subject") or ""):
+                _click(client, message)
+    finally:
+        client.close()
+    result = _finish(thread, out)
+
+    assert result["rollout"]["winner"] == "b" and result["rollout"]["decided"] is True
+    child = result["rollout"]["run_id"]
+    assigned = _assignments(store, "rollout-run")
+    rest = {row.contact_id for row in store.sends(child, "email")}
+    test_cell = {row.contact_id for row in store.sends("rollout-run", "email")}
+    assert rest == {cid for cid, arm in assigned.items() if arm == "rest"}
+    assert test_cell == {cid for cid, arm in assigned.items() if arm in ("a", "b")}
+    assert {row.variant for row in store.sends(child)} == {"b"}
+    holdout = {cid for cid, arm in assigned.items() if arm == "holdout"}
+    assert holdout and rest and not (holdout & (rest | test_cell)) and not (rest & test_cell)
+    emails = Counter(m["to"] for m in providers.messages("sendgrid"))
+    assert max(emails.values()) == 1  # nobody got the test and the rollout
+    assert len(providers.messages("x")) == 2  # the posts went once, in the test
+
+
+def test_rollout_without_a_winner_sends_the_fallback_and_says_so(tmp_path: Path, providers: Sandbox) -> None:
+    text = TRACKED + "rollout: {test_share: 0.5, wait: 1s, metric: click_rate, fallback: baseline}\n"
+    path = write_campaign(tmp_path, 200, text)
+    result = launch(str(path), "fallback-run")
+    decision = result["rollout"]
+    assert decision["winner"] == "a" and decision["decided"] is False
+    assert "Sending the fallback, a." in decision["text"]
+    assert {row.variant for row in ledger().sends(decision["run_id"])} == {"a"}
+
+
+def _assignments(store: Any, run_id: str) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from clarion.ledger.schema import assignments
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(assignments.c.contact_id, assignments.c.arm).where(assignments.c.run_id == run_id)
+        )
+        return {cid: arm for cid, arm in rows}
