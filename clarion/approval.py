@@ -103,6 +103,7 @@ def answer(run_id: str, *, approved: bool, approver: str, reason: str = "") -> d
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL
@@ -117,7 +118,8 @@ def answer(run_id: str, *, approved: bool, approver: str, reason: str = "") -> d
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
     )
     with get_client(sync_client=True) as client:
-        paused = client.read_flow_runs(flow_run_filter=flow_filter, limit=5)
+        # an explicit sort: the 3.8 client sends `null` by default, which the 3.8 server refuses (422)
+        paused = client.read_flow_runs(flow_run_filter=flow_filter, sort=FlowRunSort.START_TIME_DESC, limit=5)
     if not paused:
         raise ClarionError(
             f"no launch of run {run_id!r} is waiting for approval on {PREFECT_API_URL.value()} "

@@ -558,5 +558,9 @@ def schema() -> None:
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
 
 
+# The operations commands (deploy, worker, trigger, approve, reject) live in their own module, on this app.
+from clarion import opscli  # noqa: E402, F401
+
+
 def main() -> None:
     app()

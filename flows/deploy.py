@@ -23,10 +23,11 @@ from clarion.model import Campaign
 from flows.launch import launch
 
 #: The event's own id decides the run id (flows/naming.py): the same event never launches twice.
+#: Explicit string templates: Prefect 3.8 turns a bare "{{ event.id }}" into `| tojson`, which cannot
+#: serialise the event's UUID and datetime, and the automation then fails to start the run.
 TRIGGER_PARAMETERS = {
-    "id": "{{ event.id }}",
-    "event": "{{ event.event }}",
-    "occurred": "{{ event.occurred }}",
+    key: {"__prefect_kind": "jinja", "template": "{{ event." + key + " }}"}
+    for key in ("id", "event", "occurred")
 }
 EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
 
