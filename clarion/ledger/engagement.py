@@ -164,7 +164,7 @@ class EngagementStore:
             events.c.run_id == run_id, events.c.kind == METRICS
         )
         with self._tx() as conn:
-            return latest_metrics(conn.execute(query).all())
+            return latest_metrics((r[0], r[1], r[2], r[3]) for r in conn.execute(query))
 
     def engagement(self, run_id: str) -> Engagement:
         """A run's clicks, events and conversions, aggregated per channel x variant (and per arm)."""
