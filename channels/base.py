@@ -190,6 +190,12 @@ class Channel:
     def warm(self) -> None:
         """Get ready to send (import the SDK, build its client) before the launch moment, not during it."""
 
+    def verify(self, planned: int) -> list[AccountCheck]:
+        """Ask the provider whether these credentials work and the account can take `planned` messages
+        (pre-flight, before an approval). A refusal or an unreachable provider is a failed check saying
+        why; this never raises for the provider's answer, and never shows a credential."""
+        return []
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
         for a provider error: those are mapped to results."""
@@ -226,6 +232,15 @@ class SendOutcome(StrEnum):
     REJECTED = "rejected"  # permanently refused (bad address, opted out, content refused): never retried
     RETRY = "retry"  # refused for now (5xx, 429, connection refused): safe to send again later
     UNCERTAIN = "uncertain"  # the request may have arrived (read timeout, dropped connection): not resent
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """One pre-flight answer from a provider: `what` is credentials, account or quota."""
+
+    what: str
+    ok: bool
+    detail: str
 
 
 @dataclass(frozen=True)

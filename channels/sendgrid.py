@@ -20,6 +20,7 @@ from markupsafe import escape
 from pydantic import Field, SecretStr, field_validator
 
 from channels.base import (
+    AccountCheck,
     Channel,
     ChannelConfig,
     ChannelKind,
@@ -220,6 +221,27 @@ class SendGridChannel(Channel):
             args["clarion_token"] = message.token  # signed; how the tracking service matches events
         return args
 
+    def verify(self, planned: int) -> list[AccountCheck]:
+        """The key's scopes (GET /v3/scopes: it needs mail.send), then the credits left this period (GET
+        /v3/user/credits, on plans that have them) against the planned volume."""
+        client = self._client()
+        try:
+            scopes = _json_body(client.client.scopes.get()).get("scopes") or []
+        except Exception as exc:  # every way a request can fail becomes the check's reason
+            return [AccountCheck("credentials", False, _why_refused(exc))]
+        if "mail.send" not in scopes:
+            return [AccountCheck("credentials", False, "the API key lacks the Mail Send permission")]
+        checks = [AccountCheck("credentials", True, "SendGrid accepts the API key, with Mail Send")]
+        try:
+            remain = int(_json_body(client.client.user.credits.get())["remain"])
+        except Exception:  # no credits on this plan, or the key may not read them: nothing to compare
+            checks.append(AccountCheck("quota", True, "SendGrid reports no credit limit for this key"))
+            return checks
+        ok = remain >= planned
+        detail = f"{remain:,} emails left this period for {planned:,} planned"
+        checks.append(AccountCheck("quota", ok, detail if ok else f"only {detail}"))
+        return checks
+
     def _post(self, client: Any, payload: dict[str, Any]) -> str:
         from python_http_client import exceptions as sg_errors
 
@@ -236,6 +258,21 @@ class SendGridChannel(Channel):
         except (http.client.HTTPException, ConnectionError) as exc:
             raise Uncertain(f"connection to SendGrid dropped mid-request: {exc}") from exc
         return str(response.headers.get("X-Message-Id") or "")
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    data = json.loads(response.body or b"{}")
+    return data if isinstance(data, dict) else {}
+
+
+def _why_refused(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403):
+        return f"SendGrid refused the API key (HTTP {status}): check SENDGRID_API_KEY, or create a new key"
+    if status:
+        return f"SendGrid answered HTTP {status} to the key check: {_mapped(exc)}"
+    reason = getattr(exc, "reason", exc)
+    return f"cannot reach SendGrid to check the key: {type(exc).__name__}: {reason}"
 
 
 def _mapped(exc: Any) -> ProviderError:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from twilio.http.http_client import TwilioHttpClient
 
 from channels.base import (
+    AccountCheck,
     Channel,
     ChannelConfig,
     ChannelKind,
@@ -222,6 +223,39 @@ class TwilioChannel(Channel):
                 continue
             results.append(SendResult(item.recipient, SendOutcome.SENT, str(created.sid)))
         return results
+
+    def verify(self, planned: int) -> list[AccountCheck]:
+        """The account (its status must be active) and its balance, shown with the planned volume."""
+        from twilio.base.exceptions import TwilioRestException
+
+        assert isinstance(self.settings, TwilioSettings)
+        account = self._client().api.v2010.accounts(self.settings.account_sid)
+        try:
+            status = account.fetch().status
+        except TwilioRestException as exc:
+            if exc.status in (401, 403):
+                why = (
+                    f"Twilio refused the credentials (error {exc.code}): "
+                    "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+                )
+            else:
+                why = f"Twilio answered HTTP {exc.status} (error {exc.code}) to the account check"
+            return [AccountCheck("credentials", False, why)]
+        except requests.RequestException as exc:
+            return [AccountCheck("credentials", False, f"cannot reach Twilio: {type(exc).__name__}")]
+        checks = [AccountCheck("credentials", True, "Twilio accepts the credentials")]
+        if status != "active":
+            checks.append(AccountCheck("account", False, f"the Twilio account is {status}, not active"))
+            return checks
+        try:
+            balance = account.balance.fetch()
+            shown = f"balance {balance.balance} {balance.currency}"
+            ok = float(balance.balance) > 0
+        except (TwilioRestException, requests.RequestException, TypeError, ValueError):
+            shown, ok = "balance not readable with these credentials", True
+        detail = f"{shown}; {planned:,} texts planned (each segment is billed)"
+        checks.append(AccountCheck("quota", ok, detail if ok else f"no credit left: {detail}"))
+        return checks
 
     @staticmethod
     def _create(client: Any, kwargs: dict[str, Any]) -> Any:

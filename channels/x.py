@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, model_validator
 from requests.adapters import HTTPAdapter
 
 from channels.base import (
+    AccountCheck,
     Channel,
     ChannelConfig,
     ChannelKind,
@@ -35,6 +36,9 @@ from channels.base import (
 )
 from channels.registry import register
 from clarion.textrules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+
+#: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
+X_FREE_TIER_POSTS_PER_DAY = 17
 
 X_API = "https://api.twitter.com"
 # tweepy logs request headers (the bearer token) at DEBUG: keep its logger above that.
@@ -184,6 +188,35 @@ class XChannel(Channel):
                 metrics = post.public_metrics or {}
                 found[str(post.id)] = {str(k): int(v) for k, v in metrics.items()}
         return found
+
+    def verify(self, planned: int) -> list[AccountCheck]:
+        """Whose account the token posts as (GET /2/users/me), and the planned posts against the free
+        API tier's daily allowance."""
+        import tweepy
+
+        assert isinstance(self.settings, XSettings)
+        try:
+            me = self.client().get_me(user_auth=self.settings.oauth1)
+        except tweepy.HTTPException as exc:
+            status = exc.response.status_code
+            why = (
+                f"X refused the token (HTTP {status}): check X_ACCESS_TOKEN (and the OAuth 1.0a keys)"
+                if status in (401, 403)
+                else f"X answered HTTP {status} to the token check"
+            )
+            return [AccountCheck("credentials", False, why)]
+        except requests.RequestException as exc:
+            return [AccountCheck("credentials", False, f"cannot reach X: {type(exc).__name__}")]
+        username = getattr(me.data, "username", None) or "?"
+        ok = planned <= X_FREE_TIER_POSTS_PER_DAY
+        return [
+            AccountCheck("credentials", True, f"X accepts the token; posts go out as @{username}"),
+            AccountCheck(
+                "quota",
+                ok,
+                f"{planned} posts planned; X's free tier allows {X_FREE_TIER_POSTS_PER_DAY} a day",
+            ),
+        ]
 
     @staticmethod
     def _post(client: Any, text: str, user_auth: bool) -> Any:

@@ -1,7 +1,8 @@
 """The approval gate's contents and its remote control.
 
-Before the gate: pre-flight checks (each channel's credentials are present, its sender is configured, the
-planned volume fits the provider's limits) and a preview of every channel x variant. From any shell:
+Before the gate: pre-flight checks (each channel's credentials are present and accepted by the provider,
+its sender is configured, the account can take the planned volume) and a preview of every channel x
+variant. From any shell:
 `clarion approve RUN_ID` / `clarion reject RUN_ID --reason ...` find the paused flow run of that run on
 the Prefect server (PREFECT_API_URL) and resume it with the answer.
 """
@@ -9,6 +10,7 @@ the Prefect server (PREFECT_API_URL) and resume it with the answer.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +20,9 @@ from clarion.errors import ClarionError
 from clarion.ledger import Ledger, SendState
 from clarion.loader import LoadedCampaign
 from clarion.model import Approval
+from clarion.timing import format_duration
 
 APPROVAL = "approval"  # decision key in the ledger
-#: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
-X_FREE_TIER_POSTS_PER_DAY = 17
 
 
 @dataclass(frozen=True)
@@ -42,32 +43,47 @@ def default_approver() -> str:
         return ""
 
 
-def preflight(loaded: LoadedCampaign, store: Ledger, run_id: str) -> list[Check]:
-    """What must hold before anyone is asked to approve."""
+def preflight(
+    loaded: LoadedCampaign, store: Ledger, run_id: str, kits: Sequence[LoadedCampaign] = ()
+) -> list[Check]:
+    """What must hold before anyone is asked to approve: for each channel, its credentials are present and
+    the provider accepts them, its sender is configured, and the account can take the planned volume
+    (SendGrid credits, Twilio account status and balance, X's free-tier allowance). Share kits' channels
+    are checked for credentials and sender (their volume is known when they are planned)."""
+    from clarion.dispatch import make_adapter
+
     planned: dict[str, int] = {}
     for row in store.summary(run_id):
         if row.state is SendState.PLANNED:
             planned[row.channel] = planned.get(row.channel, 0) + row.count
     checks = []
-    for cid, config in loaded.campaign.channels.items():
-        adapter = channels.get(config.provider)
-        try:
-            adapter.settings_model.load(cid)
-            checks.append(Check(f"{cid} credentials", True, "present (values never shown)"))
-        except Exception as exc:  # the settings loader names the missing variable, never a value
-            checks.append(Check(f"{cid} credentials", False, str(exc).splitlines()[0][:300]))
-        sender = getattr(config, "from_", None) or getattr(config, "messaging_service_sid", None)
-        if adapter.kind is not ChannelKind.SOCIAL:
-            checks.append(Check(f"{cid} sender", bool(sender), str(sender or "no sender configured")))
-        volume = planned.get(cid, 0)
-        if adapter.kind is ChannelKind.SOCIAL:
-            ok = volume <= X_FREE_TIER_POSTS_PER_DAY
-            detail = f"{volume} posts planned (X's free tier allows {X_FREE_TIER_POSTS_PER_DAY} a day)"
-        else:
+    for campaign, label in [(loaded, ""), *((kit, f"kit {kit.campaign.name}: ") for kit in kits)]:
+        for cid, config in campaign.campaign.channels.items():
+            adapter = channels.get(config.provider)
+            try:
+                adapter.settings_model.load(cid)
+            except Exception as exc:  # the settings loader names the missing variable, never a value
+                checks.append(Check(f"{label}{cid} credentials", False, str(exc).splitlines()[0][:300]))
+                continue
+            sender = getattr(config, "from_", None) or getattr(config, "messaging_service_sid", None)
+            if adapter.kind is not ChannelKind.SOCIAL:
+                checks.append(
+                    Check(f"{label}{cid} sender", bool(sender), str(sender or "no sender configured"))
+                )
+            if label:
+                continue
+            volume = planned.get(cid, 0)
+            for answer in make_adapter(campaign, cid).verify(volume):
+                checks.append(Check(f"{cid} {answer.what}", answer.ok, answer.detail))
             rate = getattr(config.pacing, "messages_per_second", None)
-            eta = f", about {volume / rate / 60:.0f} min at {rate}/s" if rate else ""
-            ok, detail = True, f"{volume:,} messages planned{eta}"
-        checks.append(Check(f"{cid} volume", ok, detail))
+            if adapter.kind is not ChannelKind.SOCIAL and rate:
+                checks.append(
+                    Check(
+                        f"{cid} duration",
+                        True,
+                        f"{volume:,} messages, about {volume / rate / 60:.0f} min at {rate}/s",
+                    )
+                )
     return checks
 
 
@@ -86,6 +102,11 @@ def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks:
         subject = f" - subject: {message.subject}" if message.subject else ""
         text = message.text.replace("\n", " ")[:500]
         lines.append(f"- {head}{subject}\n\n  > {text}\n")
+    for kit in loaded.campaign.share_kits or []:
+        if not any(line.startswith("## Share kits") for line in lines):
+            lines += ["", "## Share kits", ""]
+        when = format_duration(kit.after) if kit.after else "0s"
+        lines.append(f"- **{kit.name}** ({kit.campaign}), at T+{when}: ambassadors get share links to post")
     lines += ["", f"Answer with `clarion approve {run_id}` or `clarion reject {run_id} --reason ...`."]
     return "\n".join(lines) + "\n"
 

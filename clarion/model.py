@@ -244,6 +244,22 @@ class Rollout(_Strict):
     )
 
 
+class ShareKit(_Strict):
+    """The ambassador pattern: at `after`, every ambassador receives (by email or SMS) pre-filled share
+    links for their own accounts, each carrying the ambassador's own tracked link. The kit is a campaign
+    file of its own (its audience is the ambassadors; its templates call share_x() / share_linkedin()),
+    sent as a run of its own, `<run>-kit-<name>`. Clarion never posts from anyone else's account."""
+
+    name: str
+    campaign: str = Field(description="The kit's campaign file, relative to this one.")
+    after: Duration = Field(default=timedelta(0), description="Offset from the launch: 0s, 10m, 2h.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _slug(value, "share kit name")
+
+
 class Campaign(_Strict):
     """One campaign file."""
 
@@ -260,6 +276,9 @@ class Campaign(_Strict):
     )
     approval: Approval | None = None
     rollout: Rollout | None = None
+    share_kits: list[ShareKit] | None = Field(
+        default=None, description="Ambassadors relay the CTA from their own accounts, at their own offsets."
+    )
 
     @field_validator("name")
     @classmethod
@@ -279,6 +298,15 @@ class Campaign(_Strict):
             _check_steps(self.steps, list(self.channels))
         if self.rollout is not None:
             _check_rollout(self.rollout, self)
+        seen: set[str] = set()
+        for i, kit in enumerate(self.share_kits or []):
+            if kit.name in seen:
+                raise _problem(
+                    "share kit '{name}' is named twice; give each kit its own name",
+                    ("share_kits", i, "name"),
+                    name=kit.name,
+                )
+            seen.add(kit.name)
         return self
 
     @property

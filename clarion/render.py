@@ -225,6 +225,7 @@ class Renderer:
             "campaign": self.context_campaign,
             "link": link,
             "channel": {"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
+            **_share_helpers(link),
         }
         if per_contact and contact is not None:
             context["contact"] = ContactFields(contact.fields)
@@ -276,6 +277,23 @@ class Renderer:
         return found
 
 
+def _share_helpers(link: str) -> dict[str, Any]:
+    """share_x(text) and share_linkedin(): links that open a pre-filled post in the reader's own account,
+    carrying this message's tracked link (share kits, clarion/sharekit.py)."""
+    from clarion.sharekit import linkedin_share_url, x_share_url
+
+    def share_x(text: str) -> str:
+        try:
+            return x_share_url(str(text), link)
+        except ValueError as exc:  # reported at the template line that called it
+            raise jinja2.TemplateRuntimeError(str(exc)) from None
+
+    def share_linkedin() -> str:
+        return linkedin_share_url(link)
+
+    return {"share_x": share_x, "share_linkedin": share_linkedin}
+
+
 _NO_ATTR = re.compile(r"'(?P<obj>[\w.]+) object' has no attribute '(?P<name>[^']+)'")
 _UNDEFINED = re.compile(r"'(?P<name>[^']+)' is undefined")
 
@@ -302,7 +320,8 @@ def _explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
         )
     if match:
         return (
-            f"{match['name']!r} is undefined; templates can use contact, variant, campaign, link, channel",
+            f"{match['name']!r} is undefined; templates can use contact, variant, campaign, link, channel, "
+            "share_x(), share_linkedin()",
             f"undefined:{match['name']}",
         )
     return f"template error: {raw}", "undefined"

@@ -35,14 +35,23 @@ class Wave:
     channels: tuple[str, ...]
     only_if: str | None = None
     rollout: bool = False  # the rest of a rollout, sent in the rollout run
+    kit: str | None = None  # a share kit, sent in its own run from its own campaign file
 
 
-def waves(campaign: Campaign, launched: datetime) -> list[Wave]:
-    """The campaign's waves in time order."""
+def waves(
+    campaign: Campaign, launched: datetime, kit_channels: dict[str, tuple[str, ...]] | None = None
+) -> list[Wave]:
+    """The campaign's waves in time order; `kit_channels` names each share kit's channels."""
     found = [
         Wave(step.name, launched + step.after, tuple(step.channels), step.only_if)
         for step in campaign.step_plan()
     ]
+    for kit in campaign.share_kits or []:
+        found.append(
+            Wave(
+                f"kit-{kit.name}", launched + kit.after, (kit_channels or {}).get(kit.name, ()), kit=kit.name
+            )
+        )
     if campaign.rollout is not None:
         per_contact = tuple(cid for cid, c in campaign.channels.items() if _per_contact(c.provider))
         found.append(Wave("rollout", launched + campaign.rollout.wait, per_contact, rollout=True))

@@ -110,9 +110,29 @@ Visitor = Callable[[Contact, str, dict[str, str | None]], None]
 
 
 def validate_campaign(path: Path | str) -> ValidationReport:
-    """Check everything that can be checked before sending; raises CampaignInvalid listing every problem."""
+    """Check everything that can be checked before sending, share kits included; raises CampaignInvalid
+    listing every problem."""
+    from clarion.sharekit import load_kits
+
     loaded = load_campaign(path)
-    return scan(loaded, Renderer(loaded, signer(), PREVIEW_RUN))
+    problems = []
+    kits = []
+    try:
+        kits = load_kits(loaded)
+    except CampaignInvalid as exc:
+        problems.extend(exc.problems)
+    report = None
+    for each in [loaded, *(kit for _, kit in kits)]:
+        try:
+            scanned = scan(each, Renderer(each, signer(), PREVIEW_RUN))
+        except CampaignInvalid as exc:
+            problems.extend(exc.problems)
+            continue
+        if each is loaded:
+            report = scanned
+    if problems or report is None:
+        raise CampaignInvalid(problems)
+    return report
 
 
 def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None) -> ValidationReport:

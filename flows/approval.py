@@ -21,6 +21,7 @@ from clarion.approval import APPROVAL, approver_allowed, preflight, preview_mark
 from clarion.dispatch import loaded_campaign
 from clarion.ledger import Ledger, RunStatus
 from clarion.sequence import utcnow
+from clarion.sharekit import load_kits
 from flows.artifacts import artifact_key
 
 POLL_SECONDS = int(os.environ.get("CLARION_APPROVAL_POLL", "2"))
@@ -52,7 +53,8 @@ def approval_gate(
             )
         recorded = store.decide(run_id, APPROVAL, _decision(True, approved_by, "approved when launched"))
     if recorded is None:
-        checks = preflight(loaded, store, run_id)
+        kits = [kit for _, kit in load_kits(loaded)]
+        checks = preflight(loaded, store, run_id, kits)
         markdown = preview_markdown(loaded, store, run_id, checks)
         create_markdown_artifact(
             key=artifact_key("approval", run_id),

@@ -43,6 +43,7 @@ from clarion.plan import Batch, plan_run
 from clarion.results import format_reasons, run_results
 from clarion.sequence import LAUNCHED, ROLLOUT, Wave, decide_rollout, rollout_run_id, utcnow, waves
 from clarion.settings import ClarionSettings
+from clarion.sharekit import check_kits, kit_run_id
 from flows.approval import approval_gate
 from flows.artifacts import artifact_key, publish_report
 from flows.naming import flow_run_name, resolve_run_id
@@ -101,6 +102,7 @@ def launch(
     warm_up(campaign_path)  # credentials and SDKs first: a missing key stops the run before it is planned
     batches = plan_task(campaign_path, run_id, resend_uncertain)
     campaign = loaded_campaign(campaign_path).campaign
+    kits = {kit.name: loaded for kit, loaded in check_kits(loaded_campaign(campaign_path))}
     verdict = approval_gate(store, campaign_path, run_id, approved_by)
     if verdict is not None:  # rejected or expired: nothing was sent, nothing will be
         store.set_run_status(run_id, verdict[0], error=verdict[1])
@@ -108,16 +110,20 @@ def launch(
         return {"run_id": run_id, "status": verdict[0].value, "results": [], "errors": {}}
     store.set_run_status(run_id, RunStatus.RUNNING)
     launched = datetime.fromisoformat(store.decide(run_id, LAUNCHED, utcnow().isoformat()))
-    plan = waves(campaign, launched)
+    plan = waves(campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
     errors: dict[str, list[str]] = {}
     rollout_batches: list[Batch] = []
+    kit_batches: dict[str, list[Batch]] = {}
     while True:
         now, sent = utcnow(), False
         for wave in (w for w in plan if w.at <= now):
-            todo = _prepare(campaign_path, run_id, wave, batches, rollout_batches)
-            todo = [b for b in todo if b.channel not in errors]  # a stopped channel waits for a resume
+            path = str(kits[wave.kit].path) if wave.kit else campaign_path
+            todo = _prepare(path, run_id, wave, batches, rollout_batches, kit_batches)
+            todo = [
+                b for b in todo if _channel_key(wave, b.channel) not in errors
+            ]  # stopped: waits for a resume
             if todo:
-                _send_wave(campaign_path, run_id, wave, todo, errors)
+                _send_wave(path, run_id, wave, todo, errors)
                 sent = True
         wake = _next_wake(store, run_id, plan, now, set(errors))
         if wake is None or (wake <= now and not sent):
@@ -145,7 +151,22 @@ def launch(
             store.set_run_status(child, child_status)
             _publish(child, run_results_dicts(store, child), {})
             out["rollout"]["results"] = run_results_dicts(store, child)
+    if kits:
+        out["kits"] = {}
+        for name in kits:
+            child = kit_run_id(run_id, name)
+            if store.get_run(child) is None:
+                continue
+            failed = [e for key, v in errors.items() if key.startswith(f"kit-{name}:") for e in v]
+            store.set_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED)
+            _publish(child, run_results_dicts(store, child), {})
+            out["kits"][name] = {"run_id": child, "results": run_results_dicts(store, child)}
     return out
+
+
+def _channel_key(wave: Wave, channel: str) -> str:
+    """Errors are kept per channel; a share kit's channels are apart from the campaign's own."""
+    return f"kit-{wave.kit}:{channel}" if wave.kit else channel
 
 
 def run_results_dicts(store: Ledger, run_id: str) -> list[dict[str, Any]]:
@@ -153,13 +174,26 @@ def run_results_dicts(store: Ledger, run_id: str) -> list[dict[str, Any]]:
 
 
 def _prepare(
-    campaign_path: str, run_id: str, wave: Wave, batches: list[Batch], rollout_batches: list[Batch]
+    campaign_path: str,
+    run_id: str,
+    wave: Wave,
+    batches: list[Batch],
+    rollout_batches: list[Batch],
+    kit_batches: dict[str, list[Batch]],
 ) -> list[Batch]:
-    """The batches of `wave` that have sends due now (after its condition skipped whoever already acted)."""
+    """The batches of `wave` that have sends due now (after its condition skipped whoever already acted).
+
+    `campaign_path` is the wave's own file: the campaign's, or a share kit's."""
     store = ledger()
     target = run_id
     source = batches
-    if wave.rollout:
+    if wave.kit is not None:
+        target = kit_run_id(run_id, wave.kit)
+        if wave.kit not in kit_batches:
+            kit_batches[wave.kit] = plan_task(campaign_path, target, False)
+            store.set_run_status(target, RunStatus.RUNNING)
+        source = kit_batches[wave.kit]
+    elif wave.rollout:
         target = rollout_run_id(run_id)
         if not rollout_batches:
             campaign = loaded_campaign(campaign_path).campaign
@@ -209,13 +243,16 @@ def _send_wave(
             update_progress_artifact(progress, progress=100.0 * done / len(futures))
         if not future.state.is_failed():
             continue
+        key = _channel_key(wave, batch.channel)
+        problem = None
         try:
             future.result(raise_on_failure=True)
         except ChannelStopped as exc:
-            if str(exc) not in errors.get(batch.channel, []):
-                errors.setdefault(batch.channel, []).append(str(exc))
+            problem = str(exc)
         except Exception as exc:  # a task's crash is reported beside the others' results
-            errors.setdefault(batch.channel, []).append(f"batch {batch.number}: {type(exc).__name__}: {exc}")
+            problem = f"batch {batch.number}: {type(exc).__name__}: {exc}"
+        if problem is not None and problem not in errors.get(key, []):
+            errors.setdefault(key, []).append(problem)
     close_gate(target)
     rows = [
         {k: (format_reasons(v) if k == "reasons" else v) for k, v in r.items()}
@@ -237,9 +274,11 @@ def _next_wake(
     started = [w for w in plan if w.at <= now]
     for wave in started:
         target = rollout_run_id(run_id) if wave.rollout else run_id
+        if wave.kit is not None:
+            target = kit_run_id(run_id, wave.kit)
         if store.get_run(target) is None:
             continue
-        deferred = store.next_due(target, [c for c in wave.channels if c not in stopped])
+        deferred = store.next_due(target, [c for c in wave.channels if _channel_key(wave, c) not in stopped])
         if deferred is not None:
             times.append(max(deferred, now))
     return min(times) if times else None
@@ -247,10 +286,15 @@ def _next_wake(
 
 def _continue_later(campaign_path: str, run_id: str, wake: datetime) -> bool:
     """In a deployment, and the wait is long: schedule this run's continuation there, and end this one."""
-    from prefect.runtime import deployment
+    from prefect.runtime import deployment, flow_run
 
     deployment_id = deployment.id
     if not deployment_id or wake - utcnow() <= SLEEP_WITHIN:
+        return False
+    scheduled = flow_run.scheduled_start_time
+    if isinstance(scheduled, datetime) and scheduled >= wake:
+        # this is the continuation for `wake`, started a moment early (runners prefetch scheduled runs):
+        # scheduling it again would find itself by its idempotency key, and the run would stop there
         return False
     from prefect.deployments import run_deployment
 
@@ -261,6 +305,7 @@ def _continue_later(campaign_path: str, run_id: str, wake: datetime) -> bool:
         timeout=0,
         idempotency_key=f"{run_id}@{wake.astimezone(UTC).isoformat()}",
         tags=["clarion", "continuation"],
+        as_subflow=False,  # a run of its own in the UI, named by the run id, not a child of this one
     )
     get_run_logger().info("run %s: continues at %s in a scheduled run", run_id, wake.isoformat())
     return True

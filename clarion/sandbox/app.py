@@ -83,7 +83,8 @@ class SandboxState:
         self.store.listeners.append(self.engagement.offer)
 
     def reset(self) -> None:
-        """Forget every message, request and post; fault settings stay, their sequences restart."""
+        """Forget every message, request and post, and restore the accounts' defaults; fault settings
+        stay, their sequences restart."""
         self.store.reset()
         self.faults.restart()
         for emulator in self.emulators.values():
@@ -226,6 +227,22 @@ def build_app(state: SandboxState) -> Starlette:
             state.twilio.set_opted_out(payload)
         return json_response(sorted(state.twilio.opted_out))
 
+    async def accounts(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                payload = parse_json(await request.body())
+                if not isinstance(payload, dict) or not all(
+                    p in PROVIDERS and isinstance(v, dict) for p, v in payload.items()
+                ):
+                    raise ValueError(
+                        'expected {"sendgrid"|"twilio"|"x": {setting: value}}, e.g. {"x": {"revoked": true}}'
+                    )
+                for provider, settings in payload.items():
+                    state.store.accounts.update(provider, settings)
+            except ValueError as exc:
+                return _error(str(exc))
+        return json_response(state.store.accounts.as_dict())
+
     async def keys(request: Request) -> Response:
         return json_response({"sendgrid_event_public_key": state.signing.public_key})
 
@@ -265,6 +282,7 @@ def build_app(state: SandboxState) -> Starlette:
         Route("/_sandbox/metrics/{tweet_id}", metrics, methods=["PUT", "POST"]),
         Route("/_sandbox/opted-out", opted_out, methods=["GET", "PUT"]),
         Route("/_sandbox/keys", keys, methods=["GET"]),
+        Route("/_sandbox/accounts", accounts, methods=["GET", "PUT"]),
         Route("/_sandbox/engagement", engagement, methods=["GET", "POST"]),
     ]
     for emulator in state.emulators.values():

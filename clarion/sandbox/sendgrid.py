@@ -33,11 +33,43 @@ class SendGridEmulator(Emulator):
     name: ClassVar[str] = "sendgrid"
 
     def routes(self) -> list[tuple[str, str, Handler]]:
-        return [("POST", "/v3/mail/send", self.mail_send)]
+        return [
+            ("POST", "/v3/mail/send", self.mail_send),
+            ("GET", "/v3/scopes", self.scopes),
+            ("GET", "/v3/user/credits", self.credits),
+        ]
+
+    def _authorized(self, request: Request) -> bool:
+        key = bearer_token(request)  # "Bearer None" is what the SDK sends with no key set
+        return key is not None and key.startswith("SG.") and not self.store.accounts.get("sendgrid").revoked
+
+    def scopes(self, request: Request, body: bytes) -> Response:
+        """The API key's permissions (pre-flight: can this key send mail?)."""
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401)
+        return json_response({"scopes": list(self.store.accounts.get("sendgrid").scopes)})
+
+    def credits(self, request: Request, body: bytes) -> Response:
+        """Emails left this period, in SendGrid's shape; 403 without the user.credits.read scope."""
+        account = self.store.accounts.get("sendgrid")
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401)
+        if "user.credits.read" not in account.scopes:
+            return json_response({"errors": [{"field": None, "message": "access forbidden"}]}, 403)
+        return json_response(
+            {
+                "remain": account.credits,
+                "total": max(account.credits, 100_000),
+                "overage": 0,
+                "used": max(0, 100_000 - account.credits),
+                "last_reset": "2026-11-01",
+                "next_reset": "2026-12-01",
+                "reset_frequency": "monthly",
+            }
+        )
 
     def mail_send(self, request: Request, body: bytes) -> Response:
-        key = bearer_token(request)
-        if key is None or not key.startswith("SG."):  # "Bearer None" is what the SDK sends with no key set
+        if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401)
         if len(body) > MAX_BODY_BYTES:
             return json_response({"errors": [error("Payload Too Large", None)]}, 413)

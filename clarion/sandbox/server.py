@@ -92,6 +92,11 @@ class Sandbox:
         """Replace one provider's fault settings; None turns its faults off."""
         self.state.set_faults(check_provider(provider), faults)
 
+    def set_account(self, provider: str, **settings: Any) -> None:
+        """Change what a provider's account answers (see clarion/sandbox/accounts.py), e.g.
+        `set_account("sendgrid", revoked=True)` or `set_account("sendgrid", credits=10)`; reset() restores."""
+        self.state.store.accounts.update(check_provider(provider), settings)
+
     def faults(self, provider: str) -> FaultConfig | None:
         return self.state.faults.get(check_provider(provider))
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from clarion.sandbox.accounts import Accounts
 from clarion.sandbox.faults import PROVIDERS, check_provider
 
 Record = dict[str, Any]
@@ -78,6 +79,7 @@ class Store:
         self._posts: dict[str, Record] = {}  # tweet id -> {"text", "public_metrics"}
         self._post_texts: set[str] = set()
         self._last_post_id = 0
+        self.accounts = Accounts()  # what the credentials belong to (pre-flight checks read it)
         #: called, outside the lock, with each batch of newly accepted messages (sandbox engagement)
         self.listeners: list[Any] = []
 
@@ -157,6 +159,7 @@ class Store:
             self._requests.clear()
             self._posts.clear()
             self._post_texts.clear()
+        self.accounts.reset()
 
     # -- reading ----------------------------------------------------------------------------------
 

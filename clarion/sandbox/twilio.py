@@ -77,13 +77,62 @@ class TwilioEmulator(Emulator):
             self._opted_out = frozenset(numbers)
 
     def routes(self) -> list[tuple[str, str, Handler]]:
-        return [("POST", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.create_message)]
+        return [
+            ("POST", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.create_message),
+            ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}.json", self.fetch_account),
+            ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}/Balance.json", self.fetch_balance),
+        ]
 
-    def create_message(self, request: Request, body: bytes) -> Response:
+    def _refused(self, request: Request) -> Response | None:
+        """Twilio's 401 for credentials that are not this account's (or were revoked), else None."""
         account_sid: str = request.path_params["account_sid"]
         credentials = basic_credentials(request)
         if credentials is None or credentials[0] != account_sid or not credentials[1]:
             return twilio_error(20003, 401)
+        if self.store.accounts.get("twilio").revoked:
+            return twilio_error(20003, 401)
+        return None
+
+    def fetch_account(self, request: Request, body: bytes) -> Response:
+        """The account resource (pre-flight: is it active?)."""
+        if refused := self._refused(request):
+            return refused
+        sid = request.path_params["account_sid"]
+        account = self.store.accounts.get("twilio")
+        stamp = format_datetime(datetime.now(UTC))
+        return json_response(
+            {
+                "sid": sid,
+                "owner_account_sid": sid,
+                "friendly_name": "Clarion sandbox",
+                "status": account.status,
+                "type": "Full",
+                "auth_token": "[redacted]",
+                "date_created": stamp,
+                "date_updated": stamp,
+                "uri": f"/{API_VERSION}/Accounts/{sid}.json",
+                "subresource_uris": {"balance": f"/{API_VERSION}/Accounts/{sid}/Balance.json"},
+            }
+        )
+
+    def fetch_balance(self, request: Request, body: bytes) -> Response:
+        if refused := self._refused(request):
+            return refused
+        account = self.store.accounts.get("twilio")
+        return json_response(
+            {
+                "account_sid": request.path_params["account_sid"],
+                "balance": account.balance,
+                "currency": account.currency,
+            }
+        )
+
+    def create_message(self, request: Request, body: bytes) -> Response:
+        account_sid: str = request.path_params["account_sid"]
+        if refused := self._refused(request):
+            return refused
+        if self.store.accounts.get("twilio").status != "active":
+            return twilio_error(20005, 401, "Account not active")
         try:
             form = parse_qs(body.decode(), keep_blank_values=True)
         except UnicodeDecodeError:

@@ -75,12 +75,25 @@ class XEmulator(Emulator):
             ("POST", "/2/tweets", self.create_tweet),
             ("GET", "/2/tweets", self.lookup_tweets),
             ("GET", "/2/tweets/{tweet_id}", self.lookup_tweet),
+            ("GET", "/2/users/me", self.users_me),
         ]
+
+    def _authorized(self, request: Request) -> bool:
+        return _authorized(request) and not self.store.accounts.get("x").revoked
+
+    def users_me(self, request: Request, body: bytes) -> Response:
+        """The account the token acts for (pre-flight: does X accept the token, and whose is it?)."""
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
+        name = self.store.accounts.get("x").username
+        return json_response(
+            {"data": {"id": "1500000000000000001", "name": "Clarion sandbox", "username": name}}
+        )
 
     # -- endpoints --------------------------------------------------------------------------------
 
     def create_tweet(self, request: Request, body: bytes) -> Response:
-        if not _authorized(request):
+        if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
         try:
             payload = parse_json(body)
@@ -119,7 +132,7 @@ class XEmulator(Emulator):
         )
 
     def lookup_tweets(self, request: Request, body: bytes) -> Response:
-        if not _authorized(request):
+        if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
         raw = request.query_params.get("ids", "")
         ids = [i.strip() for i in raw.split(",") if i.strip()]
@@ -130,7 +143,7 @@ class XEmulator(Emulator):
         return self._lookup(request, ids, single=False)
 
     def lookup_tweet(self, request: Request, body: bytes) -> Response:
-        if not _authorized(request):
+        if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
         tweet_id = request.path_params["tweet_id"]
         if not tweet_id.isdigit():

@@ -9,7 +9,6 @@ name and wording, so the tests read only their own messages at the shared sandbo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -42,9 +41,9 @@ AUDIENCE = 20
 
 def _campaign(name: str, tag: str, extra: str) -> str:
     text = CAMPAIGN.replace("name: flow-test", f"name: {name}", 1)
-    text = text.replace("Chip in now.", f"{tag} chip in now.").replace(
-        "Join the supporters.", f"{tag} join us."
-    )
+    # "TAG::" marks this campaign's messages (":" is in no token, message id or UTM parameter)
+    text = text.replace("Chip in now.", f"{tag}:: chip in now.")
+    text = text.replace("Join the supporters.", f"{tag}:: join us.")
     return text + extra
 
 
@@ -70,6 +69,11 @@ CAMPAIGNS = {
         "EXP",
         "schedule: {on_event: ops.expire}\napproval: {required: true, approvers: [ana], timeout: 10s}\n",
     ),
+    "ops-rollout": (
+        "ROL",
+        "schedule: {on_event: ops.rollout}\n"
+        "rollout: {test_share: 0.5, wait: 5s, metric: click_rate, fallback: baseline}\n",
+    ),
     "ops-cron": ("CRN", "schedule: {cron: '* * * * *', timezone: UTC}\n"),
 }
 
@@ -93,7 +97,13 @@ class Stack:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"clarion:{event}:{key}").hex[:16]
 
     def messages(self, tag: str, provider: str | None = None) -> list[dict[str, Any]]:
-        return [m for m in self.sandbox.messages(provider) if tag in json.dumps(m)]
+        """This campaign's messages: those whose text carries its tag."""
+        marker = f"{tag}::"
+        return [
+            m
+            for m in self.sandbox.messages(provider)
+            if any(marker in (m.get(part) or "") for part in ("text", "subject", "html"))
+        ]
 
     def flow_runs(self, deployment: str, state: str | None = None) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"deployments": {"name": {"any_": [deployment]}}, "limit": 100}
@@ -299,6 +309,22 @@ def test_an_unanswered_approval_expires_and_sends_nothing(stack: Stack) -> None:
     assert late.returncode == 1 and "Traceback" not in late.stderr
     time.sleep(2)
     assert not stack.messages("EXP")
+
+
+def test_a_rollout_waits_in_prefect_then_sends_the_fallback_to_the_rest(stack: Stack) -> None:
+    run_id = f"ops-rollout-evt-{stack.trigger('ops.rollout', 'night-1')}"
+    child = f"{run_id}-rollout"
+    assert _finished(run_id, timeout=120) == "completed"
+    assert _finished(child, timeout=30) == "completed"
+    decision = ledger().decisions(run_id)["rollout"]
+    assert decision["winner"] == "a" and decision["decided"] is False  # nobody clicked: nothing won
+    test_cell = {(r.contact_id, r.variant) for r in ledger().sends(run_id, "email", "sent")}
+    rest = {(r.contact_id, r.variant) for r in ledger().sends(child, "email", "sent")}
+    assert {v for _, v in test_cell} == {"a", "b"} and {v for _, v in rest} == {"a"}
+    assert not ({c for c, _ in test_cell} & {c for c, _ in rest})
+    assert len(stack.messages("ROL", "sendgrid")) == len(test_cell) + len(rest)
+    _sent_once_per_contact(stack.messages("ROL", "sendgrid"))
+    assert len(stack.messages("ROL", "x")) == 2  # the posts went once, with the test; the rest is per contact
 
 
 def test_a_cron_schedule_launches_each_slot_once(stack: Stack) -> None:

@@ -180,6 +180,27 @@ def test_approval_given_at_launch_is_recorded_and_a_stranger_cannot_give_it(
     assert len(providers.messages("x")) == 2
 
 
+def test_a_failed_preflight_stops_the_run_before_anyone_is_asked_and_sends_nothing(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    text = CAMPAIGN + "approval: {approvers: [ana], timeout: 5m}\n"
+    path = write_campaign(tmp_path, 30, text)
+    providers.set_account("sendgrid", revoked=True)  # the key was rotated after the campaign was written
+    providers.set_account("twilio", balance="0.00")
+
+    result = launch(str(path), "preflight-fails")
+
+    assert result["status"] == "failed"
+    run = ledger().get_run("preflight-fails")
+    assert run is not None and run.error is not None
+    assert "email credentials: SendGrid refused the API key (HTTP 401)" in run.error
+    assert "sms quota: no credit left: balance 0.00 USD" in run.error
+    assert "x credentials" not in run.error  # what passed is not reported as a failure
+    assert not providers.messages()
+    states = {str(r.state) for r in ledger().sends("preflight-fails")}
+    assert "planned" in states and states <= {"planned", "skipped"}  # nothing was attempted
+
+
 def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
     tmp_path: Path, providers: Sandbox
 ) -> None:
@@ -233,3 +254,80 @@ def _assignments(store: Any, run_id: str) -> dict[str, str]:
             select(assignments.c.contact_id, assignments.c.arm).where(assignments.c.run_id == run_id)
         )
         return {cid: arm for cid, arm in rows}
+
+
+KIT = """\
+name: relay
+cta:
+  url: https://donate.example.org/test
+tracking:
+  base_url: https://go.example.org
+audience:
+  contacts: ambassadors.csv
+channels:
+  email:
+    provider: sendgrid
+    from: "Team <team@example.org>"
+    subject: "Relay tonight's appeal"
+    body: >-
+      <p>{{ contact.first_name }}, post it from your account:
+      <a href='{{ share_x("We just chipped in. Join us:") }}'>on X</a> or
+      <a href='{{ share_linkedin() }}'>on LinkedIn</a></p>
+"""
+AMBASSADORS = "id,email,first_name\namb-1,ana@relay.example.org,Ana\namb-2,raj@relay.example.org,Raj\namb-3,lee@relay.example.org,Lee\n"
+SHARE_LINK = re.compile(
+    r"https://(?:x\.com/intent/post|www\.linkedin\.com/sharing/share-offsite/)\?[^'\"\s]+"
+)
+
+
+def test_a_share_kit_sends_ambassadors_links_to_post_themselves_carrying_their_own_tracked_link(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    from html import unescape
+    from urllib.parse import parse_qs, urlsplit
+
+    text = TRACKED + "share_kits:\n  - {name: relay, campaign: relay.yaml, after: 3s}\n"
+    path = write_campaign(tmp_path, 40, text)
+    (tmp_path / "ambassadors.csv").write_text(AMBASSADORS)
+    (tmp_path / "relay.yaml").write_text(KIT)
+
+    result = launch(str(path), "kit-run")
+
+    assert result["status"] == "completed"
+    assert result["kits"]["relay"]["run_id"] == "kit-run-kit-relay"
+    launched = datetime.fromisoformat(ledger().decisions("kit-run")[LAUNCHED])
+    relays = [m for m in providers.messages("sendgrid") if m["to"].endswith("@relay.example.org")]
+    assert sorted(m["to"] for m in relays) == [
+        "ana@relay.example.org",
+        "lee@relay.example.org",
+        "raj@relay.example.org",
+    ]
+    assert min(_received(m) for m in relays) - launched >= timedelta(seconds=3)
+    assert len(providers.messages("x")) == 2, (
+        "only the campaign's own posts: nothing from ambassadors' accounts"
+    )
+
+    shared: dict[str, str] = {}
+    for message in relays:
+        links = [parse_qs(urlsplit(unescape(u)).query) for u in SHARE_LINK.findall(message["html"])]
+        assert len(links) == 2, message["html"]
+        x_link, linkedin = links
+        assert x_link["text"] == ["We just chipped in. Join us:"]
+        assert x_link["url"] == linkedin["url"]
+        shared[message["to"]] = x_link["url"][0]
+    assert len(set(shared.values())) == 3, "each ambassador shares a link of their own"
+
+    # two of Ana's followers open the link she posted: both clicks count for her share, in the kit's run
+    token = shared["ana@relay.example.org"].rsplit("/", 1)[1]
+    client = AppClient(build_app(ledger()))
+    try:
+        for _ in range(2):
+            response = client.get(f"/c/{token}")
+            assert response.status_code == 302
+            assert response.headers["location"].startswith("https://donate.example.org/test")
+    finally:
+        client.close()
+    engagement = ledger().engagement("kit-run-kit-relay")
+    assert engagement.unique_clicks == {("email", "default"): 1}
+    assert engagement.total_clicks == {("email", "default"): 2}
+    assert not ledger().engagement("kit-run").total_clicks

@@ -115,7 +115,7 @@ def test_the_page_shows_counts_and_escapes_everything(
 
 
 def test_unknown_provider_paths_answer_in_the_providers_format(sb: Sandbox, http: httpx.Client) -> None:
-    response = http.get("/2/users/me", headers={"Authorization": "Bearer t"})
+    response = http.get("/2/users/by/username/clarion", headers={"Authorization": "Bearer t"})
     assert response.status_code == 404
     assert response.json()["title"] == "Not Found Error"
     assert "x-rate-limit-remaining" in response.headers

@@ -1,0 +1,59 @@
+"""Share links for ambassadors: what opens in their composer, and the checks on kit files."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from clarion.errors import CampaignInvalid
+from clarion.loader import load_campaign
+from clarion.sharekit import kit_run_id, linkedin_share_url, load_kits, x_share_url
+from tests.conftest import CampaignDir
+
+LINK = "https://go.example.org/c/AVl1zxu6AAAAp_PD6bWYOsgKFg"
+
+
+def test_x_share_link_opens_the_composer_with_the_text_and_the_ambassadors_link() -> None:
+    url = x_share_url("Debate's over & we're #1? Chip in: ", LINK)
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "x.com", "/intent/post")
+    assert parse_qs(parts.query) == {"text": ["Debate's over & we're #1? Chip in:"], "url": [LINK]}
+    assert " " not in url and "#" not in url  # everything encoded: the hashtag stays in the text
+
+
+def test_x_share_text_is_measured_as_x_measures_it_with_the_link() -> None:
+    # a link counts 23 whatever its length; CJK characters weigh 2: 128 of them + space + link = 280
+    assert x_share_url("漢" * 128, LINK)
+    with pytest.raises(ValueError, match="281 weighted characters with its link, over X's 280"):
+        x_share_url("漢" * 128 + "a", LINK)
+
+
+def test_linkedin_share_link_carries_only_the_link() -> None:
+    parts = urlsplit(linkedin_share_url(LINK))
+    assert parts.netloc == "www.linkedin.com" and parts.path == "/sharing/share-offsite/"
+    assert parse_qs(parts.query) == {"url": [LINK]}
+
+
+def test_kit_runs_are_named_after_their_parent() -> None:
+    assert kit_run_id("debate-night-20261123t0300", "relay") == "debate-night-20261123t0300-kit-relay"
+
+
+def test_a_campaign_cannot_be_its_own_kit(campaign_dir: CampaignDir) -> None:
+    path = campaign_dir.campaign(
+        campaign_dir.campaign().read_text() + "share_kits:\n  - {name: relay, campaign: campaign.yaml}\n"
+    )
+    with pytest.raises(
+        CampaignInvalid, match=r"share_kits\[0\]\.campaign: a share kit is a campaign file of its own"
+    ):
+        load_kits(load_campaign(path))
+
+
+def test_two_kits_need_two_names(campaign_dir: CampaignDir) -> None:
+    campaign_dir.write("relay.yaml", "name: relay\n")
+    path = campaign_dir.campaign(
+        campaign_dir.campaign().read_text()
+        + "share_kits:\n  - {name: relay, campaign: relay.yaml}\n  - {name: relay, campaign: relay.yaml}\n"
+    )
+    with pytest.raises(CampaignInvalid, match=r"share_kits\[1\]\.name: share kit 'relay' is named twice"):
+        load_campaign(path)
