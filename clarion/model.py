@@ -134,6 +134,7 @@ class Tracking(_Strict):
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 EVENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
 
 
 class Schedule(_Strict):

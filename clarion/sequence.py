@@ -19,7 +19,6 @@ from phonenumbers import timezone as phone_zones
 from clarion.contacts import Contact
 from clarion.ledger import Ledger
 from clarion.model import Campaign, Rollout, Step
-from clarion.stats import Arm, analyse
 from clarion.timing import format_duration, next_local, parse_clock, quiet_until, zone
 
 LAUNCHED = "launched_at"  # decision key: the instant the launch passed its gate; steps count from it
@@ -138,6 +137,8 @@ def decide_rollout(ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rol
     """Compare the test cell's variants on the rollout's metric; the winner, or the fallback, said plainly.
 
     Per variant: contacts assigned, and contacts who converted (any route) or clicked (any channel)."""
+    from clarion.stats import Arm, analyse  # scipy: loaded when a rollout decides, not at every launch
+
     variants = [v.id for v in campaign.experiment.variants if v.weight > 0]
     assigned = ledger.arm_counts(run_id)
     if rollout.metric == "conversion_rate":

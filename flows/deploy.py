@@ -19,7 +19,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
 from clarion.loader import load_campaign
-from clarion.model import Campaign
+from clarion.model import EVENT_RESOURCE, Campaign
 from flows.launch import launch
 
 #: The event's own id decides the run id (flows/naming.py): the same event never launches twice.
@@ -29,7 +29,6 @@ TRIGGER_PARAMETERS = {
     key: {"__prefect_kind": "jinja", "template": "{{ event." + key + " }}"}
     for key in ("id", "event", "occurred")
 }
-EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
 
 
 def deployment_name(campaign: Campaign) -> str:

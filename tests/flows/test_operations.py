@@ -258,6 +258,8 @@ def test_three_steps_wait_in_prefect_not_in_a_process(stack: Stack) -> None:
     )
     assert len(runs) >= 2
     assert {r["name"] for r in runs} == {run_id}
+    tags = {t for r in runs for t in r["tags"]}  # what the UI filters by
+    assert {"step:post", "step:mail", "step:text", "channel:x", "channel:email", "channel:sms"} <= tags
 
 
 def _paused(stack: Stack, deployment: str, run_id: str) -> bool:
