@@ -31,6 +31,9 @@ TRIGGER_PARAMETERS = {
 }
 
 
+PROJECT = Path(__file__).resolve().parent.parent  # where flows/launch.py is found by a work-pool worker
+
+
 def deployment_name(campaign: Campaign) -> str:
     return campaign.name
 
@@ -40,7 +43,7 @@ def full_name(campaign: Campaign) -> str:
     return f"{launch.name}/{deployment_name(campaign)}"
 
 
-def build(path: Path) -> tuple[RunnerDeployment, Campaign]:
+def build(path: Path, pool: str | None = None) -> tuple[RunnerDeployment, Campaign]:
     """The deployment of one campaign file (validated first: the loader's errors name file and line)."""
     loaded = load_campaign(path)
     campaign = loaded.campaign
@@ -51,6 +54,8 @@ def build(path: Path) -> tuple[RunnerDeployment, Campaign]:
         "tags": ["clarion", f"campaign:{campaign.name}", *(f"channel:{c}" for c in campaign.channels)],
         "description": campaign.description or f"Clarion campaign {campaign.name}",
     }
+    if pool is not None:  # a process worker runs the flow from this checkout of the project
+        kwargs["job_variables"] = {"working_dir": str(PROJECT)}
     if schedule is not None and schedule.cron is not None:
         kwargs["schedules"] = [Cron(schedule.cron, timezone=schedule.timezone)]
     if schedule is not None and schedule.on_event is not None:
@@ -71,7 +76,7 @@ def register(paths: list[Path], *, pool: str | None = None) -> list[dict[str, An
 
     done = []
     for path in paths:
-        deployment, campaign = build(path)
+        deployment, campaign = build(path, pool)
         deployment_id = cast(UUID, deployment.apply(work_pool_name=pool) if pool else deployment.apply())
         entry: dict[str, Any] = {
             "campaign": campaign.name,

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +327,66 @@ def test_a_rollout_waits_in_prefect_then_sends_the_fallback_to_the_rest(stack: S
     assert len(stack.messages("ROL", "sendgrid")) == len(test_cell) + len(rest)
     _sent_once_per_contact(stack.messages("ROL", "sendgrid"))
     assert len(stack.messages("ROL", "x")) == 2  # the posts went once, with the test; the rest is per contact
+
+
+def test_a_work_pool_worker_runs_deployed_campaigns_and_an_at_launch_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The documented path beyond one machine: `clarion deploy --pool`, `prefect worker start --pool`."""
+    at = (datetime.now(UTC) + timedelta(seconds=30)).replace(microsecond=0)
+    files = []
+    for name, tag, extra in [
+        ("pool-event", "PEV", "schedule: {on_event: pool.go}\n"),
+        ("pool-at", "PAT", f"schedule: {{at: '{at.isoformat()}'}}\n"),
+    ]:
+        (tmp_path / name).mkdir()
+        write_audience(tmp_path / name, AUDIENCE)
+        files.append(tmp_path / name / "campaign.yaml")
+        files[-1].write_text(_campaign(name, tag, extra))
+    prefect = str(Path(sys.executable).parent / "prefect")
+    created = subprocess.run(
+        [prefect, "work-pool", "create", "ops-pool", "--type", "process"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    deployed = stack.clarion("deploy", *map(str, files), "--pool", "ops-pool")
+    assert deployed.returncode == 0, deployed.stderr
+    assert f"once, at {at.isoformat()}" in deployed.stdout
+    again = stack.clarion("deploy", str(files[1]), "--pool", "ops-pool")  # the same `at:` deployed twice
+    assert again.returncode == 0, again.stderr
+
+    log = (tmp_path / "pool-worker.log").open("ab")
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", "ops-pool"],
+        env={**stack.env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        run_id = f"pool-event-evt-{stack.trigger('pool.go', 'night-1')}"
+        assert _finished(run_id, timeout=120) == "completed"
+        assert {p for p in ("x", "sendgrid", "twilio") if stack.messages("PEV", p)} == {
+            "x",
+            "sendgrid",
+            "twilio",
+        }
+        at_run = f"pool-at-{at.astimezone(UTC):%Y%m%dt%H%M%S}"
+        assert _finished(at_run, timeout=150) == "completed"
+        first = min(datetime.fromisoformat(m["received_at"]) for m in stack.messages("PAT"))
+        assert first >= at
+        _sent_once_per_contact(stack.messages("PAT", "sendgrid"))  # deployed twice, launched once
+        assert len(stack.messages("PAT", "x")) == 2
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
 
 
 def test_a_cron_schedule_launches_each_slot_once(stack: Stack) -> None:
