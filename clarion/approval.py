@@ -102,11 +102,12 @@ def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks:
         subject = f" - subject: {message.subject}" if message.subject else ""
         text = message.text.replace("\n", " ")[:500]
         lines.append(f"- {head}{subject}\n\n  > {text}\n")
-    for kit in loaded.campaign.share_kits or []:
-        if not any(line.startswith("## Share kits") for line in lines):
-            lines += ["", "## Share kits", ""]
-        when = format_duration(kit.after) if kit.after else "0s"
-        lines.append(f"- **{kit.name}** ({kit.campaign}), at T+{when}: ambassadors get share links to post")
+    if kits := loaded.campaign.share_kits:
+        lines += ["", "## Share kits", ""] + [
+            f"- **{kit.name}** ({kit.campaign}), at T+{format_duration(kit.after) if kit.after else '0s'}: "
+            "ambassadors get share links to post"
+            for kit in kits
+        ]
     lines += ["", f"Answer with `clarion approve {run_id}` or `clarion reject {run_id} --reason ...`."]
     return "\n".join(lines) + "\n"
 

@@ -122,9 +122,8 @@ def launch(
         for wave in (w for w in plan if w.at <= now):
             path = str(kits[wave.kit].path) if wave.kit else campaign_path
             todo = _prepare(path, run_id, wave, batches, rollout_batches, kit_batches)
-            todo = [
-                b for b in todo if _channel_key(wave, b.channel) not in errors
-            ]  # stopped: waits for a resume
+            # a stopped channel waits for a resume
+            todo = [b for b in todo if _channel_key(wave, b.channel) not in errors]
             if todo:
                 _send_wave(path, run_id, wave, todo, errors)
                 sent = True

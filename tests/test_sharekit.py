@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -57,3 +58,36 @@ def test_two_kits_need_two_names(campaign_dir: CampaignDir) -> None:
     )
     with pytest.raises(CampaignInvalid, match=r"share_kits\[1\]\.name: share kit 'relay' is named twice"):
         load_campaign(path)
+
+
+def test_the_approval_preview_names_the_share_kits(campaign_dir: CampaignDir, tmp_path: Path) -> None:
+    from clarion.approval import preview_markdown
+    from clarion.ledger import Ledger
+    from clarion.plan import plan_run
+
+    campaign_dir.write("ambassadors.csv", "id,email,first_name\namb-1,ana@relay.example.org,Ana\n")
+    campaign_dir.write(
+        "relay.yaml",
+        """\
+        name: relay
+        cta: {url: "https://donate.example.org/appeal"}
+        audience: {contacts: ambassadors.csv}
+        channels:
+          email:
+            provider: sendgrid
+            from: "Team <team@example.org>"
+            subject: Relay it
+            body: "<a href='{{ share_x(\\"Join us\\") }}'>Post</a> <a href='{{ share_linkedin() }}'>Share</a>"
+        """,
+    )
+    path = campaign_dir.campaign(
+        campaign_dir.campaign().read_text()
+        + "share_kits:\n  - {name: relay, campaign: relay.yaml, after: 10m}\n"
+    )
+    store = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    store.migrate()
+    plan_run(store, path, "preview-run")
+    markdown = preview_markdown(load_campaign(path), store, "preview-run", [])
+    assert (
+        "## Share kits\n\n- **relay** (relay.yaml), at T+10m: ambassadors get share links to post" in markdown
+    )
