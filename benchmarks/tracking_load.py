@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "examples"))
 
 from clarion.ledger import Ledger  # noqa: E402
-from clarion.ledger.schema import clicks, events  # noqa: E402
+from clarion.ledger.schema import clicks, events, suppressions  # noqa: E402
 from clarion.links import LinkSigner  # noqa: E402
 from clarion.loader import load_campaign  # noqa: E402
 from clarion.plan import plan_run  # noqa: E402
@@ -123,8 +123,14 @@ def prepare(folder: Path, contacts: int, url: str) -> tuple[str, Renderer, list[
     return run_id, renderer, sorted(arms.items())
 
 
-def make_jobs(renderer: Renderer, arms: list[tuple[int, str]], batch: int) -> list[tuple[str, object]]:
+TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+
+def make_jobs(
+    renderer: Renderer, arms: list[tuple[int, str]], batch: int, forged: float = 0.0
+) -> list[tuple[str, object]]:
     jobs: list[tuple[str, object]] = []
+    rng = random.Random(9)
     for seq, arm in arms:
         if arm == "holdout":
             continue
@@ -147,6 +153,19 @@ def make_jobs(renderer: Renderer, arms: list[tuple[int, str]], batch: int) -> li
     ]
     for start in range(0, len(events_list), batch):
         jobs.append(("sendgrid", events_list[start : start + batch]))
+    # forged and malformed requests mixed in: altered tokens, bad signatures, garbage bodies
+    genuine = len(jobs)
+    for i in range(int(genuine * forged)):
+        seq, arm = arms[i % len(arms)]
+        token = renderer.token("email", arm if arm != "holdout" else "a", seq)
+        jobs.append(
+            [
+                ("forged-click", token[:-2] + ("AA" if not token.endswith("AA") else "BB")),
+                ("forged-click", "".join(rng.choice(TOKEN_ALPHABET) for _ in range(27))),
+                ("forged-twilio", (token, f"SMforged{i:026d}")),
+                ("forged-sendgrid", [{"event": "unsubscribe", "email": f"victim{i}@example.org"}]),
+            ][i % 4]
+        )
     random.Random(5).shuffle(jobs)
     return jobs
 
@@ -158,11 +177,13 @@ def drive(
     base = f"http://127.0.0.1:{port}"
     validator = RequestValidator(TWILIO_TOKEN)
     latencies: list[float] = []
-    counted = {"events": 0, "requests": 0, "errors": 0}
+    counted = {"events": 0, "requests": 0, "errors": 0, "forged": 0, "forged_accepted": 0}
     lock = threading.Lock()
     pending = list(jobs)
 
     def send(conn: http.client.HTTPConnection, kind: str, payload: object) -> tuple[bool, int]:
+        if kind.startswith("forged-"):
+            return forge(conn, kind, payload), 0
         if kind == "click":
             t0 = time.perf_counter()
             conn.request("GET", f"/c/{payload}")
@@ -196,6 +217,37 @@ def drive(
         response.read()
         return response.status == 200, len(payload)  # type: ignore[arg-type]
 
+    def forge(conn: http.client.HTTPConnection, kind: str, payload: object) -> bool:
+        """A forged request; True when the service refused it (4xx) and so recorded nothing."""
+        if kind == "forged-click":
+            conn.request("GET", f"/c/{payload}")
+        elif kind == "forged-twilio":
+            token, sid = payload  # type: ignore[misc]
+            params = urlencode({"MessageSid": sid, "MessageStatus": "delivered"})
+            headers = {
+                "X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl",
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            conn.request("POST", f"/webhooks/twilio?ct={token}", body=params, headers=headers)
+        else:
+            body = json.dumps(payload).encode()
+            stamp = str(int(time.time()))
+            other = ec.generate_private_key(ec.SECP256R1())  # signed, but not with SendGrid's key
+            signed = other.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+            signature = base64.b64encode(signed).decode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Twilio-Email-Event-Webhook-Signature": signature,
+                "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            }
+            conn.request("POST", "/webhooks/sendgrid", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        with lock:
+            counted["forged"] += 1
+            counted["forged_accepted"] += 0 if 400 <= response.status < 500 else 1
+        return 400 <= response.status < 500
+
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while True:
@@ -206,7 +258,8 @@ def drive(
             ok, n = send(conn, kind, payload)
             with lock:
                 counted["requests"] += 1
-                counted["events" if ok else "errors"] += n if ok else 1
+                if not kind.startswith("forged-"):
+                    counted["events" if ok else "errors"] += n if ok else 1
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     started = time.perf_counter()
@@ -221,6 +274,8 @@ def drive(
         "events": counted["events"],
         "requests": counted["requests"],
         "errors": counted["errors"],
+        "forged": counted["forged"],
+        "forged_accepted": counted["forged_accepted"],
         "clicks": len(latencies),
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
@@ -235,6 +290,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch", type=int, default=100, help="events per SendGrid webhook request")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--forged", type=float, default=0.1, help="forged requests mixed in, as a share of the genuine ones"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, scratch_schema(args.database_url) as database_url:
         folder = Path(tmp)
@@ -255,6 +313,9 @@ def main() -> None:
             "SENDGRID_WEBHOOK_PUBLIC_KEY": public,
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
             "CLARION_CONVERSION_SECRET": "x" * 32,
+            # one load generator is one client address: per-client limits would stop it at once
+            "CLARION_RATE_LIMIT": "off",
+            "CLARION_REJECT_LIMIT": "off",
         }
         server = subprocess.Popen(
             [sys.executable, *PROFILE, "-m", "clarion", "serve", "--port", str(port)],
@@ -270,7 +331,7 @@ def main() -> None:
                         break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            jobs = make_jobs(renderer, arms, args.batch)
+            jobs = make_jobs(renderer, arms, args.batch, args.forged)
             cpu_before = cpu_seconds(server.pid)
             figures = drive(port, jobs, key, args.concurrency)
             figures["server_cpu"] = cpu_seconds(server.pid) - cpu_before
@@ -285,6 +346,7 @@ def main() -> None:
             event_rows = conn.execute(
                 select(func.count()).select_from(events).where(events.c.run_id == run_id)
             ).scalar()
+        forged_suppressions = conn.execute(select(func.count()).select_from(suppressions)).scalar()
         reached = [a for a in arms if a[1] != "holdout"]
         expected_unique = len(reached) + sum(1 for seq, _ in reached if seq % 2 == 0)
         expected_total = expected_unique + sum(1 for seq, _ in reached if seq % 10 == 0)
@@ -306,8 +368,16 @@ def main() -> None:
         f"/c/{{token}} latency over {figures['clicks']:,} clicks: p50 {figures['p50_ms']:.1f} ms, "
         f"p99 {figures['p99_ms']:.1f} ms"
     )
+    print(
+        f"forged requests: {figures['forged']:,} mixed in, {figures['forged_accepted']} accepted, "
+        f"{forged_suppressions} forged unsubscribes recorded"
+    )
     ok = (
-        click_rows[0] == expected_unique and click_rows[1] == expected_total and event_rows == expected_events
+        click_rows[0] == expected_unique
+        and click_rows[1] == expected_total
+        and event_rows == expected_events
+        and figures["forged_accepted"] == 0
+        and forged_suppressions == 0
     )
     print(
         f"ledger: {click_rows[0]:,} unique clicks (expected {expected_unique:,}), "

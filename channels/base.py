@@ -12,13 +12,23 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clarion.errors import ClarionError
+from clarion.timing import parse_duration
 
 
 class ChannelKind(StrEnum):
@@ -65,6 +75,23 @@ class Retry(BaseModel):
     )
 
 
+class FrequencyCap(BaseModel):
+    """At most `max` messages of this channel's kind to one address per `per`, across all campaigns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max: int = Field(ge=1, description="Messages per address within the window.")
+    per: timedelta = Field(description="The window, e.g. 7d or 24h.")
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        window = parse_duration(value)
+        if window <= timedelta(0):
+            raise ValueError("the window must be longer than 0s")
+        return window
+
+
 class ChannelConfig(BaseModel):
     """Settings shared by every channel under `channels.<id>:` in a campaign file."""
 
@@ -103,6 +130,7 @@ class Message:
     html: str | None = None
     run: str = ""
     token: str = ""  # the tracked link's token: provider events carry it back (custom_args, callback URL)
+    unsubscribe: str | None = None  # the recipient's own unsubscribe URL (email)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -166,6 +194,8 @@ class Channel:
     config_model: ClassVar[type[ChannelConfig]]
     #: The contact column this channel sends to (None: a post to everyone).
     address_column: ClassVar[str | None] = None
+    #: The contact column saying whether the contact agreed to this channel (None: no such column needed).
+    consent_column: ClassVar[str | None] = None
     #: Recipients per provider request.
     max_batch: ClassVar[int] = 1
     #: Which config field a broken content rule points at, by rule code (default: the body or template).

@@ -24,6 +24,7 @@ from channels.base import (
     Channel,
     ChannelConfig,
     ChannelKind,
+    FrequencyCap,
     Message,
     Outbound,
     Part,
@@ -63,6 +64,13 @@ class SendGridConfig(ChannelConfig):
     text: str | None = Field(default=None, description="Inline Jinja template of the plain-text part.")
     text_template: str | None = Field(default=None, description="Template file of the plain-text part.")
     categories: list[str] = Field(default_factory=list, max_length=10)
+    postal_address: str | None = Field(
+        default=None,
+        description="The sender's postal address, shown in every email ({{ postal_address }}); required.",
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None, description="At most `max` emails to one address per `per`, across campaigns."
+    )
     batch_size: int = Field(default=SENDGRID_MAX_PERSONALIZATIONS, ge=1, le=SENDGRID_MAX_PERSONALIZATIONS)
 
     @field_validator("from_", "reply_to")
@@ -85,8 +93,12 @@ class SendGridSettings(ProviderSettings):
     base_url: str = Field(default="https://api.sendgrid.com", validation_alias="CLARION_SENDGRID_URL")
 
 
-#: Substitution keys standing for each recipient's tracked link, so one request's content serves many.
+#: Substitution keys standing for each recipient's tracked link and unsubscribe link, so one request's
+#: content serves many.
 LINK_HTML, LINK_TEXT = "-clarion.link.html-", "-clarion.link.text-"
+UNSUB_HTML, UNSUB_TEXT = "-clarion.unsub.html-", "-clarion.unsub.text-"
+#: RFC 8058 one-click unsubscribe: mail clients POST "List-Unsubscribe=One-Click" to the header's URL.
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 @register
@@ -96,7 +108,11 @@ class SendGridChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = SendGridConfig
     address_column: ClassVar[str | None] = "email"
     max_batch: ClassVar[int] = SENDGRID_MAX_PERSONALIZATIONS
-    rule_fields: ClassVar[dict[str, str]] = {"subject_empty": "subject", "subject_lines": "subject"}
+    rule_fields: ClassVar[dict[str, str]] = {
+        "subject_empty": "subject",
+        "subject_lines": "subject",
+        "no_postal_address": "postal_address",
+    }
     parts: ClassVar[tuple[Part, ...]] = (
         Part("subject", inline="subject"),
         Part("html", inline="body", file="template", html=True),
@@ -127,6 +143,47 @@ class SendGridChannel(Channel):
             problems.append(("subject_lines", "subject spans several lines; keep it on one line"))
         if not message.text.strip():
             problems.append(("text_empty", "the plain-text part is empty"))
+        problems.extend(cls._compliance(message, config))
+        return problems
+
+    @classmethod
+    def _compliance(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
+        """What the law and the mailbox providers ask of bulk email: the sender's postal address and a
+        working unsubscribe link in the message itself (the List-Unsubscribe headers are added at send)."""
+        assert isinstance(config, SendGridConfig)
+        problems = []
+        if message.unsubscribe is None:
+            problems.append(
+                (
+                    "no_unsubscribe_endpoint",
+                    "an email needs an unsubscribe link served by the tracking service: set "
+                    "`tracking: {base_url: ...}` (where `clarion serve` answers)",
+                )
+            )
+        elif message.unsubscribe not in (message.html or "") and message.unsubscribe not in message.text:
+            problems.append(
+                (
+                    "no_unsubscribe_link",
+                    "the email has no unsubscribe link: add "
+                    '<a href="{{ unsubscribe_url }}">Unsubscribe</a> to its template',
+                )
+            )
+        if not (config.postal_address or "").strip():
+            problems.append(
+                (
+                    "no_postal_address",
+                    'an email needs the sender\'s postal address: add `postal_address: "..."` to the '
+                    "channel and show it with {{ postal_address }} in the template",
+                )
+            )
+        elif not _shows(config.postal_address, message):
+            problems.append(
+                (
+                    "postal_address_not_shown",
+                    "the email does not show the sender's postal address: add {{ postal_address }} to "
+                    "its template",
+                )
+            )
         return problems
 
     # -- sending -----------------------------------------------------------------------------------
@@ -158,6 +215,9 @@ class SendGridChannel(Channel):
             m = item.message
             html = (m.html or "").replace(str(escape(m.link)), LINK_HTML).replace(m.link, LINK_HTML)
             text = m.text.replace(m.link, LINK_TEXT)
+            if m.unsubscribe:
+                html = html.replace(str(escape(m.unsubscribe)), UNSUB_HTML).replace(m.unsubscribe, UNSUB_HTML)
+                text = text.replace(m.unsubscribe, UNSUB_TEXT)
             groups.setdefault((html, text), []).append(item)
         client = self._client()
         results: dict[str, SendResult] = {}
@@ -178,6 +238,7 @@ class SendGridChannel(Channel):
             Content,
             CustomArg,
             From,
+            Header,
             Mail,
             Personalization,
             ReplyTo,
@@ -200,6 +261,11 @@ class SendGridChannel(Channel):
             p.subject = m.subject or ""
             p.add_substitution(Substitution(LINK_HTML, str(escape(m.link))))
             p.add_substitution(Substitution(LINK_TEXT, m.link))
+            if m.unsubscribe:
+                p.add_substitution(Substitution(UNSUB_HTML, str(escape(m.unsubscribe))))
+                p.add_substitution(Substitution(UNSUB_TEXT, m.unsubscribe))
+                p.add_header(Header("List-Unsubscribe", f"<{m.unsubscribe}>"))
+                p.add_header(Header("List-Unsubscribe-Post", ONE_CLICK))
             for key, value in self._custom_args(m).items():
                 p.add_custom_arg(CustomArg(key, value))
             mail.add_personalization(p)
@@ -258,6 +324,12 @@ class SendGridChannel(Channel):
         except (http.client.HTTPException, ConnectionError) as exc:
             raise Uncertain(f"connection to SendGrid dropped mid-request: {exc}") from exc
         return str(response.headers.get("X-Message-Id") or "")
+
+
+def _shows(postal_address: str | None, message: Message) -> bool:
+    lines = [line.strip() for line in (postal_address or "").splitlines() if line.strip()]
+    html = message.html or ""
+    return all(line in message.text or str(escape(line)) in html for line in lines)
 
 
 def _json_body(response: Any) -> dict[str, Any]:

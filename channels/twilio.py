@@ -20,6 +20,7 @@ from channels.base import (
     Channel,
     ChannelConfig,
     ChannelKind,
+    FrequencyCap,
     Message,
     Outbound,
     ProviderError,
@@ -33,6 +34,7 @@ from channels.base import (
     retry_after_seconds,
 )
 from channels.registry import register
+from clarion.consent import SMS_CONSENT_COLUMN, tells_how_to_opt_out
 from clarion.textrules import non_gsm_characters, sms_length
 from clarion.timing import parse_clock, zone
 
@@ -79,6 +81,9 @@ class TwilioConfig(ChannelConfig):
     )
     send_at_local: str | None = Field(
         default=None, description='Send at this local time in each contact\'s zone, e.g. "09:00".'
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None, description="At most `max` texts to one number per `per`, across campaigns."
     )
     default_timezone: str = Field(
         default="UTC",
@@ -129,6 +134,7 @@ class TwilioChannel(Channel):
     kind: ClassVar[ChannelKind] = ChannelKind.SMS
     config_model: ClassVar[type[ChannelConfig]] = TwilioConfig
     address_column: ClassVar[str | None] = "phone"
+    consent_column: ClassVar[str | None] = SMS_CONSENT_COLUMN
     body_maxlen: ClassVar[int] = TWILIO_MAX_BODY
     settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
 
@@ -176,6 +182,14 @@ class TwilioChannel(Channel):
             )
         if not message.text.strip():
             problems.append(("empty", "message text is empty"))
+        elif not tells_how_to_opt_out(message.text):
+            problems.append(
+                (
+                    "no_opt_out",
+                    'the text does not tell how to opt out; end it with e.g. "Reply STOP to opt out" '
+                    "(carriers require it, and STOP replies are honoured across campaigns)",
+                )
+            )
         return problems
 
     # -- sending -----------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ X_FREE_TIER_POSTS_PER_DAY = 17
 X_API = "https://api.twitter.com"
 # tweepy logs request headers (the bearer token) at DEBUG: keep its logger above that.
 logging.getLogger("tweepy").setLevel(logging.INFO)
+# requests-oauthlib and oauthlib (OAuth 1.0a signing) log the consumer key, the access token and the signed
+# Authorization header at DEBUG (found by tests/flows/test_secrets.py)
+logging.getLogger("requests_oauthlib").setLevel(logging.INFO)
+logging.getLogger("oauthlib").setLevel(logging.INFO)
 
 
 class XConfig(ChannelConfig):

@@ -564,3 +564,8 @@ from clarion import opscli  # noqa: E402, F401
 
 def main() -> None:
     app()
+
+
+from clarion.suppresscli import suppress_app  # noqa: E402
+
+app.add_typer(suppress_app, name="suppress")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import channels
 from channels.base import Channel, ChannelKind, Outbound, SendOutcome, SendResult
+from clarion.consent import Kind, Reason, kind_of_channel, suppression_form
 from clarion.contacts import ContactsFile
-from clarion.ledger import Ledger, SendState, Settlement
+from clarion.ledger import Ledger, SendState, Settlement, Suppression
 from clarion.loader import LoadedCampaign, load_campaign
 from clarion.pacing import Pacer, backoff, pacer_for
 from clarion.plan import Batch
@@ -225,6 +226,7 @@ def _send_pending(
     if failures:
         ledger.skip(batch.run_id, batch.channel, [(r, "render_error", e) for r, e in failures])
         outcome.counts["skipped"] = len(failures)
+    outbounds = _without_opt_outs(ledger, adapter, batch, outbounds, outcome)
     chunk = adapter.max_batch if adapter.max_batch > 1 else PER_MESSAGE_CLAIM
     pacer = pacer_for(batch.run_id, batch.channel, config.pacing)
     for start in range(0, len(outbounds), chunk):
@@ -260,6 +262,7 @@ def _send_chunk(
         retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
         if settle:
             ledger.settle(batch.run_id, batch.channel, settle)
+            _record_refused_opt_outs(ledger, adapter, results, todo)
             for s in settle:
                 outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
             exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
@@ -281,6 +284,45 @@ def _send_chunk(
         sleep(wait)
         again = {r.recipient for r in retry}
         todo = [o for o in todo if o.recipient in again]
+
+
+def _without_opt_outs(
+    ledger: Ledger, adapter: Channel, batch: Batch, outbounds: list[Outbound], outcome: BatchOutcome
+) -> list[Outbound]:
+    """Drop (as skipped, reason `suppressed`) whoever opted out since the run was planned: a STOP between
+    the launch and a follow-up step, an unsubscribe during a long send. One query per batch."""
+    kind = kind_of_channel(adapter.kind.value)
+    if kind is None or not outbounds:
+        return outbounds
+    forms = {o.recipient: suppression_form(kind, o.message.to or "") for o in outbounds}
+    gone = ledger.suppressed(kind, forms.values())
+    if not gone:
+        return outbounds
+    skipped = [o.recipient for o in outbounds if forms[o.recipient] in gone]
+    changed = ledger.skip(batch.run_id, batch.channel, [(r, "suppressed") for r in skipped])
+    outcome.counts["skipped"] = outcome.counts.get("skipped", 0) + changed
+    return [o for o in outbounds if forms[o.recipient] not in gone]
+
+
+def _record_refused_opt_outs(
+    ledger: Ledger, adapter: Channel, results: list[SendResult], sent: list[Outbound]
+) -> None:
+    """Twilio error 21610: the number replied STOP to this sender. Record it as an opt-out, so no other
+    campaign (or sender) texts it either."""
+    refused = {r.recipient for r in results if r.outcome is SendOutcome.REJECTED and r.code == "21610"}
+    if not refused:
+        return
+    ledger.suppress(
+        Suppression(
+            kind=Kind.SMS,
+            address=suppression_form(Kind.SMS, o.message.to or ""),
+            reason=Reason.TWILIO_21610,
+            source=f"twilio:{adapter.channel_id}",
+            detail="Twilio refused the text: the number had replied STOP",
+        )
+        for o in sent
+        if o.recipient in refused and o.message.to
+    )
 
 
 def _send_paced(adapter: Channel, items: list[Outbound], pacer: Pacer) -> list[SendResult]:

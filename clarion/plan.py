@@ -16,14 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import channels
-from channels.base import ChannelKind
+from channels.base import ChannelKind, FrequencyCap
 from clarion.assign import Assigner
+from clarion.consent import Kind, address_key, consent_given, kind_of_channel, suppression_form
 from clarion.contacts import Contact, file_digest
 from clarion.errors import ClarionError
 from clarion.ledger import Ledger, PlannedSend, RunStatus
 from clarion.loader import LoadedCampaign, load_campaign
 from clarion.model import HOLDOUT, REST
 from clarion.render import Renderer
+from clarion.settings import ClarionSettings
 from clarion.validate import ValidationReport, open_contacts, scan, signer
 
 CHUNK = 5_000
@@ -73,6 +75,15 @@ def batch_size(kind: ChannelKind, config: object) -> int:
     return int(getattr(config, "batch_size", 0) or DEFAULT_BATCH[kind])
 
 
+@dataclass(frozen=True)
+class _Consent:
+    """What decides, per channel, whether a reachable contact may be sent to at all."""
+
+    kind: Kind
+    column: str | None  # the consent column, for channels that need one
+    capped: frozenset[str]  # address keys already at the channel's frequency cap
+
+
 class _Planner:
     """Collects a run's rows while the audience streams past, writing them in chunks."""
 
@@ -88,12 +99,35 @@ class _Planner:
         self._open: dict[str, list[Contact]] = {}
         self._numbers: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
+        self._secret = ClarionSettings().signing_key()
+        self._consent: dict[str, _Consent] = {}
+        self._suppressed: dict[Kind, set[str]] = {}
+        now = datetime.now(UTC)
         for cid, config in loaded.campaign.channels.items():
             adapter = channels.get(config.provider)
-            if adapter.kind is not ChannelKind.SOCIAL:
-                self._open[cid] = []
-                self._numbers[cid] = 0
-                self._sizes[cid] = batch_size(adapter.kind, config)
+            kind = kind_of_channel(adapter.kind.value)
+            if kind is None:
+                continue
+            self._open[cid] = []
+            self._numbers[cid] = 0
+            self._sizes[cid] = batch_size(adapter.kind, config)
+            if kind not in self._suppressed:
+                self._suppressed[kind] = ledger.suppressed(kind)
+            cap: FrequencyCap | None = getattr(config, "frequency_cap", None)
+            capped = frozenset(ledger.capped(None, now - cap.per, cap.max, excluding=run_id) if cap else ())
+            self._consent[cid] = _Consent(kind, adapter.consent_column, capped)
+
+    def _refusal(self, cid: str, contact: Contact, address: str) -> tuple[str | None, str]:
+        """Why this contact may not get this channel (None: they may), and their address key."""
+        rules = self._consent[cid]
+        key = address_key(self._secret, rules.kind, suppression_form(rules.kind, address))
+        if rules.column and not consent_given(contact.fields.get(rules.column, "")):
+            return "no_consent", key
+        if suppression_form(rules.kind, address) in self._suppressed[rules.kind]:
+            return "suppressed", key
+        if key in rules.capped:
+            return "frequency_cap", key
+        return None, key
 
     def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
         if self.winner is None:
@@ -108,8 +142,11 @@ class _Planner:
             return  # the test cell was the launch's
         self.assignments.append((contact.seq, contact.id, arm))
         for cid, address in addresses.items():
-            reason = None if address else "no_address"
-            number = self._numbers[cid] if address else -1
+            reason: str | None = "no_address"
+            key: str | None = None
+            if address:
+                reason, key = self._refusal(cid, contact, address)
+            number = self._numbers[cid] if reason is None else -1
             self.sends.append(
                 PlannedSend(
                     channel=cid,
@@ -119,9 +156,10 @@ class _Planner:
                     seq=contact.seq,
                     batch=number,
                     skip_reason=reason,
+                    address_key=key,
                 )
             )
-            if address:
+            if reason is None:
                 members = self._open[cid]
                 members.append(contact)
                 size = self._sizes[cid] if self._numbers[cid] else min(self._sizes[cid], OPENING_BATCH)

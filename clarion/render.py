@@ -220,6 +220,8 @@ class Renderer:
         seq = contact.seq if (contact is not None and per_contact) else None
         token = self.token(channel_id, variant.id, seq)
         link = self.link(channel_id, adapter.kind, variant.id, token)
+        base = self.campaign.tracking.base_url
+        unsubscribe = f"{base}/u/{token}" if base and adapter.kind is ChannelKind.EMAIL else None
         context: dict[str, Any] = {
             "variant": VariantVars(variant.vars, id=variant.id),
             "campaign": self.context_campaign,
@@ -227,6 +229,10 @@ class Renderer:
             "channel": {"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
             **_share_helpers(link),
         }
+        if adapter.kind is ChannelKind.EMAIL:
+            # a missing tracking.base_url is reported by the channel's rules, not as an undefined name
+            context["unsubscribe_url"] = unsubscribe or ""
+            context["postal_address"] = getattr(config, "postal_address", None) or ""
         if per_contact and contact is not None:
             context["contact"] = ContactFields(contact.fields)
         rendered: dict[str, str] = {}
@@ -251,6 +257,7 @@ class Renderer:
             html=html,
             run=self.run_id,
             token=token,
+            unsubscribe=unsubscribe,
         )
         message.metrics = adapter.measure(message)
         return message
@@ -321,7 +328,7 @@ def _explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
     if match:
         return (
             f"{match['name']!r} is undefined; templates can use contact, variant, campaign, link, channel, "
-            "share_x(), share_linkedin()",
+            "share_x(), share_linkedin(), and in emails unsubscribe_url and postal_address",
             f"undefined:{match['name']}",
         )
     return f"template error: {raw}", "undefined"

@@ -78,6 +78,9 @@ def engaged(box: Any, engagement: Path) -> Iterator[str]:
         sendgrid_webhook_public_key=box.sendgrid_public_key,
         twilio_auth_token=SANDBOX_CREDENTIALS["TWILIO_AUTH_TOKEN"],
         clarion_conversion_secret=conversion_secret,
+        # every simulated recipient comes from this machine's address: no per-client limits here
+        clarion_rate_limit="off",
+        clarion_reject_limit="off",
     )
     with BackgroundServer(build_app(ledger(), settings=settings)) as server:
         try:

@@ -65,6 +65,11 @@ class TrackingSettings(BaseSettings):
     CLARION_CONVERSION_SECRET    shared secret the landing page signs conversions with
     CLARION_PUBLIC_URL           the URL the service is reached at from outside (Twilio signs that URL);
                                  default: the URL of each request as the service sees it
+    CLARION_RATE_LIMIT           tracked links and unsubscribe pages per client address (`limits` syntax,
+                                 e.g. "30/second"; "off" turns it off)
+    CLARION_REJECT_LIMIT         refused requests (forged, malformed) a client may make before every
+                                 request of its gets 429 without being read ("off" turns it off)
+    CLARION_SMS_HELP_REPLY       the answer to an SMS HELP (who you are, how to stop); none: no reply
     A webhook whose key is not set is refused (403): nothing unverified is ever recorded.
     """
 
@@ -74,3 +79,6 @@ class TrackingSettings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     clarion_conversion_secret: SecretStr | None = None
     clarion_public_url: str | None = None
+    clarion_rate_limit: str = "30/second"
+    clarion_reject_limit: str = "20/minute"
+    clarion_sms_help_reply: str | None = None

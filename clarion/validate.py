@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import channels
 from channels.base import Channel, ChannelKind, Message
 from clarion.assign import Assigner
+from clarion.consent import consent_given
 from clarion.contacts import Contact, ContactsError, ContactsFile
 from clarion.errors import CampaignInvalid, ClarionError, Problem
 from clarion.links import LinkSigner
@@ -161,6 +162,17 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                 ),
             )
             continue
+        consent = adapter.consent_column
+        if consent and consent not in contacts.columns:
+            groups.add(
+                ("consent", cid),
+                loaded.source.problem(
+                    ("channels", cid),
+                    f"{adapter.kind.value.upper()} goes only to contacts who agreed to it: "
+                    f"{contacts.display} needs a {consent!r} column (yes/no per contact; only 'yes' is sent)",
+                    key=True,
+                ),
+            )  # the rest is still checked: one run of validate lists every problem
         per_contact.append((cid, adapter))
 
     assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
@@ -178,6 +190,13 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                 raw = contact.fields.get(adapter.address_column or "", "")
                 if arm != HOLDOUT:
                     addresses[cid] = None
+                if adapter.consent_column in contacts.columns:
+                    try:
+                        consent_given(contact.fields.get(adapter.consent_column, ""))
+                    except ValueError as exc:
+                        problem = Problem(contacts.display, contact.line, 1, str(exc), adapter.consent_column)
+                        groups.add(("consent_value", cid), problem, contact)
+                        continue
                 if not raw:
                     continue  # not reachable on this channel: skipped at send time, with the reason
                 try:

@@ -26,17 +26,24 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 
 
 CONTACTS = """\
-id,email,phone,first_name,timezone,persona
-c-001,ada@example.org,+14155552671,Ada,America/Los_Angeles,cfo
-c-002,ben@example.org,+12025550123,Ben,America/New_York,it-director
-c-003,,+12125550142,Chloé,America/New_York,cfo
-c-004,dana@example.com,,Dana,America/Chicago,ops-manager
+id,email,phone,first_name,timezone,persona,sms_consent
+c-001,ada@example.org,+14155552671,Ada,America/Los_Angeles,cfo,yes
+c-002,ben@example.org,+12025550123,Ben,America/New_York,it-director,yes
+c-003,,+12125550142,Chloé,America/New_York,cfo,yes
+c-004,dana@example.com,,Dana,America/Chicago,ops-manager,no
 """
+
+EMAIL_BODY = (
+    "<p>{{ contact.first_name }}, {{ variant.headline }} <a href='{{ link }}'>Give</a></p>"
+    "<p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>"
+)
 
 CAMPAIGN = """\
 name: test-appeal
 cta:
   url: https://donate.example.org/appeal
+tracking:
+  base_url: https://go.example.org
 audience:
   contacts: contacts.csv
 experiment:
@@ -54,13 +61,18 @@ channels:
     provider: sendgrid
     from: "Team <team@example.org>"
     subject: "{{ variant.headline }}"
-    body: "<p>{{ contact.first_name }}, {{ variant.headline }} <a href='{{ link }}'>Give</a></p>"
+    postal_address: "Team Example, PO Box 1, Springfield"
+    body: "{{ EMAIL_BODY }}"
   sms:
     provider: twilio
     from: "+15005550006"
     quiet_hours: null  # runs at any hour; quiet hours are tested on their own
     body: "{{ contact.first_name }}, {{ variant.headline }} {{ link }} Reply STOP to opt out"
-"""
+""".replace("{{ EMAIL_BODY }}", EMAIL_BODY)
+
+#: The same campaign without a tracking service: links go straight to the CTA page (previews only: an email
+#: needs the tracking service for its unsubscribe link, so this does not validate).
+UNTRACKED = CAMPAIGN.replace("tracking:\n  base_url: https://go.example.org\n", "", 1)
 
 
 class CampaignDir:
@@ -91,6 +103,7 @@ def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: fl
     from clarion.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
 
     sandbox.reset()
+    sandbox.set_opted_out([])  # numbers an earlier test had reply STOP
     for provider in ("sendgrid", "twilio", "x"):
         sandbox.set_faults(provider, None)
     for key, value in SANDBOX_CREDENTIALS.items():

@@ -21,7 +21,7 @@ from markupsafe import escape
 from typer.testing import CliRunner
 
 from clarion.cli import app
-from tests.conftest import CAMPAIGN, REPO, CampaignDir
+from tests.conftest import CAMPAIGN, REPO, UNTRACKED, CampaignDir
 
 DEBATE = REPO / "examples" / "debate-night" / "campaign.yaml"
 B2B = REPO / "examples" / "b2b-cta-test" / "campaign.yaml"
@@ -163,7 +163,7 @@ def _first_contact(path: Path) -> str:
 
 
 def test_preview_links_carry_utm_parameters_without_a_tracking_service(campaign_dir: CampaignDir) -> None:
-    rows = _preview_json(campaign_dir.campaign())
+    rows = _preview_json(campaign_dir.campaign(UNTRACKED))
 
     kinds = {"x": "social", "email": "email", "sms": "sms"}
     assert len(rows) == 6

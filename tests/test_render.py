@@ -6,7 +6,7 @@ import pytest
 
 from clarion.errors import CampaignInvalid
 from clarion.validate import preview, validate_campaign
-from tests.conftest import CAMPAIGN, CampaignDir
+from tests.conftest import CAMPAIGN, EMAIL_BODY, UNTRACKED, CampaignDir
 
 
 def _by(messages: list, channel: str, variant: str = "a"):  # type: ignore[no-untyped-def]
@@ -14,7 +14,7 @@ def _by(messages: list, channel: str, variant: str = "a"):  # type: ignore[no-un
 
 
 def test_preview_renders_every_channel_and_variant(campaign_dir: CampaignDir) -> None:
-    messages = preview(campaign_dir.campaign())
+    messages = preview(campaign_dir.campaign(UNTRACKED))
     assert sorted((m.channel, m.variant) for m in messages) == [
         ("email", "a"),
         ("email", "b"),
@@ -45,7 +45,7 @@ def test_html_is_autoescaped_text_is_not(campaign_dir: CampaignDir) -> None:
 
 
 def test_text_part_is_derived_from_html(campaign_dir: CampaignDir) -> None:
-    email = _by(preview(campaign_dir.campaign()), "email")
+    email = _by(preview(campaign_dir.campaign(UNTRACKED)), "email")
     assert "Ada, Chip in now." in email.text
     assert "<p>" not in email.text
     assert "donate.example.org/appeal" in email.text
@@ -74,7 +74,7 @@ def test_undefined_contact_field_names_template_line_and_column(campaign_dir: Ca
         "<p>Hello {{ contact.first_name }},</p>\n<p>Your ZIP: {{ contact.zip }}</p>\n<a href='{{ link }}'>x</a>\n",
     )
     text = CAMPAIGN.replace(
-        "    body: \"<p>{{ contact.first_name }}, {{ variant.headline }} <a href='{{ link }}'>Give</a></p>\"",
+        f'    body: "{EMAIL_BODY}"',
         "    template: mail.html.j2",
     )
     with pytest.raises(CampaignInvalid) as info:
@@ -89,7 +89,7 @@ def test_undefined_contact_field_names_template_line_and_column(campaign_dir: Ca
 
 def test_template_files_cannot_escape_the_campaign_folder(campaign_dir: CampaignDir) -> None:
     text = CAMPAIGN.replace(
-        "    body: \"<p>{{ contact.first_name }}, {{ variant.headline }} <a href='{{ link }}'>Give</a></p>\"",
+        f'    body: "{EMAIL_BODY}"',
         "    template: ../../../../etc/passwd",
     )
     with pytest.raises(CampaignInvalid) as info:
@@ -99,7 +99,7 @@ def test_template_files_cannot_escape_the_campaign_folder(campaign_dir: Campaign
 
 def test_bundled_templates_are_found(campaign_dir: CampaignDir) -> None:
     text = CAMPAIGN.replace(
-        "    body: \"<p>{{ contact.first_name }}, {{ variant.headline }} <a href='{{ link }}'>Give</a></p>\"",
+        f'    body: "{EMAIL_BODY}"',
         "    template: templates/email/appeal.html.j2\n    text_template: templates/email/appeal.txt.j2",
     )
     email = _by(preview(campaign_dir.campaign(text)), "email")
@@ -114,8 +114,8 @@ def test_preview_for_a_chosen_contact(campaign_dir: CampaignDir) -> None:
 
 
 def test_holdout_contacts_addresses_are_checked_too(campaign_dir: CampaignDir) -> None:
-    rows = "".join(f"c-{i:03d},,+1555,Name{i},America/New_York,cfo\n" for i in range(40))
-    contacts = "id,email,phone,first_name,timezone,persona\n" + rows
+    rows = "".join(f"c-{i:03d},,+1555,Name{i},America/New_York,cfo,yes\n" for i in range(40))
+    contacts = "id,email,phone,first_name,timezone,persona,sms_consent\n" + rows
     text = CAMPAIGN.replace("  holdout: 0\n", "  holdout: 0.5\n")
     with pytest.raises(CampaignInvalid) as info:
         validate_campaign(campaign_dir.campaign(text, contacts=contacts))

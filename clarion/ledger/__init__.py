@@ -10,6 +10,7 @@
 See store.py for the guarantees, database.py for how SQLite and PostgreSQL are set up.
 """
 
+from clarion.ledger.consent import Suppression
 from clarion.ledger.engagement import Click, Conversion, Engagement, ProviderEvent, run_key_hex
 from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
 from clarion.ledger.rows import (
@@ -41,5 +42,6 @@ __all__ = [
     "SendState",
     "Settlement",
     "SummaryRow",
+    "Suppression",
     "run_key_hex",
 ]

@@ -31,7 +31,7 @@ from clarion.ledger.schema import UTCDateTime, assignments, sends
 CHUNK = 5_000  # rows per statement (PostgreSQL) or executemany (SQLite)
 _T = TypeVar("_T")
 
-_SEND_COLUMNS = ("channel", "variant", "contact_id", "recipient", "seq", "batch", "reason")
+_SEND_COLUMNS = ("channel", "variant", "contact_id", "recipient", "seq", "batch", "reason", "address_key")
 _SEND_EXTRA = ("run_id", "state", "attempts", "planned_at", "settled_at")
 _ASSIGNMENT_COLUMNS = ("contact_id", "seq", "arm")
 _COUNTED = {"preserve_rowcount": True}  # SQLAlchemy keeps the row count of UPDATE and DELETE only
@@ -77,6 +77,7 @@ class BulkWriter:
                 "batch": s.batch,
                 "state": planned if s.skip_reason is None else skipped,
                 "reason": s.skip_reason,
+                "address_key": s.address_key,
                 "attempts": 0,
                 "planned_at": at,
                 "settled_at": None if s.skip_reason is None else at,

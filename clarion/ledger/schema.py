@@ -116,11 +116,15 @@ sends = Table(
     Column("settled_at", UTCDateTime),
     # a planned send deferred to this instant (SMS quiet hours, send_at_local); revision 0003
     Column("not_before", UTCDateTime),
+    # HMAC of the normalised address (clarion.consent.address_key), to count frequency caps across
+    # campaigns without the address itself; revision 0004
+    Column("address_key", String(32)),
     UniqueConstraint("run_id", "channel", "recipient"),
     # (run, channel, state) first: batches() reads the batch numbers from the index alone
     Index(None, "run_id", "channel", "state", "batch"),
     # (run, channel, batch) first: pending() reads one batch's rows in seq order
     Index(None, "run_id", "channel", "batch", "seq"),
+    Index(None, "address_key", "planned_at"),
 )
 
 # -- engagement (revision 0002): what recipients did after the send ------------------------------------
@@ -182,4 +186,22 @@ conversions = Table(
     Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("run_id", "source", "external_id"),
     Index(None, "run_id", "arm"),
+)
+
+# -- consent (revision 0004) -----------------------------------------------------------------------------
+
+# One suppression store across channels and campaigns: an address (normalised: lower-case email, E.164
+# phone) that must not be sent `kind` messages. Opting back in (SMS START, `clarion suppress remove`)
+# stamps `lifted_at` rather than deleting, so the history of a person's consent is kept.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("kind", String(8), nullable=False),
+    Column("address", String, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("source", String, nullable=False),
+    Column("detail", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("lifted_at", UTCDateTime),
+    PrimaryKeyConstraint("kind", "address"),
 )

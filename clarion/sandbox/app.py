@@ -79,6 +79,7 @@ class SandboxState:
             settings,
             sign_sendgrid=self.signing.sign,
             set_metrics=lambda tweet_id, metrics: self.store.set_metrics(tweet_id, metrics),
+            opt_out=lambda number: self.twilio.opt(number, out=True),
         )
         self.store.listeners.append(self.engagement.offer)
 

@@ -72,6 +72,11 @@ class Behaviour(_Strict):
     replies: float = Field(default=0.0, ge=0, le=1)
     quotes: float = Field(default=0.0, ge=0, le=1)
     bookmarks: float = Field(default=0.0, ge=0, le=1)
+    # opting out: email recipients press their mail client's unsubscribe button (RFC 8058 one-click POST
+    # to the List-Unsubscribe URL) or report spam; SMS recipients reply STOP
+    unsubscribe: float = Field(default=0.0, ge=0, le=1)
+    spam_report: float = Field(default=0.0, ge=0, le=1)
+    stop: float = Field(default=0.0, ge=0, le=1)
 
 
 class Delay(_Strict):
@@ -125,10 +130,12 @@ class Engagement:
         *,
         sign_sendgrid: Callable[[bytes, str], str],
         set_metrics: Callable[[str, dict[str, int]], Any],
+        opt_out: Callable[[str], Any] = lambda number: None,
     ) -> None:
         self.config = config
         self._sign_sendgrid = sign_sendgrid
         self._set_metrics = set_metrics
+        self._opt_out = opt_out  # Twilio's own opt-out list: later texts to the number get 21610
         self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
         self._seen: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
@@ -176,6 +183,9 @@ class Engagement:
             "conversions",
             "events_posted",
             "callbacks_posted",
+            "unsubscribes",
+            "spam_reports",
+            "stops",
             "failures",
         )
         with self._lock:
@@ -229,8 +239,12 @@ class Engagement:
         delivered = rng.random() < behaviour.delivered
         if provider == "sendgrid":
             self._email_events(rng, record, delivered, behaviour)
+            if delivered:
+                self._email_opt_out(rng, record, behaviour)
         elif provider == "twilio":
             self._status_callbacks(record, delivered)
+            if delivered and rng.random() < behaviour.stop:
+                self._reply_stop(record)
         if delivered and rng.random() < _rate(behaviour.click, str(variant)):
             self._click(
                 rng, token, str(variant), behaviour, f"{record.get('provider_id')}-{record.get('to')}"
@@ -321,6 +335,54 @@ class Engagement:
             response = self._request("POST", "/webhooks/sendgrid", content=body, headers=headers)
             if response is not None and response.status_code == 200:
                 self._count("events_posted", len(batch))
+
+    def _email_opt_out(self, rng: random.Random, record: Mapping[str, Any], b: Behaviour) -> None:
+        draw = rng.random()
+        if draw < b.unsubscribe:
+            header = str((record.get("headers") or {}).get("List-Unsubscribe", "")).strip("<>")
+            if not header:
+                self._fail("an unsubscribe is due but the email has no List-Unsubscribe header")
+                return
+            path = urlsplit(header).path  # the campaign's public host stands for this tracking service
+            body = b"List-Unsubscribe=One-Click"
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            response = self._request("POST", path, content=body, headers=form)
+            if response is not None and response.status_code == 200:
+                self._count("unsubscribes")
+        elif draw < b.unsubscribe + b.spam_report:
+            event = {
+                "email": record.get("to"),
+                "event": "spamreport",
+                "timestamp": int(time.time()),
+                "sg_event_id": f"sbx-{rng.getrandbits(96):024x}",
+                **(record.get("custom_args") or {}),
+            }
+            with self._lock:
+                self._events.append(event)
+            self._count("spam_reports")
+
+    def _reply_stop(self, record: Mapping[str, Any]) -> None:
+        token = self.config.twilio_auth_token
+        if token is None:
+            self._fail("a STOP reply is due but the engagement settings have no twilio_auth_token")
+            return
+        from twilio.request_validator import RequestValidator
+
+        number = str(record.get("to") or "")
+        self._opt_out(number)
+        url = self.config.tracking_url.rstrip("/") + "/webhooks/twilio/inbound"
+        params = {
+            "MessageSid": f"SM{hashlib.sha256(number.encode()).hexdigest()[:32]}",
+            "From": number,
+            "To": str(record.get("from") or ""),
+            "Body": "STOP",
+            "OptOutType": "STOP",
+        }
+        signature = RequestValidator(token.get_secret_value()).compute_signature(url, params)
+        headers = {"X-Twilio-Signature": signature}
+        response = self._request("POST", url, data=params, headers=headers)
+        if response is not None and response.status_code == 200:
+            self._count("stops")
 
     def _status_callbacks(self, record: Mapping[str, Any], delivered: bool) -> None:
         callback = record.get("status_callback")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+import httpx
 import uvicorn
 
 from clarion.sandbox.app import FaultsInput, SandboxState
@@ -107,6 +109,33 @@ class Sandbox:
     def set_opted_out(self, numbers: Iterable[str]) -> None:
         """Replace the numbers Twilio refuses with error 21610."""
         self.state.twilio.set_opted_out(numbers)
+
+    def reply_sms(
+        self, sender: str, body: str, *, webhook: str, auth_token: str, to: str = "+15005550006"
+    ) -> httpx.Response:
+        """A person answers a text: as Twilio does, a STOP keyword opts the number out (later texts to it
+        are refused with 21610) and START opts it back in; then the reply is posted, signed with the
+        account's auth token, to the inbound-message webhook `webhook`. Returns the webhook's answer."""
+        from twilio.request_validator import RequestValidator
+
+        from clarion.consent import Reply, classify_reply
+
+        word = classify_reply(body)
+        if word in (Reply.STOP, Reply.START):
+            self.state.twilio.opt(sender, out=word is Reply.STOP)
+        params = {
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "AccountSid": "AC" + "0" * 32,
+            "From": sender,
+            "To": to,
+            "Body": body,
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+        if word is not None:
+            params["OptOutType"] = word.value.upper()
+        signature = RequestValidator(auth_token).compute_signature(webhook, params)
+        return httpx.post(webhook, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
 
     # -- simulated recipients (engagement.py) -------------------------------------------------------
 

@@ -76,6 +76,11 @@ class TwilioEmulator(Emulator):
         with self._lock:
             self._opted_out = frozenset(numbers)
 
+    def opt(self, number: str, *, out: bool) -> None:
+        """One number replied STOP (out) or START."""
+        with self._lock:
+            self._opted_out = self._opted_out | {number} if out else self._opted_out - {number}
+
     def routes(self) -> list[tuple[str, str, Handler]]:
         return [
             ("POST", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.create_message),

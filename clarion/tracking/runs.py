@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import channels
@@ -126,6 +126,11 @@ class RunDirectory:
             return index.phones.get(number)
         return None
 
+    def address_of(self, facts: RunFacts, seq: int, kind: ChannelKind) -> str | None:
+        """The email address or phone number of the contact at `seq` in the run's contacts file."""
+        index = self._address_index(facts)
+        return (index.email_of if kind is ChannelKind.EMAIL else index.phone_of).get(seq)
+
     def _address_index(self, facts: RunFacts) -> AddressIndex:
         with self._lock:
             index = self._addresses.get(facts.run_id)
@@ -146,6 +151,8 @@ class AddressIndex:
     emails: dict[str, int]
     phones: dict[str, int]
     region: str = "US"
+    email_of: dict[int, str] = field(default_factory=dict)  # audience position -> address, for unsubscribes
+    phone_of: dict[int, str] = field(default_factory=dict)
 
     def phone_key(self, raw: str) -> str | None:
         try:
@@ -174,9 +181,11 @@ class AddressIndex:
             for column in email_columns:
                 if raw := contact.fields.get(column, "").strip():
                     index.emails.setdefault(email_key(raw), contact.seq)
+                    index.email_of.setdefault(contact.seq, raw)
             for column in phone_columns:
                 if (raw := contact.fields.get(column, "").strip()) and (key := index.phone_key(raw)):
                     index.phones.setdefault(key, contact.seq)
+                    index.phone_of.setdefault(contact.seq, key)
         return index
 
 

@@ -15,14 +15,15 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from clarion.ledger import Conversion, ProviderEvent
+from clarion.ledger import Conversion, ProviderEvent, Suppression
+from clarion.tracking.optouts import sendgrid_suppression
 from clarion.tracking.runs import Target
 
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -71,6 +72,7 @@ class Read:
     events: list[ProviderEvent]
     conversions: list[Conversion]
     unmatched: int = 0
+    suppress: list[Suppression] = field(default_factory=list)  # opt-outs, complaints, hard bounces
 
 
 def _when(value: Any) -> datetime:
@@ -122,6 +124,8 @@ def read_sendgrid(body: bytes, resolve: Resolve) -> Read:
         if not isinstance(item, dict) or item.get("event") not in SENDGRID_EVENTS:
             read.unmatched += 1
             continue
+        if (suppression := sendgrid_suppression(item)) is not None:
+            read.suppress.append(suppression)  # whichever run (or none) the message belonged to
         token = item.get("clarion_token")
         target = resolve(token) if isinstance(token, str) else None
         if target is None:

@@ -55,6 +55,8 @@ CAMPAIGN = """\
 name: flow-test
 cta:
   url: https://donate.example.org/test
+tracking:
+  base_url: https://go.example.org
 audience:
   contacts: contacts.csv
 experiment:
@@ -72,7 +74,8 @@ channels:
     provider: sendgrid
     from: "Team <team@example.org>"
     subject: "{{ variant.headline }}"
-    body: "<p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p>"
+    postal_address: "Team, PO Box 1, Springfield"
+    body: "<p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p><p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>"
   sms:
     provider: twilio
     from: "+15005550006"

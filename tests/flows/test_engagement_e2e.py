@@ -28,7 +28,7 @@ channels:
 
 
 def test_clicks_events_and_conversions_reach_the_report(tmp_path: Path, providers: Sandbox) -> None:
-    text = CAMPAIGN.replace("cta:\n", "tracking:\n  base_url: https://go.example.org\ncta:\n", 1)
+    text = CAMPAIGN  # tracked: the campaign sets tracking.base_url
     path = write_campaign(tmp_path, 1200, text)
     engagement = tmp_path / "engagement.yaml"
     engagement.write_text(textwrap.dedent(ENGAGEMENT))

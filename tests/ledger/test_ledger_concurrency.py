@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from clarion.ledger import Ledger, SendState, Settlement, SummaryRow
+from clarion.consent import Kind
+from clarion.ledger import Ledger, SendState, Settlement, SummaryRow, Suppression
 from tests.ledger.support import claim_and_settle, migrate_in_process, plan_in_process, planned
 
 RECIPIENTS = 2_000
@@ -115,3 +116,37 @@ def test_processes_migrating_a_new_database_at_once_all_succeed(
     database_url: str, processes: multiprocessing.pool.Pool
 ) -> None:
     assert processes.map(migrate_in_process, [database_url] * 3) == ["0", "0", "0"]
+
+
+def test_opt_outs_arriving_while_runs_send_are_all_kept(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    """The tracking service records opt-outs (overlapping: the same person by two routes) while senders
+    claim and settle: every suppression is there once, nothing waits on a lock forever."""
+    run = new_run(count=RECIPIENTS, batch_size=RECIPIENTS)
+    everyone = [r.recipient for r in ledger.pending(run, "email", 0)]
+    addresses = [f"person{n}@example.org" for n in range(600)]
+    start = threading.Barrier(6)
+
+    def opt_outs(seed: int) -> None:
+        start.wait()
+        mine = shuffled(addresses, seed)[:400]  # three writers cover the 600, overlapping
+        for i in range(0, len(mine), 20):
+            ledger.suppress(
+                Suppression(Kind.EMAIL, a, "unsubscribe_link", f"w{seed}") for a in mine[i : i + 20]
+            )
+            ledger.suppressed(Kind.EMAIL, mine[i : i + 20])  # the senders' check, alongside
+
+    def sender(seed: int) -> list[str]:
+        start.wait()
+        return claim_with(ledger, run, shuffled(everyone, seed), chunk=100)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        writers = [pool.submit(opt_outs, seed) for seed in range(3)]
+        senders = [pool.submit(sender, seed) for seed in range(3)]
+        claims = [f.result(timeout=120) for f in senders]
+        for f in writers:
+            f.result(timeout=120)
+    assert ledger.suppressed(Kind.EMAIL) >= set(shuffled(addresses, 0)[:400])
+    covered = {a for seed in range(3) for a in shuffled(addresses, seed)[:400]}
+    assert ledger.suppressed(Kind.EMAIL) == covered
+    assert ledger.suppression_counts() == {"email": len(covered)}
+    assert Counter(r for c in claims for r in c) == Counter(everyone)

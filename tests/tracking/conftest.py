@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,18 @@ class Tracked:
             headers={"X-Twilio-Signature": signature},
         )
 
+    def twilio_signature(self, url: str, params: dict[str, str], *, auth: str = TWILIO_TOKEN) -> str:
+        return str(RequestValidator(auth).compute_signature(url, params))
+
+    def post_inbound(
+        self, sender: str, body: str, *, auth: str = TWILIO_TOKEN, **extra: str
+    ) -> httpx.Response:
+        """A reply to one of our texts, as Twilio's inbound-message webhook posts it."""
+        url = "http://testserver/webhooks/twilio/inbound"
+        params = {"MessageSid": "SM" + "0" * 32, "From": sender, "To": "+15005550006", "Body": body, **extra}
+        signature = RequestValidator(auth).compute_signature(url, params)
+        return self.client.post(url, data=params, headers={"X-Twilio-Signature": signature})
+
     def post_conversion(
         self, payload: dict[str, object], *, at: float | None = None, secret: str = CONVERSION_SECRET
     ) -> httpx.Response:
@@ -123,6 +136,13 @@ def public_key_text(key: ec.EllipticCurvePrivateKey) -> str:
 
 @pytest.fixture
 def tracked(campaign_dir: CampaignDir) -> Iterator[Tracked]:
+    """The service with its per-client limits off (tests/tracking/test_limits.py turns them on)."""
+    with tracking_service(campaign_dir, clarion_rate_limit="off", clarion_reject_limit="off") as service:
+        yield service
+
+
+@contextmanager
+def tracking_service(campaign_dir: CampaignDir, **settings_: Any) -> Iterator[Tracked]:
     path = campaign_dir.campaign()
     ledger = Ledger(ClarionSettings().ledger_url())
     ledger.migrate()
@@ -132,6 +152,7 @@ def tracked(campaign_dir: CampaignDir) -> Iterator[Tracked]:
         sendgrid_webhook_public_key=public_key_text(key),
         twilio_auth_token=TWILIO_TOKEN,
         clarion_conversion_secret=CONVERSION_SECRET,
+        **settings_,
     )
     app = build_app(ledger, signer=signer(), settings=settings)
     renderer = Renderer(load_campaign(path), signer(), RUN)

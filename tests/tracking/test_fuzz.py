@@ -66,3 +66,51 @@ def test_conversions_never_fail_on_arbitrary_signed_json(tracked: Tracked, paylo
     response = tracked.post_conversion(payload)  # type: ignore[arg-type]
     assert response.status_code < 500
     assert nothing_recorded(tracked)
+
+
+@FUZZ
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["From", "Body", "OptOutType", "To", "MessageSid"]),
+        st.text(max_size=30),
+        max_size=5,
+    ),
+)
+def test_sms_replies_never_fail_on_arbitrary_signed_forms(tracked: Tracked, params: dict[str, str]) -> None:
+    response = tracked.client.post(
+        "http://testserver/webhooks/twilio/inbound",
+        data=params,
+        headers={
+            "X-Twilio-Signature": tracked.twilio_signature(
+                "http://testserver/webhooks/twilio/inbound", params
+            )
+        },
+    )
+    assert response.status_code in (200, 400, 415)  # 415: an empty form is sent without its type
+    assert "Traceback" not in response.text
+
+
+@FUZZ
+@given(body=st.binary(max_size=200), sender=st.text(max_size=20))
+def test_unsigned_sms_replies_suppress_no_one(tracked: Tracked, body: bytes, sender: str) -> None:
+    response = tracked.client.post(
+        "/webhooks/twilio/inbound",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert 400 <= response.status_code < 500
+    assert tracked.ledger.suppressed("sms") == set()
+
+
+@FUZZ
+@given(
+    token=st.text(alphabet=string.ascii_letters + string.digits + "-_=%.", max_size=60),
+    body=st.binary(max_size=100),
+)
+def test_unsubscribe_never_fails_and_forged_tokens_suppress_no_one(
+    tracked: Tracked, token: str, body: bytes
+) -> None:
+    response = tracked.client.post(f"/u/{token}", content=body)
+    assert response.status_code in (404, 405, 413) or (response.status_code == 200 and token)
+    if response.status_code != 200:
+        assert tracked.ledger.suppressed("email") == set()
