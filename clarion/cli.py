@@ -74,7 +74,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Campaign files (Y
                 err.print(str(problem), markup=False)
             continue
         arms = ", ".join(f"{arm} {n:,}" for arm, n in sorted(report.arms.items()))
-        reach = ", ".join(f"{cid} {n:,}" for cid, n in report.reachable.items())
+        reach = ", ".join(
+            f"{cid} {n:,}" + (f" ({report.consented[cid]:,} agreed to it)" if cid in report.consented else "")
+            for cid, n in report.reachable.items()
+        )
         plural = "contact" if report.contacts == 1 else "contacts"
         summary = f": {path}: {report.contacts:,} {plural} ({arms})" + (
             f"; reachable: {reach}" if reach else ""

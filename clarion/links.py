@@ -25,6 +25,7 @@ _MAC_BYTES = 10
 _CONTACT, _POST = 1, 2  # token kinds, the first byte
 _DOMAIN = b"clarion.link.v1\x00"
 MAX_TOKEN = 64
+MAX_CONTACT = 1 << 35  # contact positions verify reads: a varint of at most 5 bytes
 
 
 def _b64(data: bytes) -> str:
@@ -77,6 +78,14 @@ class LinkSigner:
         return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
     def sign(self, claims: LinkClaims) -> str:
+        """The token for `claims`; ValueError for claims no token can carry (verify would misread them)."""
+        if (
+            len(claims.run) != RUN_KEY_BYTES
+            or not 0 <= claims.channel <= 0xFF
+            or not 0 <= claims.variant <= 0xFF
+            or (claims.contact is not None and not 0 <= claims.contact < MAX_CONTACT)
+        ):
+            raise ValueError(f"claims out of a token's range: {claims}")
         kind = _POST if claims.contact is None else _CONTACT
         payload = bytes([kind]) + claims.run + bytes([claims.channel, claims.variant])
         if claims.contact is not None:

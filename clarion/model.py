@@ -73,7 +73,9 @@ class Audience(_Strict):
 
 class Variant(_Strict):
     id: str
-    weight: float = Field(default=1, ge=0, description="Relative share of the non-holdout contacts.")
+    weight: float = Field(
+        default=1, ge=0, allow_inf_nan=False, description="Relative share of the non-holdout contacts."
+    )
     vars: dict[str, Any] = Field(
         default_factory=dict, description="Values templates see as `variant.<name>`."
     )

@@ -7,6 +7,7 @@ All instants are timezone-aware UTC datetimes; a contact's zone is the IANA name
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
@@ -20,14 +21,19 @@ def parse_duration(value: object) -> timedelta:
     """`5m`, `3h`, `1h30m`, `2d`, `90s` (or a number of seconds) as a timedelta; ValueError otherwise."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    text = str(value).strip().lower().replace(" ", "")
-    match = _DURATION.match(text)
-    if not text or match is None:
-        raise ValueError(f"{value!r} is not a duration: {DURATION_HINT}")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            if not math.isfinite(value):
+                raise OverflowError
+            return timedelta(seconds=value)
+        text = str(value).strip().lower().replace(" ", "")
+        match = _DURATION.match(text)
+        if not text or match is None:
+            raise ValueError(f"{value!r} is not a duration: {DURATION_HINT}")
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long a duration (at most {timedelta.max.days:,} days)") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -53,7 +59,7 @@ def parse_clock(value: object) -> time:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, or a name too long
         raise ValueError(f"{name!r} is not an IANA time zone (e.g. America/New_York)") from None
 
 

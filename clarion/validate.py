@@ -80,6 +80,7 @@ class ValidationReport:
     contacts: int = 0
     arms: Counter[str] = field(default_factory=Counter)
     reachable: Counter[str] = field(default_factory=Counter)  # channel -> contacts with an address
+    consented: Counter[str] = field(default_factory=Counter)  # channel -> of those, who agreed (SMS)
     samples: dict[str, Message] = field(default_factory=dict)
 
 
@@ -190,9 +191,10 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                 raw = contact.fields.get(adapter.address_column or "", "")
                 if arm != HOLDOUT:
                     addresses[cid] = None
+                agreed = True
                 if adapter.consent_column in contacts.columns:
                     try:
-                        consent_given(contact.fields.get(adapter.consent_column, ""))
+                        agreed = consent_given(contact.fields.get(adapter.consent_column, ""))
                     except ValueError as exc:
                         problem = Problem(contacts.display, contact.line, 1, str(exc), adapter.consent_column)
                         groups.add(("consent_value", cid), problem, contact)
@@ -209,6 +211,8 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                     continue  # checked all the same: the file is wrong, whoever the contact is
                 addresses[cid] = address
                 report.reachable[cid] += 1
+                if adapter.consent_column and agreed:
+                    report.consented[cid] += 1
                 # the rest of a rollout gets whichever variant wins: each must render for them
                 for variant in [variants[arm]] if arm != REST else list(variants.values()):
                     _render_checked(renderer, cid, variant, contact, address, groups, report)
@@ -247,7 +251,7 @@ def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups
     if tz:
         try:
             ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder ("America")
             groups.add(
                 ("timezone",),
                 Problem(

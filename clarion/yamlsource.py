@@ -17,6 +17,9 @@ from clarion.errors import CampaignInvalid, Problem
 
 PathKey = tuple[str | int, ...]
 
+#: Deeper than any campaign needs; PyYAML composes nodes recursively and would hit Python's recursion limit.
+MAX_DEPTH = 100
+
 
 @dataclass(frozen=True)
 class Position:
@@ -65,11 +68,25 @@ def _pos(mark: yaml.Mark, *, block: bool = False) -> Position:
     return Position(mark.line + 1, mark.column + 1, block)
 
 
-def _index(node: yaml.Node, path: PathKey, source: SourceMap, problems: list[Problem]) -> None:
+def _index(
+    node: yaml.Node, path: PathKey, source: SourceMap, problems: list[Problem], walked: dict[int, bool]
+) -> None:
+    """Record where `path` sits, and below it. `walked` maps each node already seen to whether it is still
+    being walked: an alias to a node already indexed is not walked again (nested aliases would multiply the
+    paths), and an alias inside the node it names would make the data recursive."""
     source.values[path] = _pos(node.start_mark, block=getattr(node, "style", None) in ("|", ">"))
+    if id(node) in walked:
+        if walked[id(node)]:
+            pos = _pos(node.start_mark)
+            message = "an alias inside this anchored node refers back to it; a campaign cannot be recursive"
+            problems.append(Problem(source.file, pos.line, pos.col, message, dotted(path)))
+        return
+    walked[id(node)] = True
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: the constructor reports it, located
             key = key_node.value
             child = (*path, key)
             if key in seen:
@@ -85,10 +102,45 @@ def _index(node: yaml.Node, path: PathKey, source: SourceMap, problems: list[Pro
                 )
             seen.add(key)
             source.keys[child] = _pos(key_node.start_mark)
-            _index(value_node, child, source, problems)
+            _index(value_node, child, source, problems, walked)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index(item, (*path, i), source, problems)
+            _index(item, (*path, i), source, problems, walked)
+    walked[id(node)] = False
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with what it would let escape as Python errors reported as located YAML errors."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH and parent is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep; a campaign needs far fewer",
+                parent.start_mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, LookupError, AttributeError, OverflowError):
+            # how PyYAML's int, float, bool and timestamp constructors fail on a value their tag cannot
+            # hold: `2026-13-45`, `!!bool maybe`, `!!float` with no value, a 5,000-digit number
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            text = repr(node.value) if len(node.value) <= 40 else repr(node.value[:37] + "...")
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{text} is not a valid {kind}; quote it if it is text", node.start_mark
+            ) from None
 
 
 def _syntax_problem(name: str, exc: yaml.MarkedYAMLError) -> Problem:
@@ -134,13 +186,24 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, SourceMap]:
     except OSError as exc:
         raise CampaignInvalid([Problem(name, 0, 0, f"cannot be read: {exc.strerror}")]) from None
     source = SourceMap(name)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise CampaignInvalid(
+            [
+                Problem(
+                    name, line, col, f"has a character YAML does not allow (U+{exc.character:04X}); remove it"
+                )
+            ]
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise CampaignInvalid([Problem(name, 1, 1, "the file is empty; start from examples/")])
         problems: list[Problem] = []
-        _index(node, (), source, problems)
+        _index(node, (), source, problems, {})
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise CampaignInvalid([_syntax_problem(name, exc)]) from None

@@ -1,8 +1,8 @@
 """Providers misbehaving at once: 20% of calls fail (5xx) or time out, and 429 bursts say when to come back.
 
 The campaign completes; every contact is sent exactly once per channel, or reported failed or uncertain with
-the reason; retries are bounded and wait as long as the provider asked. (benchmarks/fault_soak.py runs the
-same at 20,000 contacts.)"""
+the reason; retries are bounded and wait as long as the provider asked. (`benchmarks/crash_soak.py --faults 0.2`
+adds kill -9 and resume to the same faults, at 20,000 contacts.)"""
 
 from __future__ import annotations
 
