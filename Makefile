@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/clarion conversions import examples/debate-night/donations.csv --run latest
 	$(BIN)/clarion report latest --html .clarion/debate-night-report.html
 	$(BIN)/clarion report latest
+	$(BIN)/clarion suppress list --limit 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

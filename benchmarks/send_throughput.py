@@ -54,6 +54,7 @@ channels:
     subject: "{{ variant.headline }}"
     template: templates/email/appeal.html.j2
     text_template: templates/email/appeal.txt.j2
+    postal_address: "Team Example, PO Box 20013, Washington, DC 20013"
   sms:
     provider: twilio
     from: "+15005550006"

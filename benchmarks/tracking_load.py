@@ -59,7 +59,9 @@ experiment:
   variants: [{id: a, vars: {h: "Chip in."}}, {id: b, vars: {h: "Join us."}}]
 channels:
   email: {provider: sendgrid, from: "Team <team@example.org>", subject: "{{ variant.h }}",
-          body: "<p>{{ variant.h }} <a href='{{ link }}'>Give</a></p>"}
+          postal_address: "Team, PO Box 1, Springfield",
+          body: "<p>{{ variant.h }} <a href='{{ link }}'>Give</a></p>
+            <p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>"}
   sms: {provider: twilio, from: "+15005550006", quiet_hours: null,
         body: "{{ variant.h }} {{ link }} Reply STOP to opt out"}
 """
@@ -346,7 +348,7 @@ def main() -> None:
             event_rows = conn.execute(
                 select(func.count()).select_from(events).where(events.c.run_id == run_id)
             ).scalar()
-        forged_suppressions = conn.execute(select(func.count()).select_from(suppressions)).scalar()
+            forged_suppressions = conn.execute(select(func.count()).select_from(suppressions)).scalar()
         reached = [a for a in arms if a[1] != "holdout"]
         expected_unique = len(reached) + sum(1 for seq, _ in reached if seq % 2 == 0)
         expected_total = expected_unique + sum(1 for seq, _ in reached if seq % 10 == 0)

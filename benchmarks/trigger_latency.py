@@ -38,6 +38,8 @@ CAMPAIGN = """\
 name: trigger-latency
 cta:
   url: https://donate.example.org/now
+tracking:
+  base_url: https://go.example.org
 schedule:
   on_event: debate.ended
 audience:
@@ -57,7 +59,10 @@ channels:
     provider: sendgrid
     from: "Team <team@example.org>"
     subject: "{{ variant.headline }}"
-    body: "<p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p>"
+    postal_address: "Team, PO Box 1, Springfield"
+    body: >-
+      <p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p>
+      <p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>
   sms:
     provider: twilio
     from: "+15005550006"

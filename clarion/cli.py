@@ -276,7 +276,9 @@ def _finish_engagement(box: Any, run_id: str, *, quiet: bool) -> None:
         stats = box.wait_engaged(timeout=600)
     err.print(
         f"engagement: {stats['clicks']:,} clicks, {stats['conversions']:,} conversions, "
-        f"{stats['events_posted']:,} email events, {stats['callbacks_posted']:,} SMS callbacks"
+        f"{stats['events_posted']:,} email events, {stats['callbacks_posted']:,} SMS callbacks, "
+        f"opt-outs: {stats['unsubscribes']:,} unsubscribed, {stats['spam_reports']:,} spam reports, "
+        f"{stats['stops']:,} STOP replies"
         + (f", {stats['failures']:,} failed requests" if stats["failures"] else ""),
         markup=False,
     )

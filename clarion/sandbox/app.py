@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -120,7 +120,10 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def _provider_endpoint(state: SandboxState, emulator: Emulator, handler: Handler) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client died mid-request (kill -9): the provider never got it
+            return Response(status_code=400)
         decision = state.faults.decide(emulator.name)
         if decision.latency:
             await asyncio.sleep(decision.latency)

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -320,10 +320,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise Rejected(413, f"body over {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Rejected(413, f"body over {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise Rejected(413, f"body over {limit} bytes")
+    except ClientDisconnect:  # the client went away mid-body: nothing to record, no one to answer
+        raise Rejected(400, "the client disconnected before the whole body arrived") from None
     return bytes(body)
 
 

@@ -82,3 +82,22 @@ def test_a_campaign_survives_failures_timeouts_and_rate_limits(tmp_path: Path, p
                 limited += 1
                 assert (then - at).total_seconds() >= RETRY_AFTER - 0.05
     assert limited > 0
+
+
+def test_x_posts_wait_for_the_rate_limit_reset(tmp_path: Path, providers: Sandbox) -> None:
+    """X says when its window resets (x-rate-limit-reset, epoch seconds): the next post waits until then."""
+    providers.set_faults("x", FaultConfig(rate_limit_every=1, rate_limit_burst=1, retry_after=2, seed=0))
+    path = write_campaign(tmp_path, 20)
+
+    launch(str(path), "faults-x")
+
+    posts = [r for r in providers.requests("x") if r["path"] == "/2/tweets"]
+    statuses = [r["status"] for r in posts]
+    assert statuses.count(429) >= 1 and statuses.count(201) == 2, statuses
+    for refused, after in itertools.pairwise(posts):
+        if refused["status"] == 429:
+            gap = datetime.fromisoformat(after["received_at"]) - datetime.fromisoformat(
+                refused["received_at"]
+            )
+            assert gap.total_seconds() >= 1.0  # the reset is rounded up to a whole second, 2 s away
+    assert len(providers.messages("x")) == 2
