@@ -7,9 +7,11 @@ are released and retried here with backoff, at most `retry.max_attempts` times; 
 settled as failed with the provider's code and message; a request that may have arrived (a read timeout) is
 settled as uncertain.
 
-When a chunk exhausts its retries, the provider is taken to be down: the channel's remaining sends in this
-process stay planned (a resume sends them) instead of hammering a failing provider for hours, and the other
-channels go on.
+A recipient whose retries are exhausted is settled failed (`retries_exhausted`, with the provider's last
+answer). When that happens in STOP_AFTER chunks of a channel in a row, with no chunk in between getting
+through, the provider is taken to be down: the channel's remaining sends in this process stay planned (a
+resume sends them) instead of hammering a failing provider for hours, and the other channels go on. A flaky
+provider (say 20% of calls failing) fails a recipient now and then and never trips it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from clarion.validate import signer
 log = logging.getLogger("clarion.dispatch")
 
 MAX_WAIT = 900.0  # never wait longer than this for one retry, whatever a provider asks
+STOP_AFTER = 3  # chunks in a row with exhausted retries that mean the provider is down
 # Claim this many at once for providers taking one message per request: fewer ledger commits per message,
 # against at most this many `uncertain` per in-flight chunk after a crash.
 PER_MESSAGE_CLAIM = 25
@@ -48,12 +51,22 @@ class ChannelStopped(Exception):
 
 
 _STOPPED: dict[tuple[str, str], str] = {}
+_EXHAUSTED: dict[tuple[str, str], int] = {}  # chunks in a row that exhausted retries, per run and channel
 _STOPPED_LOCK = threading.Lock()
 
 
 def _stop(batch: Batch, why: str) -> None:
     with _STOPPED_LOCK:
         _STOPPED.setdefault((batch.run_id, batch.channel), why)
+
+
+def _chunk_done(batch: Batch, exhausted: bool, why: str) -> None:
+    """Count chunks in a row whose retries ran out; STOP_AFTER of them stop the channel."""
+    key = (batch.run_id, batch.channel)
+    with _STOPPED_LOCK:
+        count = _EXHAUSTED[key] = _EXHAUSTED.get(key, 0) + 1 if exhausted else 0
+    if count >= STOP_AFTER:
+        _stop(batch, f"{why} ({count} chunks in a row)")
 
 
 class _RunGate:
@@ -116,6 +129,8 @@ def restart_channels(run_id: str) -> None:
     with _STOPPED_LOCK:
         for key in [k for k in _STOPPED if k[0] == run_id]:
             del _STOPPED[key]
+        for key in [k for k in _EXHAUSTED if k[0] == run_id]:
+            del _EXHAUSTED[key]
 
 
 def _stopped(batch: Batch) -> str | None:
@@ -265,10 +280,10 @@ def _send_chunk(
             _record_refused_opt_outs(ledger, adapter, results, todo)
             for s in settle:
                 outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
-            exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
-            if exhausted is not None:
-                _stop(batch, f"{adapter.provider} kept failing after {attempt} attempts: {exhausted.error}")
+        exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
         if not retry:
+            answer = exhausted.error if exhausted else ""
+            _chunk_done(batch, exhausted is not None, f"{adapter.provider} kept failing: {answer}")
             return
         ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry])
         asked = max((r.retry_after or 0.0) for r in retry)
