@@ -10,6 +10,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# Imported here, not at the first `schedule: {cron: ...}` an example draws: importing Prefect touches the
+# global `random` state, which Hypothesis reports (as an error, under -W error) when it happens mid-test.
+import prefect.client.schemas.schedules  # noqa: F401
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
