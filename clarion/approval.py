@@ -96,6 +96,16 @@ def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks:
         f"- {'OK' if c.ok else 'FAILED'}: **{c.name}**: {c.detail}" for c in checks
     ]
     lines += ["", "## Audience", ""] + [f"- {arm}: {n:,} contacts" for arm, n in sorted(arms.items())]
+    skipped: dict[str, dict[str, int]] = {}
+    for row in store.summary(run_id):
+        if row.state is SendState.SKIPPED:
+            reasons = skipped.setdefault(row.channel, {})
+            reasons[row.reason or "?"] = reasons.get(row.reason or "?", 0) + row.count
+    if skipped:  # opted out, no consent, at the frequency cap, no address: who will not get the message
+        lines += ["", "## Not sent", ""] + [
+            f"- {cid}: " + ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items()))
+            for cid, reasons in sorted(skipped.items())
+        ]
     lines += ["", "## Messages (for the first contact)", ""]
     for message in preview(loaded.path):
         head = f"**{message.channel}** / {message.variant}"

@@ -134,8 +134,13 @@ def restart_channels(run_id: str) -> None:
 
 
 def _stopped(batch: Batch) -> str | None:
+    return stopped_reason(batch.run_id, batch.channel)
+
+
+def stopped_reason(run_id: str, channel: str) -> str | None:
+    """Why this run's channel was stopped in this process (its provider kept failing), or None."""
     with _STOPPED_LOCK:
-        return _STOPPED.get((batch.run_id, batch.channel))
+        return _STOPPED.get((run_id, channel))
 
 
 @dataclass

@@ -36,6 +36,7 @@ from clarion.dispatch import (
     open_gate,
     restart_channels,
     send_batch,
+    stopped_reason,
     warm_up,
 )
 from clarion.ledger import Ledger, RunStatus
@@ -46,11 +47,12 @@ from clarion.settings import ClarionSettings
 from clarion.sharekit import check_kits, kit_run_id
 from flows.approval import approval_gate
 from flows.artifacts import artifact_key, publish_report
-from flows.naming import flow_run_name, resolve_run_id
+from flows.naming import flow_run_name, resolve_run_id, schedule_slot
 
 MAX_WORKERS = int(os.environ.get("CLARION_MAX_WORKERS", "8"))
 #: Waits shorter than this are slept through even in a deployment (a continuation run costs seconds).
 SLEEP_WITHIN = timedelta(seconds=float(os.environ.get("CLARION_SLEEP_WITHIN", "120")))
+PREFETCH_WAIT = 300.0  # a scheduled run started this early (or less) waits for its slot before sending
 
 
 @lru_cache(maxsize=4)
@@ -99,6 +101,7 @@ def launch(
     """Send one campaign run: every channel of a wave at the same moment; returns per channel x variant
     results. `run_id` None derives it from the schedule slot or the triggering event (`trigger`), so the
     same slot or event never starts the campaign twice."""
+    slot = schedule_slot(run_id, trigger)
     run_id = resolve_run_id(campaign_path, run_id, trigger)
     store = ledger()
     restart_channels(run_id)
@@ -112,6 +115,7 @@ def launch(
         _publish(run_id, [], {})
         return {"run_id": run_id, "status": verdict[0].value, "results": [], "errors": {}}
     store.set_run_status(run_id, RunStatus.RUNNING)
+    _not_before(slot)
     launched = datetime.fromisoformat(store.decide(run_id, LAUNCHED, utcnow().isoformat()))
     plan = waves(campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
     errors: dict[str, list[str]] = {}
@@ -243,11 +247,9 @@ def _send_wave(
         batch = futures[future]
         if done == len(futures) or done % max(1, len(futures) // 20) == 0:
             update_progress_artifact(progress, progress=100.0 * done / len(futures))
-        if not future.state.is_failed():
-            continue
         key = _channel_key(wave, batch.channel)
         problem = None
-        try:
+        try:  # waits for the task's final state (the state seen first may not be final yet)
             future.result(raise_on_failure=True)
         except ChannelStopped as exc:
             problem = str(exc)
@@ -255,6 +257,12 @@ def _send_wave(
             problem = f"batch {batch.number}: {type(exc).__name__}: {exc}"
         if problem is not None and problem not in errors.get(key, []):
             errors.setdefault(key, []).append(problem)
+    # a channel stopped by its last chunks has no batch left to raise ChannelStopped: ask
+    for channel in sorted({b.channel for b in todo}):
+        why = stopped_reason(target, channel)
+        key = _channel_key(wave, channel)
+        if why is not None and why not in errors.get(key, []):
+            errors.setdefault(key, []).append(why)
     close_gate(target)
     rows = [
         {k: (format_reasons(v) if k == "reasons" else v) for k, v in r.items()}
@@ -283,6 +291,17 @@ def _tag_flow_run(tags: list[str]) -> None:
                 client.update_flow_run(UUID(str(flow_run.id)), tags=merged)
     except Exception as exc:  # tagging is for people, not for the run
         get_run_logger().warning("could not tag the flow run: %s", exc)
+
+
+def _not_before(slot: datetime | None) -> None:
+    """A scheduled launch never sends before its slot: workers start scheduled runs a few seconds early
+    (prefetch), which is when planning and the checks happen; the first message waits for the slot."""
+    if slot is None:
+        return
+    early = (slot - utcnow()).total_seconds()
+    if 0 < early <= PREFETCH_WAIT:
+        get_run_logger().info("waiting %.1f s for the scheduled time %s", early, slot.isoformat())
+        time.sleep(early)
 
 
 def _next_wake(

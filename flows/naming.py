@@ -26,6 +26,14 @@ def resolve_run_id(campaign_path: str, run_id: str | None, trigger: dict[str, An
     return new_run_id(name)
 
 
+def schedule_slot(run_id: str | None, trigger: dict[str, Any] | None) -> datetime | None:
+    """The schedule slot (an `at:` instant, a cron time) a launch was started for; None for a launch that
+    was named (`clarion run`), triggered by an event, or started outside a flow run."""
+    if run_id or (trigger and trigger.get("id")):
+        return None
+    return _scheduled_start()
+
+
 def _event_key(event_id: str) -> str:
     try:
         return uuid.UUID(event_id).hex[:16]

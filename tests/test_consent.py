@@ -222,3 +222,19 @@ def test_suppress_import_without_an_address_column_says_what_it_needs(tmp_path: 
     code, output = _cli("suppress", "import", str(file))
 
     assert code == 1 and "needs an address, email or phone column (found: name, mail)" in output
+
+
+def test_the_approval_preview_says_who_will_not_be_sent_and_why(campaign_dir: CampaignDir) -> None:
+    from clarion.approval import preview_markdown
+    from clarion.loader import load_campaign
+
+    path = campaign_dir.campaign()
+    ledger = _ledger()
+    ledger.suppress([Suppression(Kind.EMAIL, "ada@example.org", "unsubscribe_link", "test")])
+    plan_run(ledger, path, "preview-skips")
+
+    page = preview_markdown(load_campaign(path), ledger, "preview-skips", [])
+
+    assert "## Not sent" in page
+    assert "- email: 1 no_address, 1 suppressed" in page
+    assert "- sms: 1 no_address" in page
