@@ -164,8 +164,11 @@ class ProviderSettings(BaseSettings):
                     for err in exc.errors()
                 )
             ]
+            # a check across fields (ours: its message names variables, never a value)
+            whole = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
+            what = f"{', '.join(missing)} not set or invalid" if missing else "; ".join(whole)
             raise ClarionError(
-                f"channel {channel!r}: {', '.join(missing) or 'credentials'} not set or invalid; export it, "
+                f"channel {channel!r}: {what or 'credentials not set or invalid'}; export them, "
                 "name a Prefect Secret block in <VARIABLE>_BLOCK, or run with --sandbox"
             ) from None
 

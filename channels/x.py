@@ -66,11 +66,14 @@ class XSettings(ProviderSettings):
 
     @model_validator(mode="after")
     def _complete_oauth1(self) -> XSettings:
-        given = [self.api_key, self.api_secret, self.access_token_secret]
-        if any(given) and not all(given):
-            raise ValueError(
-                "OAuth 1.0a needs X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET"
-            )
+        given = {
+            "X_API_KEY": self.api_key,
+            "X_API_SECRET": self.api_secret,
+            "X_ACCESS_TOKEN_SECRET": self.access_token_secret,
+        }
+        if any(given.values()) and not all(given.values()):
+            lacking = ", ".join(name for name, value in given.items() if not value)
+            raise ValueError(f"OAuth 1.0a needs all four keys; {lacking} missing")
         return self
 
     @property

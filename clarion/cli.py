@@ -228,7 +228,8 @@ def run(
 
             tracking = stack.enter_context(engaged(box, engage))
             err.print(f"tracking service at {tracking}; simulated recipients engage", markup=False)
-        err.print(f"run {rid}: {'resuming' if run_id else 'starting'}", markup=False, highlight=False)
+        what = "resuming" if _known_run(rid) else "starting"
+        err.print(f"run {rid}: {what}", markup=False, highlight=False)
         result = run_campaign(
             str(file), rid, resend_uncertain=resend_uncertain, console=console, approved_by=approved_by
         )
@@ -245,6 +246,19 @@ def run(
                 err.print(f"channel {channel}: {line}", markup=False)
     if result["status"] != "completed":
         raise typer.Exit(1)
+
+
+def _known_run(run_id: str) -> bool:
+    """Whether the ledger already holds this run (a new or unreachable ledger: no)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from clarion.ledger import Ledger, LedgerError
+    from clarion.settings import ClarionSettings
+
+    try:
+        return Ledger(ClarionSettings().ledger_url()).get_run(run_id) is not None
+    except (LedgerError, ClarionError, SQLAlchemyError):
+        return False
 
 
 def _check_approval(campaign: Any, approved_by: str | None) -> None:

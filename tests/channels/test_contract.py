@@ -222,3 +222,30 @@ def test_sendgrid_groups_recipients_whose_content_differs_only_by_link(wire: San
     stored = {m["to"]: m for m in wire.messages("sendgrid")}
     assert stored["p7@example.org"]["text"] == f"Give: {LINK}7"
     assert f"{LINK}7'" in stored["p7@example.org"]["html"]
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"X_API_KEY": "k"}, "X_API_SECRET, X_ACCESS_TOKEN_SECRET missing"),
+        ({"X_API_KEY": "k", "X_API_SECRET": "s"}, "X_ACCESS_TOKEN_SECRET missing"),
+        ({"X_ACCESS_TOKEN_SECRET": "t"}, "X_API_KEY, X_API_SECRET missing"),
+    ],
+    ids=["key-only", "no-token-secret", "token-secret-only"],
+)
+def test_half_given_oauth1_keys_name_what_is_missing_and_show_no_value(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], named: str
+) -> None:
+    from clarion.errors import ClarionError
+
+    for name in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("X_ACCESS_TOKEN", "canary-access-token-value")
+    for name, value in given.items():
+        monkeypatch.setenv(name, f"canary-{value}-value")
+
+    with pytest.raises(ClarionError) as info:
+        channels.get("x").settings_model.load("x")
+
+    assert f"channel 'x': OAuth 1.0a needs all four keys; {named}" in str(info.value)
+    assert "canary" not in str(info.value)
