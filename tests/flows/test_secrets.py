@@ -429,7 +429,8 @@ def test_no_secret_in_any_output(desk: Desk, caplog: pytest.LogCaptureFixture) -
     # X's OAuth 1.0a keys half given: the credentials error
     half = {k: v for k, v in desk.env.items() if k != "X_API_SECRET"}
     incomplete = desk.clarion(["run", str(desk.campaign), "--run-id", "secrets-half-oauth1"], half)
-    assert incomplete.returncode == 1 and "channel 'x': credentials" in incomplete.stderr, incomplete.stderr
+    assert incomplete.returncode == 1, incomplete.stderr
+    assert "channel 'x': OAuth 1.0a needs all four keys; X_API_SECRET missing" in incomplete.stderr
 
     # what providers, supporters and forgers send to the tracking service
     statuses = exercise_tracking(desk, caplog)
