@@ -8,7 +8,6 @@ Addresses are normalised by the caller (clarion.consent.normalise).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Generator, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -158,17 +157,3 @@ class ConsentStore:
                 chunk = wanted[start : start + IN_CHUNK]
                 found.update(conn.execute(base.where(sends.c.address_key.in_(chunk))).scalars())
             return found
-
-    def sends_per_key(self, keys: Sequence[str], since: datetime) -> Counter[str]:
-        """How many counted sends each address key has had since `since`, across all runs."""
-        query = (
-            select(sends.c.address_key, func.count())
-            .where(
-                sends.c.address_key.in_(list(keys)),
-                sends.c.planned_at >= since,
-                sends.c.state.in_([s.value for s in COUNTED]),
-            )
-            .group_by(sends.c.address_key)
-        )
-        with self._tx() as conn:
-            return Counter({key: int(n) for key, n in conn.execute(query)})
