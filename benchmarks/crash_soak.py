@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 from make_contacts import generate  # noqa: E402
 
-from clarion.devstack import prefect_server  # noqa: E402
+from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS  # noqa: E402
 from clarion.ledger import Ledger, SendState  # noqa: E402
-from clarion.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS  # noqa: E402
 from clarion.sandbox import FaultConfig, Sandbox  # noqa: E402
+from clarion.sandbox.devstack import prefect_server  # noqa: E402
 from tests.flows.conftest import CAMPAIGN  # noqa: E402
 
 PROVIDER_CHANNEL = {"sendgrid": "email", "twilio": "sms", "x": "x"}

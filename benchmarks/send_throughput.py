@@ -121,8 +121,8 @@ def run_clarion(path: Path, env: dict[str, str]) -> tuple[float, int, dict[str, 
 
 def _ledger(env: dict[str, str]) -> Any:
     os.environ.update({k: v for k, v in env.items() if k.startswith("CLARION_")})
+    from clarion.base.settings import ClarionSettings
     from clarion.ledger import Ledger
-    from clarion.settings import ClarionSettings
 
     return Ledger(ClarionSettings().ledger_url())
 
@@ -151,8 +151,8 @@ def send_window(env: dict[str, str], run_id: str) -> float:
 
 def windows(env: dict[str, str], run_id: str) -> dict[str, tuple[int, float]]:
     os.environ.update({k: v for k, v in env.items() if k.startswith("CLARION_")})
+    from clarion.base.settings import ClarionSettings
     from clarion.ledger import Ledger, SendState
-    from clarion.settings import ClarionSettings
 
     ledger = Ledger(ClarionSettings().ledger_url())
     spans: dict[str, list[float]] = defaultdict(list)

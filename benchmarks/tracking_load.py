@@ -39,12 +39,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "examples"))
 
+from clarion.campaign.loader import load_campaign  # noqa: E402
+from clarion.engine.plan import plan_run  # noqa: E402
 from clarion.ledger import Ledger  # noqa: E402
 from clarion.ledger.schema import clicks, events, suppressions  # noqa: E402
-from clarion.links import LinkSigner  # noqa: E402
-from clarion.loader import load_campaign  # noqa: E402
-from clarion.plan import plan_run  # noqa: E402
-from clarion.render import Renderer  # noqa: E402
+from clarion.messages.links import LinkSigner  # noqa: E402
+from clarion.messages.render import Renderer  # noqa: E402
 
 PROFILE = os.environ.get("BENCH_PROFILE", "").split()  # e.g. "-m cProfile -o serve.prof"
 SECRET = "benchmark-signing-key-0123456789abcdef"

@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 from make_contacts import generate  # noqa: E402
 
-from clarion.devstack import clarion_worker, prefect_server  # noqa: E402
-from clarion.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS  # noqa: E402
+from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS  # noqa: E402
 from clarion.sandbox import Sandbox  # noqa: E402
+from clarion.sandbox.devstack import clarion_worker, prefect_server  # noqa: E402
 
 CLARION = str(Path(sys.executable).parent / "clarion")
 CAMPAIGN = """\

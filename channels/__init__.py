@@ -1,19 +1,14 @@
-"""Channel adapters, one module per provider; importing this package registers the built-in ones."""
+"""Channel providers: one folder each (adapter, content rules, webhooks, sandbox emulator, pre-flight).
 
-from channels import sendgrid, twilio, x
-from channels.base import Channel, ChannelConfig, ChannelKind, Message
-from channels.registry import adapters, get, providers, register
+    from clarion import channels
+    channels.get("sendgrid")        # the adapter class registered under that name
+    channels.providers()            # every registered name
 
-__all__ = [
-    "Channel",
-    "ChannelConfig",
-    "ChannelKind",
-    "Message",
-    "adapters",
-    "get",
-    "providers",
-    "register",
-    "sendgrid",
-    "twilio",
-    "x",
-]
+The built-in providers are registered like third-party ones, through the entry-point group
+`clarion.channels` (see registry.py); nothing here imports a provider until the registry is first read.
+"""
+
+from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message
+from clarion.channels.registry import adapters, get, providers
+
+__all__ = ["Channel", "ChannelConfig", "ChannelKind", "Message", "adapters", "get", "providers"]

@@ -27,8 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clarion.errors import ClarionError
-from clarion.timing import parse_duration
+from clarion.base.errors import ClarionError
+from clarion.base.timing import parse_duration
 
 
 class ChannelKind(StrEnum):

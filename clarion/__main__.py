@@ -1,5 +1,5 @@
 """`python -m clarion` is the `clarion` command."""
 
-from clarion.cli import main
+from clarion.cli.app import main
 
 main()

@@ -17,12 +17,12 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from clarion.approval import APPROVAL, approver_allowed, preflight, preview_markdown
-from clarion.dispatch import loaded_campaign
+from clarion.campaign.kits import load_kits
+from clarion.engine.approval import APPROVAL, approver_allowed, preflight, preview_markdown
+from clarion.engine.schedule import utcnow
+from clarion.engine.send import loaded_campaign
+from clarion.flows.artifacts import artifact_key
 from clarion.ledger import Ledger, RunStatus
-from clarion.sequence import utcnow
-from clarion.sharekit import load_kits
-from flows.artifacts import artifact_key
 
 POLL_SECONDS = int(os.environ.get("CLARION_APPROVAL_POLL", "2"))
 

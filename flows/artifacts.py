@@ -19,8 +19,8 @@ def artifact_key(prefix: str, run_id: str) -> str:
 def publish_report(ledger: Ledger, run_id: str) -> dict[str, object]:
     # imported here: the statistics load scipy, which a launch does not need until it ends (every second
     # of import is a second between an event and the first message)
-    from clarion.report import build_report
-    from clarion.report.formats import flat_rows, interval, pct
+    from clarion.analysis.report import build_report
+    from clarion.analysis.report.formats import flat_rows, interval, pct
 
     report = build_report(ledger, run_id)
     rows = flat_rows(report)

@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
-from channels.base import ChannelKind, ProviderError
-from clarion.dispatch import make_adapter
-from clarion.errors import ClarionError
+from clarion.base.errors import ClarionError
+from clarion.campaign.loader import load_campaign
+from clarion.channels.base import ChannelKind, ProviderError
+from clarion.engine.send import make_adapter
+from clarion.flows.artifacts import publish_report
+from clarion.flows.launch import ledger
 from clarion.ledger import ProviderEvent, RunNotFound, SendState
 from clarion.ledger.engagement import METRICS
-from clarion.loader import load_campaign
-from flows.artifacts import publish_report
-from flows.launch import ledger
 
 
 @flow(name="clarion-collect", flow_run_name="collect-{run_id}", log_prints=False)

@@ -18,9 +18,9 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
-from clarion.loader import load_campaign
-from clarion.model import EVENT_RESOURCE, Campaign
-from flows.launch import launch
+from clarion.campaign.loader import load_campaign
+from clarion.campaign.model import EVENT_RESOURCE, Campaign
+from clarion.flows.launch import launch
 
 #: The event's own id decides the run id (flows/naming.py): the same event never launches twice.
 #: Explicit string templates: Prefect 3.8 turns a bare "{{ event.id }}" into `| tojson`, which cannot

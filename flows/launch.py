@@ -28,7 +28,11 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from clarion.dispatch import (
+from clarion.base.settings import ClarionSettings
+from clarion.campaign.kits import check_kits, kit_run_id
+from clarion.engine.plan import Batch, plan_run
+from clarion.engine.schedule import LAUNCHED, ROLLOUT, Wave, decide_rollout, rollout_run_id, utcnow, waves
+from clarion.engine.send import (
     BatchOutcome,
     ChannelStopped,
     close_gate,
@@ -39,15 +43,11 @@ from clarion.dispatch import (
     stopped_reason,
     warm_up,
 )
+from clarion.flows.approval import approval_gate
+from clarion.flows.artifacts import artifact_key, publish_report
+from clarion.flows.naming import flow_run_name, resolve_run_id, schedule_slot
 from clarion.ledger import Ledger, RunStatus
-from clarion.plan import Batch, plan_run
-from clarion.results import format_reasons, run_results
-from clarion.sequence import LAUNCHED, ROLLOUT, Wave, decide_rollout, rollout_run_id, utcnow, waves
-from clarion.settings import ClarionSettings
-from clarion.sharekit import check_kits, kit_run_id
-from flows.approval import approval_gate
-from flows.artifacts import artifact_key, publish_report
-from flows.naming import flow_run_name, resolve_run_id, schedule_slot
+from clarion.ledger.results import format_reasons, run_results
 
 MAX_WORKERS = int(os.environ.get("CLARION_MAX_WORKERS", "8"))
 #: Waits shorter than this are slept through even in a deployment (a continuation run costs seconds).

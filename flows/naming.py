@@ -10,8 +10,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from clarion.dispatch import loaded_campaign
-from clarion.plan import new_run_id
+from clarion.engine.plan import new_run_id
+from clarion.engine.send import loaded_campaign
 
 
 def resolve_run_id(campaign_path: str, run_id: str | None, trigger: dict[str, Any] | None) -> str:

@@ -100,7 +100,7 @@ def campaign_dir(tmp_path: Path) -> CampaignDir:
 
 def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: float) -> Any:
     """Empty the sandbox, clear its faults, and send every adapter there with dummy credentials."""
-    from clarion.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
+    from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
 
     sandbox.reset()
     sandbox.set_opted_out([])  # numbers an earlier test had reply STOP

@@ -6,8 +6,8 @@ from collections import Counter
 
 from scipy.stats import chisquare
 
-from clarion.assign import Assigner
-from clarion.model import HOLDOUT, Experiment, Variant
+from clarion.campaign.model import HOLDOUT, Experiment, Variant
+from clarion.messages.assign import Assigner
 
 
 def _experiment(holdout: float, weights: dict[str, float]) -> Experiment:

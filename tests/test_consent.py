@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clarion.cli import app
-from clarion.consent import Kind, address_key, classify_reply, consent_given, normalise
-from clarion.errors import ClarionError
+from clarion.base.consent import Kind, address_key, classify_reply, consent_given, normalise
+from clarion.base.errors import ClarionError
+from clarion.base.settings import ClarionSettings
+from clarion.cli.app import app
+from clarion.engine.plan import plan_run
 from clarion.ledger import Ledger, SendState, Suppression
-from clarion.plan import plan_run
-from clarion.settings import ClarionSettings
 from tests.conftest import CAMPAIGN, CampaignDir
 
 
@@ -225,8 +225,8 @@ def test_suppress_import_without_an_address_column_says_what_it_needs(tmp_path: 
 
 
 def test_the_approval_preview_says_who_will_not_be_sent_and_why(campaign_dir: CampaignDir) -> None:
-    from clarion.approval import preview_markdown
-    from clarion.loader import load_campaign
+    from clarion.campaign.loader import load_campaign
+    from clarion.engine.approval import preview_markdown
 
     path = campaign_dir.campaign()
     ledger = _ledger()

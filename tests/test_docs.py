@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clarion.model import Campaign
-from clarion.validate import validate_campaign
+from clarion.campaign.model import Campaign
+from clarion.messages.validate import validate_campaign
 from tests.conftest import REPO
 
 EXAMPLES = sorted((REPO / "examples").glob("*/campaign.yaml"))

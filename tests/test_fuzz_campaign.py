@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import channels
-from clarion.cli import app
-from clarion.errors import CampaignInvalid, ClarionError
-from clarion.loader import LoadedCampaign, load_campaign
-from clarion.model import json_schema
+from clarion import channels
+from clarion.base.errors import CampaignInvalid, ClarionError
+from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.campaign.model import json_schema
+from clarion.cli.app import app
 from tests.conftest import CAMPAIGN, CONTACTS, REPO
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -177,7 +177,7 @@ def mutated_campaigns(draw: st.DrawFn, bases: tuple[str, ...] = BASES) -> str:
             container[key] = draw(scalars | documents)
         elif how == "nest":
             value = container[key]
-            for _ in range(draw(st.integers(1, 120))):  # up to past clarion.yamlsource.MAX_DEPTH
+            for _ in range(draw(st.integers(1, 120))):  # up to past clarion.campaign.yamlsource.MAX_DEPTH
                 value = draw(st.sampled_from([[value], {"vars": value}]))
             container[key] = value
         elif how == "add" and isinstance(container, dict):

@@ -9,7 +9,7 @@ import string
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from clarion.links import MAX_CONTACT, RUN_KEY_BYTES, LinkClaims, LinkSigner, run_key
+from clarion.messages.links import MAX_CONTACT, RUN_KEY_BYTES, LinkClaims, LinkSigner, run_key
 
 FUZZ = settings(max_examples=400, deadline=None)
 signer = LinkSigner(b"k" * 32)

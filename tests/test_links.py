@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from channels.base import ChannelKind
-from clarion.links import TOKEN_PARAM, LinkClaims, LinkSigner, cta_url, message_link, run_key
+from clarion.channels.base import ChannelKind
+from clarion.messages.links import TOKEN_PARAM, LinkClaims, LinkSigner, cta_url, message_link, run_key
 
 signer = LinkSigner(b"k" * 32)
 RUN = run_key("debate-20261122-ab12")

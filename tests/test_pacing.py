@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from clarion.pacing import TokenBucket, backoff
+from clarion.engine.pacing import TokenBucket, backoff
 
 
 class FakeClock:

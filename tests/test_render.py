@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clarion.errors import CampaignInvalid
-from clarion.validate import preview, validate_campaign
+from clarion.base.errors import CampaignInvalid
+from clarion.messages.validate import preview, validate_campaign
 from tests.conftest import CAMPAIGN, EMAIL_BODY, UNTRACKED, CampaignDir
 
 

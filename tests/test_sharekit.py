@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clarion.errors import CampaignInvalid
-from clarion.loader import load_campaign
-from clarion.sharekit import kit_run_id, linkedin_share_url, load_kits, x_share_url
+from clarion.base.errors import CampaignInvalid
+from clarion.campaign.kits import kit_run_id, linkedin_share_url, load_kits, x_share_url
+from clarion.campaign.loader import load_campaign
 from tests.conftest import CampaignDir
 
 LINK = "https://go.example.org/c/AVl1zxu6AAAAp_PD6bWYOsgKFg"
@@ -61,9 +61,9 @@ def test_two_kits_need_two_names(campaign_dir: CampaignDir) -> None:
 
 
 def test_the_approval_preview_names_the_share_kits(campaign_dir: CampaignDir, tmp_path: Path) -> None:
-    from clarion.approval import preview_markdown
+    from clarion.engine.approval import preview_markdown
+    from clarion.engine.plan import plan_run
     from clarion.ledger import Ledger
-    from clarion.plan import plan_run
 
     campaign_dir.write("ambassadors.csv", "id,email,first_name\namb-1,ana@relay.example.org,Ana\n")
     campaign_dir.write(

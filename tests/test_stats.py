@@ -1,4 +1,4 @@
-"""clarion.stats against an independent implementation (statsmodels) and against first principles."""
+"""clarion.analysis.stats against an independent implementation (statsmodels) and against first principles."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from statsmodels.stats.proportion import (
 )
 from statsmodels.stats.weightstats import ttest_ind
 
-from clarion.stats import (
+from clarion.analysis.stats import (
     Arm,
     analyse,
     diff_interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clarion.textrules import non_gsm_characters, sms_length, x_weighted_length
+from clarion.channels.textrules import non_gsm_characters, sms_length, x_weighted_length
 
 X_CASES = [
     ("plain ASCII", "Chip in $5 before midnight.", 27),

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from channels.twilio import TwilioConfig
-from clarion.contacts import Contact
-from clarion.sequence import SendWindow
-from clarion.timing import format_duration, next_local, parse_clock, parse_duration, quiet_until, zone
+from clarion.base.timing import format_duration, next_local, parse_clock, parse_duration, quiet_until, zone
+from clarion.campaign.contacts import Contact
+from clarion.channels.twilio.adapter import TwilioConfig
+from clarion.engine.schedule import SendWindow
 
 
 @pytest.mark.parametrize(

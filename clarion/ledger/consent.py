@@ -3,7 +3,7 @@
 Mixed into `Ledger`. A suppression is one row per (kind, address); a repeated opt-out keeps its first
 reason and source (the earliest evidence) unless the address had opted back in, in which case the new
 opt-out replaces it. Opting back in stamps `lifted_at`, never deletes: the history of consent is kept.
-Addresses are normalised by the caller (clarion.consent.normalise).
+Addresses are normalised by the caller (clarion.base.consent.normalise).
 """
 
 from __future__ import annotations

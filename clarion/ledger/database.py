@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ WRITE = "clarion_write"  # execution option: this connection's transaction write
 def resolve_url(url: str | URL | None) -> URL:
     """`url`, else CLARION_DATABASE_URL, else SQLite in CLARION_HOME (default .clarion/clarion.db)."""
     if url is None:
-        from clarion.settings import ClarionSettings
+        from clarion.base.settings import ClarionSettings
 
         url = ClarionSettings().ledger_url()
     try:
@@ -82,7 +84,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -94,6 +96,25 @@ def _sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _wal(cursor: Any) -> None:
+    """Put the database in WAL mode (kept in the file: usually it already is, which needs no lock).
+
+    Switching needs the database to itself, and SQLite answers "database is locked" at once, without the
+    busy timeout, while another connection of a fresh file is doing the same: wait and try again."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()
+        if mode and str(mode[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

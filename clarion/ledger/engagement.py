@@ -27,7 +27,7 @@ METRICS = "metrics"  # the event kind of a social post's public-metrics snapshot
 
 
 def run_key_hex(run_id: str) -> str:
-    """The key tracked links name a run by (clarion.links.run_key), as the ledger stores it."""
+    """The key tracked links name a run by (clarion.messages.links.run_key), as the ledger stores it."""
     return hashlib.sha256(run_id.encode()).digest()[:RUN_KEY_BYTES].hex()
 
 

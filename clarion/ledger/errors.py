@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clarion.errors import ClarionError
+from clarion.base.errors import ClarionError
 
 
 class LedgerError(ClarionError):

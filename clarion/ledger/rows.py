@@ -59,7 +59,7 @@ class PlannedSend:
     seq: int
     batch: int
     skip_reason: str | None = None
-    address_key: str | None = None  # clarion.consent.address_key of the address, for frequency caps
+    address_key: str | None = None  # clarion.base.consent.address_key of the address, for frequency caps
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ class SendRow:
     attempted_at: datetime | None
     settled_at: datetime | None
     not_before: datetime | None = None  # deferred until then (quiet hours, send_at_local)
-    address_key: str | None = None  # counts frequency caps (clarion.consent.address_key)
+    address_key: str | None = None  # counts frequency caps (clarion.base.consent.address_key)
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SendRow:

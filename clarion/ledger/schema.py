@@ -116,7 +116,7 @@ sends = Table(
     Column("settled_at", UTCDateTime),
     # a planned send deferred to this instant (SMS quiet hours, send_at_local); revision 0003
     Column("not_before", UTCDateTime),
-    # HMAC of the normalised address (clarion.consent.address_key), to count frequency caps across
+    # HMAC of the normalised address (clarion.base.consent.address_key), to count frequency caps across
     # campaigns without the address itself; revision 0004
     Column("address_key", String(32)),
     UniqueConstraint("run_id", "channel", "recipient"),

@@ -21,6 +21,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from clarion.channels.emulation import Emulator, Handler, json_response, parse_json, redacted_headers
+from clarion.channels.sendgrid.emulator import SendGridEmulator
+from clarion.channels.sendgrid.signing import EventSigner
+from clarion.channels.twilio.emulator import TwilioEmulator
+from clarion.channels.x.emulator import XEmulator
 from clarion.sandbox.engagement import Engagement, EngagementConfig
 from clarion.sandbox.faults import (
     PROVIDERS,
@@ -32,12 +37,7 @@ from clarion.sandbox.faults import (
     parse_faults,
 )
 from clarion.sandbox.page import LATEST, render_page
-from clarion.sandbox.sendgrid import SendGridEmulator
-from clarion.sandbox.signing import EventSigner
 from clarion.sandbox.store import MAX_REQUESTS, Record, Store, utc_now_iso
-from clarion.sandbox.twilio import TwilioEmulator
-from clarion.sandbox.wire import Emulator, Handler, json_response, parse_json, redacted_headers
-from clarion.sandbox.x import XEmulator
 
 FaultsInput = Mapping[str, FaultConfig | Mapping[str, Any] | None]
 #: Which provider an unknown path would belong to, for 404s in its format and in the request log.

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import uvicorn
 
+from clarion.base.serving import BackgroundServer
 from clarion.sandbox.app import FaultsInput, SandboxState
 from clarion.sandbox.engagement import EngagementConfig
 from clarion.sandbox.faults import FaultConfig, check_provider
 from clarion.sandbox.store import MAX_REQUESTS
-from clarion.serving import BackgroundServer
 
 
 class Sandbox:
@@ -118,7 +118,7 @@ class Sandbox:
         account's auth token, to the inbound-message webhook `webhook`. Returns the webhook's answer."""
         from twilio.request_validator import RequestValidator
 
-        from clarion.consent import Reply, classify_reply
+        from clarion.base.consent import Reply, classify_reply
 
         word = classify_reply(body)
         if word in (Reply.STOP, Reply.START):

@@ -32,12 +32,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from channels.base import ChannelKind
-from clarion.consent import Kind, Reason, Reply, normalise
-from clarion.errors import ClarionError
+from clarion.base.consent import Kind, Reason, Reply, normalise
+from clarion.base.errors import ClarionError
+from clarion.base.settings import ClarionSettings, TrackingSettings
+from clarion.channels.base import ChannelKind
 from clarion.ledger import Click, Conversion, Ledger, Suppression
-from clarion.links import LinkSigner
-from clarion.settings import ClarionSettings, TrackingSettings
+from clarion.messages.links import LinkSigner
 from clarion.tracking.optouts import ClientLimits, sms_reply, twiml, unsubscribe_page
 from clarion.tracking.recorder import Recorder
 from clarion.tracking.runs import RunDirectory, Target

@@ -20,8 +20,8 @@ from xml.sax.saxutils import escape as xml_escape
 
 from limits import RateLimitItem, parse, storage, strategies
 
-from clarion.consent import Kind, Reason, Reply, classify_reply, normalise
-from clarion.errors import ClarionError
+from clarion.base.consent import Kind, Reason, Reply, classify_reply, normalise
+from clarion.base.errors import ClarionError
 from clarion.ledger import Suppression
 
 #: SendGrid `dropped` reasons that come from SendGrid's own suppression lists.

@@ -14,13 +14,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import channels
-from channels.base import ChannelKind
-from channels.twilio import TwilioConfig, to_e164
-from clarion.errors import ClarionError
+from clarion import channels
+from clarion.base.errors import ClarionError
+from clarion.campaign.loader import load_campaign
+from clarion.channels.base import ChannelKind
+from clarion.channels.twilio.adapter import TwilioConfig, to_e164
 from clarion.ledger import Ledger, RunRecord
-from clarion.links import LinkClaims, LinkSigner, cta_url
-from clarion.loader import load_campaign
+from clarion.messages.links import LinkClaims, LinkSigner, cta_url
 
 MAX_RUNS = 256
 
@@ -162,7 +162,7 @@ class AddressIndex:
 
     @classmethod
     def read(cls, campaign_file: Path) -> AddressIndex:
-        from clarion.validate import open_contacts
+        from clarion.messages.validate import open_contacts
 
         try:
             loaded = load_campaign(campaign_file)

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 
 import pytest
 
-import channels
-from channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome
-from channels.sendgrid import SendGridConfig
-from channels.twilio import TwilioConfig
-from channels.x import XConfig
+from clarion import channels
+from clarion.channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome
+from clarion.channels.sendgrid.adapter import SendGridConfig
+from clarion.channels.twilio.adapter import TwilioConfig
+from clarion.channels.x.adapter import XConfig
 from clarion.sandbox import FaultConfig, Sandbox
 from tests.conftest import point_adapters_at
 
@@ -236,7 +236,7 @@ def test_sendgrid_groups_recipients_whose_content_differs_only_by_link(wire: San
 def test_half_given_oauth1_keys_name_what_is_missing_and_show_no_value(
     monkeypatch: pytest.MonkeyPatch, given: dict[str, str], named: str
 ) -> None:
-    from clarion.errors import ClarionError
+    from clarion.base.errors import ClarionError
 
     for name in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET"):
         monkeypatch.delenv(name, raising=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from channels.base import AccountCheck
-from clarion.dispatch import make_adapter
-from clarion.loader import load_campaign
+from clarion.campaign.loader import load_campaign
+from clarion.channels.base import AccountCheck
+from clarion.engine.send import make_adapter
 from clarion.sandbox import Sandbox
 from tests.conftest import CampaignDir, point_adapters_at
 

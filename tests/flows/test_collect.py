@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from clarion.flows.collect import collect
+from clarion.flows.launch import launch, ledger
 from clarion.sandbox import Sandbox
-from flows.collect import collect
-from flows.launch import launch, ledger
 from tests.flows.conftest import write_campaign
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -36,7 +36,7 @@ def test_the_comparison_is_published_as_prefect_artifacts(
 ) -> None:
     import httpx
 
-    from flows.artifacts import artifact_key
+    from clarion.flows.artifacts import artifact_key
 
     path = write_campaign(tmp_path, 30)
     launch(str(path), "artifact-test")

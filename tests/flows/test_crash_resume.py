@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from clarion.base.settings import ClarionSettings
 from clarion.ledger import Ledger, SendState
 from clarion.sandbox import Sandbox
-from clarion.settings import ClarionSettings
 from tests.flows.conftest import write_campaign
 
 TRIALS = int(os.environ.get("CLARION_CRASH_TRIALS", "1"))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from clarion.report import build_report
-from clarion.runner import engaged
+from clarion.analysis.report import build_report
+from clarion.cli.runner import engaged
+from clarion.flows.collect import collect
+from clarion.flows.launch import launch, ledger
 from clarion.sandbox import Sandbox
-from flows.collect import collect
-from flows.launch import launch, ledger
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from clarion.flows.launch import launch, ledger
 from clarion.ledger import SendState
 from clarion.sandbox import FaultConfig, Sandbox
-from flows.launch import launch, ledger
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

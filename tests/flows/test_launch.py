@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from clarion.assign import Assigner
-from clarion.loader import load_campaign
-from clarion.model import HOLDOUT
+from clarion.campaign.loader import load_campaign
+from clarion.campaign.model import HOLDOUT
+from clarion.flows.launch import launch
+from clarion.messages.assign import Assigner
 from clarion.sandbox import FaultConfig, Sandbox
-from flows.launch import launch
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from clarion.devstack import clarion_worker, prefect_server
+from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
+from clarion.engine.schedule import LAUNCHED
+from clarion.flows.launch import ledger
 from clarion.ledger import RunStatus
-from clarion.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
 from clarion.sandbox import Sandbox
-from clarion.sequence import LAUNCHED
-from flows.launch import ledger
+from clarion.sandbox.devstack import clarion_worker, prefect_server
 from tests.conftest import TEST_SECRET
 from tests.flows.conftest import CAMPAIGN, write_audience
 from tests.ledger.conftest import POSTGRES_URL

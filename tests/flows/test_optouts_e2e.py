@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from clarion.assign import Assigner
-from clarion.consent import Kind
+from clarion.base.consent import Kind
+from clarion.campaign.loader import load_campaign
+from clarion.campaign.model import HOLDOUT
+from clarion.cli.runner import SANDBOX_CREDENTIALS, engaged
+from clarion.flows.launch import launch, ledger
 from clarion.ledger import SendState
-from clarion.loader import load_campaign
-from clarion.model import HOLDOUT
-from clarion.runner import SANDBOX_CREDENTIALS, engaged
+from clarion.messages.assign import Assigner
 from clarion.sandbox import Sandbox
-from flows.launch import launch, ledger
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -35,8 +35,8 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select
 from twilio.request_validator import RequestValidator
 
+from clarion.base.serving import BackgroundServer
 from clarion.sandbox.app import SandboxState
-from clarion.serving import BackgroundServer
 from clarion.tracking import build_app, conversion_signature
 from tests.flows.conftest import CAMPAIGN, write_campaign
 from tests.tracking.conftest import AppClient

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from clarion.base.settings import TrackingSettings
+from clarion.engine.schedule import LAUNCHED
+from clarion.flows.launch import launch, ledger
 from clarion.ledger import Ledger
 from clarion.sandbox import Sandbox
-from clarion.sequence import LAUNCHED
-from clarion.settings import TrackingSettings
 from clarion.tracking import build_app
-from flows.launch import launch, ledger
 from tests.flows.conftest import CAMPAIGN, write_campaign
 from tests.tracking.conftest import AppClient
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from clarion.consent import Kind
+from clarion.base.consent import Kind
 from clarion.ledger import Ledger, SendState, Settlement, SummaryRow, Suppression
 from tests.ledger.support import claim_and_settle, migrate_in_process, plan_in_process, planned
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clarion.errors import ClarionError
+from clarion.base.errors import ClarionError
 from clarion.ledger import DatabaseUnavailable, Ledger, LedgerError
 
 

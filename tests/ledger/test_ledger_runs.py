@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from clarion.errors import ClarionError
+from clarion.base.errors import ClarionError
 from clarion.ledger import Ledger, PlannedSend, RunExists, RunNotFound, RunStatus, SendState, Settlement
 
 RUN = "debate-night-appeal-20261122-1830-ab12"

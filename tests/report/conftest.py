@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from clarion.base.settings import ClarionSettings
+from clarion.engine.plan import plan_run
 from clarion.ledger import Click, Conversion, Ledger, ProviderEvent, SendState, Settlement
 from clarion.ledger.engagement import METRICS
-from clarion.plan import plan_run
-from clarion.settings import ClarionSettings
 from tests.flows.conftest import write_campaign
 
 RUN = "flow-test-20261122t200000-c0de"

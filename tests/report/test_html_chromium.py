@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clarion.report import build_report, render_html
+from clarion.analysis.report import build_report, render_html
 from tests.report.conftest import RUN, Simulated
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

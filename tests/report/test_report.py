@@ -8,9 +8,9 @@ import json
 
 from typer.testing import CliRunner
 
-from clarion.cli import app
-from clarion.report import build_report
-from clarion.report.formats import safe_cell
+from clarion.analysis.report import build_report
+from clarion.analysis.report.formats import safe_cell
+from clarion.cli.app import app
 from tests.report.conftest import IMPRESSIONS, RUN, Simulated
 
 runner = CliRunner()

@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
+from clarion.base.serving import BackgroundServer
 from clarion.sandbox import Sandbox
-from clarion.serving import BackgroundServer
 from tests.sandbox.conftest import ACCOUNT_SID, twilio_client
 
 SECRET = "conversion-secret-for-sandbox-tests"

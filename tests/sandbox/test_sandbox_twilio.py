@@ -11,8 +11,8 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
+from clarion.channels.textrules import sms_length
 from clarion.sandbox import Sandbox
-from clarion.textrules import sms_length
 from tests.sandbox.conftest import ACCOUNT_SID, OPTED_OUT, twilio_client
 
 SENDER = "+15005550006"

@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
+from clarion.base.settings import ClarionSettings, TrackingSettings
+from clarion.campaign.loader import load_campaign
+from clarion.engine.plan import plan_run
 from clarion.ledger import Ledger
-from clarion.loader import load_campaign
-from clarion.plan import plan_run
-from clarion.render import Renderer
-from clarion.settings import ClarionSettings, TrackingSettings
+from clarion.messages.render import Renderer
+from clarion.messages.validate import signer
 from clarion.tracking import build_app, conversion_signature
-from clarion.validate import signer
 from tests.conftest import CampaignDir
 
 RUN = "test-appeal-20261122t190000-ab12"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clarion.links import LinkClaims, LinkSigner, run_key
+from clarion.messages.links import LinkClaims, LinkSigner, run_key
 from tests.tracking.conftest import RUN, Tracked
 
 

@@ -14,7 +14,7 @@ import httpx
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from clarion.links import MAX_CONTACT, RUN_KEY_BYTES, LinkClaims, run_key
+from clarion.messages.links import MAX_CONTACT, RUN_KEY_BYTES, LinkClaims, run_key
 from tests.tracking.conftest import RUN, Tracked
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clarion.consent import Kind
+from clarion.base.consent import Kind
 from tests.conftest import CampaignDir
 from tests.tracking.conftest import Tracked, tracking_service
 

@@ -233,8 +233,8 @@ def test_an_invalid_conversion_body_gets_a_422_naming_the_field(
 
 
 def test_webhooks_refuse_everything_when_their_key_is_not_configured(campaign_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from clarion.base.settings import TrackingSettings
     from clarion.ledger import Ledger
-    from clarion.settings import TrackingSettings
     from clarion.tracking import build_app
     from tests.tracking.conftest import AppClient
 

@@ -1,0 +1,5 @@
+"""sendgrid"""
+
+from clarion.channels.sendgrid.adapter import SendGridChannel
+
+__all__ = ["SendGridChannel"]

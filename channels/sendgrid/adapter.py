@@ -1,0 +1,369 @@
+"""SendGrid email: up to 1,000 personalizations per /v3/mail/send request, through the sendgrid SDK.
+
+Credentials come from the environment: SENDGRID_API_KEY.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import time
+import urllib.error
+from collections.abc import Sequence
+from email.utils import formataddr, parseaddr
+from typing import Any, ClassVar, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from markupsafe import escape
+from pydantic import Field, SecretStr, field_validator
+
+from clarion.channels.base import (
+    AccountCheck,
+    Channel,
+    ChannelConfig,
+    ChannelKind,
+    FrequencyCap,
+    Message,
+    Outbound,
+    Part,
+    ProviderError,
+    ProviderSettings,
+    RateLimited,
+    Rejected,
+    Retryable,
+    SendOutcome,
+    SendResult,
+    Uncertain,
+    retry_after_seconds,
+    seconds_until,
+)
+
+SENDGRID_MAX_PERSONALIZATIONS = 1000
+# python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
+logging.getLogger("python_http_client").setLevel(logging.INFO)
+
+
+def check_email(raw: str) -> str:
+    """The normalised form of one address, or ValueError with the validator's reason."""
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{raw!r} is not a valid email address: {exc}") from None
+
+
+class SendGridConfig(ChannelConfig):
+    """`channels.<id>:` for email through SendGrid; `body`/`template` is the HTML part."""
+
+    provider: Literal["sendgrid"]
+    from_: str = Field(alias="from", description='Sender, e.g. "Team Example <team@example.org>".')
+    reply_to: str | None = None
+    subject: str = Field(description="Inline Jinja template of the subject line.")
+    text: str | None = Field(default=None, description="Inline Jinja template of the plain-text part.")
+    text_template: str | None = Field(default=None, description="Template file of the plain-text part.")
+    categories: list[str] = Field(default_factory=list, max_length=10)
+    postal_address: str | None = Field(
+        default=None,
+        description="The sender's postal address, shown in every email ({{ postal_address }}); required.",
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None, description="At most `max` emails to one address per `per`, across campaigns."
+    )
+    batch_size: int = Field(default=SENDGRID_MAX_PERSONALIZATIONS, ge=1, le=SENDGRID_MAX_PERSONALIZATIONS)
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _valid_mailbox(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name, address = parseaddr(value)
+        if not address:
+            raise ValueError(f'{value!r} is not an email address (e.g. "Team <team@example.org>")')
+        return formataddr((name, check_email(address))) if name else check_email(address)
+
+    def sender(self) -> tuple[str | None, str]:
+        name, address = parseaddr(self.from_)
+        return (name or None, address)
+
+
+class SendGridSettings(ProviderSettings):
+    api_key: SecretStr = Field(validation_alias="SENDGRID_API_KEY")
+    base_url: str = Field(default="https://api.sendgrid.com", validation_alias="CLARION_SENDGRID_URL")
+
+
+#: Substitution keys standing for each recipient's tracked link and unsubscribe link, so one request's
+#: content serves many.
+LINK_HTML, LINK_TEXT = "-clarion.link.html-", "-clarion.link.text-"
+UNSUB_HTML, UNSUB_TEXT = "-clarion.unsub.html-", "-clarion.unsub.text-"
+#: RFC 8058 one-click unsubscribe: mail clients POST "List-Unsubscribe=One-Click" to the header's URL.
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+class SendGridChannel(Channel):
+    provider: ClassVar[str] = "sendgrid"
+    kind: ClassVar[ChannelKind] = ChannelKind.EMAIL
+    config_model: ClassVar[type[ChannelConfig]] = SendGridConfig
+    address_column: ClassVar[str | None] = "email"
+    max_batch: ClassVar[int] = SENDGRID_MAX_PERSONALIZATIONS
+    rule_fields: ClassVar[dict[str, str]] = {
+        "subject_empty": "subject",
+        "subject_lines": "subject",
+        "no_postal_address": "postal_address",
+    }
+    parts: ClassVar[tuple[Part, ...]] = (
+        Part("subject", inline="subject"),
+        Part("html", inline="body", file="template", html=True),
+        Part("text", inline="text", file="text_template", required=False),
+    )
+
+    settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
+
+    @classmethod
+    def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
+        return check_email(raw)
+
+    @classmethod
+    def send_address(cls, raw: str, config: ChannelConfig) -> str:
+        return raw.strip()  # validated at planning; email-validator is the slowest step of a send
+
+    @classmethod
+    def measure(cls, message: Message) -> dict[str, Any]:
+        return {"html_bytes": len((message.html or "").encode())}
+
+    @classmethod
+    def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
+        problems = []
+        subject = message.subject or ""
+        if not subject.strip():
+            problems.append(("subject_empty", "subject is empty; every email needs a subject line"))
+        elif "\n" in subject.strip() or "\r" in subject:
+            problems.append(("subject_lines", "subject spans several lines; keep it on one line"))
+        if not message.text.strip():
+            problems.append(("text_empty", "the plain-text part is empty"))
+        problems.extend(cls._compliance(message, config))
+        return problems
+
+    @classmethod
+    def _compliance(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
+        """What the law and the mailbox providers ask of bulk email: the sender's postal address and a
+        working unsubscribe link in the message itself (the List-Unsubscribe headers are added at send)."""
+        assert isinstance(config, SendGridConfig)
+        problems = []
+        if message.unsubscribe is None:
+            problems.append(
+                (
+                    "no_unsubscribe_endpoint",
+                    "an email needs an unsubscribe link served by the tracking service: set "
+                    "`tracking: {base_url: ...}` (where `clarion serve` answers)",
+                )
+            )
+        elif message.unsubscribe not in (message.html or "") and message.unsubscribe not in message.text:
+            problems.append(
+                (
+                    "no_unsubscribe_link",
+                    "the email has no unsubscribe link: add "
+                    '<a href="{{ unsubscribe_url }}">Unsubscribe</a> to its template',
+                )
+            )
+        if not (config.postal_address or "").strip():
+            problems.append(
+                (
+                    "no_postal_address",
+                    'an email needs the sender\'s postal address: add `postal_address: "..."` to the '
+                    "channel and show it with {{ postal_address }} in the template",
+                )
+            )
+        elif not _shows(config.postal_address, message):
+            problems.append(
+                (
+                    "postal_address_not_shown",
+                    "the email does not show the sender's postal address: add {{ postal_address }} to "
+                    "its template",
+                )
+            )
+        return problems
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        from sendgrid import SendGridAPIClient
+
+        assert isinstance(self.settings, SendGridSettings)
+        client = SendGridAPIClient(
+            api_key=self.settings.api_key.get_secret_value(), host=self.settings.base_url
+        )
+        client.client.timeout = self.settings.timeout
+        return client
+
+    def warm(self) -> None:
+        import sendgrid.helpers.mail  # noqa: F401
+
+        self._client()
+
+    def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        """One request per group of recipients whose content is the same but for their link.
+
+        Each recipient's link is replaced in the content by a substitution key and given back in its
+        personalization, so a campaign whose body does not vary per contact goes out 1,000 recipients a
+        request; a body that names the contact splits into smaller groups.
+        """
+        groups: dict[tuple[str, str], list[Outbound]] = {}
+        for item in batch:
+            m = item.message
+            html = (m.html or "").replace(str(escape(m.link)), LINK_HTML).replace(m.link, LINK_HTML)
+            text = m.text.replace(m.link, LINK_TEXT)
+            if m.unsubscribe:
+                html = html.replace(str(escape(m.unsubscribe)), UNSUB_HTML).replace(m.unsubscribe, UNSUB_HTML)
+                text = text.replace(m.unsubscribe, UNSUB_TEXT)
+            groups.setdefault((html, text), []).append(item)
+        client = self._client()
+        results: dict[str, SendResult] = {}
+        for (html, text), items in groups.items():
+            try:
+                message_id = self._post(client, self._payload(html, text, items))
+            except ProviderError as exc:
+                results.update((i.recipient, exc.result(i.recipient)) for i in items)
+                continue
+            results.update(
+                (i.recipient, SendResult(i.recipient, SendOutcome.SENT, message_id)) for i in items
+            )
+        return [results[item.recipient] for item in batch]
+
+    def _payload(self, html: str, text: str, items: list[Outbound]) -> dict[str, Any]:
+        from sendgrid.helpers.mail import (
+            Category,
+            Content,
+            CustomArg,
+            From,
+            Header,
+            Mail,
+            Personalization,
+            ReplyTo,
+            Substitution,
+            To,
+        )
+
+        assert isinstance(self.config, SendGridConfig)
+        name, address = self.config.sender()
+        mail = Mail(from_email=From(address, name))
+        if self.config.reply_to:
+            reply_name, reply_address = parseaddr(self.config.reply_to)
+            mail.reply_to = ReplyTo(reply_address, reply_name or None)
+        for item in items:
+            m = item.message
+            p = Personalization()
+            to = To()  # set the address as it is: it was validated when the run was planned
+            to.email = m.to or ""
+            p.add_to(to)
+            p.subject = m.subject or ""
+            p.add_substitution(Substitution(LINK_HTML, str(escape(m.link))))
+            p.add_substitution(Substitution(LINK_TEXT, m.link))
+            if m.unsubscribe:
+                p.add_substitution(Substitution(UNSUB_HTML, str(escape(m.unsubscribe))))
+                p.add_substitution(Substitution(UNSUB_TEXT, m.unsubscribe))
+                p.add_header(Header("List-Unsubscribe", f"<{m.unsubscribe}>"))
+                p.add_header(Header("List-Unsubscribe-Post", ONE_CLICK))
+            for key, value in self._custom_args(m).items():
+                p.add_custom_arg(CustomArg(key, value))
+            mail.add_personalization(p)
+        mail.add_content(Content("text/plain", text))
+        mail.add_content(Content("text/html", html))
+        for category in self.config.categories:
+            mail.add_category(Category(category))
+        payload: dict[str, Any] = mail.get()
+        return payload
+
+    @staticmethod
+    def _custom_args(message: Message) -> dict[str, str]:
+        args = {"clarion_channel": message.channel, "clarion_variant": message.variant}
+        if message.contact_id is not None:
+            args["clarion_contact"] = message.contact_id
+        if message.run:
+            args["clarion_run"] = message.run
+        if message.token:
+            args["clarion_token"] = message.token  # signed; how the tracking service matches events
+        return args
+
+    def verify(self, planned: int) -> list[AccountCheck]:
+        """The key's scopes (GET /v3/scopes: it needs mail.send), then the credits left this period (GET
+        /v3/user/credits, on plans that have them) against the planned volume."""
+        client = self._client()
+        try:
+            scopes = _json_body(client.client.scopes.get()).get("scopes") or []
+        except Exception as exc:  # every way a request can fail becomes the check's reason
+            return [AccountCheck("credentials", False, _why_refused(exc))]
+        if "mail.send" not in scopes:
+            return [AccountCheck("credentials", False, "the API key lacks the Mail Send permission")]
+        checks = [AccountCheck("credentials", True, "SendGrid accepts the API key, with Mail Send")]
+        try:
+            remain = int(_json_body(client.client.user.credits.get())["remain"])
+        except Exception:  # no credits on this plan, or the key may not read them: nothing to compare
+            checks.append(AccountCheck("quota", True, "SendGrid reports no credit limit for this key"))
+            return checks
+        ok = remain >= planned
+        detail = f"{remain:,} emails left this period for {planned:,} planned"
+        checks.append(AccountCheck("quota", ok, detail if ok else f"only {detail}"))
+        return checks
+
+    def _post(self, client: Any, payload: dict[str, Any]) -> str:
+        from python_http_client import exceptions as sg_errors
+
+        try:
+            response = client.send(payload)
+        except sg_errors.HTTPError as exc:
+            raise _mapped(exc) from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (TimeoutError, socket.timeout)) or "timed out" in str(exc.reason):
+                raise Retryable(f"connection to SendGrid timed out: {exc.reason}") from exc
+            raise Retryable(f"cannot reach SendGrid: {exc.reason}") from exc
+        except TimeoutError as exc:
+            raise Uncertain("SendGrid did not answer in time; the request may have been accepted") from exc
+        except (http.client.HTTPException, ConnectionError) as exc:
+            raise Uncertain(f"connection to SendGrid dropped mid-request: {exc}") from exc
+        return str(response.headers.get("X-Message-Id") or "")
+
+
+def _shows(postal_address: str | None, message: Message) -> bool:
+    lines = [line.strip() for line in (postal_address or "").splitlines() if line.strip()]
+    html = message.html or ""
+    return all(line in message.text or str(escape(line)) in html for line in lines)
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    data = json.loads(response.body or b"{}")
+    return data if isinstance(data, dict) else {}
+
+
+def _why_refused(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403):
+        return f"SendGrid refused the API key (HTTP {status}): check SENDGRID_API_KEY, or create a new key"
+    if status:
+        return f"SendGrid answered HTTP {status} to the key check: {_mapped(exc)}"
+    reason = getattr(exc, "reason", exc)
+    return f"cannot reach SendGrid to check the key: {type(exc).__name__}: {reason}"
+
+
+def _mapped(exc: Any) -> ProviderError:
+    """A python_http_client error as one of ours, with SendGrid's own message."""
+    status = int(getattr(exc, "status_code", 0) or 0)
+    body = getattr(exc, "body", b"") or b""
+    try:
+        errors = json.loads(body).get("errors") or []
+        detail = "; ".join(
+            f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+            for e in errors
+        )
+    except (ValueError, AttributeError, TypeError):
+        detail = body[:200].decode(errors="replace") if isinstance(body, bytes) else str(body)[:200]
+    detail = detail or getattr(exc, "reason", "") or f"HTTP {status}"
+    if status == 429:
+        headers = getattr(exc, "headers", None) or {}
+        wait = retry_after_seconds(headers.get("Retry-After")) or seconds_until(
+            headers.get("X-RateLimit-Reset"), time.time()
+        )
+        return RateLimited(f"SendGrid rate limit: {detail}", "429", wait)
+    if status >= 500:
+        return Retryable(f"SendGrid server error {status}: {detail}", str(status))
+    return Rejected(f"SendGrid refused the request ({status}): {detail}", str(status))

@@ -1,0 +1,5 @@
+"""twilio"""
+
+from clarion.channels.twilio.adapter import TwilioChannel
+
+__all__ = ["TwilioChannel"]

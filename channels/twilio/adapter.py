@@ -1,0 +1,311 @@
+"""Twilio SMS: one message per request, through the twilio SDK.
+
+Credentials come from the environment: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import phonenumbers
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from twilio.http.http_client import TwilioHttpClient
+
+from clarion.base.consent import SMS_CONSENT_COLUMN, tells_how_to_opt_out
+from clarion.base.timing import parse_clock, zone
+from clarion.channels.base import (
+    AccountCheck,
+    Channel,
+    ChannelConfig,
+    ChannelKind,
+    FrequencyCap,
+    Message,
+    Outbound,
+    ProviderError,
+    ProviderSettings,
+    RateLimited,
+    Rejected,
+    Retryable,
+    SendOutcome,
+    SendResult,
+    Uncertain,
+    retry_after_seconds,
+)
+from clarion.channels.textrules import non_gsm_characters, sms_length
+
+TWILIO_MAX_BODY = 1600
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+def to_e164(raw: str, region: str) -> str:
+    """`raw` as an E.164 number, or ValueError saying why not."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"{raw!r} is not a phone number (use E.164, e.g. +15551234567)") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"{raw!r} is not a valid phone number (use E.164, e.g. +14155552671)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class QuietHours(BaseModel):
+    """The local hours texts may go out; a text due outside them waits for the window to open."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(default="08:00", description="Local time the window opens (HH:MM).")
+    end: str = Field(default="21:00", description="Local time the window closes (HH:MM).")
+
+    _check = field_validator("start", "end")(lambda cls, v: parse_clock(v).strftime("%H:%M"))
+
+
+class TwilioConfig(ChannelConfig):
+    """`channels.<id>:` for SMS through Twilio."""
+
+    provider: Literal["twilio"]
+    from_: str | None = Field(default=None, alias="from", description="Sending number in E.164 form.")
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    max_segments: int = Field(default=3, ge=1, le=10, description="Messages longer than this are an error.")
+    batch_size: int = Field(default=250, ge=1, le=5000, description="Messages per send task.")
+    default_region: str = Field(
+        default="US", description="Region used to read contact numbers written without a country code."
+    )
+    quiet_hours: QuietHours | None = Field(
+        default_factory=QuietHours,
+        description="Texts only go out inside these local hours (default 08:00-21:00); null turns it off.",
+    )
+    send_at_local: str | None = Field(
+        default=None, description='Send at this local time in each contact\'s zone, e.g. "09:00".'
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None, description="At most `max` texts to one number per `per`, across campaigns."
+    )
+    default_timezone: str = Field(
+        default="UTC",
+        description="Zone for contacts with no `timezone` whose number does not tell one (IANA name).",
+    )
+
+    @field_validator("from_")
+    @classmethod
+    def _e164_sender(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("+"):
+            raise ValueError(f"{value!r} is not an E.164 number (e.g. +15551234567)")
+        return to_e164(value, "US")
+
+    _check_send_at = field_validator("send_at_local")(
+        lambda cls, v: None if v is None else parse_clock(v).strftime("%H:%M")
+    )
+    _check_zone = field_validator("default_timezone")(lambda cls, v: zone(v).key)
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region code phonenumbers knows (e.g. US, GB, FR)")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _has_sender(self) -> TwilioConfig:
+        if not self.from_ and not self.messaging_service_sid:
+            raise ValueError('needs a sender: `from: "+15551234567"` or `messaging_service_sid: MG...`')
+        return self
+
+
+class TwilioSettings(ProviderSettings):
+    account_sid: str = Field(validation_alias="TWILIO_ACCOUNT_SID", pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr = Field(validation_alias="TWILIO_AUTH_TOKEN")
+    base_url: str = Field(default="https://api.twilio.com", validation_alias="CLARION_TWILIO_URL")
+
+
+#: Twilio error codes that mean "not now" rather than "never".
+RETRYABLE_CODES = {20429, 20500, 20503, 30001}
+
+
+class TwilioChannel(Channel):
+    provider: ClassVar[str] = "twilio"
+    kind: ClassVar[ChannelKind] = ChannelKind.SMS
+    config_model: ClassVar[type[ChannelConfig]] = TwilioConfig
+    address_column: ClassVar[str | None] = "phone"
+    consent_column: ClassVar[str | None] = SMS_CONSENT_COLUMN
+    body_maxlen: ClassVar[int] = TWILIO_MAX_BODY
+    settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
+
+    @classmethod
+    def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
+        region = config.default_region if isinstance(config, TwilioConfig) else "US"
+        return to_e164(raw, region)
+
+    @classmethod
+    def send_address(cls, raw: str, config: ChannelConfig) -> str:
+        raw = raw.strip()
+        if E164.match(raw):
+            return raw  # validated at planning, already in the provider's form
+        return cls.normalise_address(raw, config)
+
+    @classmethod
+    def measure(cls, message: Message) -> dict[str, Any]:
+        length = sms_length(message.text)
+        return {"encoding": length.encoding, "segments": length.segments, "units": length.units}
+
+    @classmethod
+    def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
+        assert isinstance(config, TwilioConfig)
+        problems = []
+        length = sms_length(message.text)  # cheap; measure() saw the same text
+        if length.segments > config.max_segments:
+            unit = "septets" if length.encoding == "GSM-7" else "UTF-16 units"
+            hint = ""
+            if length.encoding == "UCS-2":
+                chars = "".join(non_gsm_characters(message.text)[:5])
+                hint = f"; the characters {chars!r} force UCS-2 (70 per segment): replace them to use GSM-7"
+            problems.append(
+                (
+                    "sms_segments",
+                    f"message is {length.segments} segments ({length.encoding}, {length.units} {unit}), "
+                    f"over max_segments {config.max_segments}; shorten it or raise max_segments{hint}",
+                )
+            )
+        if len(message.text) > cls.body_maxlen:
+            problems.append(
+                (
+                    "sms_too_long",
+                    f"message is {len(message.text)} characters, over Twilio's {cls.body_maxlen}",
+                )
+            )
+        if not message.text.strip():
+            problems.append(("empty", "message text is empty"))
+        elif not tells_how_to_opt_out(message.text):
+            problems.append(
+                (
+                    "no_opt_out",
+                    'the text does not tell how to opt out; end it with e.g. "Reply STOP to opt out" '
+                    "(carriers require it, and STOP replies are honoured across campaigns)",
+                )
+            )
+        return problems
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    _local = threading.local()
+
+    def _client(self) -> Any:
+        """One twilio Client per thread: the SDK keeps the last response on its HTTP client."""
+        from twilio.rest import Client
+
+        assert isinstance(self.settings, TwilioSettings)
+        key = (self.settings.account_sid, self.settings.base_url)
+        cached = getattr(self._local, "client", None)
+        if cached is None or cached[0] != key:
+            http = _RecordingHttpClient(timeout=self.settings.timeout)
+            client = Client(
+                self.settings.account_sid, self.settings.auth_token.get_secret_value(), http_client=http
+            )
+            client.api.base_url = self.settings.base_url
+            self._local.client = (key, client)
+        return self._local.client[1]
+
+    def warm(self) -> None:
+        self._client()
+
+    def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
+        client = self._client()
+        assert isinstance(self.config, TwilioConfig)
+        callback = f"{self.callback_base}/webhooks/twilio" if self.callback_base else None
+        results = []
+        for item in batch:
+            kwargs: dict[str, Any] = {"to": item.message.to, "body": item.message.text}
+            if self.config.messaging_service_sid:
+                kwargs["messaging_service_sid"] = self.config.messaging_service_sid
+            else:
+                kwargs["from_"] = self.config.from_
+            if callback:
+                # the token names run, channel, variant and contact: callbacks match without a lookup
+                token = item.message.token
+                kwargs["status_callback"] = f"{callback}?ct={token}" if token else callback
+            try:
+                created = self._create(client, kwargs)
+            except ProviderError as exc:
+                results.append(exc.result(item.recipient))
+                continue
+            results.append(SendResult(item.recipient, SendOutcome.SENT, str(created.sid)))
+        return results
+
+    def verify(self, planned: int) -> list[AccountCheck]:
+        """The account (its status must be active) and its balance, shown with the planned volume."""
+        from twilio.base.exceptions import TwilioRestException
+
+        assert isinstance(self.settings, TwilioSettings)
+        account = self._client().api.v2010.accounts(self.settings.account_sid)
+        try:
+            status = account.fetch().status
+        except TwilioRestException as exc:
+            if exc.status in (401, 403):
+                why = (
+                    f"Twilio refused the credentials (error {exc.code}): "
+                    "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+                )
+            else:
+                why = f"Twilio answered HTTP {exc.status} (error {exc.code}) to the account check"
+            return [AccountCheck("credentials", False, why)]
+        except requests.RequestException as exc:
+            return [AccountCheck("credentials", False, f"cannot reach Twilio: {type(exc).__name__}")]
+        checks = [AccountCheck("credentials", True, "Twilio accepts the credentials")]
+        if status != "active":
+            checks.append(AccountCheck("account", False, f"the Twilio account is {status}, not active"))
+            return checks
+        try:
+            balance = account.balance.fetch()
+            shown = f"balance {balance.balance} {balance.currency}"
+            ok = float(balance.balance) > 0
+        except (TwilioRestException, requests.RequestException, TypeError, ValueError):
+            shown, ok = "balance not readable with these credentials", True
+        detail = f"{shown}; {planned:,} texts planned (each segment is billed)"
+        checks.append(AccountCheck("quota", ok, detail if ok else f"no credit left: {detail}"))
+        return checks
+
+    @staticmethod
+    def _create(client: Any, kwargs: dict[str, Any]) -> Any:
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            return client.messages.create(**kwargs)
+        except TwilioRestException as exc:
+            code = exc.code
+            detail = f"Twilio error {code}: {exc.msg}" if code else f"Twilio HTTP {exc.status}: {exc.msg}"
+            if exc.status == 429 or code == 20429:
+                last = getattr(client.http_client, "last_seen", None)
+                wait = retry_after_seconds(last.headers.get("Retry-After")) if last is not None else None
+                raise RateLimited(detail, str(code or 429), wait) from exc
+            if exc.status >= 500 or code in RETRYABLE_CODES:
+                raise Retryable(detail, str(code or exc.status)) from exc
+            raise Rejected(detail, str(code or exc.status)) from exc
+        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            raise Retryable(f"cannot reach Twilio: {type(exc).__name__}") from exc
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise Retryable(f"cannot reach Twilio: {type(exc).__name__}") from exc
+            raise Uncertain("connection to Twilio dropped mid-request; it may have been accepted") from exc
+        except requests.Timeout as exc:
+            raise Uncertain("Twilio did not answer in time; the message may have been accepted") from exc
+
+
+class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """Keeps the last response, whose headers (Retry-After) the SDK's exception does not carry."""
+
+    last_seen: Any = None
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.last_seen = super().request(*args, **kwargs)
+        return self.last_seen
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """A refused or unresolvable connection never carried the request."""
+    text = repr(exc)
+    return any(s in text for s in ("ConnectionRefused", "NewConnectionError", "NameResolution"))

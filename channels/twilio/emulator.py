@@ -1,0 +1,244 @@
+"""Twilio's Programmable Messaging endpoint, `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`.
+
+Form-encoded, basic auth with the account SID as user name. Errors are Twilio's JSON error bodies with the
+numeric codes its SDK turns into `TwilioRestException.code`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clarion.channels.emulation import Emulator, Handler, basic_credentials, json_response
+from clarion.channels.textrules import sms_length
+from clarion.sandbox.store import Store
+
+API_VERSION = "2010-04-01"
+MAX_BODY_CHARS = 1600
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+SHORT_CODE = re.compile(r"^\d{3,8}$")
+ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 +\-_&]{1,11}$")
+MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+
+MESSAGES = {
+    20003: "Authenticate",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+}
+
+
+def twilio_error(
+    code: int, status: int, message: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    body = {
+        "code": code,
+        "message": message or MESSAGES[code],
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    return json_response(body, status, headers)
+
+
+def _first(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None
+
+
+class TwilioEmulator(Emulator):
+    name: ClassVar[str] = "twilio"
+
+    def __init__(self, store: Store, opted_out: Iterable[str] = ()) -> None:
+        super().__init__(store)
+        self._opted_out = frozenset(opted_out)
+        self._lock = threading.Lock()
+
+    @property
+    def opted_out(self) -> frozenset[str]:
+        return self._opted_out
+
+    def set_opted_out(self, numbers: Iterable[str]) -> None:
+        with self._lock:
+            self._opted_out = frozenset(numbers)
+
+    def opt(self, number: str, *, out: bool) -> None:
+        """One number replied STOP (out) or START."""
+        with self._lock:
+            self._opted_out = self._opted_out | {number} if out else self._opted_out - {number}
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        return [
+            ("POST", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.create_message),
+            ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}.json", self.fetch_account),
+            ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}/Balance.json", self.fetch_balance),
+        ]
+
+    def _refused(self, request: Request) -> Response | None:
+        """Twilio's 401 for credentials that are not this account's (or were revoked), else None."""
+        account_sid: str = request.path_params["account_sid"]
+        credentials = basic_credentials(request)
+        if credentials is None or credentials[0] != account_sid or not credentials[1]:
+            return twilio_error(20003, 401)
+        if self.store.accounts.get("twilio").revoked:
+            return twilio_error(20003, 401)
+        return None
+
+    def fetch_account(self, request: Request, body: bytes) -> Response:
+        """The account resource (pre-flight: is it active?)."""
+        if refused := self._refused(request):
+            return refused
+        sid = request.path_params["account_sid"]
+        account = self.store.accounts.get("twilio")
+        stamp = format_datetime(datetime.now(UTC))
+        return json_response(
+            {
+                "sid": sid,
+                "owner_account_sid": sid,
+                "friendly_name": "Clarion sandbox",
+                "status": account.status,
+                "type": "Full",
+                "auth_token": "[redacted]",
+                "date_created": stamp,
+                "date_updated": stamp,
+                "uri": f"/{API_VERSION}/Accounts/{sid}.json",
+                "subresource_uris": {"balance": f"/{API_VERSION}/Accounts/{sid}/Balance.json"},
+            }
+        )
+
+    def fetch_balance(self, request: Request, body: bytes) -> Response:
+        if refused := self._refused(request):
+            return refused
+        account = self.store.accounts.get("twilio")
+        return json_response(
+            {
+                "account_sid": request.path_params["account_sid"],
+                "balance": account.balance,
+                "currency": account.currency,
+            }
+        )
+
+    def create_message(self, request: Request, body: bytes) -> Response:
+        account_sid: str = request.path_params["account_sid"]
+        if refused := self._refused(request):
+            return refused
+        if self.store.accounts.get("twilio").status != "active":
+            return twilio_error(20005, 401, "Account not active")
+        try:
+            form = parse_qs(body.decode(), keep_blank_values=True)
+        except UnicodeDecodeError:
+            form = {}
+        to, sender, service = _first(form, "To"), _first(form, "From"), _first(form, "MessagingServiceSid")
+        text, media = _first(form, "Body"), _first(form, "MediaUrl")
+        if not to:
+            return twilio_error(21604, 400)
+        if not E164.match(to):
+            return twilio_error(21211, 400, f"The 'To' number {to} is not a valid phone number.")
+        if not sender and not service:
+            return twilio_error(21603, 400)
+        if sender and not (
+            E164.match(sender) or SHORT_CODE.match(sender) or ALPHANUMERIC_SENDER.match(sender)
+        ):
+            kinds = "phone number, shortcode, or alphanumeric sender ID"
+            return twilio_error(21212, 400, f"The 'From' number {sender} is not a valid {kinds}.")
+        if service and not MESSAGING_SERVICE_SID.match(service):
+            return twilio_error(21701, 400, f"The Messaging Service Sid {service} is invalid.")
+        if not text and not media:
+            return twilio_error(21602, 400)
+        text = text or ""
+        if len(text) > MAX_BODY_CHARS:
+            return twilio_error(21617, 400)
+        if to in self._opted_out:
+            return twilio_error(21610, 400)
+        return self._accept(account_sid, to, sender, service, text, form)
+
+    def _accept(
+        self,
+        account_sid: str,
+        to: str,
+        sender: str | None,
+        service: str | None,
+        text: str,
+        form: dict[str, list[str]],
+    ) -> Response:
+        sid = "SM" + uuid.uuid4().hex
+        now = datetime.now(UTC)
+        stamp = format_datetime(now)
+        segments = str(sms_length(text).segments) if text else "1"
+        # With a Messaging Service and no sender, Twilio answers "accepted" and picks the sender later.
+        status = "accepted" if service and not sender else "queued"
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
+        resource: dict[str, Any] = {
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "body": text,
+            "date_created": stamp,
+            "date_sent": None,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender,
+            "messaging_service_sid": service,
+            "num_media": str(len(form.get("MediaUrl", []))),
+            "num_segments": segments,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": status,
+            "subresource_uris": {"media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"},
+            "to": to,
+            "uri": uri,
+        }
+        record = {
+            "provider": "twilio",
+            "to": to,
+            "from": sender,
+            "subject": None,
+            "text": text,
+            "html": None,
+            "custom_args": None,
+            "tags": [],
+            "status_callback": _first(form, "StatusCallback"),
+            "provider_id": sid,
+            "messaging_service_sid": service,
+            "account_sid": account_sid,
+            "num_segments": segments,
+            "media_urls": form.get("MediaUrl", []),
+            "status": status,
+            "received_at": now.isoformat(timespec="microseconds"),
+        }
+        self.store.add_messages([record])
+        return json_response(resource, 201, {"Twilio-Request-Id": "RQ" + uuid.uuid4().hex})
+
+    def rate_limited(self, retry_after: float) -> Response:
+        return twilio_error(20429, 429, headers={"Retry-After": str(math.ceil(retry_after))})
+
+    def server_error(self, status: int) -> Response:
+        return twilio_error(20503 if status == 503 else 20500, status)
+
+    def not_found(self, request: Request) -> Response:
+        message = f"The requested resource {request.url.path} was not found"
+        return json_response(
+            {
+                "code": 20404,
+                "message": message,
+                "more_info": "https://www.twilio.com/docs/errors/20404",
+                "status": 404,
+            },
+            404,
+        )

@@ -1,0 +1,5 @@
+"""x"""
+
+from clarion.channels.x.adapter import XChannel
+
+__all__ = ["XChannel"]

@@ -1,0 +1,208 @@
+"""A run's comparison: per channel x variant counts from the ledger, analysed with clarion.analysis.stats.
+
+Two kinds of comparison, because they answer different questions:
+
+- Per channel, the variants against each other (baseline: the first variant). Exposures are deliveries where
+  the channel's provider reported any, else accepted sends; for a social post, its impressions. Clicks are
+  unique contacts who clicked (every click, for a post's link, which names no one); conversions are those a
+  tracked link of that channel led to. The holdout got no message on any channel, so it has no place here.
+- Overall, per arm (variants and holdout): contacts assigned, contacts who converted by any route (tracked
+  links, landing-page webhooks by email or phone, imported exports), revenue per contact. Baseline: the
+  holdout when there is one. This is the honest "did messaging raise anything at all" comparison.
+
+The verdict of a channel is on conversions when the run has any, else on clicks. A sample-ratio mismatch in
+the assignment (chi-square against the planned shares) blocks every verdict.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from clarion.analysis.stats import Analysis, Arm, analyse
+from clarion.campaign.model import HOLDOUT
+from clarion.ledger import Engagement, Ledger, RunNotFound
+from clarion.ledger.results import run_results
+
+DELIVERED = "delivered"
+IMPRESSIONS = "impression_count"
+TIMELINE_POINTS = 48
+
+
+def build_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
+    """The whole report of a run as plain data (what --json prints, and what the other formats show)."""
+    run = ledger.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    options = run.options
+    variants: list[str] = list(options.get("variants", []))
+    channel_ids: list[str] = list(options.get("channels", []))
+    kinds: dict[str, str] = dict(options.get("kinds", {}))
+    shares: dict[str, float] = {str(k): float(v) for k, v in options.get("shares", {}).items()}
+    assigned = ledger.arm_counts(run_id)
+    engagement = ledger.engagement(run_id)
+    metrics = ledger.post_metrics(run_id)
+    sends = {(r.channel, r.variant): r for r in run_results(ledger, run_id)}
+    has_conversions = bool(engagement.conversions or engagement.arm_conversions)
+
+    channels = []
+    for cid in channel_ids:
+        kind = kinds.get(cid, "")
+        rows = [
+            _channel_row(cid, kind, v, sends.get((cid, v)), engagement, metrics.get((cid, v), {}))
+            for v in variants
+            if (cid, v) in sends
+        ]
+        channels.append(_channel_report(cid, kind, rows, assigned, shares, has_conversions))
+    overall = _overall(variants, assigned, shares, engagement)
+    return {
+        "run": {
+            "id": run.id,
+            "campaign": run.campaign,
+            "status": str(run.status),
+            "created_at": run.created_at.isoformat(timespec="seconds"),
+            "finished_at": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+        },
+        "metric": "conversion_rate" if has_conversions else "click_rate",
+        "currency": _currency(engagement),
+        "channels": channels,
+        "overall": overall,
+        "timeline": _timeline(engagement),
+    }
+
+
+def _channel_row(
+    cid: str, kind: str, variant: str, sent: Any, engagement: Engagement, metrics: dict[str, int]
+) -> dict[str, Any]:
+    people, _count, revenue, squares = engagement.conversions.get((variant, cid), (0, 0, 0, 0))
+    return {
+        "channel": cid,
+        "variant": variant,
+        "planned": sent.planned if sent else 0,
+        "sent": sent.sent if sent else 0,
+        "failed": sent.failed if sent else 0,
+        "skipped": sent.skipped if sent else 0,
+        "uncertain": sent.uncertain if sent else 0,
+        "delivered": engagement.events.get((cid, variant, DELIVERED), 0),
+        "impressions": metrics.get(IMPRESSIONS) if kind == "social" else None,
+        "social": metrics if kind == "social" else None,
+        "clicks": engagement.unique_clicks.get((cid, variant), 0),
+        "total_clicks": engagement.total_clicks.get((cid, variant), 0),
+        "conversions": people,
+        "revenue": revenue / 100,
+        "revenue_sq": squares / 10_000,
+    }
+
+
+def _channel_report(
+    cid: str,
+    kind: str,
+    rows: list[dict[str, Any]],
+    assigned: dict[str, int],
+    shares: dict[str, float],
+    has_conversions: bool,
+) -> dict[str, Any]:
+    if kind == "social":
+        basis = "impressions"
+        for row in rows:
+            row["exposures"] = row["impressions"]
+    else:
+        basis = DELIVERED if any(row["delivered"] for row in rows) else "sent"
+        for row in rows:
+            row["exposures"] = row[basis]
+    measurable = bool(rows) and all(row["exposures"] is not None for row in rows)
+    clicks = _analyse(rows, "clicks", assigned, shares) if measurable else None
+    conversions = _analyse(rows, "conversions", assigned, shares) if measurable and has_conversions else None
+    primary = conversions if has_conversions else clicks
+    if primary is None:
+        verdict = {
+            "winner": None,
+            "text": "No exposures measured yet (for a post: collect its impressions with `clarion collect`).",
+        }
+    else:
+        verdict = primary.to_dict()["verdict"]
+    for row in rows:
+        row.pop("revenue_sq", None)
+    return {
+        "channel": cid,
+        "kind": kind,
+        "exposure_basis": basis,
+        "rows": rows,
+        "clicks": clicks.to_dict() if clicks else None,
+        "conversions": conversions.to_dict() if conversions else None,
+        "verdict": verdict,
+    }
+
+
+def _analyse(
+    rows: list[dict[str, Any]], successes: str, assigned: dict[str, int], shares: dict[str, float]
+) -> Analysis | None:
+    arms = [
+        Arm(
+            name=row["variant"],
+            exposures=int(row["exposures"]),
+            successes=min(int(row[successes]), int(row["exposures"])),
+            revenue=row["revenue"] if successes == "conversions" else None,
+            revenue_sq=row["revenue_sq"] if successes == "conversions" else None,
+            assigned=assigned.get(row["variant"]),
+            weight=shares.get(row["variant"]),
+        )
+        for row in rows
+    ]
+    if not arms:
+        return None
+    return analyse(arms)
+
+
+def _overall(
+    variants: list[str], assigned: dict[str, int], shares: dict[str, float], engagement: Engagement
+) -> dict[str, Any]:
+    arms_order = ([HOLDOUT] if HOLDOUT in assigned else []) + [v for v in variants if v in assigned]
+    arms = []
+    for arm in arms_order:
+        people, _count, revenue, squares = engagement.arm_conversions.get(arm, (0, 0, 0, 0))
+        arms.append(
+            Arm(
+                name=arm,
+                exposures=assigned[arm],
+                successes=people,
+                revenue=revenue / 100,
+                revenue_sq=squares / 10_000,
+                assigned=assigned[arm],
+                weight=shares.get(arm),
+            )
+        )
+    if not arms:
+        return {"baseline": None, "analysis": None}
+    return {"baseline": arms[0].name, "analysis": analyse(arms).to_dict()}
+
+
+def _currency(engagement: Engagement) -> str | None:
+    if len(engagement.currencies) > 1:
+        return "mixed: " + ", ".join(sorted(engagement.currencies))
+    return next(iter(engagement.currencies), None)
+
+
+def _timeline(engagement: Engagement) -> dict[str, Any]:
+    """Cumulative clicks and conversions over time, in at most TIMELINE_POINTS steps."""
+    times = [t for _c, _v, t in engagement.click_times] + [t for _a, _c, t, _m in engagement.conversion_times]
+    if not times:
+        return {"points": []}
+    start, end = min(times), max(times)
+    span = max((end - start).total_seconds(), 1.0)
+    step = span / TIMELINE_POINTS
+
+    def bucket(at: datetime) -> int:
+        return min(int((at - start).total_seconds() / step), TIMELINE_POINTS - 1)
+
+    clicks = Counter(bucket(t) for _c, _v, t in engagement.click_times)
+    conversions = Counter(bucket(t) for _a, _c, t, _m in engagement.conversion_times)
+    points, total_clicks, total_conversions = [], 0, 0
+    for i in range(TIMELINE_POINTS):
+        total_clicks += clicks.get(i, 0)
+        total_conversions += conversions.get(i, 0)
+        points.append(
+            {"seconds": round((i + 1) * step, 1), "clicks": total_clicks, "conversions": total_conversions}
+        )
+    return {"start": start.isoformat(timespec="seconds"), "points": points}

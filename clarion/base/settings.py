@@ -1,0 +1,84 @@
+"""Clarion's own settings, from the environment (never from a campaign file).
+
+CLARION_HOME           folder for local state (default .clarion): the SQLite ledger, the dev signing key
+CLARION_SECRET_KEY     key that signs tracked links; without it a random key is kept in CLARION_HOME
+CLARION_DATABASE_URL   the ledger's database (default sqlite:///<CLARION_HOME>/clarion.db)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_KEY_LENGTH = 32
+
+
+class ClarionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLARION_", extra="ignore")
+
+    home: Path = Path(".clarion")
+    secret_key: SecretStr | None = None
+    database_url: str | None = None
+
+    def ledger_url(self) -> str:
+        """CLARION_DATABASE_URL, else a SQLite file in CLARION_HOME."""
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home.resolve() / 'clarion.db'}"
+
+    def signing_key(self) -> bytes:
+        """The key for link tokens: CLARION_SECRET_KEY, else one generated once and kept in CLARION_HOME.
+
+        The generated key suits one machine (the demo, a laptop); production sets CLARION_SECRET_KEY so
+        that the senders and the tracking service share it.
+        """
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value) < MIN_KEY_LENGTH:
+                from clarion.base.errors import ClarionError
+
+                raise ClarionError(
+                    f"CLARION_SECRET_KEY is too short ({len(value)} characters); use at least "
+                    f"{MIN_KEY_LENGTH}, e.g. the output of: "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            return value.encode()
+        path = self.home / "secret.key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()
+
+
+class TrackingSettings(BaseSettings):
+    """What `clarion serve` needs besides ClarionSettings: the webhooks' keys, from the environment.
+
+    SENDGRID_WEBHOOK_PUBLIC_KEY  SendGrid's Event Webhook verification key (base64, from its Mail Settings)
+    TWILIO_AUTH_TOKEN            the Twilio account's auth token (status callbacks are signed with it)
+    CLARION_CONVERSION_SECRET    shared secret the landing page signs conversions with
+    CLARION_PUBLIC_URL           the URL the service is reached at from outside (Twilio signs that URL);
+                                 default: the URL of each request as the service sees it
+    CLARION_RATE_LIMIT           tracked links and unsubscribe pages per client address (`limits` syntax,
+                                 e.g. "30/second"; "off" turns it off)
+    CLARION_REJECT_LIMIT         refused requests (forged, malformed) a client may make before every
+                                 request of its gets 429 without being read ("off" turns it off)
+    CLARION_SMS_HELP_REPLY       the answer to an SMS HELP (who you are, how to stop); none: no reply
+    A webhook whose key is not set is refused (403): nothing unverified is ever recorded.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    sendgrid_webhook_public_key: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    clarion_conversion_secret: SecretStr | None = None
+    clarion_public_url: str | None = None
+    clarion_rate_limit: str = "30/second"
+    clarion_reject_limit: str = "20/minute"
+    clarion_sms_help_reply: str | None = None

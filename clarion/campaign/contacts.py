@@ -1,0 +1,149 @@
+"""Reading the audience: a CSV file of contacts, streamed, never held in memory whole.
+
+The file is read in binary and decoded line by line, so a non-UTF-8 byte is reported with its line, and
+the byte offset where each record starts is known exactly: the send engine stores the offset of each
+batch's first record and later seeks straight to it instead of re-reading the file from the top.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from clarion.base.errors import ClarionError, Problem
+
+ID_COLUMN = "id"
+
+
+class ContactsError(ClarionError):
+    """A contacts file cannot be read; carries where."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    seq: int  # 0-based position among the records
+    line: int  # 1-based line where the record starts
+    offset: int  # byte offset where the record starts
+    fields: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        return self.fields[ID_COLUMN]
+
+
+class ContactsFile:
+    """A contacts CSV: its header, and its records from any byte offset on."""
+
+    def __init__(self, path: Path, display: str | None = None) -> None:
+        self.path = path
+        self.display = display or str(path)
+        try:
+            with path.open("rb") as fh:
+                first = fh.readline()
+                self.data_offset = fh.tell()
+        except FileNotFoundError:
+            raise ContactsError(Problem(self.display, 0, 0, "contacts file not found")) from None
+        except OSError as exc:
+            raise ContactsError(Problem(self.display, 0, 0, f"cannot be read: {exc.strerror}")) from None
+        header_text = self._decode(first, 1).lstrip("\ufeff")
+        if not header_text.strip():
+            raise ContactsError(
+                Problem(self.display, 1, 1, "the file is empty; it needs a header line (id,email,phone,...)")
+            )
+        self.columns = [c.strip() for c in next(csv.reader([header_text]))]
+        dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
+        if dupes:
+            raise ContactsError(Problem(self.display, 1, 1, f"column(s) {', '.join(dupes)} appear twice"))
+        if ID_COLUMN not in self.columns:
+            raise ContactsError(
+                Problem(
+                    self.display,
+                    1,
+                    1,
+                    f"has no {ID_COLUMN!r} column (found: {', '.join(self.columns)}); "
+                    "add a column of unique, opaque contact ids",
+                )
+            )
+
+    def _decode(self, raw: bytes, line: int) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ContactsError(
+                Problem(
+                    self.display,
+                    line,
+                    exc.start + 1,
+                    f"is not UTF-8 (byte 0x{raw[exc.start]:02x}); export the file as UTF-8 CSV",
+                )
+            ) from None
+
+    def records(self, offset: int | None = None, seq: int = 0, limit: int | None = None) -> Iterator[Contact]:
+        """Records from byte `offset` (default: after the header), numbered from `seq`."""
+        start = self.data_offset if offset is None else offset
+        with self.path.open("rb") as fh:
+            fh.seek(start)
+            yield from self._read(fh, start, seq, limit)
+
+    def _read(self, fh: BinaryIO, start: int, seq: int, limit: int | None) -> Iterator[Contact]:
+        # Line numbers are exact from the top of the file (the header is line 1); when seeking, unknown.
+        state = {"offset": start, "line": 1 if start == self.data_offset else 0}
+
+        def lines() -> Iterator[str]:
+            for raw in fh:
+                state["offset"] += len(raw)
+                state["line"] += 1
+                yield self._decode(raw, state["line"])
+
+        reader = csv.reader(lines(), strict=True)
+        width = len(self.columns)
+        record_start, record_line = start, state["line"] + 1
+        count = 0
+        try:
+            for row in reader:
+                if limit is not None and count >= limit:
+                    return
+                if not row or all(not cell.strip() for cell in row):
+                    record_start, record_line = state["offset"], state["line"] + 1
+                    continue
+                if len(row) != width:
+                    raise ContactsError(
+                        Problem(
+                            self.display,
+                            record_line,
+                            1,
+                            f"has {len(row)} fields where the header has {width}; "
+                            "quote values that contain commas",
+                        )
+                    )
+                fields = {name: cell.strip() for name, cell in zip(self.columns, row, strict=True)}
+                yield Contact(seq, record_line, record_start, fields)
+                seq += 1
+                count += 1
+                record_start, record_line = state["offset"], state["line"] + 1
+        except csv.Error as exc:
+            hint = ""
+            if "end of data" in str(exc) or "quote" in str(exc):
+                hint = ' (a quoted value is not closed: look for a stray " in this record)'
+            raise ContactsError(
+                Problem(self.display, record_line, 1, f"is not valid CSV: {exc}{hint}")
+            ) from None
+
+
+def file_digest(*paths: Path) -> str:
+    """sha256 over the given files, to tell later whether anything changed."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\x00")
+    return digest.hexdigest()

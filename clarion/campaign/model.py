@@ -1,0 +1,389 @@
+"""The campaign file format: pydantic models whose key names are the user-facing contract.
+
+Add keys; never rename them. Channel sections are defined by the adapters in channels/ and joined here
+into one union keyed by `provider`, so a new provider needs no change in this module.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from clarion import channels
+from clarion.base.timing import parse_duration, zone
+from clarion.channels.base import ChannelConfig
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SLUG_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 63)"
+HOLDOUT = "holdout"
+REST = "rest"  # with a rollout: the contacts who wait for the winner
+
+if TYPE_CHECKING:
+    AnyChannelConfig = ChannelConfig
+else:
+    AnyChannelConfig = Annotated[
+        Union[tuple(a.config_model for a in channels.adapters())],  # noqa: UP007
+        Field(discriminator="provider"),
+    ]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _slug(value: str, what: str) -> str:
+    if not re.match(SLUG, value):
+        raise ValueError(f"{value!r} is not a valid {what}: {SLUG_HINT}")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://donate.example.org/appeal)")
+    return value
+
+
+class Cta(_Strict):
+    """The call to action: the page every message links to."""
+
+    url: str = Field(description="Landing page of the call to action; UTM parameters are added to it.")
+
+    _check_url = field_validator("url")(lambda cls, v: _http_url(v))
+
+
+class Audience(_Strict):
+    contacts: str = Field(
+        description="CSV file relative to the campaign file: id,email,phone,first_name,timezone + any others."
+    )
+
+
+class Variant(_Strict):
+    id: str
+    weight: float = Field(
+        default=1, ge=0, allow_inf_nan=False, description="Relative share of the non-holdout contacts."
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Values templates see as `variant.<name>`."
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        _slug(value, "variant id")
+        if value == HOLDOUT:
+            raise ValueError(f"{HOLDOUT!r} is reserved for the control group; name the variant otherwise")
+        if value == REST:
+            raise ValueError(f"{REST!r} is reserved for a rollout's later cell; name the variant otherwise")
+        return value
+
+    @field_validator("vars")
+    @classmethod
+    def _no_id_var(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "id" in value:
+            raise ValueError("`id` is reserved (templates see it as variant.id); rename that var")
+        return value
+
+
+def _default_variants() -> list[Variant]:
+    return [Variant(id="default")]
+
+
+class Experiment(_Strict):
+    holdout: float = Field(
+        default=0, ge=0, lt=1, description="Share of contacts that get nothing: the control group."
+    )
+    variants: list[Variant] = Field(default_factory=_default_variants, min_length=1)
+
+    @model_validator(mode="after")
+    def _arms(self) -> Experiment:
+        seen: set[str] = set()
+        for index, variant in enumerate(self.variants):
+            if variant.id in seen:
+                raise PydanticCustomError(
+                    "duplicate_variant",
+                    "variant id '{id}' is used twice; variant ids must be unique",
+                    {"id": variant.id, "at": ("variants", index, "id")},
+                )
+            seen.add(variant.id)
+        if sum(v.weight for v in self.variants) <= 0:
+            raise ValueError("every variant has weight 0; give at least one a positive weight")
+        return self
+
+
+class Tracking(_Strict):
+    """Where the tracking service answers; without it, links go straight to the CTA page."""
+
+    base_url: str | None = Field(
+        default=None, description="Public URL of `clarion serve`, e.g. https://go.example.org."
+    )
+
+    _check_url = field_validator("base_url")(lambda cls, v: v if v is None else _http_url(v).rstrip("/"))
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+EVENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
+
+
+class Schedule(_Strict):
+    """When a deployed campaign launches: at one moment, on a cron schedule, or when an event arrives."""
+
+    at: AwareDatetime | None = Field(
+        default=None, description="One launch, an ISO datetime with its offset: 2026-11-03T21:00:00-05:00."
+    )
+    cron: str | None = Field(default=None, description="A cron expression, e.g. '0 9 * * 1' (Mondays 09:00).")
+    timezone: str = Field(default="UTC", description="IANA time zone the cron expression is read in.")
+    on_event: str | None = Field(
+        default=None, description="Launch the moment this event is emitted, e.g. debate.ended."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("on_event")
+    @classmethod
+    def _event(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(EVENT_NAME, value):
+            raise ValueError(
+                f"{value!r} is not an event name: letters, digits and . _ : - (e.g. debate.ended)"
+            )
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from prefect.client.schemas.schedules import CronSchedule  # Prefect's own parser decides
+
+        try:
+            CronSchedule(cron=value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a cron expression: five fields, minute hour day month weekday "
+                "(e.g. '0 9 * * 1')"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Schedule:
+        given = [k for k in ("at", "cron", "on_event") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `at:`, `cron:` or `on_event:`"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        if self.timezone != "UTC" and self.cron is None:
+            raise ValueError("`timezone:` applies to `cron:` only (`at:` carries its own offset)")
+        return self
+
+
+Condition = Literal["not_clicked", "not_converted", "not_engaged"]
+
+
+class Step(_Strict):
+    """One wave of a staggered sequence: which channels send, how long after the launch, and to whom."""
+
+    name: str
+    after: Duration = Field(default=timedelta(0), description="Offset from the launch: 0s, 2m, 3h, 1d.")
+    channels: list[str] = Field(min_length=1, description="Channel ids this step sends.")
+    only_if: Condition | None = Field(
+        default=None,
+        description="Send only to contacts who have not clicked / converted / done either since the launch.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _slug(value, "step name")
+
+
+class Approval(_Strict):
+    """One gate before anything is sent: a named approver says go, or the run expires."""
+
+    required: bool = True
+    approvers: list[str] = Field(
+        default_factory=list, description="Who may approve; empty means anyone with access to the server."
+    )
+    timeout: Duration = Field(default=timedelta(minutes=30), description="Unanswered for this long: expired.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=10) <= value <= timedelta(days=7):
+            raise ValueError("must be between 10s and 7d")
+        return value
+
+
+class Rollout(_Strict):
+    """Test the variants on a share of the audience, wait, then send the winner to everyone else."""
+
+    test_share: float = Field(gt=0, lt=1, description="Share of the non-holdout contacts in the test cell.")
+    wait: Duration = Field(description="How long to wait after the test sends before deciding.")
+    metric: Literal["conversion_rate", "click_rate"] = "conversion_rate"
+    min_confidence: float = Field(
+        default=0.95, ge=0.5, lt=1, description="1 - the Holm-adjusted p-value a winner needs."
+    )
+    fallback: str = Field(
+        default="baseline",
+        description="What the rest gets when nothing wins: `baseline` (the first variant) or a variant id.",
+    )
+
+
+class ShareKit(_Strict):
+    """The ambassador pattern: at `after`, every ambassador receives (by email or SMS) pre-filled share
+    links for their own accounts, each carrying the ambassador's own tracked link. The kit is a campaign
+    file of its own (its audience is the ambassadors; its templates call share_x() / share_linkedin()),
+    sent as a run of its own, `<run>-kit-<name>`. Clarion never posts from anyone else's account."""
+
+    name: str
+    campaign: str = Field(description="The kit's campaign file, relative to this one.")
+    after: Duration = Field(default=timedelta(0), description="Offset from the launch: 0s, 10m, 2h.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _slug(value, "share kit name")
+
+
+class Campaign(_Strict):
+    """One campaign file."""
+
+    name: str = Field(description="Campaign name; also its utm_campaign and the seed of variant assignment.")
+    description: str = ""
+    cta: Cta
+    audience: Audience
+    experiment: Experiment = Field(default_factory=Experiment)
+    tracking: Tracking = Field(default_factory=Tracking)
+    channels: dict[str, AnyChannelConfig] = Field(min_length=1)
+    schedule: Schedule | None = Field(default=None, description="For `clarion deploy`: when it launches.")
+    steps: list[Step] | None = Field(
+        default=None, description="A staggered sequence; without it, every channel sends at launch."
+    )
+    approval: Approval | None = None
+    rollout: Rollout | None = None
+    share_kits: list[ShareKit] | None = Field(
+        default=None, description="Ambassadors relay the CTA from their own accounts, at their own offsets."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _slug(value, "campaign name")
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
+        for key in value:
+            _slug(key, "channel id")
+        return value
+
+    @model_validator(mode="after")
+    def _sequence(self) -> Campaign:
+        if self.steps is not None:
+            _check_steps(self.steps, list(self.channels))
+        if self.rollout is not None:
+            _check_rollout(self.rollout, self)
+        seen: set[str] = set()
+        for i, kit in enumerate(self.share_kits or []):
+            if kit.name in seen:
+                raise _problem(
+                    "share kit '{name}' is named twice; give each kit its own name",
+                    ("share_kits", i, "name"),
+                    name=kit.name,
+                )
+            seen.add(kit.name)
+        return self
+
+    @property
+    def test_share(self) -> float:
+        """The share of non-holdout contacts the variants go to at launch (all, without a rollout)."""
+        return self.rollout.test_share if self.rollout is not None else 1.0
+
+    def step_plan(self) -> list[Step]:
+        """The steps in launch order; a campaign without `steps:` is one step sending every channel."""
+        if self.steps is None:
+            return [Step(name="launch", channels=list(self.channels))]
+        return sorted(self.steps, key=lambda s: s.after)
+
+
+def _problem(message: str, at: tuple[str | int, ...], **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("campaign", message, {**context, "at": at})
+
+
+def _check_steps(steps: list[Step], channel_ids: list[str]) -> None:
+    seen: dict[str, str] = {}
+    names: set[str] = set()
+    for index, step in enumerate(steps):
+        if step.name in names:
+            raise _problem("step name '{name}' is used twice", ("steps", index, "name"), name=step.name)
+        names.add(step.name)
+        for j, cid in enumerate(step.channels):
+            if cid not in channel_ids:
+                raise _problem(
+                    "step '{step}' names channel '{cid}', which `channels:` does not define ({known})",
+                    ("steps", index, "channels", j),
+                    step=step.name,
+                    cid=cid,
+                    known=", ".join(channel_ids),
+                )
+            if cid in seen:
+                raise _problem(
+                    "channel '{cid}' is in steps '{first}' and '{step}': a channel sends in one step "
+                    "(for a reminder, add a second channel with its own id)",
+                    ("steps", index, "channels", j),
+                    cid=cid,
+                    first=seen[cid],
+                    step=step.name,
+                )
+            seen[cid] = step.name
+    missing = [c for c in channel_ids if c not in seen]
+    if missing:
+        raise _problem(
+            "channels {missing} are in no step: put every channel in one step, or drop `steps:`",
+            ("steps",),
+            missing=", ".join(missing),
+        )
+
+
+def _check_rollout(rollout: Rollout, campaign: Campaign) -> None:
+    variants = [v.id for v in campaign.experiment.variants if v.weight > 0]
+    if len(variants) < 2:
+        raise _problem("a rollout compares variants: give `experiment.variants` at least two", ("rollout",))
+    if rollout.fallback not in ("baseline", *variants):
+        raise _problem(
+            "fallback '{fallback}' is neither `baseline` nor a variant id ({known})",
+            ("rollout", "fallback"),
+            fallback=rollout.fallback,
+            known=", ".join(variants),
+        )
+    if campaign.steps is not None:
+        raise _problem(
+            "`rollout:` and `steps:` cannot be combined yet: a rollout is its own two-step sequence",
+            ("rollout",),
+        )
+
+
+def json_schema() -> dict[str, Any]:
+    """The format's JSON Schema, for editor completion."""
+    schema = Campaign.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Clarion campaign"
+    return schema

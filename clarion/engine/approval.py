@@ -1,0 +1,176 @@
+"""The approval gate's contents and its remote control.
+
+Before the gate: pre-flight checks (each channel's credentials are present and accepted by the provider,
+its sender is configured, the account can take the planned volume) and a preview of every channel x
+variant. From any shell:
+`clarion approve RUN_ID` / `clarion reject RUN_ID --reason ...` find the paused flow run of that run on
+the Prefect server (PREFECT_API_URL) and resume it with the answer.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clarion import channels
+from clarion.base.errors import ClarionError
+from clarion.base.timing import format_duration
+from clarion.campaign.loader import LoadedCampaign
+from clarion.campaign.model import Approval
+from clarion.channels.base import ChannelKind
+from clarion.ledger import Ledger, SendState
+
+APPROVAL = "approval"  # decision key in the ledger
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def approver_allowed(gate: Approval, who: str) -> bool:
+    return bool(who) and (not gate.approvers or who in gate.approvers)
+
+
+def default_approver() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        return ""
+
+
+def preflight(
+    loaded: LoadedCampaign, store: Ledger, run_id: str, kits: Sequence[LoadedCampaign] = ()
+) -> list[Check]:
+    """What must hold before anyone is asked to approve: for each channel, its credentials are present and
+    the provider accepts them, its sender is configured, and the account can take the planned volume
+    (SendGrid credits, Twilio account status and balance, X's free-tier allowance). Share kits' channels
+    are checked for credentials and sender (their volume is known when they are planned)."""
+    from clarion.engine.send import make_adapter
+
+    planned: dict[str, int] = {}
+    for row in store.summary(run_id):
+        if row.state is SendState.PLANNED:
+            planned[row.channel] = planned.get(row.channel, 0) + row.count
+    checks = []
+    for campaign, label in [(loaded, ""), *((kit, f"kit {kit.campaign.name}: ") for kit in kits)]:
+        for cid, config in campaign.campaign.channels.items():
+            adapter = channels.get(config.provider)
+            try:
+                adapter.settings_model.load(cid)
+            except Exception as exc:  # the settings loader names the missing variable, never a value
+                checks.append(Check(f"{label}{cid} credentials", False, str(exc).splitlines()[0][:300]))
+                continue
+            sender = getattr(config, "from_", None) or getattr(config, "messaging_service_sid", None)
+            if adapter.kind is not ChannelKind.SOCIAL:
+                checks.append(
+                    Check(f"{label}{cid} sender", bool(sender), str(sender or "no sender configured"))
+                )
+            if label:
+                continue
+            volume = planned.get(cid, 0)
+            for answer in make_adapter(campaign, cid).verify(volume):
+                checks.append(Check(f"{cid} {answer.what}", answer.ok, answer.detail))
+            rate = getattr(config.pacing, "messages_per_second", None)
+            if adapter.kind is not ChannelKind.SOCIAL and rate:
+                checks.append(
+                    Check(
+                        f"{cid} duration",
+                        True,
+                        f"{volume:,} messages, about {volume / rate / 60:.0f} min at {rate}/s",
+                    )
+                )
+    return checks
+
+
+def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks: list[Check]) -> str:
+    from clarion.messages.validate import preview
+
+    arms = store.arm_counts(run_id)
+    lines = [f"# Approve run `{run_id}` of {loaded.campaign.name}?", ""]
+    lines += ["## Pre-flight", ""] + [
+        f"- {'OK' if c.ok else 'FAILED'}: **{c.name}**: {c.detail}" for c in checks
+    ]
+    lines += ["", "## Audience", ""] + [f"- {arm}: {n:,} contacts" for arm, n in sorted(arms.items())]
+    skipped: dict[str, dict[str, int]] = {}
+    for row in store.summary(run_id):
+        if row.state is SendState.SKIPPED:
+            reasons = skipped.setdefault(row.channel, {})
+            reasons[row.reason or "?"] = reasons.get(row.reason or "?", 0) + row.count
+    if skipped:  # opted out, no consent, at the frequency cap, no address: who will not get the message
+        lines += ["", "## Not sent", ""] + [
+            f"- {cid}: " + ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items()))
+            for cid, reasons in sorted(skipped.items())
+        ]
+    lines += ["", "## Messages (for the first contact)", ""]
+    for message in preview(loaded.path):
+        head = f"**{message.channel}** / {message.variant}"
+        subject = f" - subject: {message.subject}" if message.subject else ""
+        text = message.text.replace("\n", " ")[:500]
+        lines.append(f"- {head}{subject}\n\n  > {text}\n")
+    if kits := loaded.campaign.share_kits:
+        lines += ["", "## Share kits", ""] + [
+            f"- **{kit.name}** ({kit.campaign}), at T+{format_duration(kit.after) if kit.after else '0s'}: "
+            "ambassadors get share links to post"
+            for kit in kits
+        ]
+    lines += ["", f"Answer with `clarion approve {run_id}` or `clarion reject {run_id} --reason ...`."]
+    return "\n".join(lines) + "\n"
+
+
+# -- from another shell ------------------------------------------------------------------------------
+
+
+def answer(run_id: str, *, approved: bool, approver: str, reason: str = "") -> dict[str, Any]:
+    """Resume the paused launch of `run_id` with an answer; ClarionError saying why when it cannot."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ClarionError(
+            "approving needs the Prefect server the run waits on: set PREFECT_API_URL "
+            "(e.g. http://127.0.0.1:4200/api) in this shell"
+        )
+    flow_filter = FlowRunFilter(
+        name=FlowRunFilterName(any_=[run_id]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+    )
+    with get_client(sync_client=True) as client:
+        # an explicit sort: the 3.8 client sends `null` by default, which the 3.8 server refuses (422)
+        paused = client.read_flow_runs(flow_run_filter=flow_filter, sort=FlowRunSort.START_TIME_DESC, limit=5)
+    if not paused:
+        raise ClarionError(
+            f"no launch of run {run_id!r} is waiting for approval on {PREFECT_API_URL.value()} "
+            "(check the id with `clarion runs`; an expired or answered run cannot be approved)"
+        )
+    values = {"approved": approved, "approver": approver, "reason": reason}
+    try:
+        resume_flow_run(paused[0].id, run_input=values)
+    except FlowPauseTimeout:
+        raise ClarionError(f"run {run_id!r} can no longer be approved: its approval timed out") from None
+    return {"run_id": run_id, "flow_run_id": str(paused[0].id), **values}
+
+
+__all__ = [
+    "APPROVAL",
+    "Check",
+    "answer",
+    "approver_allowed",
+    "default_approver",
+    "preflight",
+    "preview_markdown",
+]

@@ -1,0 +1,342 @@
+"""Rendering a campaign's channels into messages, in Jinja's sandbox.
+
+Templates come inline from the campaign file or from template files beside it (falling back to Clarion's
+own templates/ folder). They run in an immutable SandboxedEnvironment with StrictUndefined: a campaign file
+cannot reach Python internals, and a field the contacts file lacks is an error that names the template
+line, never a blank at send time. HTML parts are autoescaped; an email without a text part gets one
+derived from its HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import html2text
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from clarion import channels
+from clarion.base.errors import CampaignInvalid, ClarionError, Problem
+from clarion.campaign.contacts import Contact
+from clarion.campaign.loader import LoadedCampaign
+from clarion.campaign.model import Variant
+from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
+from clarion.messages.links import LinkClaims, LinkSigner, message_link, run_key
+
+BUNDLED_TEMPLATES = (Path(__file__).resolve().parent.parent / "templates").resolve()
+PREVIEW_RUN = "preview"
+
+
+class ContactFields(dict[str, str]):
+    """A contact's row as templates see it (`contact.first_name`)."""
+
+
+class VariantVars(dict[str, Any]):
+    """A variant as templates see it (`variant.id`, `variant.headline`)."""
+
+
+class RenderProblem(ClarionError):
+    """A template failed for one contact; `code` groups the same failure across contacts."""
+
+    def __init__(self, problem: Problem, code: str) -> None:
+        self.problem = problem
+        self.code = code
+        super().__init__(str(problem))
+
+
+class _Origin:
+    """Where a compiled template's line 1 is, to report errors at the right place."""
+
+    def __init__(self, file: str, first_line: int, col: int, field: str, *, block: bool = False) -> None:
+        self.file, self.first_line, self.col, self.field, self.block = file, first_line, col, field, block
+
+    def at(self, lineno: int | None, message: str) -> Problem:
+        line = self.first_line + max((lineno or 1) - 1, 0)
+        col = self.col if (lineno or 1) == 1 or self.block else 1
+        return Problem(self.file, line, col, message, self.field)
+
+
+def _indentation(path: Path, line: int) -> int:
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return 0
+    return len(text) - len(text.lstrip(" "))
+
+
+class _Loader(jinja2.BaseLoader):
+    """Inline sources by name; files under the campaign's folder, then Clarion's templates/ folder."""
+
+    def __init__(self, base_dir: Path, inline: dict[str, str]) -> None:
+        self.roots = [base_dir.resolve(), BUNDLED_TEMPLATES.parent]
+        self.inline = inline
+
+    def resolve(self, name: str) -> Path | None:
+        for root in self.roots:
+            candidate = (root / name).resolve()
+            if candidate.is_relative_to(root) and candidate.is_file():
+                if root == self.roots[1] and not candidate.is_relative_to(BUNDLED_TEMPLATES):
+                    continue
+                return candidate
+        return None
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        if template in self.inline:
+            return self.inline[template], template, lambda: True
+        path = self.resolve(template)
+        if path is None:
+            raise jinja2.TemplateNotFound(template)
+        try:
+            return path.read_text(encoding="utf-8"), str(path), lambda: True
+        except UnicodeDecodeError:
+            raise jinja2.TemplateError(f"template file {template} is not UTF-8 text") from None
+
+
+def _text_from_html(html: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    return str(converter.handle(html)).strip()
+
+
+class Renderer:
+    """Compiled templates of one campaign; `render()` makes one channel's message for one contact."""
+
+    def __init__(self, loaded: LoadedCampaign, signer: LinkSigner, run_id: str = PREVIEW_RUN) -> None:
+        self.loaded = loaded
+        self.campaign = loaded.campaign
+        self.signer = signer
+        self.run_id = run_id
+        self._run_key = run_key(run_id)
+        self._channel_index = {cid: i for i, cid in enumerate(self.campaign.channels)}
+        self._variant_index = {v.id: i for i, v in enumerate(self.campaign.experiment.variants)}
+        self._origins: dict[str, _Origin] = {}
+        inline: dict[str, str] = {}
+        sources: dict[tuple[str, str], tuple[str, bool]] = {}
+        problems: list[Problem] = []
+        for cid, config in self.campaign.channels.items():
+            adapter = channels.get(config.provider)
+            for part in adapter.parts:
+                name = self._part_source(cid, config, part, inline, problems)
+                if name is not None:
+                    sources[(cid, part.name)] = (name, part.html)
+        loader = _Loader(loaded.base_dir, inline)
+        self._envs = {
+            html: ImmutableSandboxedEnvironment(
+                loader=loader, autoescape=html, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
+            )
+            for html in (False, True)
+        }
+        self._templates: dict[tuple[str, str], jinja2.Template] = {}
+        for key, (name, html) in sources.items():
+            try:
+                self._templates[key] = self._envs[html].get_template(name)
+            except jinja2.TemplateSyntaxError as exc:
+                problems.append(
+                    self._origin(exc.name or name).at(exc.lineno, f"template error: {exc.message}")
+                )
+            except jinja2.TemplateNotFound as exc:
+                problems.append(self._origin(name).at(1, f"template {exc.name!r} not found"))
+            except jinja2.TemplateError as exc:
+                problems.append(self._origin(name).at(1, str(exc)))
+        self.context_campaign = {
+            "name": self.campaign.name,
+            "description": self.campaign.description,
+            "cta_url": self.campaign.cta.url,
+        }
+        if problems:
+            raise CampaignInvalid(problems)
+
+    def _part_source(
+        self, cid: str, config: ChannelConfig, part: Part, inline: dict[str, str], problems: list[Problem]
+    ) -> str | None:
+        source = self.loaded.source
+        inline_text: str | None = getattr(config, part.inline, None) if part.inline else None
+        file_name: str | None = getattr(config, part.file, None) if part.file else None
+        if inline_text is not None and part.inline:
+            name = f"channels.{cid}.{part.inline}"
+            pos = source.locate(("channels", cid, part.inline))
+            first, col = pos.line, pos.col
+            if pos.block_scalar:  # the text starts on the next line, at the block's indentation
+                first = pos.line + 1
+                col = _indentation(self.loaded.path, first) + 1
+            self._origins[name] = _Origin(source.file, first, col, name, block=pos.block_scalar)
+            inline[name] = inline_text
+            return name
+        if file_name is not None and part.file:
+            field_path = ("channels", cid, part.file)
+            loader = _Loader(self.loaded.base_dir, {})
+            path = loader.resolve(file_name)
+            if path is None:
+                problems.append(
+                    source.problem(
+                        field_path,
+                        f"template file {file_name!r} not found (looked in {self.loaded.base_dir}/ "
+                        "and in Clarion's templates/); check the path, relative to the campaign file",
+                    )
+                )
+                return None
+            self._origins[file_name] = _Origin(display_path(path), 1, 1, "")
+            self._origins[str(path)] = self._origins[file_name]
+            return file_name
+        return None
+
+    def _origin(self, name: str) -> _Origin:
+        return self._origins.get(name) or _Origin(name, 1, 1, "")
+
+    # -- rendering ---------------------------------------------------------------------------------
+
+    def token(self, channel_id: str, variant_id: str, contact_seq: int | None) -> str:
+        claims = LinkClaims(
+            self._run_key, self._channel_index[channel_id], self._variant_index[variant_id], contact_seq
+        )
+        return self.signer.sign(claims)
+
+    def link(self, channel_id: str, kind: ChannelKind, variant_id: str, token: str) -> str:
+        return message_link(
+            cta=self.campaign.cta.url,
+            tracking_base=self.campaign.tracking.base_url,
+            campaign=self.campaign.name,
+            channel=channel_id,
+            kind=kind,
+            variant=variant_id,
+            token=token,
+        )
+
+    def render(
+        self, channel_id: str, variant: Variant, contact: Contact | None, *, address: str | None = None
+    ) -> Message:
+        config = self.campaign.channels[channel_id]
+        adapter: type[Channel] = channels.get(config.provider)
+        per_contact = adapter.kind is not ChannelKind.SOCIAL
+        contact_id = contact.id if (contact is not None and per_contact) else None
+        seq = contact.seq if (contact is not None and per_contact) else None
+        token = self.token(channel_id, variant.id, seq)
+        link = self.link(channel_id, adapter.kind, variant.id, token)
+        base = self.campaign.tracking.base_url
+        unsubscribe = f"{base}/u/{token}" if base and adapter.kind is ChannelKind.EMAIL else None
+        context: dict[str, Any] = {
+            "variant": VariantVars(variant.vars, id=variant.id),
+            "campaign": self.context_campaign,
+            "link": link,
+            "channel": {"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
+            **_share_helpers(link),
+        }
+        if adapter.kind is ChannelKind.EMAIL:
+            # a missing tracking.base_url is reported by the channel's rules, not as an undefined name
+            context["unsubscribe_url"] = unsubscribe or ""
+            context["postal_address"] = getattr(config, "postal_address", None) or ""
+        if per_contact and contact is not None:
+            context["contact"] = ContactFields(contact.fields)
+        rendered: dict[str, str] = {}
+        for part in adapter.parts:
+            template = self._templates.get((channel_id, part.name))
+            if template is not None:
+                rendered[part.name] = self._run(template, context, adapter)
+        html = rendered.get("html")
+        text = rendered.get("text")
+        if text is None:
+            text = _text_from_html(html) if html is not None else ""
+        message = Message(
+            channel=channel_id,
+            provider=adapter.provider,
+            kind=adapter.kind,
+            variant=variant.id,
+            contact_id=contact_id,
+            to=address,
+            link=link,
+            text=text.strip() if adapter.kind is not ChannelKind.EMAIL else text,
+            subject=rendered.get("subject"),
+            html=html,
+            run=self.run_id,
+            token=token,
+            unsubscribe=unsubscribe,
+        )
+        message.metrics = adapter.measure(message)
+        return message
+
+    def _run(self, template: jinja2.Template, context: dict[str, Any], adapter: type[Channel]) -> str:
+        try:
+            return template.render(context)
+        except jinja2.UndefinedError as exc:
+            origin, lineno = self._locate(exc.__traceback__, template)
+            message, code = _explain_undefined(str(exc.message), adapter)
+            raise RenderProblem(origin.at(lineno, message), code) from None
+        except jinja2.TemplateError as exc:
+            origin, lineno = self._locate(exc.__traceback__, template)
+            raise RenderProblem(origin.at(lineno, f"template error: {exc}"), "template_error") from None
+
+    def _locate(self, tb: TracebackType | None, template: jinja2.Template) -> tuple[_Origin, int | None]:
+        """The innermost template frame of a rendering error (Jinja rewrites tracebacks to show them)."""
+        found: tuple[_Origin, int | None] = (self._origin(template.name or ""), None)
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename in self._origins:
+                found = (self._origins[filename], tb.tb_lineno)
+            tb = tb.tb_next
+        return found
+
+
+def _share_helpers(link: str) -> dict[str, Any]:
+    """share_x(text) and share_linkedin(): links that open a pre-filled post in the reader's own account,
+    carrying this message's tracked link (share kits, clarion/sharekit.py)."""
+    from clarion.campaign.kits import linkedin_share_url, x_share_url
+
+    def share_x(text: str) -> str:
+        try:
+            return x_share_url(str(text), link)
+        except ValueError as exc:  # reported at the template line that called it
+            raise jinja2.TemplateRuntimeError(str(exc)) from None
+
+    def share_linkedin() -> str:
+        return linkedin_share_url(link)
+
+    return {"share_x": share_x, "share_linkedin": share_linkedin}
+
+
+_NO_ATTR = re.compile(r"'(?P<obj>[\w.]+) object' has no attribute '(?P<name>[^']+)'")
+_UNDEFINED = re.compile(r"'(?P<name>[^']+)' is undefined")
+
+
+def _explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
+    match = _NO_ATTR.search(raw)
+    if match and match["obj"].endswith("ContactFields"):
+        return (
+            f"the contacts file has no column {match['name']!r} (used as contact.{match['name']}); "
+            "add the column or fix the name",
+            f"contact_field:{match['name']}",
+        )
+    if match and match["obj"].endswith("VariantVars"):
+        return (
+            f"variant has no var {match['name']!r} (used as variant.{match['name']}); "
+            "add it under the variant's `vars:` or fix the name",
+            f"variant_var:{match['name']}",
+        )
+    match = _UNDEFINED.search(raw)
+    if match and match["name"] == "contact" and adapter.kind is ChannelKind.SOCIAL:
+        return (
+            "a post goes to everyone, so `contact` is not available in this channel's templates",
+            "contact_in_social",
+        )
+    if match:
+        return (
+            f"{match['name']!r} is undefined; templates can use contact, variant, campaign, link, channel, "
+            "share_x(), share_linkedin(), and in emails unsubscribe_url and postal_address",
+            f"undefined:{match['name']}",
+        )
+    return f"template error: {raw}", "undefined"
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when it lies under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,325 @@
+"""Whole-campaign validation: the file, its templates, and every contact rendered under each channel's rules.
+
+Problems that repeat across contacts (a bad address, a template field missing for some rows, a text too
+long for some names) are grouped: one line per kind of problem, naming the first few contacts and how many
+in all, located where the fix goes (the contacts file's line, or the template's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from clarion import channels
+from clarion.base.consent import consent_given
+from clarion.base.errors import CampaignInvalid, ClarionError, Problem
+from clarion.base.settings import ClarionSettings
+from clarion.campaign.contacts import Contact, ContactsError, ContactsFile
+from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.campaign.model import HOLDOUT, REST, Variant
+from clarion.channels.base import Channel, ChannelKind, Message
+from clarion.messages.assign import Assigner
+from clarion.messages.links import LinkSigner
+from clarion.messages.render import PREVIEW_RUN, Renderer, RenderProblem, display_path
+
+EXAMPLES_SHOWN = 3
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class _Group:
+    problem: Problem
+    examples: list[str] = field(default_factory=list)
+    count: int = 0
+
+
+class ProblemGroups:
+    """Problems keyed by what they are and where, each with the contacts it hit."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, ...], _Group] = {}
+
+    def add(self, key: tuple[str, ...], problem: Problem, contact: Contact | None = None) -> None:
+        group = self._groups.setdefault(key, _Group(problem))
+        group.count += 1
+        if contact is not None and len(group.examples) < EXAMPLES_SHOWN:
+            group.examples.append(f"{contact.id or '(no id)'} (line {contact.line})")
+
+    def problems(self) -> list[Problem]:
+        out = []
+        for group in self._groups.values():
+            problem = group.problem
+            if group.examples:
+                more = group.count - len(group.examples)
+                who = ", ".join(group.examples) + (
+                    f" and {more} more ({group.count} in all)" if more > 0 else ""
+                )
+                label = "contact" if group.count == 1 else "contacts"
+                problem = Problem(
+                    problem.file,
+                    problem.line,
+                    problem.col,
+                    f"{problem.message} [{label}: {who}]",
+                    problem.field,
+                )
+            out.append(problem)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+
+@dataclass
+class ValidationReport:
+    loaded: LoadedCampaign
+    contacts: int = 0
+    arms: Counter[str] = field(default_factory=Counter)
+    reachable: Counter[str] = field(default_factory=Counter)  # channel -> contacts with an address
+    consented: Counter[str] = field(default_factory=Counter)  # channel -> of those, who agreed (SMS)
+    samples: dict[str, Message] = field(default_factory=dict)
+
+
+def signer() -> LinkSigner:
+    return LinkSigner(ClarionSettings().signing_key())
+
+
+def open_contacts(loaded: LoadedCampaign) -> ContactsFile:
+    """The campaign's contacts file, or CampaignInvalid pointing at `audience.contacts`."""
+    path = loaded.contacts_path
+    if not path.is_file():
+        raise CampaignInvalid(
+            [
+                loaded.source.problem(
+                    ("audience", "contacts"),
+                    f"contacts file {loaded.campaign.audience.contacts!r} not found "
+                    f"(looked for {display_path(path)}); the path is relative to the campaign file",
+                )
+            ]
+        )
+    try:
+        return ContactsFile(path, display_path(path))
+    except ContactsError as exc:
+        raise CampaignInvalid([exc.problem]) from None
+
+
+#: Called for every valid contact: (contact, arm, {channel id: normalised address or None}).
+Visitor = Callable[[Contact, str, dict[str, str | None]], None]
+
+
+def validate_campaign(path: Path | str) -> ValidationReport:
+    """Check everything that can be checked before sending, share kits included; raises CampaignInvalid
+    listing every problem."""
+    from clarion.campaign.kits import load_kits
+
+    loaded = load_campaign(path)
+    problems = []
+    kits = []
+    try:
+        kits = load_kits(loaded)
+    except CampaignInvalid as exc:
+        problems.extend(exc.problems)
+    report = None
+    for each in [loaded, *(kit for _, kit in kits)]:
+        try:
+            scanned = scan(each, Renderer(each, signer(), PREVIEW_RUN))
+        except CampaignInvalid as exc:
+            problems.extend(exc.problems)
+            continue
+        if each is loaded:
+            report = scanned
+    if problems or report is None:
+        raise CampaignInvalid(problems)
+    return report
+
+
+def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None) -> ValidationReport:
+    """One pass over the audience: check and render every contact, telling `visitor` about each."""
+    contacts = open_contacts(loaded)
+    report = ValidationReport(loaded)
+    groups = ProblemGroups()
+    campaign = loaded.campaign
+    variants = {v.id: v for v in campaign.experiment.variants}
+    per_contact: list[tuple[str, type[Channel]]] = []
+    for cid, config in campaign.channels.items():
+        adapter = channels.get(config.provider)
+        if adapter.kind is ChannelKind.SOCIAL:
+            for variant in campaign.experiment.variants:
+                _render_checked(renderer, cid, variant, None, None, groups, report)
+            continue
+        column = adapter.address_column
+        if column and column not in contacts.columns:
+            groups.add(
+                ("column", cid),
+                loaded.source.problem(
+                    ("channels", cid),
+                    f"{adapter.provider} sends to the {column!r} column, which {contacts.display} lacks "
+                    f"(columns: {', '.join(contacts.columns)})",
+                    key=True,
+                ),
+            )
+            continue
+        consent = adapter.consent_column
+        if consent and consent not in contacts.columns:
+            groups.add(
+                ("consent", cid),
+                loaded.source.problem(
+                    ("channels", cid),
+                    f"{adapter.kind.value.upper()} goes only to contacts who agreed to it: "
+                    f"{contacts.display} needs a {consent!r} column (yes/no per contact; only 'yes' is sent)",
+                    key=True,
+                ),
+            )  # the rest is still checked: one run of validate lists every problem
+        per_contact.append((cid, adapter))
+
+    assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
+    seen: set[str] = set()
+    try:
+        for contact in contacts.records():
+            report.contacts += 1
+            if not _contact_ok(contact, contacts, seen, groups):
+                continue
+            arm = assigner.arm(contact.id)
+            report.arms[arm] += 1
+            addresses: dict[str, str | None] = {}
+            for cid, adapter in per_contact:
+                config = campaign.channels[cid]
+                raw = contact.fields.get(adapter.address_column or "", "")
+                if arm != HOLDOUT:
+                    addresses[cid] = None
+                agreed = True
+                if adapter.consent_column in contacts.columns:
+                    try:
+                        agreed = consent_given(contact.fields.get(adapter.consent_column, ""))
+                    except ValueError as exc:
+                        problem = Problem(contacts.display, contact.line, 1, str(exc), adapter.consent_column)
+                        groups.add(("consent_value", cid), problem, contact)
+                        continue
+                if not raw:
+                    continue  # not reachable on this channel: skipped at send time, with the reason
+                try:
+                    address = adapter.normalise_address(raw, config)
+                except ValueError as exc:
+                    problem = Problem(contacts.display, contact.line, 1, str(exc), f"channels.{cid}")
+                    groups.add(("address", cid), problem, contact)
+                    continue
+                if arm == HOLDOUT:
+                    continue  # checked all the same: the file is wrong, whoever the contact is
+                addresses[cid] = address
+                report.reachable[cid] += 1
+                if adapter.consent_column and agreed:
+                    report.consented[cid] += 1
+                # the rest of a rollout gets whichever variant wins: each must render for them
+                for variant in [variants[arm]] if arm != REST else list(variants.values()):
+                    _render_checked(renderer, cid, variant, contact, address, groups, report)
+            if visitor is not None and not groups:
+                visitor(contact, arm, addresses)
+    except ContactsError as exc:
+        groups.add(("file",), exc.problem)
+    if report.contacts == 0 and not groups:
+        groups.add(("empty",), Problem(contacts.display, 2, 1, "has a header but no contacts"))
+    if groups:
+        raise CampaignInvalid(groups.problems())
+    return report
+
+
+def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups: ProblemGroups) -> bool:
+    cid = contact.id
+
+    def bad(code: str, message: str) -> bool:
+        groups.add(("id", code), Problem(contacts.display, contact.line, 1, message, "id"), contact)
+        return False
+
+    if not cid:
+        return bad("empty", "contact has an empty id; every contact needs a unique id")
+    if cid in seen:
+        return bad("duplicate", f"contact id {cid!r} appears more than once; ids must be unique")
+    seen.add(cid)
+    if _CONTROL.search(cid) or len(cid) > 128:
+        return bad("shape", "contact id has control characters or is over 128 characters")
+    if "@" in cid or _PHONE_LIKE.match(cid):
+        return bad(
+            "pii",
+            "contact id looks like an email address or phone number; ids are stored in the ledger and "
+            "sent to providers as metadata, so use an opaque id (e.g. your CRM's)",
+        )
+    tz = contact.fields.get("timezone", "")
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a zone folder ("America")
+            groups.add(
+                ("timezone",),
+                Problem(
+                    contacts.display,
+                    contact.line,
+                    1,
+                    f"timezone {tz!r} is not an IANA time zone (e.g. America/Chicago)",
+                    "timezone",
+                ),
+                contact,
+            )
+    return True
+
+
+def _render_checked(
+    renderer: Renderer,
+    cid: str,
+    variant: Variant,
+    contact: Contact | None,
+    address: str | None,
+    groups: ProblemGroups,
+    report: ValidationReport,
+) -> None:
+    config = renderer.campaign.channels[cid]
+    adapter = channels.get(config.provider)
+    try:
+        message = renderer.render(cid, variant, contact, address=address)
+    except RenderProblem as exc:
+        groups.add(("render", cid, exc.code, exc.problem.file, str(exc.problem.line)), exc.problem, contact)
+        return
+    report.samples.setdefault(f"{cid}:{variant.id}", message)
+    for code, text in adapter.check(message, config):
+        where = adapter.rule_fields.get(code) or ("template" if config.template else "body")
+        problem = renderer.loaded.source.problem(("channels", cid, where), f"variant {variant.id}: {text}")
+        groups.add(("rule", cid, variant.id, code), problem, contact)
+
+
+def preview(path: Path | str, contact_id: str | None = None) -> list[Message]:
+    """Every channel x variant rendered for one contact (default: the first in the file)."""
+    loaded = load_campaign(path)
+    renderer = Renderer(loaded, signer(), PREVIEW_RUN)
+    contacts = open_contacts(loaded)
+    try:
+        chosen = next(
+            (c for c in contacts.records() if contact_id is None or c.id == contact_id),
+            None,
+        )
+    except ContactsError as exc:
+        raise CampaignInvalid([exc.problem]) from None
+    if chosen is None:
+        raise ClarionError(
+            f"{contacts.display}: no contact with id {contact_id!r}"
+            if contact_id
+            else f"{contacts.display}: has no contacts to preview"
+        )
+    messages = []
+    for cid, config in loaded.campaign.channels.items():
+        adapter = channels.get(config.provider)
+        raw = chosen.fields.get(adapter.address_column or "", "")
+        address = None
+        if raw:
+            try:
+                address = adapter.normalise_address(raw, config)
+            except ValueError as exc:
+                raise ClarionError(f"{contacts.display}:{chosen.line}: channels.{cid}: {exc}") from None
+        for variant in loaded.campaign.experiment.variants:
+            try:
+                messages.append(renderer.render(cid, variant, chosen, address=address))
+            except RenderProblem as exc:
+                raise CampaignInvalid([exc.problem]) from None
+    return messages

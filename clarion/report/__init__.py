@@ -1,7 +1,0 @@
-"""A run's report: per channel x variant comparison with verdicts, as terminal tables, JSON, CSV or HTML."""
-
-from clarion.report.build import build_report
-from clarion.report.formats import terminal, to_csv
-from clarion.report.html import render_html
-
-__all__ = ["build_report", "render_html", "terminal", "to_csv"]

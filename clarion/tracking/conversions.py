@@ -1,0 +1,167 @@
+"""`clarion conversions import`: conversions from a CSV export, joined to a run's contacts by email or phone.
+
+This is how the holdout's outcome is measured: the holdout got no message and no link, but its members can
+still donate, and the donation platform's export names them by email or phone. Each row is matched to the
+run's audience (never stored by address: the ledger keeps the contact's position and arm), and is recorded
+once: by its `id` column when the export has one, else by a digest of (who, amount, currency, time), so
+importing the same file twice changes nothing. Rows that match no contact are counted and listed, not
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from clarion.base.errors import ClarionError
+from clarion.ledger import Conversion, Ledger, RunNotFound
+from clarion.tracking.runs import AddressIndex, RunFacts
+
+REQUIRED_ANY = ("email", "phone")
+KNOWN = {"id", "email", "phone", "amount", "currency", "time", "occurred_at"}
+BATCH = 2_000
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    recorded: int = 0
+    unmatched_lines: list[int] = field(default_factory=list)
+
+
+def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str = "USD") -> ImportResult:
+    record = ledger.get_run(run_id)
+    if record is None:
+        raise RunNotFound(run_id)
+    index = AddressIndex.read(Path(RunFacts.of(record).campaign_file))
+    result = ImportResult()
+    pending: list[tuple[int, Conversion]] = []
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ClarionError(f"{path}: cannot read ({exc.strerror}); give the path of a CSV export") from None
+    with handle:
+        reader = csv.DictReader(handle, strict=True)
+        _check_header(path, reader.fieldnames)
+        try:
+            for row in reader:
+                result.rows += 1
+                line = reader.line_num
+                seq = _match(index, row)
+                if seq is None:
+                    result.unmatched_lines.append(line)
+                    continue
+                pending.append((seq, _conversion(path, line, row, run_id, seq, currency)))
+                if len(pending) >= BATCH:
+                    result.recorded += _write(ledger, run_id, pending)
+                    pending = []
+        except csv.Error as exc:
+            raise ClarionError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    result.recorded += _write(ledger, run_id, pending)
+    return result
+
+
+def _check_header(path: Path, header: Sequence[str] | None) -> None:
+    if not header:
+        raise ClarionError(f"{path}:1: the file is empty; expected a header such as email,amount,time")
+    columns = {h.strip().lower() for h in header}
+    if not columns & set(REQUIRED_ANY):
+        raise ClarionError(
+            f"{path}:1: no email or phone column to match contacts by (columns: {', '.join(header)})"
+        )
+    if "amount" not in columns:
+        raise ClarionError(f"{path}:1: no amount column (columns: {', '.join(header)})")
+    unknown = sorted(columns - KNOWN)
+    if unknown:
+        raise ClarionError(
+            f"{path}:1: unknown column(s) {', '.join(unknown)}; the columns are {', '.join(sorted(KNOWN))}"
+        )
+
+
+def _get(row: dict[str, str | None], name: str) -> str:
+    for key, value in row.items():
+        if key and key.strip().lower() == name:
+            return (value or "").strip()
+    return ""
+
+
+def _match(index: AddressIndex, row: dict[str, str | None]) -> int | None:
+    email, phone = _get(row, "email"), _get(row, "phone")
+    if email and (seq := index.emails.get(email.lower())) is not None:
+        return seq
+    if phone and (key := index.phone_key(phone)) is not None:
+        return index.phones.get(key)
+    return None
+
+
+def _conversion(
+    path: Path, line: int, row: dict[str, str | None], run_id: str, seq: int, default_currency: str
+) -> Conversion:
+    raw_amount = _get(row, "amount")
+    try:
+        amount = Decimal(raw_amount.replace(",", "")) if raw_amount else Decimal(0)
+    except InvalidOperation:
+        raise ClarionError(f"{path}:{line}: amount: {raw_amount!r} is not a number (e.g. 25.00)") from None
+    if amount < 0 or not amount.is_finite():
+        raise ClarionError(f"{path}:{line}: amount: {raw_amount!r} must be zero or more")
+    currency = (_get(row, "currency") or default_currency).upper()
+    if len(currency) != 3 or not currency.isalpha():
+        raise ClarionError(f"{path}:{line}: currency: {currency!r} is not a 3-letter code such as USD")
+    raw_time = _get(row, "time") or _get(row, "occurred_at")
+    at = _when(path, line, raw_time)
+    external = (
+        _get(row, "id")
+        or hashlib.sha256(f"{seq}|{amount}|{currency}|{at.isoformat()}".encode()).hexdigest()[:32]
+    )
+    return Conversion(
+        run_id=run_id,
+        source="import",
+        external_id=external[:200],
+        arm="",  # filled in from the assignment when written
+        amount_minor=int((amount * 100).to_integral_value()),
+        currency=currency,
+        at=at,
+        contact_seq=seq,
+    )
+
+
+def _when(path: Path, line: int, raw: str) -> datetime:
+    if not raw:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ClarionError(
+            f"{path}:{line}: time: {raw!r} is not an ISO 8601 time (e.g. 2026-11-22T21:05:00Z)"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _write(ledger: Ledger, run_id: str, pending: list[tuple[int, Conversion]]) -> int:
+    if not pending:
+        return 0
+    arms = ledger.arms_of(run_id, [seq for seq, _ in pending])
+    rows = []
+    for seq, conversion in pending:
+        arm = arms.get(seq)
+        if arm is None:  # in the contacts file but not in this run (e.g. added after it was planned)
+            continue
+        rows.append(
+            Conversion(
+                run_id=conversion.run_id,
+                source=conversion.source,
+                external_id=conversion.external_id,
+                arm=arm,
+                amount_minor=conversion.amount_minor,
+                currency=conversion.currency,
+                at=conversion.at,
+                contact_seq=seq,
+            )
+        )
+    ledger.record(conversion_rows=rows)
+    return len(rows)
