@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 from make_contacts import generate  # noqa: E402
 
-from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS  # noqa: E402
 from clarion.ledger import Ledger, SendState  # noqa: E402
 from clarion.sandbox import FaultConfig, Sandbox  # noqa: E402
 from clarion.sandbox.devstack import prefect_server  # noqa: E402
@@ -123,8 +122,7 @@ def main() -> None:
             "CLARION_HOME": str(root / "home"),
             "CLARION_SECRET_KEY": "crash-soak-signing-key-0123456789abcdef",
             "CLARION_HTTP_TIMEOUT": "2",
-            **SANDBOX_CREDENTIALS,
-            **dict.fromkeys(SANDBOX_URLS, sandbox.url),
+            **sandbox.environment(),
         }
         os.environ.update({k: env[k] for k in ("CLARION_HOME", "CLARION_SECRET_KEY")})
         ledger = Ledger(f"sqlite:///{root / 'home' / 'clarion.db'}")

@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 from make_contacts import generate  # noqa: E402
 
-from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS  # noqa: E402
 from clarion.sandbox import Sandbox  # noqa: E402
 from clarion.sandbox.devstack import clarion_worker, prefect_server  # noqa: E402
 
@@ -115,8 +114,7 @@ def main() -> None:
         env = {
             "CLARION_HOME": str(root / "home"),
             "CLARION_SECRET_KEY": "benchmark-signing-key-0123456789abcdef",
-            **SANDBOX_CREDENTIALS,
-            **dict.fromkeys(SANDBOX_URLS, sandbox.url),
+            **sandbox.environment(),
         }
         with clarion_worker([root / "campaigns"], api, env, log=root / "worker.log"):
             shell = {**env, "PREFECT_API_URL": api, "PATH": str(Path(sys.executable).parent)}

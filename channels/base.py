@@ -1,10 +1,21 @@
-"""What every channel adapter declares: its campaign-file settings, its content rules and its limits.
+"""What every provider declares: its campaign-file settings, its content rules, its limits, how it sends.
 
-An adapter is one module in channels/ with one `Channel` subclass registered under its provider name
-(`@register`). The class says, as class attributes, what kind of channel it is (social, email, sms),
-which contact column it sends to, and the provider's limits; its `config_model` is the part of the
-campaign file under `channels.<id>:` for this provider, and `check()` applies the provider's content rules
-to a rendered message. Sending (credentials, the SDK call, error mapping) lives in the same module.
+A provider is one folder, channels/<provider>/, whose package exports one `Channel` subclass, registered
+under its name through the `clarion.channels` entry-point group (registry.py). The class says, as class
+attributes, what kind of channel it is (social, email, sms), which contact column it sends to, and the
+provider's limits; its `config_model` is the part of the campaign file under `channels.<id>:` for this
+provider, `check()` applies the provider's content rules to a rendered message, `send()` sends (mapping the
+SDK's errors to ours at this one boundary), and `verify()` asks the provider before a launch. Beside the
+adapter: `webhooks()` (its webhook endpoints, channels/webhooks.py) and `emulator()` (its sandbox
+emulator, channels/emulation.py), both imported only when asked for.
+
+The error tree, at the adapter boundary (`send` never raises for a provider's answer):
+
+    ProviderError                 an SDK error, mapped; `.result(recipient)` is the SendResult
+    ├── Rejected                  permanently refused (bad address, opted out, content): never retried
+    ├── Retryable                 refused for now (5xx, connection refused): safe to send again later
+    │   └── RateLimited           a 429, with retry_after from the provider's headers
+    └── Uncertain                 the request may have arrived (read timeout, dropped connection)
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -29,6 +40,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clarion.base.errors import ClarionError
 from clarion.base.timing import parse_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from clarion.channels.emulation import Emulator
+    from clarion.channels.webhooks import Webhook
 
 
 class ChannelKind(StrEnum):
@@ -206,6 +223,8 @@ class Channel:
     #: Parts rendered for a message, keyed by name.
     parts: ClassVar[tuple[Part, ...]] = (Part("text", inline="body", file="template"),)
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
+    #: Whether the provider has a compose link (`compose_url`): templates then get share_<provider>(text).
+    composes: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -233,6 +252,22 @@ class Channel:
         """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
         for a provider error: those are mapped to results."""
         raise NotImplementedError
+
+    @classmethod
+    def compose_url(cls, text: str, link: str) -> str:
+        """A link that opens a post of `text` and `link` in the reader's own account (share kits);
+        ValueError when the post would break the provider's rules."""
+        raise NotImplementedError(f"{cls.provider} has no compose link")
+
+    @classmethod
+    def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
+        """The provider's webhook endpoints for the tracking service, with their secrets from `environ`."""
+        return []
+
+    @classmethod
+    def emulator(cls) -> type[Emulator] | None:
+        """The provider's sandbox emulator class (None: the sandbox does not emulate this provider)."""
+        return None
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:

@@ -1,24 +1,156 @@
-"""What every provider emulator shares: the base class, JSON answers and reading the Authorization header."""
+"""What every provider's sandbox emulator builds on: the record of what arrived, the emulator base class,
+the providers' wire helpers, and the hooks the sandbox's simulated recipients call.
+
+An emulator (channels/<provider>/emulator.py) answers the provider's own API paths in its wire format and
+errors, refuses credentials its `Account` says are revoked, and, for simulated recipients, acts as the
+provider would after accepting a message (delivery events, status callbacks, opt-outs), over HTTP to the
+tracking service, signed as the provider signs. The sandbox (clarion/sandbox) mounts every registered
+provider's emulator on one port and adds fault injection in front of them.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
+import random
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
 
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clarion.sandbox.store import Store
-
+Record = dict[str, Any]
 #: A provider endpoint: the request and its body, already read, in; the answer out. It runs on the event
 #: loop and must not block; it stores what it accepts before returning.
 Handler = Callable[[Request, bytes], Response]
+Route = tuple[str, str, Handler]  # method, path, handler
 
 REDACTED = "[REDACTED]"
+#: Requests kept in the log; the oldest go first.
+MAX_REQUESTS = 20_000
+
+
+def utc_now_iso() -> str:
+    """Now in ISO 8601, UTC, with microseconds: how the sandbox stamps what it receives."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class ReadOnlyRecord(dict[str, Any]):
+    """A stored message or request: a dict that refuses changes, so readers can share it without copies.
+
+    `messages()` is polled while thousands of messages arrive; handing out the stored records instead of
+    copies keeps that cheap. `dict(record)` gives a mutable copy.
+    """
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("sandbox records are read-only; copy one with dict(record)")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyRecord, (dict(self),))
+
+    def __copy__(self) -> ReadOnlyRecord:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReadOnlyRecord:
+        import copy
+
+        return ReadOnlyRecord(copy.deepcopy(dict(self), memo))
+
+
+class Store:
+    """What the sandbox received: every provider's accepted messages and the request log.
+
+    One lock guards everything. Handlers build their records outside it and hand them over in one call, so a
+    request holding 1,000 recipients takes the lock once.
+    """
+
+    def __init__(self, providers: Sequence[str], max_requests: int = MAX_REQUESTS) -> None:
+        self.providers = tuple(providers)
+        self._lock = threading.Lock()
+        self._messages: list[Record] = []
+        self._counts: Counter[str] = Counter()
+        self._requests: deque[Record] = deque(maxlen=max_requests)
+        self._next_message = 1
+        self._next_request = 1
+        #: called, outside the lock, with each batch of newly accepted messages (simulated recipients)
+        self.listeners: list[Callable[[Sequence[Record]], None]] = []
+
+    def check_provider(self, provider: str) -> str:
+        if provider not in self.providers:
+            raise ValueError(f"unknown provider {provider!r} (known: {', '.join(self.providers)})")
+        return provider
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def add_messages(self, records: Iterable[Record]) -> list[Record]:
+        """Store accepted messages (each gets an `id`), tell the listeners; returns the stored records."""
+        added: list[Record] = []
+        with self._lock:
+            for record in records:
+                record["id"] = self._next_message
+                self._next_message += 1
+                stored = ReadOnlyRecord(record)
+                self._messages.append(stored)
+                added.append(stored)
+                self._counts[record["provider"]] += 1
+        for listener in list(self.listeners):
+            listener(added)
+        return added
+
+    def log_request(self, entry: Record) -> None:
+        with self._lock:
+            entry["id"] = self._next_request
+            self._next_request += 1
+            self._requests.append(ReadOnlyRecord(entry))
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._messages.clear()
+            self._counts.clear()
+            self._requests.clear()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def messages(self, provider: str | None = None) -> list[Record]:
+        if provider is not None:
+            self.check_provider(provider)
+        with self._lock:
+            if provider is None:
+                return list(self._messages)
+            return [m for m in self._messages if m["provider"] == provider]
+
+    def requests(self, provider: str | None = None) -> list[Record]:
+        if provider is not None:
+            self.check_provider(provider)
+        with self._lock:
+            return [r for r in self._requests if provider is None or r["provider"] == provider]
+
+    def latest(self, count: int) -> list[Record]:
+        with self._lock:
+            return self._messages[-count:]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {p: self._counts[p] for p in self.providers}
+
+
+# -- the wire --------------------------------------------------------------------------------------------
 
 
 def json_response(
@@ -70,17 +202,142 @@ def redacted_headers(request: Request) -> dict[str, str]:
     return headers
 
 
+# -- simulated recipients --------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Amount(_Strict):
+    mean: float = Field(default=25, ge=0)
+    sd: float = Field(default=0, ge=0)
+    min: float = Field(default=1, ge=0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+
+Rate = float | dict[str, float]  # one probability, or per variant id with "default" for the others
+
+
+class Behaviour(_Strict):
+    """How the recipients of one channel behave (each provider's emulator reads what applies to it)."""
+
+    delivered: float = Field(default=1.0, ge=0, le=1)
+    open: float = Field(default=0.0, ge=0, le=1)
+    click: Rate = 0.0
+    convert: Rate = 0.0
+    amount: Amount = Field(default_factory=Amount)
+    impressions: int | dict[str, int] = 0
+    likes: float = Field(default=0.0, ge=0, le=1)
+    reposts: float = Field(default=0.0, ge=0, le=1)
+    replies: float = Field(default=0.0, ge=0, le=1)
+    quotes: float = Field(default=0.0, ge=0, le=1)
+    bookmarks: float = Field(default=0.0, ge=0, le=1)
+    # opting out: email recipients press their mail client's unsubscribe button (RFC 8058 one-click POST
+    # to the List-Unsubscribe URL) or report spam; SMS recipients reply STOP
+    unsubscribe: float = Field(default=0.0, ge=0, le=1)
+    spam_report: float = Field(default=0.0, ge=0, le=1)
+    stop: float = Field(default=0.0, ge=0, le=1)
+
+
+def rate(value: Rate | int | dict[str, int], variant: str) -> float:
+    """A behaviour's rate for one variant (a dict names variants, with "default" for the others)."""
+    if isinstance(value, dict):
+        return float(value.get(variant, value.get("default", 0)))
+    return float(value)
+
+
+class Recipients(Protocol):
+    """What the sandbox's simulated recipients lend an emulator while it plays one message's recipient."""
+
+    tracking_url: str
+    max_social_clicks: int  # clicks at most from one post's audience
+
+    def secret(self, name: str) -> str | None:
+        """A webhook secret by its environment variable's name (e.g. TWILIO_AUTH_TOKEN); None if unset."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+        """An HTTP request to the tracking service (a path, or a full URL), retried; None when it failed."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to one of the engagement counters (clicks, events_posted, stops, ...)."""
+
+    def fail(self, error: str) -> None:
+        """Record a failure (counted and logged; the recipient gives up on this message)."""
+
+    def click(self, rng: random.Random, token: str, variant: str, behaviour: Behaviour, key: str) -> None:
+        """Follow the tracked link of `token` (and maybe convert), as a person would."""
+
+
+# -- the emulator ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """What the account behind the sandbox's credentials answers; providers add their own settings."""
+
+    revoked: bool = False  # every request with these credentials gets the provider's 401
+
+
 class Emulator(ABC):
-    """One provider's API: its routes, and the answers its faults give in its own wire format."""
+    """One provider's API: its routes, its answers when faulted, and its recipients' behaviour."""
 
     name: ClassVar[str]
+    label: ClassVar[str]  # how the sandbox's page names its messages, e.g. "Email (SendGrid)"
+    prefixes: ClassVar[tuple[str, ...]] = ()  # path prefixes of its API, for 404s in its format
+    account_type: ClassVar[type[Account]] = Account
+    #: Dummy credentials the adapter needs to talk to the sandbox (environment variables).
+    credentials: ClassVar[dict[str, str]] = {}
+    #: The environment variable pointing the adapter at another host (the sandbox's URL).
+    url_variable: ClassVar[str | None] = None
+    #: Environment variables that would send the adapter elsewhere or change how it signs in: unset.
+    cleared_variables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._account_lock = threading.Lock()
+        self._account = self.account_type()
+
+    # -- the account --------------------------------------------------------------------------------
+
+    @property
+    def account(self) -> Account:
+        with self._account_lock:
+            return self._account
+
+    def update_account(self, settings: Mapping[str, Any]) -> Account:
+        """Change some of the account's settings; ValueError naming an unknown one or a wrong type."""
+        current = self.account
+        known = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+        values = dict(settings)
+        for key, value in settings.items():
+            if key not in known:
+                raise ValueError(f"unknown account setting {key!r}; known: {', '.join(sorted(known))}")
+            if isinstance(known[key], tuple):
+                if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{key}: expected a list of strings")
+                values[key] = tuple(value)
+            elif type(value) is not type(known[key]):
+                raise ValueError(f"{key}: expected {type(known[key]).__name__}")
+        updated = dataclasses.replace(current, **values)
+        with self._account_lock:
+            self._account = updated
+        return updated
+
+    def account_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.account).items()
+        }
+
+    # -- the API ------------------------------------------------------------------------------------
 
     @abstractmethod
-    def routes(self) -> list[tuple[str, str, Handler]]:
-        """(method, path, handler) for each endpoint."""
+    def routes(self) -> list[Route]:
+        """(method, path, handler) for each of the provider's endpoints."""
+
+    def controls(self) -> list[Route]:
+        """(method, path, handler) of test controls under /_sandbox/ (e.g. Twilio's opted-out numbers)."""
+        return []
 
     @abstractmethod
     def rate_limited(self, retry_after: float) -> Response:
@@ -97,5 +354,59 @@ class Emulator(ABC):
         """Add the headers the provider puts on every answer."""
         return response
 
-    def reset(self) -> None:  # noqa: B027 (optional hook: most emulators keep no state of their own)
-        """Forget per-run state (counters, windows)."""
+    def reset(self) -> None:
+        """Forget per-run state (counters, windows, posts) and restore the account's defaults."""
+        with self._account_lock:
+            self._account = self.account_type()
+
+    def environment(self, url: str) -> dict[str, str]:
+        """What the adapter needs to send here: dummy credentials and the sandbox's URL."""
+        found = dict(self.credentials)
+        if self.url_variable:
+            found[self.url_variable] = url
+        return found
+
+    def webhook_environment(self) -> dict[str, str]:
+        """What the tracking service needs to verify the webhooks this emulator signs."""
+        return {}
+
+    # -- simulated recipients -----------------------------------------------------------------------
+
+    def engage(
+        self,
+        people: Recipients,
+        record: Mapping[str, Any],
+        rng: random.Random,
+        behaviour: Behaviour,
+        token: str,
+        variant: str,
+    ) -> bool:
+        """Play the recipient of one accepted message (delivery events, opt-outs); True when it was
+        delivered, so the recipient may go on to click."""
+        return rng.random() < behaviour.delivered
+
+    def flush(self, people: Recipients, *, force: bool) -> None:  # noqa: B027 (optional hook)
+        """Send what this provider batches (SendGrid posts events in batches); `force`: all of it."""
+
+
+__all__ = [
+    "MAX_REQUESTS",
+    "Account",
+    "Amount",
+    "Behaviour",
+    "Emulator",
+    "Handler",
+    "Rate",
+    "ReadOnlyRecord",
+    "Recipients",
+    "Record",
+    "Route",
+    "Store",
+    "basic_credentials",
+    "bearer_token",
+    "json_response",
+    "parse_json",
+    "rate",
+    "redacted_headers",
+    "utc_now_iso",
+]

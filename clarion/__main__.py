@@ -1,5 +1,5 @@
 """`python -m clarion` is the `clarion` command."""
 
-from clarion.cli.app import main
+from clarion.cli.main import main
 
 main()

@@ -1,4 +1,5 @@
-"""The comparison of a run as Prefect artifacts (a table and a markdown page), so it shows in the Prefect UI.
+"""What a run shows in the Prefect UI: its results per channel x variant, its errors, a rollout's decision,
+and the comparison (a table and a markdown page of verdicts).
 
 Published at the end of the launch flow (clicks and conversions are still to come then) and by every
 collect run, which keeps the UI's copy current while the campaign is live.
@@ -6,9 +7,14 @@ collect run, which keeps the UI's copy current while the campaign is live.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from clarion.engine.schedule import rollout_run_id
 from clarion.ledger import Ledger
+from clarion.ledger.results import ChannelVariantResult, format_reasons
 
 
 def artifact_key(prefix: str, run_id: str) -> str:
@@ -55,3 +61,32 @@ def publish_report(ledger: Ledger, run_id: str) -> dict[str, object]:
         description=f"Clarion run {run_id}: verdicts",
     )
     return report
+
+
+def publish_results(
+    ledger: Ledger, run_id: str, results: Sequence[ChannelVariantResult], errors: Mapping[str, list[str]]
+) -> None:
+    """The run's comparison, its results table and, if any channel stopped, why."""
+    publish_report(ledger, run_id)
+    create_table_artifact(
+        key=artifact_key("results", run_id),
+        table=[{**r.as_dict(), "reasons": format_reasons(r.reasons)} for r in results],
+        description=f"Clarion run {run_id}: per channel x variant",
+    )
+    if errors:
+        lines = "\n".join(f"- **{cid}**: {e}" for cid, errs in errors.items() for e in errs[:5])
+        create_markdown_artifact(markdown=f"# Channel errors in {run_id}\n\n{lines}\n")
+
+
+def publish_rollout(run_id: str, decision: Mapping[str, Any]) -> None:
+    verb = "won" if decision["decided"] else "is the fallback"
+    create_markdown_artifact(
+        key=artifact_key("rollout", run_id),
+        markdown=(
+            f"# Rollout of {run_id}\n\n**{decision['winner']}** {verb} "
+            f"({decision['metric']}).\n\n{decision['text']}\n\n"
+            f"The rest of the audience gets {decision['winner']} in run `{rollout_run_id(run_id)}`; "
+            "the holdout gets nothing.\n"
+        ),
+        description=f"Clarion run {run_id}: the rollout's decision",
+    )

@@ -15,18 +15,17 @@ from prefect import flow, get_run_logger
 from clarion.base.errors import ClarionError
 from clarion.campaign.loader import load_campaign
 from clarion.channels.base import ChannelKind, ProviderError
-from clarion.engine.send import make_adapter
+from clarion.engine.context import make_adapter
 from clarion.flows.artifacts import publish_report
-from clarion.flows.launch import ledger
-from clarion.ledger import ProviderEvent, RunNotFound, SendState
-from clarion.ledger.engagement import METRICS
+from clarion.ledger import Ledger, ProviderEvent, RunNotFound, SendState
+from clarion.ledger.events import METRICS
 
 
 @flow(name="clarion-collect", flow_run_name="collect-{run_id}", log_prints=False)
 def collect(run_id: str) -> dict[str, int]:
     """Record the current public metrics of every post the run published; returns impressions per post."""
     logger = get_run_logger()
-    store = ledger()
+    store = Ledger.open()
     record = store.get_run(run_id)
     if record is None:
         raise RunNotFound(run_id)

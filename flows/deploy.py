@@ -17,6 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
 from clarion.campaign.loader import load_campaign
 from clarion.campaign.model import EVENT_RESOURCE, Campaign
@@ -29,9 +30,6 @@ TRIGGER_PARAMETERS = {
     key: {"__prefect_kind": "jinja", "template": "{{ event." + key + " }}"}
     for key in ("id", "event", "occurred")
 }
-
-
-PROJECT = Path(__file__).resolve().parent.parent  # where flows/launch.py is found by a work-pool worker
 
 
 def deployment_name(campaign: Campaign) -> str:
@@ -54,8 +52,6 @@ def build(path: Path, pool: str | None = None) -> tuple[RunnerDeployment, Campai
         "tags": ["clarion", f"campaign:{campaign.name}", *(f"channel:{c}" for c in campaign.channels)],
         "description": campaign.description or f"Clarion campaign {campaign.name}",
     }
-    if pool is not None:  # a process worker runs the flow from this checkout of the project
-        kwargs["job_variables"] = {"working_dir": str(PROJECT)}
     if schedule is not None and schedule.cron is not None:
         kwargs["schedules"] = [Cron(schedule.cron, timezone=schedule.timezone)]
     if schedule is not None and schedule.on_event is not None:
@@ -67,7 +63,10 @@ def build(path: Path, pool: str | None = None) -> tuple[RunnerDeployment, Campai
                 parameters={"trigger": TRIGGER_PARAMETERS},
             )
         ]
-    return cast(RunnerDeployment, launch.to_deployment(**kwargs)), campaign
+    # a module entrypoint (clarion.flows.launch.launch): a worker imports the installed package, from any
+    # folder, instead of looking for a file in a checkout
+    deployment = launch.to_deployment(entrypoint_type=EntrypointType.MODULE_PATH, **kwargs)
+    return cast(RunnerDeployment, deployment), campaign
 
 
 def register(paths: list[Path], *, pool: str | None = None) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The launch flow: plan a run, pass its approval gate, then send wave after wave (steps, deferred texts,
-a rollout's second half), batch by batch, and publish the results.
+a rollout's second half, share kits), batch by batch, and publish the results.
 
-Parameters stay small (a campaign path and a run id; never the audience). Tasks get batch descriptors,
-so task runs grow with batches, not contacts. A channel that fails never stops the others.
+The flow run loads the campaign once and opens the ledger once (a `RunContext` its tasks share). Its
+parameters stay small (a campaign path and a run id; never the audience); tasks get batch descriptors, so
+task runs grow with batches, not contacts. A channel that fails never stops the others.
 
 Waiting happens where it survives a restart: in a deployment, the flow schedules a continuation run of
 its own deployment for the next wave and ends; run by hand (`clarion run`), it sleeps, and a resume after a
@@ -11,84 +12,62 @@ crash waits only what is left, because every due time derives from the launch in
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from clarion.base.settings import ClarionSettings
-from clarion.campaign.kits import check_kits, kit_run_id
+from clarion.campaign.kits import kit_run_id
+from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.engine.context import RunContext
+from clarion.engine.outcome import ChildOutcome, RolloutOutcome, RunOutcome
 from clarion.engine.plan import Batch, plan_run
 from clarion.engine.schedule import LAUNCHED, ROLLOUT, Wave, decide_rollout, rollout_run_id, utcnow, waves
-from clarion.engine.send import (
-    BatchOutcome,
-    ChannelStopped,
-    close_gate,
-    loaded_campaign,
-    open_gate,
-    restart_channels,
-    send_batch,
-    stopped_reason,
-    warm_up,
-)
+from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
 from clarion.flows.approval import approval_gate
-from clarion.flows.artifacts import artifact_key, publish_report
+from clarion.flows.artifacts import artifact_key, publish_results, publish_rollout
 from clarion.flows.naming import flow_run_name, resolve_run_id, schedule_slot
 from clarion.ledger import Ledger, RunStatus
 from clarion.ledger.results import format_reasons, run_results
+from clarion.messages.validate import check_kits
 
-MAX_WORKERS = int(os.environ.get("CLARION_MAX_WORKERS", "8"))
+SETTINGS = ClarionSettings()
 #: Waits shorter than this are slept through even in a deployment (a continuation run costs seconds).
-SLEEP_WITHIN = timedelta(seconds=float(os.environ.get("CLARION_SLEEP_WITHIN", "120")))
+SLEEP_WITHIN = timedelta(seconds=SETTINGS.sleep_within)
 PREFETCH_WAIT = 300.0  # a scheduled run started this early (or less) waits for its slot before sending
 
 
-@lru_cache(maxsize=4)
-def _ledger(url: str) -> Ledger:
-    ledger = Ledger(url)
-    ledger.migrate()
-    return ledger
-
-
-def ledger() -> Ledger:
-    """This process's ledger, on CLARION_DATABASE_URL or the SQLite file in CLARION_HOME."""
-    return _ledger(ClarionSettings().ledger_url())
-
-
-@task(name="plan", task_run_name="plan-{run_id}")
+@task(name="plan", task_run_name="plan-{run_id}", cache_policy=NONE)
 def plan_task(
-    campaign_path: str, run_id: str, resend_uncertain: bool, rollout_of: tuple[str, str] | None = None
+    run: RunContext, run_id: str, resend_uncertain: bool, rollout_of: tuple[str, str] | None = None
 ) -> list[Batch]:
-    plan = plan_run(ledger(), campaign_path, run_id, resend_uncertain=resend_uncertain, rollout_of=rollout_of)
+    plan = plan_run(
+        run.ledger, run.campaign(run_id), run_id, resend_uncertain=resend_uncertain, rollout_of=rollout_of
+    )
     logger = get_run_logger()
     logger.info("%s run %s: %d batches", "resumed" if plan.resumed else "planned", run_id, len(plan.batches))
     return plan.batches
 
 
-@task(name="send-batch", task_run_name="{step}-{batch.channel}-batch-{batch.number}")
-def send_batch_task(campaign_path: str, batch: Batch, step: str) -> BatchOutcome:
+@task(name="send-batch", task_run_name="{step}-{batch.channel}-batch-{batch.number}", cache_policy=NONE)
+def send_batch_task(run: RunContext, batch: Batch, step: str) -> BatchOutcome:
     """One batch. Untagged on purpose: Prefect acquires tag concurrency slots for every tagged task run,
     which held some channels' first batches back ~2 s at launch; the name carries step and channel, and
     the flow run is tagged with them (`_tag_flow_run`)."""
-    return send_batch(ledger(), campaign_path, batch)
+    return send_batch(run, batch)
 
 
 @flow(
     name="clarion-launch",
     flow_run_name=flow_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=SETTINGS.max_workers),  # type: ignore[arg-type]
     validate_parameters=True,
 )
 def launch(
@@ -97,77 +76,154 @@ def launch(
     resend_uncertain: bool = False,
     trigger: dict[str, Any] | None = None,
     approved_by: str | None = None,
-) -> dict[str, Any]:
+) -> RunOutcome:
     """Send one campaign run: every channel of a wave at the same moment; returns per channel x variant
     results. `run_id` None derives it from the schedule slot or the triggering event (`trigger`), so the
     same slot or event never starts the campaign twice."""
+    loaded = load_campaign(campaign_path)
+    kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
     slot = schedule_slot(run_id, trigger)
-    run_id = resolve_run_id(campaign_path, run_id, trigger)
-    store = ledger()
-    restart_channels(run_id)
-    warm_up(campaign_path)  # credentials and SDKs first: a missing key stops the run before it is planned
-    batches = plan_task(campaign_path, run_id, resend_uncertain)
-    campaign = loaded_campaign(campaign_path).campaign
-    kits = {kit.name: loaded for kit, loaded in check_kits(loaded_campaign(campaign_path))}
-    verdict = approval_gate(store, campaign_path, run_id, approved_by)
+    run_id = resolve_run_id(loaded.campaign.name, run_id, trigger)
+    run = RunContext(Ledger.open(), loaded, run_id, kits)
+    run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
+    batches = plan_task(run, run_id, resend_uncertain)
+    store = run.ledger
+    verdict = approval_gate(run, approved_by)
     if verdict is not None:  # rejected or expired: nothing was sent, nothing will be
         store.set_run_status(run_id, verdict[0], error=verdict[1])
-        _publish(run_id, [], {})
-        return {"run_id": run_id, "status": verdict[0].value, "results": [], "errors": {}}
+        publish_results(store, run_id, [], {})
+        return RunOutcome(run_id, verdict[0].value)
     store.set_run_status(run_id, RunStatus.RUNNING)
     _not_before(slot)
     launched = datetime.fromisoformat(store.decide(run_id, LAUNCHED, utcnow().isoformat()))
-    plan = waves(campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
-    errors: dict[str, list[str]] = {}
-    rollout_batches: list[Batch] = []
-    kit_batches: dict[str, list[Batch]] = {}
+    plan = waves(loaded.campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
+    sending = _Waves(run, batches)
     while True:
         now, sent = utcnow(), False
         for wave in (w for w in plan if w.at <= now):
-            path = str(kits[wave.kit].path) if wave.kit else campaign_path
-            todo = _prepare(path, run_id, wave, batches, rollout_batches, kit_batches)
-            # a stopped channel waits for a resume
-            todo = [b for b in todo if _channel_key(wave, b.channel) not in errors]
+            todo = sending.due(wave)
             if todo:
-                _send_wave(path, run_id, wave, todo, errors)
+                sending.send(wave, todo)
                 sent = True
-        wake = _next_wake(store, run_id, plan, now, set(errors))
+        wake = _next_wake(store, run_id, plan, now, set(sending.errors))
         if wake is None or (wake <= now and not sent):
             break
-        if _continue_later(campaign_path, run_id, wake):
+        if _continue_later(loaded, run_id, wake):
             store.set_run_status(run_id, RunStatus.WAITING)
-            _publish(run_id, run_results_dicts(store, run_id), errors)
-            return {"run_id": run_id, "status": "waiting", "next": wake.isoformat(), "errors": errors}
+            results = run_results(store, run_id)
+            publish_results(store, run_id, results, sending.errors)
+            return RunOutcome(run_id, "waiting", results, sending.errors, next=wake)
         delay = (wake - utcnow()).total_seconds()
         if delay > 0:
             get_run_logger().info("run %s: next wave at %s (in %.0f s)", run_id, wake.isoformat(), delay)
             time.sleep(delay)
-    status = RunStatus.COMPLETED if not errors else RunStatus.FAILED
-    store.set_run_status(
-        run_id, status, error="; ".join(e for v in errors.values() for e in v)[:2000] or None
-    )
-    results = run_results_dicts(store, run_id)
-    _publish(run_id, results, errors)
-    out: dict[str, Any] = {"run_id": run_id, "status": status.value, "results": results, "errors": errors}
-    if campaign.rollout is not None:
-        child = rollout_run_id(run_id)
-        out["rollout"] = {**store.decisions(run_id).get(ROLLOUT, {}), "run_id": child}
-        child_status = RunStatus.COMPLETED if not errors else RunStatus.FAILED
-        if store.get_run(child) is not None:
-            store.set_run_status(child, child_status)
-            _publish(child, run_results_dicts(store, child), {})
-            out["rollout"]["results"] = run_results_dicts(store, child)
-    if kits:
-        out["kits"] = {}
-        for name in kits:
-            child = kit_run_id(run_id, name)
-            if store.get_run(child) is None:
-                continue
-            failed = [e for key, v in errors.items() if key.startswith(f"kit-{name}:") for e in v]
-            store.set_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED)
-            _publish(child, run_results_dicts(store, child), {})
-            out["kits"][name] = {"run_id": child, "results": run_results_dicts(store, child)}
-    return out
+    return _finish(run, sending)
+
+
+class _Waves:
+    """The batches of a launch's runs (its own, a rollout's, its kits') and what stopped their channels."""
+
+    def __init__(self, run: RunContext, batches: list[Batch]) -> None:
+        self.run = run
+        self.batches: dict[str, list[Batch]] = {run.run_id: batches}  # target run id -> its batches
+        self.errors: dict[str, list[str]] = {}  # channel key -> why it stopped
+
+    def due(self, wave: Wave) -> list[Batch]:
+        """The batches of `wave` that have sends due now (after its condition skipped whoever acted), but
+        for channels that stopped (they wait for a resume)."""
+        run, store = self.run, self.run.ledger
+        target = self._target(wave)
+        if target not in self.batches:  # a kit or the rollout: planned when its wave first comes
+            rollout_of = None
+            if wave.rollout:
+                rollout_of = (run.run_id, self._decide_rollout())
+            self.batches[target] = plan_task(run, target, False, rollout_of)
+            store.set_run_status(target, RunStatus.RUNNING)
+        store.decide(run.run_id, f"wave:{wave.name}", utcnow().isoformat())  # when it began, for the record
+        if wave.only_if is not None:
+            for channel in wave.channels:
+                skipped = store.skip_engaged(target, channel, wave.only_if)
+                if skipped:
+                    get_run_logger().info(
+                        "step %s: %d %s contacts already acted", wave.name, skipped, channel
+                    )
+        due = {channel: set(store.batches(target, channel)) for channel in wave.channels}
+        return [
+            b
+            for b in self.batches[target]
+            if b.channel in due
+            and b.number in due[b.channel]
+            and _channel_key(wave, b.channel) not in self.errors
+        ]
+
+    def _target(self, wave: Wave) -> str:
+        if wave.kit is not None:
+            return kit_run_id(self.run.run_id, wave.kit)
+        return rollout_run_id(self.run.run_id) if wave.rollout else self.run.run_id
+
+    def _decide_rollout(self) -> str:
+        run = self.run
+        campaign = run.loaded.campaign
+        assert campaign.rollout is not None
+        decision = decide_rollout(run.ledger, run.run_id, campaign, campaign.rollout)
+        recorded = run.ledger.decide(run.run_id, ROLLOUT, decision.as_dict())
+        get_run_logger().info(
+            "run %s: rollout sends %s: %s", run.run_id, recorded["winner"], recorded["text"]
+        )
+        publish_rollout(run.run_id, recorded)
+        return str(recorded["winner"])
+
+    def send(self, wave: Wave, todo: list[Batch]) -> None:
+        """Every batch of the wave at once; each channel's opening batches meet at the run's gate."""
+        run = self.run
+        target = todo[0].run_id
+        coordination = run.coordination
+        opening = sum(1 for b in todo if b.opening)
+        if 0 < opening <= SETTINGS.max_workers:  # each waits in a worker thread: more would stall the pool
+            coordination.open_gate(target, opening)
+        futures: dict[PrefectFuture[BatchOutcome], Batch] = {
+            send_batch_task.submit(run, batch, wave.name): batch for batch in todo
+        }
+        progress = cast(  # after the submissions: nothing stands between the launch and the first batches
+            UUID,
+            create_progress_artifact(
+                progress=0.0,
+                key=artifact_key(f"progress-{wave.name}", run.run_id),
+                description=f"Clarion run {run.run_id}, step {wave.name}: batches sent",
+            ),
+        )
+        _tag_flow_run([f"step:{wave.name}", *(f"channel:{c}" for c in sorted({b.channel for b in todo}))])
+        for done, future in enumerate(as_completed(list(futures)), start=1):
+            batch = futures[future]
+            if done == len(futures) or done % max(1, len(futures) // 20) == 0:
+                update_progress_artifact(progress, progress=100.0 * done / len(futures))
+            try:  # waits for the task's final state (the state seen first may not be final yet)
+                future.result(raise_on_failure=True)
+            except ChannelStopped as exc:
+                self._stopped(wave, batch.channel, str(exc))
+            except Exception as exc:  # a task's crash is reported beside the others' results
+                self._stopped(wave, batch.channel, f"batch {batch.number}: {type(exc).__name__}: {exc}")
+        # a channel stopped by its last chunks has no batch left to raise ChannelStopped: ask
+        for channel in sorted({b.channel for b in todo}):
+            why = coordination.stopped(target, channel)
+            if why is not None:
+                self._stopped(wave, channel, why)
+        coordination.close_gate(target)
+        rows = [
+            {**r.as_dict(), "reasons": format_reasons(r.reasons)}
+            for r in run_results(run.ledger, target)
+            if r.channel in wave.channels
+        ]
+        create_table_artifact(
+            key=artifact_key(f"step-{wave.name}", run.run_id),
+            table=rows,
+            description=f"Clarion run {run.run_id}, step {wave.name}: per channel x variant",
+        )
+
+    def _stopped(self, wave: Wave, channel: str, why: str) -> None:
+        found = self.errors.setdefault(_channel_key(wave, channel), [])
+        if why not in found:
+            found.append(why)
 
 
 def _channel_key(wave: Wave, channel: str) -> str:
@@ -175,105 +231,42 @@ def _channel_key(wave: Wave, channel: str) -> str:
     return f"kit-{wave.kit}:{channel}" if wave.kit else channel
 
 
-def run_results_dicts(store: Ledger, run_id: str) -> list[dict[str, Any]]:
-    return [r.as_dict() for r in run_results(store, run_id)]
-
-
-def _prepare(
-    campaign_path: str,
-    run_id: str,
-    wave: Wave,
-    batches: list[Batch],
-    rollout_batches: list[Batch],
-    kit_batches: dict[str, list[Batch]],
-) -> list[Batch]:
-    """The batches of `wave` that have sends due now (after its condition skipped whoever already acted).
-
-    `campaign_path` is the wave's own file: the campaign's, or a share kit's."""
-    store = ledger()
-    target = run_id
-    source = batches
-    if wave.kit is not None:
-        target = kit_run_id(run_id, wave.kit)
-        if wave.kit not in kit_batches:
-            kit_batches[wave.kit] = plan_task(campaign_path, target, False)
-            store.set_run_status(target, RunStatus.RUNNING)
-        source = kit_batches[wave.kit]
-    elif wave.rollout:
-        target = rollout_run_id(run_id)
-        if not rollout_batches:
-            campaign = loaded_campaign(campaign_path).campaign
-            assert campaign.rollout is not None
-            decision = store.decide(
-                run_id, ROLLOUT, decide_rollout(store, run_id, campaign, campaign.rollout).as_dict()
-            )
-            get_run_logger().info(
-                "run %s: rollout sends %s: %s", run_id, decision["winner"], decision["text"]
-            )
-            _publish_rollout(run_id, decision)
-            rollout_batches.extend(plan_task(campaign_path, target, False, (run_id, decision["winner"])))
-            store.set_run_status(target, RunStatus.RUNNING)
-        source = rollout_batches
-    store.decide(run_id, f"wave:{wave.name}", utcnow().isoformat())  # when it began, for the record
-    if wave.only_if is not None:
-        for channel in wave.channels:
-            skipped = store.skip_engaged(target, channel, wave.only_if)
-            if skipped:
-                get_run_logger().info("step %s: %d %s contacts already acted", wave.name, skipped, channel)
-    due = {channel: set(store.batches(target, channel)) for channel in wave.channels}
-    return [b for b in source if b.channel in due and b.number in due[b.channel]]
-
-
-def _send_wave(
-    campaign_path: str, run_id: str, wave: Wave, todo: list[Batch], errors: dict[str, list[str]]
-) -> None:
-    target = todo[0].run_id
-    opening = sum(1 for b in todo if b.opening)
-    if 0 < opening <= MAX_WORKERS:  # each waits in a worker thread: more than the pool holds would stall
-        open_gate(target, opening)
-    futures: dict[PrefectFuture[BatchOutcome], Batch] = {}
-    for batch in todo:
-        futures[send_batch_task.submit(campaign_path, batch, wave.name)] = batch
-    progress = cast(  # after the submissions: nothing stands between the launch and the first batches
-        UUID,
-        create_progress_artifact(
-            progress=0.0,
-            key=artifact_key(f"progress-{wave.name}", run_id),
-            description=f"Clarion run {run_id}, step {wave.name}: batches sent",
-        ),
+def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
+    """Every wave sent (or its channels stopped): the runs' final states, published."""
+    store, run_id, errors = run.ledger, run.run_id, sending.errors
+    status = RunStatus.COMPLETED if not errors else RunStatus.FAILED
+    store.set_run_status(
+        run_id, status, error="; ".join(e for v in errors.values() for e in v)[:2000] or None
     )
-    _tag_flow_run([f"step:{wave.name}", *(f"channel:{c}" for c in sorted({b.channel for b in todo}))])
-    for done, future in enumerate(as_completed(list(futures)), start=1):
-        batch = futures[future]
-        if done == len(futures) or done % max(1, len(futures) // 20) == 0:
-            update_progress_artifact(progress, progress=100.0 * done / len(futures))
-        key = _channel_key(wave, batch.channel)
-        problem = None
-        try:  # waits for the task's final state (the state seen first may not be final yet)
-            future.result(raise_on_failure=True)
-        except ChannelStopped as exc:
-            problem = str(exc)
-        except Exception as exc:  # a task's crash is reported beside the others' results
-            problem = f"batch {batch.number}: {type(exc).__name__}: {exc}"
-        if problem is not None and problem not in errors.get(key, []):
-            errors.setdefault(key, []).append(problem)
-    # a channel stopped by its last chunks has no batch left to raise ChannelStopped: ask
-    for channel in sorted({b.channel for b in todo}):
-        why = stopped_reason(target, channel)
-        key = _channel_key(wave, channel)
-        if why is not None and why not in errors.get(key, []):
-            errors.setdefault(key, []).append(why)
-    close_gate(target)
-    rows = [
-        {k: (format_reasons(v) if k == "reasons" else v) for k, v in r.items()}
-        for r in run_results_dicts(ledger(), target)
-        if r["channel"] in wave.channels
-    ]
-    create_table_artifact(
-        key=artifact_key(f"step-{wave.name}", run_id),
-        table=rows,
-        description=f"Clarion run {run_id}, step {wave.name}: per channel x variant",
-    )
+    results = run_results(store, run_id)
+    publish_results(store, run_id, results, errors)
+    outcome = RunOutcome(run_id, status.value, results, errors)
+    if run.loaded.campaign.rollout is not None:
+        child = rollout_run_id(run_id)
+        decision = store.decisions(run_id).get(ROLLOUT, {})
+        child_results = []
+        if store.get_run(child) is not None:
+            store.set_run_status(child, status)
+            child_results = run_results(store, child)
+            publish_results(store, child, child_results, {})
+        outcome.rollout = RolloutOutcome(
+            child,
+            child_results,
+            winner=str(decision.get("winner", "")),
+            decided=bool(decision.get("decided", False)),
+            text=str(decision.get("text", "")),
+            metric=str(decision.get("metric", "")),
+        )
+    for name in run.kits:
+        child = kit_run_id(run_id, name)
+        if store.get_run(child) is None:
+            continue
+        failed = [e for key, v in errors.items() if key.startswith(f"kit-{name}:") for e in v]
+        store.set_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED)
+        child_results = run_results(store, child)
+        publish_results(store, child, child_results, {})
+        outcome.kits[name] = ChildOutcome(child, child_results)
+    return outcome
 
 
 def _tag_flow_run(tags: list[str]) -> None:
@@ -322,7 +315,7 @@ def _next_wake(
     return min(times) if times else None
 
 
-def _continue_later(campaign_path: str, run_id: str, wake: datetime) -> bool:
+def _continue_later(loaded: LoadedCampaign, run_id: str, wake: datetime) -> bool:
     """In a deployment, and the wait is long: schedule this run's continuation there, and end this one."""
     from prefect.runtime import deployment, flow_run
 
@@ -338,7 +331,7 @@ def _continue_later(campaign_path: str, run_id: str, wake: datetime) -> bool:
 
     run_deployment(
         name=deployment_id,
-        parameters={"campaign_path": campaign_path, "run_id": run_id},
+        parameters={"campaign_path": str(loaded.path), "run_id": run_id},
         scheduled_time=wake,
         timeout=0,
         idempotency_key=f"{run_id}@{wake.astimezone(UTC).isoformat()}",
@@ -349,31 +342,4 @@ def _continue_later(campaign_path: str, run_id: str, wake: datetime) -> bool:
     return True
 
 
-def _publish_rollout(run_id: str, decision: dict[str, Any]) -> None:
-    verb = "won" if decision["decided"] else "is the fallback"
-    create_markdown_artifact(
-        key=artifact_key("rollout", run_id),
-        markdown=(
-            f"# Rollout of {run_id}\n\n**{decision['winner']}** {verb} "
-            f"({decision['metric']}).\n\n{decision['text']}\n\n"
-            f"The rest of the audience gets {decision['winner']} in run `{rollout_run_id(run_id)}`; "
-            "the holdout gets nothing.\n"
-        ),
-        description=f"Clarion run {run_id}: the rollout's decision",
-    )
-
-
-def _publish(run_id: str, results: list[dict[str, Any]], errors: dict[str, list[str]]) -> None:
-    publish_report(ledger(), run_id)
-    rows = [{k: (format_reasons(v) if k == "reasons" else v) for k, v in r.items()} for r in results]
-    create_table_artifact(
-        key=artifact_key("results", run_id),
-        table=rows,
-        description=f"Clarion run {run_id}: per channel x variant",
-    )
-    if errors:
-        lines = "\n".join(f"- **{cid}**: {e}" for cid, errs in errors.items() for e in errs[:5])
-        create_markdown_artifact(markdown=f"# Channel errors in {run_id}\n\n{lines}\n")
-
-
-__all__ = ["launch", "ledger"]
+__all__ = ["launch"]

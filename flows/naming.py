@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarion.engine.plan import new_run_id
-from clarion.engine.send import loaded_campaign
 
 
-def resolve_run_id(campaign_path: str, run_id: str | None, trigger: dict[str, Any] | None) -> str:
+def resolve_run_id(campaign: str, run_id: str | None, trigger: dict[str, Any] | None) -> str:
+    """The run id of a launch of campaign `campaign`: the one given, else the event's, else the slot's."""
     if run_id:
         return run_id
-    name = loaded_campaign(campaign_path).campaign.name
+    name = campaign
     if trigger and trigger.get("id"):
         return f"{name}-evt-{_event_key(str(trigger['id']))}"
     slot = _scheduled_start()
@@ -52,14 +52,15 @@ def _scheduled_start() -> datetime | None:
 
 
 def flow_run_name() -> str:
-    """The launch flow run's name: its run id (computed as the flow will)."""
-    from prefect.runtime import flow_run
+    """The launch flow run's name: its run id, computed as the flow will, without loading the campaign:
+    a deployment is named after its campaign (flows/deploy.py), and `clarion run` names its run."""
+    from prefect.runtime import deployment, flow_run
 
     params = flow_run.parameters or {}
-    try:
-        return resolve_run_id(str(params["campaign_path"]), params.get("run_id"), params.get("trigger"))
-    except Exception:  # the name is a label: a campaign that cannot load fails in the flow, with its message
-        return str(params.get("run_id") or "clarion-launch")
+    campaign = deployment.name
+    if not params.get("run_id") and not campaign:
+        return "clarion-launch"
+    return resolve_run_id(str(campaign or ""), params.get("run_id"), params.get("trigger"))
 
 
 __all__ = ["flow_run_name", "resolve_run_id"]

@@ -100,15 +100,13 @@ def campaign_dir(tmp_path: Path) -> CampaignDir:
 
 def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: float) -> Any:
     """Empty the sandbox, clear its faults, and send every adapter there with dummy credentials."""
-    from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
-
     sandbox.reset()
     sandbox.set_opted_out([])  # numbers an earlier test had reply STOP
     for provider in ("sendgrid", "twilio", "x"):
         sandbox.set_faults(provider, None)
-    for key, value in SANDBOX_CREDENTIALS.items():
+    for key, value in sandbox.environment().items():
         monkeypatch.setenv(key, value)
-    for name in SANDBOX_URLS:
-        monkeypatch.setenv(name, sandbox.url)
+    for name in sandbox.cleared_variables():
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLARION_HTTP_TIMEOUT", str(timeout))
     return sandbox

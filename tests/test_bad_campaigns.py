@@ -23,7 +23,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from clarion.cli.app import app
+from clarion.cli.main import app
 from tests.conftest import REPO
 
 BAD = REPO / "tests" / "bad"

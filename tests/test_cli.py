@@ -20,7 +20,7 @@ from click.testing import Result
 from markupsafe import escape
 from typer.testing import CliRunner
 
-from clarion.cli.app import app
+from clarion.cli.main import app
 from tests.conftest import CAMPAIGN, REPO, UNTRACKED, CampaignDir
 
 DEBATE = REPO / "examples" / "debate-night" / "campaign.yaml"

@@ -19,7 +19,7 @@ from statsmodels.stats.proportion import (
 from statsmodels.stats.weightstats import ttest_ind
 from typer.testing import CliRunner
 
-from clarion.cli.app import app
+from clarion.cli.main import app
 
 runner = CliRunner(env={"COLUMNS": "200"})
 

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clarion.base.consent import Kind, address_key, classify_reply, consent_given, normalise
+from clarion.base.addresses import address_key
+from clarion.base.addresses import suppression_form as normalise
+from clarion.base.consent import Kind, classify_reply, consent_given
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
-from clarion.cli.app import app
+from clarion.campaign.loader import load_campaign
+from clarion.cli.main import app
 from clarion.engine.plan import plan_run
 from clarion.ledger import Ledger, SendState, Suppression
 from tests.conftest import CAMPAIGN, CampaignDir
@@ -49,7 +52,7 @@ def test_suppressed_and_unconsented_contacts_are_skipped_with_the_reason(campaig
         ]
     )
 
-    plan_run(ledger, path, "consent-1")
+    plan_run(ledger, load_campaign(path), "consent-1")
 
     reasons = _reasons(ledger, "consent-1")
     assert reasons[("email", "c-001")] == "suppressed"
@@ -68,7 +71,7 @@ def test_an_email_opt_out_matches_however_the_address_is_written(campaign_dir: C
     ledger = _ledger()
     ledger.suppress([Suppression(Kind.EMAIL, normalise(Kind.EMAIL, "ADA@example.org"), "manual", "test")])
 
-    plan_run(ledger, path, "consent-case")
+    plan_run(ledger, load_campaign(path), "consent-case")
 
     assert _reasons(ledger, "consent-case")[("email", "c-001")] == "suppressed"
 
@@ -79,7 +82,7 @@ def test_a_lifted_suppression_sends_again(campaign_dir: CampaignDir) -> None:
     ledger.suppress([Suppression(Kind.SMS, "+14155552671", "sms_stop", "test")])
     assert ledger.lift(Kind.SMS, "+14155552671")
 
-    plan_run(ledger, path, "consent-start")
+    plan_run(ledger, load_campaign(path), "consent-start")
 
     assert _reasons(ledger, "consent-start")[("sms", "c-001")] is None
     assert not ledger.lift(Kind.SMS, "+14155552671")  # not suppressed any more
@@ -94,10 +97,10 @@ def test_the_frequency_cap_counts_sends_across_campaigns(campaign_dir: CampaignD
     second = campaign_dir.write("other.yaml", capped.replace("name: test-appeal", "name: other-appeal"))
     ledger = _ledger()
 
-    plan_run(ledger, first, "cap-1")
-    plan_run(ledger, second, "cap-2")  # the second email this week: still under the cap of 2
-    plan_run(ledger, first, "cap-3")
-    plan_run(ledger, first, "cap-3")  # a resumed run does not count against itself
+    plan_run(ledger, load_campaign(first), "cap-1")
+    plan_run(ledger, load_campaign(second), "cap-2")  # the second email this week: still under the cap of 2
+    plan_run(ledger, load_campaign(first), "cap-3")
+    plan_run(ledger, load_campaign(first), "cap-3")  # a resumed run does not count against itself
 
     assert _reasons(ledger, "cap-2")[("email", "c-001")] is None
     assert _reasons(ledger, "cap-3")[("email", "c-001")] == "frequency_cap"
@@ -112,17 +115,17 @@ def test_skipped_sends_do_not_count_against_the_cap(campaign_dir: CampaignDir) -
     path = campaign_dir.campaign(capped)
     ledger = _ledger()
     ledger.suppress([Suppression(Kind.EMAIL, "ada@example.org", "manual", "test")])
-    plan_run(ledger, path, "cap-skip-1")  # Ada suppressed: nothing planned for her
+    plan_run(ledger, load_campaign(path), "cap-skip-1")  # Ada suppressed: nothing planned for her
     ledger.lift(Kind.EMAIL, "ada@example.org")
 
-    plan_run(ledger, path, "cap-skip-2")
+    plan_run(ledger, load_campaign(path), "cap-skip-2")
 
     assert _reasons(ledger, "cap-skip-2")[("email", "c-001")] is None
 
 
 def test_the_ledger_keeps_no_address_beside_a_send(campaign_dir: CampaignDir) -> None:
     ledger = _ledger()
-    plan_run(ledger, campaign_dir.campaign(), "no-pii")
+    plan_run(ledger, load_campaign(campaign_dir.campaign()), "no-pii")
 
     rows = list(ledger.sends("no-pii"))
     text = repr(rows)
@@ -225,15 +228,15 @@ def test_suppress_import_without_an_address_column_says_what_it_needs(tmp_path: 
 
 
 def test_the_approval_preview_says_who_will_not_be_sent_and_why(campaign_dir: CampaignDir) -> None:
-    from clarion.campaign.loader import load_campaign
-    from clarion.engine.approval import preview_markdown
+    from clarion.engine.context import RunContext
+    from clarion.engine.preflight import preview_markdown
 
     path = campaign_dir.campaign()
     ledger = _ledger()
     ledger.suppress([Suppression(Kind.EMAIL, "ada@example.org", "unsubscribe_link", "test")])
-    plan_run(ledger, path, "preview-skips")
+    plan_run(ledger, load_campaign(path), "preview-skips")
 
-    page = preview_markdown(load_campaign(path), ledger, "preview-skips", [])
+    page = preview_markdown(RunContext(ledger, load_campaign(path), "preview-skips"), [])
 
     assert "## Not sent" in page
     assert "- email: 1 no_address, 1 suppressed" in page

@@ -23,7 +23,7 @@ from clarion import channels
 from clarion.base.errors import CampaignInvalid, ClarionError
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import json_schema
-from clarion.cli.app import app
+from clarion.cli.main import app
 from tests.conftest import CAMPAIGN, CONTACTS, REPO
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

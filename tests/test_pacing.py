@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from clarion.engine.pacing import TokenBucket, backoff
+from clarion.engine.coordination import TokenBucket
+from clarion.engine.retry import backoff
 
 
 class FakeClock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clarion.base.errors import CampaignInvalid
+from clarion.campaign.loader import load_campaign
 from clarion.messages.validate import preview, validate_campaign
 from tests.conftest import CAMPAIGN, EMAIL_BODY, UNTRACKED, CampaignDir
 
@@ -14,7 +15,7 @@ def _by(messages: list, channel: str, variant: str = "a"):  # type: ignore[no-un
 
 
 def test_preview_renders_every_channel_and_variant(campaign_dir: CampaignDir) -> None:
-    messages = preview(campaign_dir.campaign(UNTRACKED))
+    messages = preview(load_campaign(campaign_dir.campaign(UNTRACKED)))
     assert sorted((m.channel, m.variant) for m in messages) == [
         ("email", "a"),
         ("email", "b"),
@@ -37,7 +38,7 @@ def test_preview_renders_every_channel_and_variant(campaign_dir: CampaignDir) ->
 
 def test_html_is_autoescaped_text_is_not(campaign_dir: CampaignDir) -> None:
     contacts = "id,email,phone,first_name\nc-1,a@example.org,+14155552671,<b>Al & Co</b>\n"
-    messages = preview(campaign_dir.campaign(contacts=contacts))
+    messages = preview(load_campaign(campaign_dir.campaign(contacts=contacts)))
     email = _by(messages, "email")
     assert "&lt;b&gt;Al &amp; Co&lt;/b&gt;" in (email.html or "")
     assert "<b>Al" not in (email.html or "")
@@ -45,7 +46,7 @@ def test_html_is_autoescaped_text_is_not(campaign_dir: CampaignDir) -> None:
 
 
 def test_text_part_is_derived_from_html(campaign_dir: CampaignDir) -> None:
-    email = _by(preview(campaign_dir.campaign(UNTRACKED)), "email")
+    email = _by(preview(load_campaign(campaign_dir.campaign(UNTRACKED))), "email")
     assert "Ada, Chip in now." in email.text
     assert "<p>" not in email.text
     assert "donate.example.org/appeal" in email.text
@@ -102,13 +103,13 @@ def test_bundled_templates_are_found(campaign_dir: CampaignDir) -> None:
         f'    body: "{EMAIL_BODY}"',
         "    template: templates/email/appeal.html.j2\n    text_template: templates/email/appeal.txt.j2",
     )
-    email = _by(preview(campaign_dir.campaign(text)), "email")
+    email = _by(preview(load_campaign(campaign_dir.campaign(text))), "email")
     assert "Chip in now." in (email.html or "")
     assert email.text.startswith("Ada,")
 
 
 def test_preview_for_a_chosen_contact(campaign_dir: CampaignDir) -> None:
-    messages = preview(campaign_dir.campaign(), "c-003")
+    messages = preview(load_campaign(campaign_dir.campaign()), "c-003")
     assert _by(messages, "sms").text.startswith("Chloé,")
     assert _by(messages, "email").to is None  # no email address: not reachable by email
 

@@ -8,9 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from clarion.base.errors import CampaignInvalid
-from clarion.campaign.kits import kit_run_id, linkedin_share_url, load_kits, x_share_url
+from clarion.campaign.kits import kit_run_id, load_kits
 from clarion.campaign.loader import load_campaign
+from clarion.channels.x import XChannel
+from clarion.messages.share import linkedin_share_url
 from tests.conftest import CampaignDir
+
+x_share_url = XChannel.compose_url
 
 LINK = "https://go.example.org/c/AVl1zxu6AAAAp_PD6bWYOsgKFg"
 
@@ -61,8 +65,9 @@ def test_two_kits_need_two_names(campaign_dir: CampaignDir) -> None:
 
 
 def test_the_approval_preview_names_the_share_kits(campaign_dir: CampaignDir, tmp_path: Path) -> None:
-    from clarion.engine.approval import preview_markdown
+    from clarion.engine.context import RunContext
     from clarion.engine.plan import plan_run
+    from clarion.engine.preflight import preview_markdown
     from clarion.ledger import Ledger
 
     campaign_dir.write("ambassadors.csv", "id,email,first_name\namb-1,ana@relay.example.org,Ana\n")
@@ -86,8 +91,8 @@ def test_the_approval_preview_names_the_share_kits(campaign_dir: CampaignDir, tm
     )
     store = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     store.migrate()
-    plan_run(store, path, "preview-run")
-    markdown = preview_markdown(load_campaign(path), store, "preview-run", [])
+    plan_run(store, load_campaign(path), "preview-run")
+    markdown = preview_markdown(RunContext(store, load_campaign(path), "preview-run"), [])
     assert (
         "## Share kits\n\n- **relay** (relay.yaml), at T+10m: ambassadors get share links to post" in markdown
     )

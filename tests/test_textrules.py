@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clarion.channels.textrules import non_gsm_characters, sms_length, x_weighted_length
+from clarion.channels.twilio.rules import non_gsm_characters, sms_length
+from clarion.channels.x.rules import x_weighted_length
 
 X_CASES = [
     ("plain ASCII", "Chip in $5 before midnight.", 27),

@@ -11,14 +11,14 @@ import logging
 import socket
 import time
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from email.utils import formataddr, parseaddr
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from markupsafe import escape
 from pydantic import Field, SecretStr, field_validator
 
+from clarion.base import addresses
 from clarion.channels.base import (
     AccountCheck,
     Channel,
@@ -40,17 +40,14 @@ from clarion.channels.base import (
     seconds_until,
 )
 
+if TYPE_CHECKING:
+    from clarion.channels.emulation import Emulator
+    from clarion.channels.webhooks import Webhook
+
+
 SENDGRID_MAX_PERSONALIZATIONS = 1000
 # python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
 logging.getLogger("python_http_client").setLevel(logging.INFO)
-
-
-def check_email(raw: str) -> str:
-    """The normalised form of one address, or ValueError with the validator's reason."""
-    try:
-        return validate_email(raw, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError(f"{raw!r} is not a valid email address: {exc}") from None
 
 
 class SendGridConfig(ChannelConfig):
@@ -80,7 +77,7 @@ class SendGridConfig(ChannelConfig):
         name, address = parseaddr(value)
         if not address:
             raise ValueError(f'{value!r} is not an email address (e.g. "Team <team@example.org>")')
-        return formataddr((name, check_email(address))) if name else check_email(address)
+        return formataddr((name, addresses.email(address))) if name else addresses.email(address)
 
     def sender(self) -> tuple[str | None, str]:
         name, address = parseaddr(self.from_)
@@ -120,8 +117,20 @@ class SendGridChannel(Channel):
     settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
 
     @classmethod
+    def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
+        from clarion.channels.sendgrid import webhooks
+
+        return webhooks.webhooks(environ)
+
+    @classmethod
+    def emulator(cls) -> type[Emulator]:
+        from clarion.channels.sendgrid.emulator import SendGridEmulator
+
+        return SendGridEmulator
+
+    @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
-        return check_email(raw)
+        return addresses.email(raw)
 
     @classmethod
     def send_address(cls, raw: str, config: ChannelConfig) -> str:

@@ -1,22 +1,41 @@
-"""SendGrid's v3 Mail Send endpoint, `POST /v3/mail/send`: bearer auth, SendGrid's checks, its error bodies.
+"""SendGrid in the sandbox: `POST /v3/mail/send` (bearer auth, SendGrid's checks, its error bodies), the
+pre-flight endpoints (`GET /v3/scopes`, `GET /v3/user/credits`), and what SendGrid does after accepting a
+message, for simulated recipients: signed Event Webhook batches (processed, delivered or bounce, open,
+spamreport) and the one-click unsubscribe a mail client posts.
 
 Success is 202 with an empty body and an X-Message-Id header; every recipient of the request becomes a message
-record (see sendgrid_mail.py for the checks and the records).
+record (see mail.py for the checks and the records).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import secrets
+import threading
 import time
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clarion.channels.emulation import Emulator, Handler, bearer_token, json_response, parse_json
+from clarion.channels.emulation import (
+    Account,
+    Behaviour,
+    Emulator,
+    Recipients,
+    Route,
+    bearer_token,
+    json_response,
+    parse_json,
+    utc_now_iso,
+)
 from clarion.channels.sendgrid.mail import MAX_BODY_BYTES, error, validate_and_expand
-from clarion.sandbox.store import utc_now_iso
+from clarion.channels.sendgrid.webhooks import PUBLIC_KEY_VARIABLE, EventSigner
 
 UNAUTHORIZED = {
     "errors": [
@@ -29,10 +48,39 @@ UNAUTHORIZED = {
 }
 
 
+EVENT_BATCH = 500  # events per signed webhook request, as SendGrid batches them
+
+
+@dataclass(frozen=True)
+class SendGridAccount(Account):
+    scopes: tuple[str, ...] = ("mail.send", "user.credits.read")  # the API key's permissions
+    credits: int = 100_000  # emails left this period
+
+
 class SendGridEmulator(Emulator):
     name: ClassVar[str] = "sendgrid"
+    label: ClassVar[str] = "Email (SendGrid)"
+    prefixes: ClassVar[tuple[str, ...]] = ("/v3/",)
+    account_type: ClassVar[type[Account]] = SendGridAccount
+    credentials: ClassVar[dict[str, str]] = {"SENDGRID_API_KEY": "SG.sandbox-key"}
+    url_variable: ClassVar[str | None] = "CLARION_SENDGRID_URL"
 
-    def routes(self) -> list[tuple[str, str, Handler]]:
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.signer = EventSigner()  # signs the simulated recipients' event batches
+        self._events: list[dict[str, Any]] = []
+        self._events_lock = threading.Lock()
+
+    @property
+    def sendgrid_account(self) -> SendGridAccount:
+        account = self.account
+        assert isinstance(account, SendGridAccount)
+        return account
+
+    def webhook_environment(self) -> dict[str, str]:
+        return {PUBLIC_KEY_VARIABLE: self.signer.public_key}
+
+    def routes(self) -> list[Route]:
         return [
             ("POST", "/v3/mail/send", self.mail_send),
             ("GET", "/v3/scopes", self.scopes),
@@ -41,17 +89,17 @@ class SendGridEmulator(Emulator):
 
     def _authorized(self, request: Request) -> bool:
         key = bearer_token(request)  # "Bearer None" is what the SDK sends with no key set
-        return key is not None and key.startswith("SG.") and not self.store.accounts.get("sendgrid").revoked
+        return key is not None and key.startswith("SG.") and not self.account.revoked
 
     def scopes(self, request: Request, body: bytes) -> Response:
         """The API key's permissions (pre-flight: can this key send mail?)."""
         if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401)
-        return json_response({"scopes": list(self.store.accounts.get("sendgrid").scopes)})
+        return json_response({"scopes": list(self.sendgrid_account.scopes)})
 
     def credits(self, request: Request, body: bytes) -> Response:
         """Emails left this period, in SendGrid's shape; 403 without the user.credits.read scope."""
-        account = self.store.accounts.get("sendgrid")
+        account = self.sendgrid_account
         if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401)
         if "user.credits.read" not in account.scopes:
@@ -95,3 +143,90 @@ class SendGridEmulator(Emulator):
 
     def not_found(self, request: Request) -> Response:
         return json_response({"errors": [error("resource not found", None)]}, 404)
+
+    # -- simulated recipients ---------------------------------------------------------------------
+
+    def engage(
+        self,
+        people: Recipients,
+        record: Mapping[str, Any],
+        rng: random.Random,
+        behaviour: Behaviour,
+        token: str,
+        variant: str,
+    ) -> bool:
+        """Delivered or bounced, maybe opened, then maybe unsubscribed (one-click) or reported as spam."""
+        delivered = rng.random() < behaviour.delivered
+        base = {
+            "email": record.get("to"),
+            "sg_message_id": f"{record.get('provider_id')}.sandbox.{record.get('personalization', 0)}",
+            **(record.get("custom_args") or {}),
+        }
+        kinds = ["processed", "delivered" if delivered else "bounce"]
+        if delivered and rng.random() < behaviour.open:
+            kinds.append("open")
+            people.count("opens")
+        now = int(time.time())
+        events = []
+        for kind in kinds:
+            event = {
+                **base,
+                "event": kind,
+                "timestamp": now,
+                "sg_event_id": f"sbx-{rng.getrandbits(96):024x}",
+            }
+            if kind == "bounce":
+                event.update(reason="550 5.1.1 mailbox unavailable (sandbox)", type="bounce")
+            events.append(event)
+        self._queue_events(events)
+        if delivered:
+            self._opt_out(people, record, rng, behaviour)
+        self.flush(people, force=False)
+        return delivered
+
+    def _opt_out(
+        self, people: Recipients, record: Mapping[str, Any], rng: random.Random, b: Behaviour
+    ) -> None:
+        draw = rng.random()
+        if draw < b.unsubscribe:
+            header = str((record.get("headers") or {}).get("List-Unsubscribe", "")).strip("<>")
+            if not header:
+                people.fail("an unsubscribe is due but the email has no List-Unsubscribe header")
+                return
+            path = urlsplit(header).path  # the campaign's public host stands for this tracking service
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            response = people.request("POST", path, content=b"List-Unsubscribe=One-Click", headers=form)
+            if response is not None and response.status_code == 200:
+                people.count("unsubscribes")
+        elif draw < b.unsubscribe + b.spam_report:
+            event = {
+                "email": record.get("to"),
+                "event": "spamreport",
+                "timestamp": int(time.time()),
+                "sg_event_id": f"sbx-{rng.getrandbits(96):024x}",
+                **(record.get("custom_args") or {}),
+            }
+            self._queue_events([event])
+            people.count("spam_reports")
+
+    def _queue_events(self, events: list[dict[str, Any]]) -> None:
+        with self._events_lock:
+            self._events.extend(events)
+
+    def flush(self, people: Recipients, *, force: bool) -> None:
+        """Post the queued events, EVENT_BATCH a request (all of them when `force`), signed."""
+        while True:
+            with self._events_lock:
+                if not self._events or (not force and len(self._events) < EVENT_BATCH):
+                    return
+                batch, self._events = self._events[:EVENT_BATCH], self._events[EVENT_BATCH:]
+            body = json.dumps(batch).encode()
+            headers = self.signer.headers(body, str(int(time.time())))
+            response = people.request("POST", "/webhooks/sendgrid", content=body, headers=headers)
+            if response is not None and response.status_code == 200:
+                people.count("events_posted", len(batch))
+
+    def reset(self) -> None:
+        super().reset()
+        with self._events_lock:
+            self._events.clear()

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from clarion.sandbox.store import Record
+from clarion.channels.emulation import Record
 
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 MAX_PERSONALIZATIONS = 1000

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import phonenumbers
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from twilio.http.http_client import TwilioHttpClient
 
-from clarion.base.consent import SMS_CONSENT_COLUMN, tells_how_to_opt_out
+from clarion.base import addresses
+from clarion.base.consent import SMS_CONSENT_COLUMN
 from clarion.base.timing import parse_clock, zone
 from clarion.channels.base import (
     AccountCheck,
@@ -35,21 +36,15 @@ from clarion.channels.base import (
     Uncertain,
     retry_after_seconds,
 )
-from clarion.channels.textrules import non_gsm_characters, sms_length
+from clarion.channels.twilio.rules import non_gsm_characters, sms_length, tells_how_to_opt_out
+
+if TYPE_CHECKING:
+    from clarion.channels.emulation import Emulator
+    from clarion.channels.webhooks import Webhook
+
 
 TWILIO_MAX_BODY = 1600
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
-
-
-def to_e164(raw: str, region: str) -> str:
-    """`raw` as an E.164 number, or ValueError saying why not."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError(f"{raw!r} is not a phone number (use E.164, e.g. +15551234567)") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"{raw!r} is not a valid phone number (use E.164, e.g. +14155552671)")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class QuietHours(BaseModel):
@@ -96,7 +91,7 @@ class TwilioConfig(ChannelConfig):
             return None
         if not value.startswith("+"):
             raise ValueError(f"{value!r} is not an E.164 number (e.g. +15551234567)")
-        return to_e164(value, "US")
+        return addresses.phone(value, "US")
 
     _check_send_at = field_validator("send_at_local")(
         lambda cls, v: None if v is None else parse_clock(v).strftime("%H:%M")
@@ -137,9 +132,21 @@ class TwilioChannel(Channel):
     settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
 
     @classmethod
+    def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
+        from clarion.channels.twilio import webhooks
+
+        return webhooks.webhooks(environ)
+
+    @classmethod
+    def emulator(cls) -> type[Emulator]:
+        from clarion.channels.twilio.emulator import TwilioEmulator
+
+        return TwilioEmulator
+
+    @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
         region = config.default_region if isinstance(config, TwilioConfig) else "US"
-        return to_e164(raw, region)
+        return addresses.phone(raw, region)
 
     @classmethod
     def send_address(cls, raw: str, config: ChannelConfig) -> str:

@@ -1,4 +1,6 @@
-"""Twilio's Programmable Messaging endpoint, `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`.
+"""Twilio in the sandbox: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, the Account and Balance
+resources (pre-flight), the numbers that replied STOP (refused with 21610), and what Twilio does after
+accepting a text, for simulated recipients: signed status callbacks and people replying STOP.
 
 Form-encoded, basic auth with the account SID as user name. Errors are Twilio's JSON error bodies with the
 numeric codes its SDK turns into `TwilioRestException.code`.
@@ -6,22 +8,38 @@ numeric codes its SDK turns into `TwilioRestException.code`.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import random
 import re
+import secrets
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clarion.channels.emulation import Emulator, Handler, basic_credentials, json_response
-from clarion.channels.textrules import sms_length
-from clarion.sandbox.store import Store
+from clarion.base.consent import Reply, classify_reply
+from clarion.channels.emulation import (
+    Account,
+    Behaviour,
+    Emulator,
+    Recipients,
+    Route,
+    Store,
+    basic_credentials,
+    json_response,
+    parse_json,
+)
+from clarion.channels.twilio.rules import sms_length
+from clarion.channels.twilio.webhooks import TOKEN_VARIABLE, sign
 
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
@@ -60,13 +78,39 @@ def _first(form: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "sandbox-token"
+
+
+@dataclass(frozen=True)
+class TwilioAccount(Account):
+    status: str = "active"  # active, suspended or closed
+    balance: str = "20.00"  # in `currency`
+    currency: str = "USD"
+
+
 class TwilioEmulator(Emulator):
     name: ClassVar[str] = "twilio"
+    label: ClassVar[str] = "SMS (Twilio)"
+    prefixes: ClassVar[tuple[str, ...]] = (f"/{API_VERSION}/",)
+    account_type: ClassVar[type[Account]] = TwilioAccount
+    credentials: ClassVar[dict[str, str]] = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, TOKEN_VARIABLE: AUTH_TOKEN}
+    url_variable: ClassVar[str | None] = "CLARION_TWILIO_URL"
+    cleared_variables: ClassVar[tuple[str, ...]] = ("TWILIO_EDGE", "TWILIO_REGION")
 
     def __init__(self, store: Store, opted_out: Iterable[str] = ()) -> None:
         super().__init__(store)
         self._opted_out = frozenset(opted_out)
         self._lock = threading.Lock()
+
+    @property
+    def twilio_account(self) -> TwilioAccount:
+        account = self.account
+        assert isinstance(account, TwilioAccount)
+        return account
+
+    def webhook_environment(self) -> dict[str, str]:
+        return {TOKEN_VARIABLE: AUTH_TOKEN}
 
     @property
     def opted_out(self) -> frozenset[str]:
@@ -81,7 +125,25 @@ class TwilioEmulator(Emulator):
         with self._lock:
             self._opted_out = self._opted_out | {number} if out else self._opted_out - {number}
 
-    def routes(self) -> list[tuple[str, str, Handler]]:
+    def controls(self) -> list[Route]:
+        return [
+            ("GET", "/_sandbox/opted-out", self.opted_out_numbers),
+            ("PUT", "/_sandbox/opted-out", self.opted_out_numbers),
+        ]
+
+    def opted_out_numbers(self, request: Request, body: bytes) -> Response:
+        """The numbers Twilio refuses with 21610 (GET), or replace them (PUT a JSON list)."""
+        if request.method == "PUT":
+            try:
+                payload = parse_json(body)
+                if not isinstance(payload, list) or not all(isinstance(n, str) for n in payload):
+                    raise ValueError('expected a list of E.164 numbers such as ["+15005550009"]')
+            except ValueError as exc:
+                return json_response({"error": str(exc)}, 400)
+            self.set_opted_out(payload)
+        return json_response(sorted(self.opted_out))
+
+    def routes(self) -> list[Route]:
         return [
             ("POST", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.create_message),
             ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}.json", self.fetch_account),
@@ -94,7 +156,7 @@ class TwilioEmulator(Emulator):
         credentials = basic_credentials(request)
         if credentials is None or credentials[0] != account_sid or not credentials[1]:
             return twilio_error(20003, 401)
-        if self.store.accounts.get("twilio").revoked:
+        if self.account.revoked:
             return twilio_error(20003, 401)
         return None
 
@@ -103,7 +165,7 @@ class TwilioEmulator(Emulator):
         if refused := self._refused(request):
             return refused
         sid = request.path_params["account_sid"]
-        account = self.store.accounts.get("twilio")
+        account = self.twilio_account
         stamp = format_datetime(datetime.now(UTC))
         return json_response(
             {
@@ -123,7 +185,7 @@ class TwilioEmulator(Emulator):
     def fetch_balance(self, request: Request, body: bytes) -> Response:
         if refused := self._refused(request):
             return refused
-        account = self.store.accounts.get("twilio")
+        account = self.twilio_account
         return json_response(
             {
                 "account_sid": request.path_params["account_sid"],
@@ -136,7 +198,7 @@ class TwilioEmulator(Emulator):
         account_sid: str = request.path_params["account_sid"]
         if refused := self._refused(request):
             return refused
-        if self.store.accounts.get("twilio").status != "active":
+        if self.twilio_account.status != "active":
             return twilio_error(20005, 401, "Account not active")
         try:
             form = parse_qs(body.decode(), keep_blank_values=True)
@@ -242,3 +304,97 @@ class TwilioEmulator(Emulator):
             },
             404,
         )
+
+    # -- people -------------------------------------------------------------------------------------
+
+    def reply(
+        self, sender: str, body: str, *, webhook: str, auth_token: str, to: str = "+15005550006"
+    ) -> httpx.Response:
+        """A person texts one of our numbers: as Twilio does, a STOP keyword opts the number out (later
+        texts to it are refused with 21610) and START opts it back in; then the text is posted, signed
+        with the account's auth token, to the inbound-message webhook `webhook`. Returns its answer."""
+        word = classify_reply(body)
+        if word in (Reply.STOP, Reply.START):
+            self.opt(sender, out=word is Reply.STOP)
+        params = {
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "AccountSid": ACCOUNT_SID,
+            "From": sender,
+            "To": to,
+            "Body": body,
+            "NumMedia": "0",
+            "ApiVersion": API_VERSION,
+        }
+        if word is not None:
+            params["OptOutType"] = word.value.upper()
+        headers = {"X-Twilio-Signature": sign(auth_token, webhook, params)}
+        return httpx.post(webhook, data=params, headers=headers, timeout=10)
+
+    # -- simulated recipients ---------------------------------------------------------------------
+
+    def engage(
+        self,
+        people: Recipients,
+        record: Mapping[str, Any],
+        rng: random.Random,
+        behaviour: Behaviour,
+        token: str,
+        variant: str,
+    ) -> bool:
+        """Status callbacks (sent, then delivered or undelivered), then maybe a STOP reply."""
+        delivered = rng.random() < behaviour.delivered
+        self._status_callbacks(people, record, delivered)
+        if delivered and rng.random() < behaviour.stop:
+            self._reply_stop(people, record)
+        return delivered
+
+    def _status_callbacks(self, people: Recipients, record: Mapping[str, Any], delivered: bool) -> None:
+        callback = record.get("status_callback")
+        token = people.secret(TOKEN_VARIABLE)
+        if not callback:
+            return
+        if token is None:
+            people.fail("an SMS callback is due but the engagement settings have no twilio_auth_token")
+            return
+        parts = urlsplit(callback)
+        target = urlsplit(people.tracking_url)
+        url = urlunsplit((target.scheme, target.netloc, parts.path, parts.query, ""))
+        for status in ("sent", "delivered" if delivered else "undelivered"):
+            params = {
+                "AccountSid": str(record.get("account_sid") or ""),
+                "MessageSid": str(record.get("provider_id")),
+                "SmsSid": str(record.get("provider_id")),
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "To": str(record.get("to") or ""),
+                "From": str(record.get("from") or ""),
+                "ApiVersion": API_VERSION,
+            }
+            if status == "undelivered":
+                params["ErrorCode"] = "30003"
+            # Signed for the URL actually posted to: the service validates against the URL it is reached at.
+            headers = {"X-Twilio-Signature": sign(token, url, params)}
+            response = people.request("POST", url, data=params, headers=headers)
+            if response is not None and response.status_code == 200:
+                people.count("callbacks_posted")
+
+    def _reply_stop(self, people: Recipients, record: Mapping[str, Any]) -> None:
+        token = people.secret(TOKEN_VARIABLE)
+        if token is None:
+            people.fail("a STOP reply is due but the engagement settings have no twilio_auth_token")
+            return
+        number = str(record.get("to") or "")
+        self.opt(number, out=True)
+        url = people.tracking_url + "/webhooks/twilio/inbound"
+        params = {
+            "MessageSid": f"SM{hashlib.sha256(number.encode()).hexdigest()[:32]}",
+            "From": number,
+            "To": str(record.get("from") or ""),
+            "Body": "STOP",
+            "OptOutType": "STOP",
+        }
+        response = people.request(
+            "POST", url, data=params, headers={"X-Twilio-Signature": sign(token, url, params)}
+        )
+        if response is not None and response.status_code == 200:
+            people.count("stops")

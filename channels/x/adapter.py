@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
 from pydantic import Field, SecretStr, model_validator
@@ -34,12 +34,17 @@ from clarion.channels.base import (
     retry_after_seconds,
     seconds_until,
 )
-from clarion.channels.textrules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+
+if TYPE_CHECKING:
+    from clarion.channels.emulation import Emulator
+
 
 #: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
 X_FREE_TIER_POSTS_PER_DAY = 17
 
 X_API = "https://api.twitter.com"
+X_INTENT = "https://x.com/intent/post"
 # tweepy logs request headers (the bearer token) at DEBUG: keep its logger above that.
 logging.getLogger("tweepy").setLevel(logging.INFO)
 # requests-oauthlib and oauthlib (OAuth 1.0a signing) log the consumer key, the access token and the signed
@@ -107,6 +112,25 @@ class XChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = XConfig
     max_weighted_length: ClassVar[int] = X_MAX_WEIGHTED_LENGTH
     settings_model: ClassVar[type[ProviderSettings]] = XSettings
+    composes: ClassVar[bool] = True
+
+    @classmethod
+    def compose_url(cls, text: str, link: str) -> str:
+        """X's web intent: opens the signed-in user's composer with `text` and `link`, for them to post."""
+        post = f"{text.strip()} {link}"
+        length = x_weighted_length(post)
+        if length > cls.max_weighted_length:
+            raise ValueError(
+                f"share_x: the pre-filled post is {length} weighted characters with its link, over X's "
+                f"{cls.max_weighted_length}; shorten the text"
+            )
+        return f"{X_INTENT}?{urlencode({'text': text.strip(), 'url': link}, quote_via=quote)}"
+
+    @classmethod
+    def emulator(cls) -> type[Emulator]:
+        from clarion.channels.x.emulator import XEmulator
+
+        return XEmulator
 
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""X's API v2 posts: `POST /2/tweets` to publish, `GET /2/tweets?ids=` and `GET /2/tweets/{id}` to read.
+"""X in the sandbox: `POST /2/tweets` to publish, `GET /2/tweets?ids=` and `GET /2/tweets/{id}` to read (with
+public metrics, settable at `PUT /_sandbox/metrics/{id}`), `GET /2/users/me` (pre-flight), and for
+simulated recipients a post's audience: impressions, likes and reposts, and clicks on its link.
 
 Errors are RFC 7807 problem documents, as X sends them. Every answer carries X's rate-limit headers; the
 sandbox counts requests per endpoint in a 15-minute window for `x-rate-limit-remaining` but only refuses
@@ -8,17 +10,41 @@ with 429 when a rate-limit fault is configured.
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clarion.channels.emulation import Emulator, Handler, json_response, parse_json
-from clarion.channels.textrules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
-from clarion.sandbox.store import DuplicatePost, Record, Store, utc_now_iso
+from clarion.channels.emulation import (
+    Account,
+    Behaviour,
+    Emulator,
+    Recipients,
+    Record,
+    Route,
+    Store,
+    json_response,
+    parse_json,
+    rate,
+    utc_now_iso,
+)
+from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
 
+PUBLIC_METRICS = (
+    "retweet_count",
+    "reply_count",
+    "like_count",
+    "quote_count",
+    "bookmark_count",
+    "impression_count",
+)
+#: X's snowflake ids count milliseconds from this instant (2010-11-04T01:42:54.657Z).
+X_EPOCH_MS = 1288834974657
 WINDOW_SECONDS = 15 * 60
 #: Requests per window reported in x-rate-limit-limit, per endpoint (X's user-context limits).
 LIMITS = {"POST /2/tweets": 100, "GET /2/tweets": 900}
@@ -62,15 +88,98 @@ def _not_found(tweet_id: str) -> dict[str, Any]:
     }
 
 
+class DuplicatePost(Exception):
+    """The text of a post equals the text of one already published."""
+
+
+@dataclass(frozen=True)
+class XAccount(Account):
+    username: str = "clarion_sandbox"  # whose account the token posts as
+
+
 class XEmulator(Emulator):
     name: ClassVar[str] = "x"
+    label: ClassVar[str] = "Posts (X)"
+    prefixes: ClassVar[tuple[str, ...]] = ("/2/",)
+    account_type: ClassVar[type[Account]] = XAccount
+    credentials: ClassVar[dict[str, str]] = {"X_ACCESS_TOKEN": "sandbox-x-token"}
+    url_variable: ClassVar[str | None] = "CLARION_X_URL"
+    cleared_variables: ClassVar[tuple[str, ...]] = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET")
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}  # endpoint -> (window start, requests in it)
+        self._posts: dict[str, Record] = {}  # tweet id -> {"text", "public_metrics"}
+        self._post_texts: set[str] = set()
+        self._last_post_id = 0
 
-    def routes(self) -> list[tuple[str, str, Handler]]:
+    # -- posts and their metrics ------------------------------------------------------------------
+
+    def _publish(self, text: str, received_at: str) -> str:
+        """A new snowflake id for `text`, or DuplicatePost (X refuses a post equal to an earlier one)."""
+        with self._lock:
+            if text in self._post_texts:
+                raise DuplicatePost(text)
+            stamp = (int(time.time() * 1000) - X_EPOCH_MS) << 22
+            tweet_id = max(stamp, self._last_post_id + 1)
+            self._last_post_id = tweet_id
+            key = str(tweet_id)
+            self._post_texts.add(text)
+            self._posts[key] = {"text": text, "public_metrics": dict.fromkeys(PUBLIC_METRICS, 0)}
+        return key
+
+    def set_metrics(self, tweet_id: str, metrics: Mapping[str, Any]) -> dict[str, int]:
+        """Set a post's public metrics (like_count=3, ...), as X's lookup will report them."""
+        unknown = set(metrics) - set(PUBLIC_METRICS)
+        if unknown:
+            raise ValueError(
+                f"unknown public metric(s) {', '.join(sorted(unknown))} (known: {', '.join(PUBLIC_METRICS)})"
+            )
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        with self._lock:
+            post = self._posts.get(str(tweet_id))
+            if post is None:
+                raise KeyError(f"no post with id {tweet_id!r} in the sandbox")
+            post["public_metrics"].update(metrics)
+            return dict(post["public_metrics"])
+
+    def posts(self, ids: Iterable[str]) -> list[tuple[str, Record | None]]:
+        with self._lock:
+            found = []
+            for tweet_id in ids:
+                post = self._posts.get(tweet_id)
+                copy = None if post is None else {**post, "public_metrics": dict(post["public_metrics"])}
+                found.append((tweet_id, copy))
+            return found
+
+    def controls(self) -> list[Route]:
+        path = "/_sandbox/metrics/{tweet_id}"
+        return [("PUT", path, self.metrics), ("POST", path, self.metrics)]
+
+    def metrics(self, request: Request, body: bytes) -> Response:
+        tweet_id = request.path_params["tweet_id"]
+        try:
+            payload = parse_json(body)
+            if not isinstance(payload, dict):
+                raise ValueError('expected an object such as {"like_count": 3}')
+            updated = self.set_metrics(tweet_id, payload)
+        except KeyError as exc:
+            return json_response({"error": str(exc.args[0])}, 404)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
+        return json_response({"id": tweet_id, "public_metrics": updated})
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self._windows.clear()
+            self._posts.clear()
+            self._post_texts.clear()
+
+    def routes(self) -> list[Route]:
         return [
             ("POST", "/2/tweets", self.create_tweet),
             ("GET", "/2/tweets", self.lookup_tweets),
@@ -79,13 +188,14 @@ class XEmulator(Emulator):
         ]
 
     def _authorized(self, request: Request) -> bool:
-        return _authorized(request) and not self.store.accounts.get("x").revoked
+        return _authorized(request) and not self.account.revoked
 
     def users_me(self, request: Request, body: bytes) -> Response:
         """The account the token acts for (pre-flight: does X accept the token, and whose is it?)."""
         if not self._authorized(request):
             return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
-        name = self.store.accounts.get("x").username
+        account = self.account
+        name = account.username if isinstance(account, XAccount) else ""
         return json_response(
             {"data": {"id": "1500000000000000001", "name": "Clarion sandbox", "username": name}}
         )
@@ -106,27 +216,24 @@ class XEmulator(Emulator):
         if x_weighted_length(text) > X_MAX_WEIGHTED_LENGTH:
             return json_response(FORBIDDEN, 403, media_type=PROBLEM)
         received_at = utc_now_iso()
-
-        def record(tweet_id: str) -> Record:
-            return {
-                "provider": "x",
-                "to": None,
-                "from": None,
-                "subject": None,
-                "text": text,
-                "html": None,
-                "custom_args": None,
-                "tags": [],
-                "status_callback": None,
-                "provider_id": tweet_id,
-                "received_at": received_at,
-            }
-
         try:
-            stored = self.store.add_post(text, record)
+            tweet_id = self._publish(text, received_at)
         except DuplicatePost:
             return json_response(DUPLICATE, 403, media_type=PROBLEM)
-        tweet_id = stored["provider_id"]
+        record: Record = {
+            "provider": "x",
+            "to": None,
+            "from": None,
+            "subject": None,
+            "text": text,
+            "html": None,
+            "custom_args": None,
+            "tags": [],
+            "status_callback": None,
+            "provider_id": tweet_id,
+            "received_at": received_at,
+        }
+        self.store.add_messages([record])
         return json_response(
             {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}}, 201
         )
@@ -155,7 +262,7 @@ class XEmulator(Emulator):
     def _lookup(self, request: Request, ids: list[str], single: bool) -> Response:
         fields = {f.strip() for f in request.query_params.get("tweet.fields", "").split(",")}
         data, errors = [], []
-        for tweet_id, post in self.store.posts(ids):
+        for tweet_id, post in self.posts(ids):
             if post is None:
                 errors.append(_not_found(tweet_id))
                 continue
@@ -217,6 +324,34 @@ class XEmulator(Emulator):
             headers["x-rate-limit-reset"] = str(math.ceil(start + WINDOW_SECONDS))
         return response
 
-    def reset(self) -> None:
-        with self._lock:
-            self._windows.clear()
+    # -- simulated recipients ---------------------------------------------------------------------
+
+    def engage(
+        self,
+        people: Recipients,
+        record: Mapping[str, Any],
+        rng: random.Random,
+        behaviour: Behaviour,
+        token: str,
+        variant: str,
+    ) -> bool:
+        """A post's audience: impressions, some of whom click its link (at most max_social_clicks), like,
+        repost, reply, quote or bookmark it; the post's public metrics say so afterwards."""
+        impressions = int(rate(behaviour.impressions, variant))
+        clicks = sum(rng.random() < rate(behaviour.click, variant) for _ in range(impressions))
+        for i in range(min(clicks, people.max_social_clicks)):
+            people.click(rng, token, variant, behaviour, str(i))
+
+        def share(p: float) -> int:
+            return sum(rng.random() < p for _ in range(impressions))
+
+        metrics = {
+            "impression_count": impressions,
+            "like_count": share(behaviour.likes),
+            "retweet_count": share(behaviour.reposts),
+            "reply_count": share(behaviour.replies),
+            "quote_count": share(behaviour.quotes),
+            "bookmark_count": share(behaviour.bookmarks),
+        }
+        self.set_metrics(str(record.get("provider_id")), metrics)
+        return False  # its audience clicked above: no one person to click after it

@@ -22,13 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as sps
 
-if TYPE_CHECKING:
-    from clarion.analysis.stats import Arm
+from clarion.analysis.arm import Arm
 
 SRM_ALPHA = 0.001
 

@@ -33,6 +33,9 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import betaln
 
+from clarion.analysis.arm import Arm as Arm
+from clarion.analysis.arm import check_counts
+
 # The design checks live in clarion.analysis.power; they are part of this module's API, so re-exported here.
 from clarion.analysis.power import SRM_ALPHA as SRM_ALPHA
 from clarion.analysis.power import SampleRatio as SampleRatio
@@ -40,24 +43,6 @@ from clarion.analysis.power import sample_ratio as sample_ratio
 from clarion.analysis.power import sample_size as sample_size
 
 EXACT_LIMIT = 200_000  # successes above which the two-arm exact sum gives way to Monte Carlo
-
-
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    exposures: int
-    successes: int
-    revenue: float | None = None
-    revenue_sq: float | None = None
-    assigned: int | None = None
-    weight: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_counts(self.successes, self.exposures, f"arm {self.name!r}")
-
-    @property
-    def rate(self) -> float | None:
-        return self.successes / self.exposures if self.exposures else None
 
 
 @dataclass(frozen=True)
@@ -120,16 +105,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _check_counts(successes: int, n: int, what: str = "counts") -> None:
-    """Impossible counts are a caller's bug or a bad input file: say which, never compute on them."""
-    if successes < 0 or n < 0:
-        raise ValueError(f"{what}: {successes} successes out of {n} exposures; counts cannot be negative")
-    if successes > n:
-        raise ValueError(
-            f"{what}: {successes} successes out of {n} exposures; successes cannot exceed exposures"
-        )
-
-
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence {confidence}: give a level between 0 and 1, e.g. 0.95")
@@ -141,7 +116,7 @@ def _z(confidence: float) -> float:
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of successes / n; (0, 1) when there are no exposures."""
-    _check_counts(successes, n)
+    check_counts(successes, n)
     z = _z(confidence)
     if n == 0:
         return (0.0, 1.0)
@@ -157,8 +132,8 @@ def two_proportion_ztest(s1: int, n1: int, s2: int, n2: int) -> tuple[float, flo
 
     With no exposures in an arm, or a pooled rate of 0 or 1 (no variance), there is no evidence: (0, 1).
     """
-    _check_counts(s1, n1, "variant")
-    _check_counts(s2, n2, "baseline")
+    check_counts(s1, n1, "variant")
+    check_counts(s2, n2, "baseline")
     if not n1 or not n2:
         return (0.0, 1.0)
     pooled = (s1 + s2) / (n1 + n2)
@@ -171,8 +146,8 @@ def two_proportion_ztest(s1: int, n1: int, s2: int, n2: int) -> tuple[float, flo
 
 def diff_interval(s1: int, n1: int, s2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wald (unpooled) interval of p1 - p2; the whole range (-1, 1) when an arm has no exposures."""
-    _check_counts(s1, n1, "variant")
-    _check_counts(s2, n2, "baseline")
+    check_counts(s1, n1, "variant")
+    check_counts(s2, n2, "baseline")
     half_width = _z(confidence)
     if not n1 or not n2:
         return (-1.0, 1.0)
@@ -189,8 +164,8 @@ def ratio_interval(
     None when either arm has no successes: the log of the ratio, and its standard error
     sqrt(1/s1 - 1/n1 + 1/s2 - 1/n2), are then undefined (statsmodels divides by zero there).
     """
-    _check_counts(s1, n1, "variant")
-    _check_counts(s2, n2, "baseline")
+    check_counts(s1, n1, "variant")
+    check_counts(s2, n2, "baseline")
     z = _z(confidence)
     if s1 == 0 or s2 == 0:
         return None

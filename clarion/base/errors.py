@@ -8,6 +8,7 @@ anything else that escapes is a bug and keeps its traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ClarionError(Exception):
@@ -42,3 +43,11 @@ class CampaignInvalid(ClarionError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when it lies under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -3,6 +3,11 @@
 CLARION_HOME           folder for local state (default .clarion): the SQLite ledger, the dev signing key
 CLARION_SECRET_KEY     key that signs tracked links; without it a random key is kept in CLARION_HOME
 CLARION_DATABASE_URL   the ledger's database (default sqlite:///<CLARION_HOME>/clarion.db)
+CLARION_MAX_WORKERS    send tasks running at once in a launch (default 8)
+CLARION_SLEEP_WITHIN   seconds a deployed launch sleeps through; a longer wait ends the flow run and
+                       schedules its continuation (default 120)
+CLARION_APPROVAL_POLL  seconds between a paused launch's checks for an approver's answer (default 2)
+(Providers' credentials are read by their adapters: channels/<provider>/adapter.py.)
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_LENGTH = 32
@@ -23,6 +28,9 @@ class ClarionSettings(BaseSettings):
     home: Path = Path(".clarion")
     secret_key: SecretStr | None = None
     database_url: str | None = None
+    max_workers: int = Field(default=8, ge=1, le=256)
+    sleep_within: float = Field(default=120.0, ge=0)
+    approval_poll: float = Field(default=2.0, gt=0, le=60)
 
     def ledger_url(self) -> str:
         """CLARION_DATABASE_URL, else a SQLite file in CLARION_HOME."""
@@ -58,10 +66,10 @@ class ClarionSettings(BaseSettings):
 
 
 class TrackingSettings(BaseSettings):
-    """What `clarion serve` needs besides ClarionSettings: the webhooks' keys, from the environment.
+    """What `clarion serve` needs besides ClarionSettings, from the environment. (The providers' webhook
+    keys, such as SENDGRID_WEBHOOK_PUBLIC_KEY and TWILIO_AUTH_TOKEN, are read by each provider's
+    webhooks, channels/<provider>/webhooks.py.)
 
-    SENDGRID_WEBHOOK_PUBLIC_KEY  SendGrid's Event Webhook verification key (base64, from its Mail Settings)
-    TWILIO_AUTH_TOKEN            the Twilio account's auth token (status callbacks are signed with it)
     CLARION_CONVERSION_SECRET    shared secret the landing page signs conversions with
     CLARION_PUBLIC_URL           the URL the service is reached at from outside (Twilio signs that URL);
                                  default: the URL of each request as the service sees it
@@ -75,8 +83,6 @@ class TrackingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    sendgrid_webhook_public_key: str | None = None
-    twilio_auth_token: SecretStr | None = None
     clarion_conversion_secret: SecretStr | None = None
     clarion_public_url: str | None = None
     clarion_rate_limit: str = "30/second"

@@ -2,9 +2,9 @@
 
 A campaign's `share_kits:` name kit campaign files. A kit's audience is a list of ambassadors; its email or
 SMS channels send each of them, at the kit's offset from the launch, links that open a pre-filled post in
-their own X or LinkedIn account (`share_x(text)`, `share_linkedin()` in templates). The link inside the
-post is the ambassador's own tracked link, so every click their followers make is counted against the
-ambassador who shared, in the kit's own run `<run>-kit-<name>`.
+their own X or LinkedIn account (`share_x(text)`, `share_linkedin()` in templates, clarion.messages.share).
+The link inside the post is the ambassador's own tracked link, so every click their followers make is
+counted against the ambassador who shared, in the kit's own run `<run>-kit-<name>`.
 
 X's automation rules forbid posting, liking or reposting from other people's accounts on their behalf;
 a share link leaves the decision (and the button) to the ambassador.
@@ -13,41 +13,19 @@ a share link leaves the decision (and the button) to the ambassador.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 from clarion import channels
 from clarion.base.errors import CampaignInvalid, Problem
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import ShareKit
 from clarion.channels.base import ChannelKind
-from clarion.channels.textrules import x_weighted_length
 
-X_INTENT = "https://x.com/intent/post"
-LINKEDIN_SHARE = "https://www.linkedin.com/sharing/share-offsite/"
-X_MAX_WEIGHTED = 280
 #: A kit is sent as part of its parent's run; these belong to the parent.
 PARENT_ONLY = ("schedule", "steps", "approval", "rollout", "share_kits")
 
 
 def kit_run_id(run_id: str, kit: str) -> str:
     return f"{run_id}-kit-{kit}"
-
-
-def x_share_url(text: str, link: str) -> str:
-    """X's web intent: opens the signed-in user's composer with `text` and `link`, for them to post."""
-    post = f"{text.strip()} {link}"
-    length = x_weighted_length(post)
-    if length > X_MAX_WEIGHTED:
-        raise ValueError(
-            f"share_x: the pre-filled post is {length} weighted characters with its link, over X's "
-            f"{X_MAX_WEIGHTED}; shorten the text"
-        )
-    return f"{X_INTENT}?{urlencode({'text': text.strip(), 'url': link}, quote_via=quote)}"
-
-
-def linkedin_share_url(link: str) -> str:
-    """LinkedIn's share dialog for `link` (LinkedIn takes the text from the page's own preview tags)."""
-    return f"{LINKEDIN_SHARE}?{urlencode({'url': link}, quote_via=quote)}"
 
 
 def kit_path(parent: LoadedCampaign, kit: ShareKit) -> Path:
@@ -106,21 +84,4 @@ def load_kits(parent: LoadedCampaign) -> list[tuple[ShareKit, LoadedCampaign]]:
     return found
 
 
-def check_kits(parent: LoadedCampaign) -> list[tuple[ShareKit, LoadedCampaign]]:
-    """load_kits, then each kit checked as `clarion validate` checks a campaign (contacts, templates, every
-    message): at the launch, not hours later when a kit is due."""
-    from clarion.messages.validate import validate_campaign
-
-    kits = load_kits(parent)
-    problems: list[Problem] = []
-    for _, kit in kits:
-        try:
-            validate_campaign(kit.path)
-        except CampaignInvalid as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise CampaignInvalid(problems)
-    return kits
-
-
-__all__ = ["check_kits", "kit_path", "kit_run_id", "linkedin_share_url", "load_kits", "x_share_url"]
+__all__ = ["kit_path", "kit_run_id", "load_kits"]

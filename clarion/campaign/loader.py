@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from clarion import channels
-from clarion.base.errors import CampaignInvalid, Problem
+from clarion.base.errors import CampaignInvalid, Problem, display_path
+from clarion.campaign.contacts import ContactsError, ContactsFile
 from clarion.campaign.model import Campaign
 from clarion.campaign.yamlsource import PathKey, SourceMap, load_yaml
 
@@ -38,6 +39,24 @@ class LoadedCampaign:
     @property
     def contacts_path(self) -> Path:
         return self.base_dir / self.campaign.audience.contacts
+
+    def contacts(self) -> ContactsFile:
+        """The campaign's contacts file, or CampaignInvalid pointing at `audience.contacts`."""
+        path = self.contacts_path
+        if not path.is_file():
+            raise CampaignInvalid(
+                [
+                    self.source.problem(
+                        ("audience", "contacts"),
+                        f"contacts file {self.campaign.audience.contacts!r} not found "
+                        f"(looked for {display_path(path)}); the path is relative to the campaign file",
+                    )
+                ]
+            )
+        try:
+            return ContactsFile(path, display_path(path))
+        except ContactsError as exc:
+            raise CampaignInvalid([exc.problem]) from None
 
 
 def load_campaign(path: Path | str) -> LoadedCampaign:

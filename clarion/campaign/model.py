@@ -224,6 +224,10 @@ class Approval(_Strict):
     )
     timeout: Duration = Field(default=timedelta(minutes=30), description="Unanswered for this long: expired.")
 
+    def allows(self, who: str) -> bool:
+        """Whether `who` may answer (anyone, when no approvers are named)."""
+        return bool(who) and (not self.approvers or who in self.approvers)
+
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: timedelta) -> timedelta:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from clarion.base.errors import ClarionError
-from clarion.cli.app import _run_id, app, err, out, user_errors
+from clarion.cli.app import app, err, out, resolve_run, user_errors
 
 
 def _need_server(what: str) -> str:
@@ -176,20 +176,22 @@ def _emit_with_prefect(record: dict[str, Any]) -> None:
 
 def _answer(run_id: str, *, approved: bool, approver: str | None, reason: str) -> None:
     from clarion.campaign.loader import load_campaign
-    from clarion.engine.approval import answer, approver_allowed, default_approver
-    from clarion.flows.launch import ledger
+    from clarion.engine.preflight import default_approver
+    from clarion.flows.approval import answer
+    from clarion.ledger import Ledger, RunNotFound
 
     _need_server("clarion approve/reject")
-    store = ledger()
-    rid = _run_id(store, run_id)
+    store = Ledger.open()
+    rid = resolve_run(store, run_id)
     run = store.get_run(rid)
-    assert run is not None
+    if run is None:
+        raise RunNotFound(rid)
     who = approver or default_approver()
     try:
         gate = load_campaign(run.campaign_file).campaign.approval
     except ClarionError:
         gate = None  # the file moved: the flow checks the approver itself
-    if gate is not None and not approver_allowed(gate, who):
+    if gate is not None and not gate.allows(who):
         raise ClarionError(
             f"{who!r} is not one of this campaign's approvers ({', '.join(gate.approvers)}); use --as NAME"
         )

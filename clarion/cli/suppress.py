@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clarion.analysis.report.formats import safe_cell
-from clarion.base.consent import Kind, Reason, kind_of, normalise
+from clarion.base.addresses import kind_of, suppression_form
+from clarion.base.consent import Kind, Reason
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.ledger import Ledger, Suppression
@@ -47,7 +48,7 @@ def _ledger() -> Ledger:
 
 def _entry(raw: str, kind: Kind | None, reason: str, source: str, region: str) -> Suppression:
     chosen = kind or kind_of(raw)
-    return Suppression(chosen.value, normalise(chosen, raw, region), reason, source)
+    return Suppression(chosen.value, suppression_form(chosen, raw, region), reason, source)
 
 
 @suppress_app.command("add")

@@ -13,20 +13,21 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from clarion import channels
-from clarion.base.consent import Kind, address_key, consent_given, kind_of_channel, suppression_form
+from clarion.base.addresses import address_key, stored_form
+from clarion.base.consent import Kind, consent_given, kind_of_channel
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.contacts import Contact, file_digest
-from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import HOLDOUT, REST
 from clarion.channels.base import ChannelKind, FrequencyCap
 from clarion.ledger import Ledger, PlannedSend, RunStatus
 from clarion.messages.assign import Assigner
+from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
-from clarion.messages.validate import ValidationReport, open_contacts, scan, signer
+from clarion.messages.validate import ValidationReport, scan
 
 CHUNK = 5_000
 OPENING_BATCH = 50  # every channel's first batch is small, so its first message leaves at once
@@ -120,10 +121,10 @@ class _Planner:
     def _refusal(self, cid: str, contact: Contact, address: str) -> tuple[str | None, str]:
         """Why this contact may not get this channel (None: they may), and their address key."""
         rules = self._consent[cid]
-        key = address_key(self._secret, rules.kind, suppression_form(rules.kind, address))
+        key = address_key(self._secret, rules.kind, stored_form(rules.kind, address))
         if rules.column and not consent_given(contact.fields.get(rules.column, "")):
             return "no_consent", key
-        if suppression_form(rules.kind, address) in self._suppressed[rules.kind]:
+        if stored_form(rules.kind, address) in self._suppressed[rules.kind]:
             return "suppressed", key
         if key in rules.capped:
             return "frequency_cap", key
@@ -194,7 +195,7 @@ class _Planner:
 
 def plan_run(
     ledger: Ledger,
-    path: Path | str,
+    loaded: LoadedCampaign,
     run_id: str,
     *,
     resend_uncertain: bool = False,
@@ -204,7 +205,6 @@ def plan_run(
 
     `rollout_of` = (launch run id, winning variant) plans a rollout run instead: the rest of the audience,
     every one on the winner, beside the same holdout; no posts."""
-    loaded = load_campaign(path)
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
     plan = Plan(run_id, resumed=existing is not None)
@@ -222,7 +222,7 @@ def plan_run(
         if resend_uncertain:
             ledger.requeue_uncertain(run_id)
     else:
-        open_contacts(loaded)  # a missing contacts file is reported before a run is created
+        loaded.contacts()  # a missing contacts file is reported before a run is created
         # Tokens name channels and variants by position: freeze the order with the run.
         # What the tracking service needs to redirect a click without reading the campaign file.
         campaign = loaded.campaign
@@ -245,11 +245,11 @@ def plan_run(
         ledger.create_run(
             run_id,
             campaign=loaded.campaign.name,
-            campaign_file=str(Path(path)),
+            campaign_file=str(loaded.path),
             digest=digest,
             options=options,
         )
-    renderer = Renderer(loaded, signer(), run_id)
+    renderer = Renderer(loaded, LinkSigner.from_settings(), run_id)
     planner = _Planner(ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None)
     try:
         plan.report = scan(loaded, renderer, planner.visit)

@@ -10,9 +10,8 @@
 See store.py for the guarantees, database.py for how SQLite and PostgreSQL are set up.
 """
 
-from clarion.ledger.consent import Suppression
-from clarion.ledger.engagement import Click, Conversion, Engagement, ProviderEvent, run_key_hex
 from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
+from clarion.ledger.events import Click, Conversion, Engagement, ProviderEvent, run_key_hex
 from clarion.ledger.rows import (
     PlannedSend,
     RunRecord,
@@ -23,6 +22,7 @@ from clarion.ledger.rows import (
     SummaryRow,
 )
 from clarion.ledger.store import Ledger
+from clarion.ledger.suppressions import Suppression
 
 __all__ = [
     "Click",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,42 @@ def run_results(ledger: Ledger, run_id: str) -> list[ChannelVariantResult]:
         if row.reason and name in ("failed", "skipped", "uncertain"):
             entry.reasons[f"{name}: {row.reason}"] += row.count
     return [table[key] for key in sorted(table)]
+
+
+@dataclass
+class ChannelTotals:
+    """One channel's counts over its variants (what progress bars and `clarion status` show)."""
+
+    planned: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    uncertain: int = 0
+    pending: int = 0
+
+    @property
+    def due(self) -> int:
+        """What the channel is to send: planned, less who was skipped (no address, opted out...)."""
+        return self.planned - self.skipped
+
+    @property
+    def done(self) -> int:
+        """What reached an end: sent, failed or uncertain."""
+        return self.sent + self.failed + self.uncertain
+
+
+def channel_totals(results: Iterable[ChannelVariantResult]) -> dict[str, ChannelTotals]:
+    """Per-channel totals of per channel x variant results, in the results' order."""
+    totals: dict[str, ChannelTotals] = {}
+    for r in results:
+        t = totals.setdefault(r.channel, ChannelTotals())
+        t.planned += r.planned
+        t.sent += r.sent
+        t.failed += r.failed
+        t.skipped += r.skipped
+        t.uncertain += r.uncertain
+        t.pending += r.pending
+    return totals
 
 
 def format_reasons(reasons: dict[str, int]) -> str:

@@ -131,16 +131,6 @@ class SequencingStore:
         with self._tx() as conn:
             return clicked_per_arm(conn, run_id)
 
-    def revise(self, run_id: str, key: str, value: Any) -> None:
-        """Overwrite a decision's record (e.g. progress markers that advance)."""
-        with self._tx(write=True) as conn:
-            row = conn.execute(select(runs.c.decisions).where(runs.c.id == run_id).with_for_update()).first()
-            if row is None:
-                raise RunNotFound(run_id)
-            current = dict(row[0] or {})
-            current[key] = value
-            conn.execute(update(runs).where(runs.c.id == run_id).values(decisions=current))
-
 
 def clicked_per_arm(conn: Connection, run_id: str) -> dict[str, int]:
     """Contacts who clicked any of the run's links, per variant (clicks on two channels count once)."""

@@ -23,13 +23,13 @@ from sqlalchemy.exc import IntegrityError
 
 from clarion.ledger import migrate as migrations
 from clarion.ledger.bulk import CHUNK, BulkWriter, Statistics, chunked
-from clarion.ledger.consent import ConsentStore
 from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
-from clarion.ledger.engagement import EngagementStore, run_key_hex
 from clarion.ledger.errors import RunExists, RunNotFound
+from clarion.ledger.events import EngagementStore, run_key_hex
 from clarion.ledger.rows import PlannedSend, RunRecord, RunStatus, SendRow, SendState, Settlement, SummaryRow
 from clarion.ledger.schema import assignments, runs, sends
 from clarion.ledger.sequencing import SequencingStore, due
+from clarion.ledger.suppressions import ConsentStore
 from clarion.ledger.transitions import Transitions
 
 log = logging.getLogger("clarion.ledger")
@@ -54,6 +54,15 @@ class Ledger(EngagementStore, SequencingStore, ConsentStore):
         self._bulk = BulkWriter(self.engine.dialect)
         self._moves = Transitions(self.engine.dialect)
         self._statistics = Statistics(self._postgres)
+
+    @classmethod
+    def open(cls, url: str | URL | None = None) -> Ledger:
+        """The ledger on `url` (default: CLARION_DATABASE_URL, else SQLite in CLARION_HOME), migrated.
+
+        Each entry point (a command, a flow run, the tracking service) opens it once and passes it on."""
+        ledger = cls(url)
+        ledger.migrate()
+        return ledger
 
     def __repr__(self) -> str:
         return f"Ledger({shown(self.url)!r})"

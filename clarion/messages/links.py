@@ -17,6 +17,7 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from clarion.base.settings import ClarionSettings
 from clarion.channels.base import ChannelKind
 
 TOKEN_PARAM = "ct"
@@ -73,6 +74,11 @@ class LinkClaims:
 class LinkSigner:
     def __init__(self, key: bytes) -> None:
         self._key = key
+
+    @classmethod
+    def from_settings(cls, settings: ClarionSettings | None = None) -> LinkSigner:
+        """The signer of this installation: CLARION_SECRET_KEY, else the key generated in CLARION_HOME."""
+        return cls((settings or ClarionSettings()).signing_key())
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]

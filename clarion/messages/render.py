@@ -20,12 +20,13 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clarion import channels
-from clarion.base.errors import CampaignInvalid, ClarionError, Problem
+from clarion.base.errors import CampaignInvalid, ClarionError, Problem, display_path
 from clarion.campaign.contacts import Contact
 from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import Variant
 from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
 from clarion.messages.links import LinkClaims, LinkSigner, message_link, run_key
+from clarion.messages.share import share_helpers
 
 BUNDLED_TEMPLATES = (Path(__file__).resolve().parent.parent / "templates").resolve()
 PREVIEW_RUN = "preview"
@@ -227,7 +228,7 @@ class Renderer:
             "campaign": self.context_campaign,
             "link": link,
             "channel": {"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
-            **_share_helpers(link),
+            **share_helpers(link),
         }
         if adapter.kind is ChannelKind.EMAIL:
             # a missing tracking.base_url is reported by the channel's rules, not as an undefined name
@@ -284,23 +285,6 @@ class Renderer:
         return found
 
 
-def _share_helpers(link: str) -> dict[str, Any]:
-    """share_x(text) and share_linkedin(): links that open a pre-filled post in the reader's own account,
-    carrying this message's tracked link (share kits, clarion/sharekit.py)."""
-    from clarion.campaign.kits import linkedin_share_url, x_share_url
-
-    def share_x(text: str) -> str:
-        try:
-            return x_share_url(str(text), link)
-        except ValueError as exc:  # reported at the template line that called it
-            raise jinja2.TemplateRuntimeError(str(exc)) from None
-
-    def share_linkedin() -> str:
-        return linkedin_share_url(link)
-
-    return {"share_x": share_x, "share_linkedin": share_linkedin}
-
-
 _NO_ATTR = re.compile(r"'(?P<obj>[\w.]+) object' has no attribute '(?P<name>[^']+)'")
 _UNDEFINED = re.compile(r"'(?P<name>[^']+)' is undefined")
 
@@ -332,11 +316,3 @@ def _explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
             f"undefined:{match['name']}",
         )
     return f"template error: {raw}", "undefined"
-
-
-def display_path(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when it lies under it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

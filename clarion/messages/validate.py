@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clarion import channels
 from clarion.base.consent import consent_given
 from clarion.base.errors import CampaignInvalid, ClarionError, Problem
-from clarion.base.settings import ClarionSettings
 from clarion.campaign.contacts import Contact, ContactsError, ContactsFile
+from clarion.campaign.kits import load_kits
 from clarion.campaign.loader import LoadedCampaign, load_campaign
-from clarion.campaign.model import HOLDOUT, REST, Variant
+from clarion.campaign.model import HOLDOUT, REST, ShareKit, Variant
 from clarion.channels.base import Channel, ChannelKind, Message
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
-from clarion.messages.render import PREVIEW_RUN, Renderer, RenderProblem, display_path
+from clarion.messages.render import PREVIEW_RUN, Renderer, RenderProblem
 
 EXAMPLES_SHOWN = 3
 _PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
@@ -84,39 +84,18 @@ class ValidationReport:
     samples: dict[str, Message] = field(default_factory=dict)
 
 
-def signer() -> LinkSigner:
-    return LinkSigner(ClarionSettings().signing_key())
-
-
-def open_contacts(loaded: LoadedCampaign) -> ContactsFile:
-    """The campaign's contacts file, or CampaignInvalid pointing at `audience.contacts`."""
-    path = loaded.contacts_path
-    if not path.is_file():
-        raise CampaignInvalid(
-            [
-                loaded.source.problem(
-                    ("audience", "contacts"),
-                    f"contacts file {loaded.campaign.audience.contacts!r} not found "
-                    f"(looked for {display_path(path)}); the path is relative to the campaign file",
-                )
-            ]
-        )
-    try:
-        return ContactsFile(path, display_path(path))
-    except ContactsError as exc:
-        raise CampaignInvalid([exc.problem]) from None
-
-
 #: Called for every valid contact: (contact, arm, {channel id: normalised address or None}).
 Visitor = Callable[[Contact, str, dict[str, str | None]], None]
 
 
 def validate_campaign(path: Path | str) -> ValidationReport:
+    """Load and check one campaign file (see `validate`)."""
+    return validate(load_campaign(path))
+
+
+def validate(loaded: LoadedCampaign) -> ValidationReport:
     """Check everything that can be checked before sending, share kits included; raises CampaignInvalid
     listing every problem."""
-    from clarion.campaign.kits import load_kits
-
-    loaded = load_campaign(path)
     problems = []
     kits = []
     try:
@@ -124,9 +103,10 @@ def validate_campaign(path: Path | str) -> ValidationReport:
     except CampaignInvalid as exc:
         problems.extend(exc.problems)
     report = None
+    signer = LinkSigner.from_settings()
     for each in [loaded, *(kit for _, kit in kits)]:
         try:
-            scanned = scan(each, Renderer(each, signer(), PREVIEW_RUN))
+            scanned = scan(each, Renderer(each, signer, PREVIEW_RUN))
         except CampaignInvalid as exc:
             problems.extend(exc.problems)
             continue
@@ -137,9 +117,25 @@ def validate_campaign(path: Path | str) -> ValidationReport:
     return report
 
 
+def check_kits(parent: LoadedCampaign) -> list[tuple[ShareKit, LoadedCampaign]]:
+    """The parent's share kits, loaded and each checked as `clarion validate` checks a campaign
+    (contacts, templates, every message): at the launch, not hours later when a kit is due."""
+    kits = load_kits(parent)
+    problems: list[Problem] = []
+    signer = LinkSigner.from_settings()
+    for _, kit in kits:
+        try:
+            scan(kit, Renderer(kit, signer, PREVIEW_RUN))
+        except CampaignInvalid as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise CampaignInvalid(problems)
+    return kits
+
+
 def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None) -> ValidationReport:
     """One pass over the audience: check and render every contact, telling `visitor` about each."""
-    contacts = open_contacts(loaded)
+    contacts = loaded.contacts()
     report = ValidationReport(loaded)
     groups = ProblemGroups()
     campaign = loaded.campaign
@@ -289,11 +285,10 @@ def _render_checked(
         groups.add(("rule", cid, variant.id, code), problem, contact)
 
 
-def preview(path: Path | str, contact_id: str | None = None) -> list[Message]:
+def preview(loaded: LoadedCampaign, contact_id: str | None = None) -> list[Message]:
     """Every channel x variant rendered for one contact (default: the first in the file)."""
-    loaded = load_campaign(path)
-    renderer = Renderer(loaded, signer(), PREVIEW_RUN)
-    contacts = open_contacts(loaded)
+    renderer = Renderer(loaded, LinkSigner.from_settings(), PREVIEW_RUN)
+    contacts = loaded.contacts()
     try:
         chosen = next(
             (c for c in contacts.records() if contact_id is None or c.id == contact_id),

@@ -11,11 +11,9 @@ import dataclasses
 import enum
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-PROVIDERS = ("sendgrid", "twilio", "x")
 
 
 @dataclass(frozen=True)
@@ -88,12 +86,12 @@ class FaultConfig:
 
 
 def parse_faults(
-    faults: Mapping[str, FaultConfig | Mapping[str, Any] | None] | None,
+    faults: Mapping[str, FaultConfig | Mapping[str, Any] | None] | None, providers: Sequence[str]
 ) -> dict[str, FaultConfig | None]:
     """Per-provider fault settings from FaultConfig objects or plain mappings (JSON, YAML)."""
     parsed: dict[str, FaultConfig | None] = {}
     for provider, value in (faults or {}).items():
-        check_provider(provider)
+        check_provider(provider, providers)
         parsed[provider] = as_fault_config(value)
     return parsed
 
@@ -106,9 +104,9 @@ def as_fault_config(value: FaultConfig | Mapping[str, Any] | None) -> FaultConfi
     raise ValueError(f"fault settings must be a mapping or FaultConfig, not {type(value).__name__}")
 
 
-def check_provider(provider: str) -> str:
-    if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r} (known: {', '.join(PROVIDERS)})")
+def check_provider(provider: str, providers: Sequence[str]) -> str:
+    if provider not in providers:
+        raise ValueError(f"unknown provider {provider!r} (known: {', '.join(providers)})")
     return provider
 
 
@@ -158,7 +156,10 @@ class _ProviderFaults:
 class Faults:
     """The fault settings of every provider, safe to change from any thread while requests come in."""
 
-    def __init__(self, faults: Mapping[str, FaultConfig | None] | None = None) -> None:
+    def __init__(
+        self, providers: Sequence[str], faults: Mapping[str, FaultConfig | None] | None = None
+    ) -> None:
+        self.providers = tuple(providers)
         self._lock = threading.Lock()
         self._state: dict[str, _ProviderFaults] = {}
         for provider, config in (faults or {}).items():
@@ -166,7 +167,7 @@ class Faults:
 
     def set(self, provider: str, config: FaultConfig | None) -> None:
         """Replace one provider's settings (None: no faults); its random sequence and counter restart."""
-        check_provider(provider)
+        check_provider(provider, self.providers)
         with self._lock:
             if config is None:
                 self._state.pop(provider, None)
@@ -180,7 +181,7 @@ class Faults:
 
     def snapshot(self) -> dict[str, dict[str, Any] | None]:
         with self._lock:
-            return {p: (s.config.to_dict() if (s := self._state.get(p)) else None) for p in PROVIDERS}
+            return {p: (s.config.to_dict() if (s := self._state.get(p)) else None) for p in self.providers}
 
     def restart(self) -> None:
         """Re-seed every provider's generator and counter, as if its settings were just applied."""

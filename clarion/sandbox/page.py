@@ -9,10 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from clarion.sandbox.faults import PROVIDERS
-
 LATEST = 50
-LABELS = {"sendgrid": "Email (SendGrid)", "twilio": "SMS (Twilio)", "x": "Posts (X)"}
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2rem; color: #222; }
@@ -33,9 +30,15 @@ def _cell(value: Any, limit: int = 160) -> str:
 
 
 def render_page(
-    counts: dict[str, int], latest: list[dict[str, Any]], faults: dict[str, dict[str, Any] | None]
+    labels: dict[str, str],
+    counts: dict[str, int],
+    latest: list[dict[str, Any]],
+    faults: dict[str, dict[str, Any] | None],
 ) -> str:
-    count_cells = "".join(f"<td>{LABELS[p]}: <strong>{counts.get(p, 0):,}</strong></td>" for p in PROVIDERS)
+    """`labels` names each provider's messages (its emulator's label), in the order shown."""
+    count_cells = "".join(
+        f"<td>{escape(label)}: <strong>{counts.get(p, 0):,}</strong></td>" for p, label in labels.items()
+    )
     rows = []
     for m in reversed(latest):
         rows.append(

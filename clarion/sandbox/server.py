@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -11,10 +10,10 @@ import httpx
 import uvicorn
 
 from clarion.base.serving import BackgroundServer
-from clarion.sandbox.app import FaultsInput, SandboxState
-from clarion.sandbox.engagement import EngagementConfig
-from clarion.sandbox.faults import FaultConfig, check_provider
-from clarion.sandbox.store import MAX_REQUESTS
+from clarion.channels.emulation import MAX_REQUESTS
+from clarion.sandbox.faults import FaultConfig
+from clarion.sandbox.recipients import EngagementConfig
+from clarion.sandbox.routes import FaultsInput, SandboxState
 
 
 class Sandbox:
@@ -79,7 +78,7 @@ class Sandbox:
     # -- what tests and demos use -----------------------------------------------------------------
 
     def messages(self, provider: str | None = None) -> list[dict[str, Any]]:
-        """Messages accepted so far, oldest first; `provider` is "sendgrid", "twilio" or "x"."""
+        """Messages accepted so far, oldest first; `provider` is a registered provider's name."""
         return self.state.store.messages(provider)
 
     def requests(self, provider: str | None = None) -> list[dict[str, Any]]:
@@ -92,67 +91,54 @@ class Sandbox:
 
     def set_faults(self, provider: str, faults: FaultConfig | Mapping[str, Any] | None) -> None:
         """Replace one provider's fault settings; None turns its faults off."""
-        self.state.set_faults(check_provider(provider), faults)
+        self.state.set_faults(self.state.store.check_provider(provider), faults)
 
     def set_account(self, provider: str, **settings: Any) -> None:
-        """Change what a provider's account answers (see clarion/sandbox/accounts.py), e.g.
+        """Change what a provider's account answers (its emulator's `Account`), e.g.
         `set_account("sendgrid", revoked=True)` or `set_account("sendgrid", credits=10)`; reset() restores."""
-        self.state.store.accounts.update(check_provider(provider), settings)
+        self.state.control(provider).update_account(settings)
 
     def faults(self, provider: str) -> FaultConfig | None:
-        return self.state.faults.get(check_provider(provider))
+        return self.state.faults.get(self.state.store.check_provider(provider))
 
     def set_metrics(self, tweet_id: str | int, **public_metrics: int) -> dict[str, int]:
         """Set a post's public metrics (like_count=3, ...), as X's lookup will report them."""
-        return self.state.store.set_metrics(str(tweet_id), public_metrics)
+        return dict(self.state.control("x").set_metrics(str(tweet_id), public_metrics))
 
     def set_opted_out(self, numbers: Iterable[str]) -> None:
         """Replace the numbers Twilio refuses with error 21610."""
-        self.state.twilio.set_opted_out(numbers)
+        self.state.control("twilio").set_opted_out(numbers)
+
+    def environment(self) -> dict[str, str]:
+        """What every adapter needs to send here: dummy credentials and this sandbox's URL."""
+        found: dict[str, str] = {}
+        for emulator in self.state.emulators.values():
+            found.update(emulator.environment(self.url))
+        return found
+
+    def cleared_variables(self) -> list[str]:
+        """Variables that would send an adapter elsewhere (a Twilio edge, X's OAuth 1.0a keys)."""
+        return [name for e in self.state.emulators.values() for name in e.cleared_variables]
+
+    def webhook_environment(self) -> dict[str, str]:
+        """What a tracking service needs to verify the webhooks this sandbox's simulated recipients send."""
+        return self.state.webhook_environment()
 
     def reply_sms(
         self, sender: str, body: str, *, webhook: str, auth_token: str, to: str = "+15005550006"
     ) -> httpx.Response:
-        """A person answers a text: as Twilio does, a STOP keyword opts the number out (later texts to it
-        are refused with 21610) and START opts it back in; then the reply is posted, signed with the
-        account's auth token, to the inbound-message webhook `webhook`. Returns the webhook's answer."""
-        from twilio.request_validator import RequestValidator
+        """A person answers a text (Twilio's emulator: a STOP keyword also opts the number out there),
+        posted signed to the inbound-message webhook `webhook`. Returns the webhook's answer."""
+        answer: httpx.Response = self.state.control("twilio").reply(
+            sender, body, webhook=webhook, auth_token=auth_token, to=to
+        )
+        return answer
 
-        from clarion.base.consent import Reply, classify_reply
-
-        word = classify_reply(body)
-        if word in (Reply.STOP, Reply.START):
-            self.state.twilio.opt(sender, out=word is Reply.STOP)
-        params = {
-            "MessageSid": "SM" + secrets.token_hex(16),
-            "AccountSid": "AC" + "0" * 32,
-            "From": sender,
-            "To": to,
-            "Body": body,
-            "NumMedia": "0",
-            "ApiVersion": "2010-04-01",
-        }
-        if word is not None:
-            params["OptOutType"] = word.value.upper()
-        signature = RequestValidator(auth_token).compute_signature(webhook, params)
-        return httpx.post(webhook, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
-
-    # -- simulated recipients (engagement.py) -------------------------------------------------------
-
-    @property
-    def sendgrid_public_key(self) -> str:
-        """The key the sandbox signs SendGrid events with, for the tracking service's settings."""
-        return self.state.signing.public_key
+    # -- simulated recipients (recipients.py) -------------------------------------------------------
 
     def set_engagement(self, config: EngagementConfig | Mapping[str, Any] | str | None) -> None:
         """Start simulated recipients (settings as a model, mapping or YAML path), or stop them (None)."""
         self.state.set_engagement(config)
-
-    def engage_existing(self) -> None:
-        """Engage the messages accepted before engagement started (each message at most once)."""
-        if self.state.engagement is None:
-            raise RuntimeError("engagement is off; call set_engagement first")
-        self.state.engagement.offer(self.state.store.messages())
 
     def wait_engaged(self, timeout: float = 300) -> dict[str, Any]:
         """Block until every queued message was engaged; returns the counts (TimeoutError otherwise)."""

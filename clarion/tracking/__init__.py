@@ -1,6 +1,5 @@
-"""The tracking service (`clarion serve`): tracked-link redirects and webhooks, writing to the ledger."""
+"""The tracking service: tracked links, unsubscribe pages, and every provider's webhooks, into the ledger."""
 
-from clarion.tracking.app import build_app
-from clarion.tracking.webhooks import conversion_signature
+from clarion.tracking.service import build_app
 
-__all__ = ["build_app", "conversion_signature"]
+__all__ = ["build_app"]

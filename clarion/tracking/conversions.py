@@ -1,4 +1,9 @@
-"""`clarion conversions import`: conversions from a CSV export, joined to a run's contacts by email or phone.
+"""Conversions measured outside tracked links: Clarion's conversion webhook, and CSV imports.
+
+The webhook (`POST /webhooks/conversion`, signed with clarion.base.signing) takes a landing page's report
+of a donation or sign-up, by click token or by the contact's email or phone (`ConversionIn`).
+
+`clarion conversions import`: conversions from a CSV export, joined to a run's contacts by email or phone.
 
 This is how the holdout's outcome is measured: the holdout got no message and no link, but its members can
 still donate, and the donation platform's export names them by email or phone. Each row is matched to the
@@ -12,13 +17,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from clarion.base.errors import ClarionError
+from clarion.channels.webhooks import Refused
 from clarion.ledger import Conversion, Ledger, RunNotFound
 from clarion.tracking.runs import AddressIndex, RunFacts
 
@@ -52,7 +61,7 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
             for row in reader:
                 result.rows += 1
                 line = reader.line_num
-                seq = _match(index, row)
+                seq = index.find(email=_get(row, "email"), phone=_get(row, "phone"))
                 if seq is None:
                     result.unmatched_lines.append(line)
                     continue
@@ -88,15 +97,6 @@ def _get(row: dict[str, str | None], name: str) -> str:
         if key and key.strip().lower() == name:
             return (value or "").strip()
     return ""
-
-
-def _match(index: AddressIndex, row: dict[str, str | None]) -> int | None:
-    email, phone = _get(row, "email"), _get(row, "phone")
-    if email and (seq := index.emails.get(email.lower())) is not None:
-        return seq
-    if phone and (key := index.phone_key(phone)) is not None:
-        return index.phones.get(key)
-    return None
 
 
 def _conversion(
@@ -165,3 +165,50 @@ def _write(ledger: Ledger, run_id: str, pending: list[tuple[int, Conversion]]) -
         )
     ledger.record(conversion_rows=rows)
     return len(rows)
+
+
+# -- the conversion webhook ---------------------------------------------------------------------------
+
+
+class ConversionIn(BaseModel):
+    """A conversion reported by a landing page: by click token, or by the contact's email or phone."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=200, description="The conversion's own id: replays are no-ops.")
+    token: str | None = Field(default=None, max_length=64)
+    run: str | None = Field(default=None, max_length=200, description="Needed with email or phone.")
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    amount: Decimal = Field(default=Decimal(0), ge=0, le=10**9)
+    currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
+    occurred_at: datetime | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-11-22T21:05:00Z")
+        return value
+
+    def amount_minor(self) -> int:
+        return int((self.amount * 100).to_integral_value())
+
+
+def parse_conversion(body: bytes) -> ConversionIn:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "conversion body is not JSON") from None
+    try:
+        conversion = ConversionIn.model_validate(data)
+    except (ValidationError, InvalidOperation) as exc:
+        fields = ", ".join(
+            ".".join(str(p) for p in e["loc"]) or "body" for e in getattr(exc, "errors", list)()
+        )
+        raise Refused(422, f"conversion body invalid: {fields or exc}") from None
+    if not conversion.token and not conversion.email and not conversion.phone:
+        raise Refused(422, "conversion names no one: give token, or run with email or phone")
+    if not conversion.token and not conversion.run:
+        raise Refused(422, "a conversion keyed by email or phone needs run (the run id)")
+    return conversion

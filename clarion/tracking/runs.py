@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from clarion import channels
+from clarion.base import addresses
 from clarion.base.errors import ClarionError
 from clarion.campaign.loader import load_campaign
 from clarion.channels.base import ChannelKind
-from clarion.channels.twilio.adapter import TwilioConfig, to_e164
+from clarion.channels.webhooks import Target as WebhookTarget
 from clarion.ledger import Ledger, RunRecord
 from clarion.messages.links import LinkClaims, LinkSigner, cta_url
 
@@ -61,6 +64,11 @@ class Target:
     variant: str
     contact_seq: int | None
     token: str
+
+    @property
+    def plain(self) -> WebhookTarget:
+        """What a provider's webhook needs of it: run, channel, variant, contact."""
+        return WebhookTarget(self.run.run_id, self.channel, self.variant, self.contact_seq)
 
     def redirect(self) -> str:
         """Where a click goes: the run's CTA page, with UTM parameters and the token; never anywhere else."""
@@ -119,12 +127,7 @@ class RunDirectory:
 
     def contact_by_address(self, facts: RunFacts, *, email: str | None, phone: str | None) -> int | None:
         """The audience position of the contact with this email or phone in the run's contacts file."""
-        index = self._address_index(facts)
-        if email and (seq := index.emails.get(email_key(email))) is not None:
-            return seq
-        if phone and (number := index.phone_key(phone)) is not None:
-            return index.phones.get(number)
-        return None
+        return self._address_index(facts).find(email=email, phone=phone)
 
     def address_of(self, facts: RunFacts, seq: int, kind: ChannelKind) -> str | None:
         """The email address or phone number of the contact at `seq` in the run's contacts file."""
@@ -146,30 +149,38 @@ class RunDirectory:
 
 @dataclass
 class AddressIndex:
-    """Normalised email and phone -> audience position, for every contact of a campaign's contacts file."""
+    """Normalised email and phone -> audience position, for every contact of a campaign's contacts file.
+
+    Emails are keyed lower-cased whole; phone numbers as the campaign's SMS channel reads them (its
+    adapter's normalisation, with its default region), so a number typed without +1 still matches."""
 
     emails: dict[str, int]
     phones: dict[str, int]
-    region: str = "US"
+    read_phone: Callable[[str], str] = addresses.phone
     email_of: dict[int, str] = field(default_factory=dict)  # audience position -> address, for unsubscribes
     phone_of: dict[int, str] = field(default_factory=dict)
 
+    def find(self, *, email: str | None, phone: str | None) -> int | None:
+        """The audience position of the contact with this email (first) or phone number, if any."""
+        if email and (seq := self.emails.get(addresses.email_key(email))) is not None:
+            return seq
+        if phone and (key := self.phone_key(phone)) is not None:
+            return self.phones.get(key)
+        return None
+
     def phone_key(self, raw: str) -> str | None:
         try:
-            return to_e164(raw, self.region)
+            return self.read_phone(raw)
         except ValueError:
             return None
 
     @classmethod
     def read(cls, campaign_file: Path) -> AddressIndex:
-        from clarion.messages.validate import open_contacts
-
         try:
             loaded = load_campaign(campaign_file)
         except (ClarionError, OSError) as exc:
             raise ClarionError(f"cannot read the run's campaign {campaign_file}: {exc}") from None
-        sms = [c for c in loaded.campaign.channels.values() if isinstance(c, TwilioConfig)]
-        index = cls({}, {}, sms[0].default_region if sms else "US")
+        index = cls({}, {})
         email_columns, phone_columns = {"email"}, {"phone"}
         for config in loaded.campaign.channels.values():
             adapter = channels.get(config.provider)
@@ -177,18 +188,15 @@ class AddressIndex:
                 email_columns.add(adapter.address_column)
             elif adapter.address_column and adapter.kind is ChannelKind.SMS:
                 phone_columns.add(adapter.address_column)
-        for contact in open_contacts(loaded).records():
+                if index.read_phone is addresses.phone:  # the first SMS channel's reading of numbers
+                    index.read_phone = partial(adapter.normalise_address, config=config)
+        for contact in loaded.contacts().records():
             for column in email_columns:
                 if raw := contact.fields.get(column, "").strip():
-                    index.emails.setdefault(email_key(raw), contact.seq)
+                    index.emails.setdefault(addresses.email_key(raw), contact.seq)
                     index.email_of.setdefault(contact.seq, raw)
             for column in phone_columns:
                 if (raw := contact.fields.get(column, "").strip()) and (key := index.phone_key(raw)):
                     index.phones.setdefault(key, contact.seq)
                     index.phone_of.setdefault(contact.seq, key)
         return index
-
-
-def email_key(raw: str) -> str:
-    """Emails match case-insensitively, as people (and donation platforms' exports) expect."""
-    return raw.strip().lower()

@@ -249,3 +249,53 @@ def test_half_given_oauth1_keys_name_what_is_missing_and_show_no_value(
 
     assert f"channel 'x': OAuth 1.0a needs all four keys; {named}" in str(info.value)
     assert "canary" not in str(info.value)
+
+
+# -- every provider's emulator and webhooks ----------------------------------------------------------
+
+
+def test_every_registered_provider_has_an_emulator_the_sandbox_mounts(sandbox: Sandbox) -> None:
+    assert set(sandbox.state.emulators) == set(channels.providers())
+    environment = sandbox.environment()
+    for adapter in channels.adapters():
+        emulator = adapter.emulator()
+        assert emulator is not None and emulator.name == adapter.provider
+        # what the emulator hands the adapter is exactly what the adapter's settings read
+        needed = {
+            str(f.validation_alias)
+            for f in adapter.settings_model.model_fields.values()
+            if f.is_required() and isinstance(f.validation_alias, str)
+        }
+        assert needed <= set(environment), (
+            f"{adapter.provider}: the sandbox gives no {needed - set(environment)}"
+        )
+
+
+def _webhooks() -> list[tuple[str, Any]]:
+    return [(a.provider, w) for a in channels.adapters() for w in a.webhooks({})]
+
+
+@pytest.mark.parametrize(("provider", "webhook"), _webhooks(), ids=[w.path for _, w in _webhooks()])
+def test_every_webhook_refuses_what_it_cannot_verify_and_records_nothing(
+    sandbox: Sandbox, campaign_dir: Any, provider: str, webhook: Any
+) -> None:
+    from clarion.base.settings import TrackingSettings
+    from clarion.ledger import Ledger
+    from clarion.tracking import build_app
+    from tests.tracking.conftest import AppClient
+
+    ledger = Ledger.open()
+    settings = TrackingSettings(clarion_rate_limit="off", clarion_reject_limit="off")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    unconfigured = AppClient(build_app(ledger, settings=settings, environ={}))
+    configured = AppClient(build_app(ledger, settings=settings, environ=sandbox.webhook_environment()))
+    try:
+        assert unconfigured.post(webhook.path, content=b"a=1", headers=headers).status_code == 403
+        unsigned = configured.post(webhook.path, content=b"a=1", headers=headers)
+        assert unsigned.status_code in (400, 401, 403, 415), unsigned.text
+        too_big = configured.post(webhook.path, content=b"a" * (webhook.max_body + 1), headers=headers)
+        assert too_big.status_code == 413
+    finally:
+        unconfigured.close()
+        configured.close()
+    assert ledger.suppression_counts() == {}

@@ -10,7 +10,7 @@ import pytest
 
 from clarion.campaign.loader import load_campaign
 from clarion.channels.base import AccountCheck
-from clarion.engine.send import make_adapter
+from clarion.engine.context import make_adapter
 from clarion.sandbox import Sandbox
 from tests.conftest import CampaignDir, point_adapters_at
 

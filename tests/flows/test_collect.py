@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from clarion.flows.collect import collect
-from clarion.flows.launch import launch, ledger
+from clarion.flows.launch import launch
+from clarion.ledger import Ledger
 from clarion.sandbox import Sandbox
 from tests.flows.conftest import write_campaign
 
@@ -25,7 +26,7 @@ def test_the_newest_metrics_of_each_post_are_recorded_per_variant(tmp_path: Path
 
     providers.set_metrics(posts["Chip in now."], impression_count=1500, like_count=31)
     collect("collect-test")
-    metrics = ledger().post_metrics("collect-test")
+    metrics = Ledger.open().post_metrics("collect-test")
     assert metrics[("x", "a")]["impression_count"] == 1500
     assert metrics[("x", "a")]["like_count"] == 31
     assert metrics[("x", "b")]["impression_count"] == 900

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from clarion.flows.launch import launch, ledger
-from clarion.ledger import SendState
+from clarion.flows.launch import launch
+from clarion.ledger import Ledger, SendState
 from clarion.sandbox import FaultConfig, Sandbox
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
@@ -51,7 +51,7 @@ def test_a_campaign_survives_failures_timeouts_and_rate_limits(tmp_path: Path, p
 
     result = launch(str(path), "faults-20")
 
-    rows = list(ledger().sends("faults-20"))
+    rows = list(Ledger.open().sends("faults-20"))
     states = Counter(r.state for r in rows)
     assert states[SendState.PLANNED] == states[SendState.IN_FLIGHT] == 0, states  # nothing left behind
     for row in rows:
@@ -66,7 +66,7 @@ def test_a_campaign_survives_failures_timeouts_and_rate_limits(tmp_path: Path, p
     assert {r.provider_id for r in rows if r.state is SendState.SENT} <= delivered
     sent_or_unsure = sum(1 for r in rows if r.state in (SendState.SENT, SendState.UNCERTAIN))
     assert len([m for m in messages if m["provider"] != "x"]) <= sent_or_unsure
-    assert result["status"] == "completed", result["errors"]  # no channel gave up
+    assert result.status == "completed", result.errors  # no channel gave up
 
     # bounded retries, and every 429's Retry-After honoured before that recipient was tried again
     attempts: defaultdict[str, list[tuple[datetime, int]]] = defaultdict(list)

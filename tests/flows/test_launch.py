@@ -62,8 +62,8 @@ def test_every_reachable_contact_gets_each_channel_once(tmp_path: Path, provider
     posts = providers.messages("x")
     assert sorted(m["text"].split(" http")[0] for m in posts) == ["Chip in now.", "Join the supporters."]
 
-    table = {(r["channel"], r["variant"]): r for r in result["results"]}
-    assert result["status"] == "completed"
+    table = {(r.channel, r.variant): r.as_dict() for r in result.results}
+    assert result.status == "completed"
     for channel in ("email", "sms"):
         per_arm = Counter(expected[channel].values())
         for arm, n in per_arm.items():
@@ -104,18 +104,18 @@ def test_a_failing_channel_does_not_stop_the_others(tmp_path: Path, providers: S
     assert len(providers.messages("sendgrid")) == len(expected["email"])
     assert len(providers.messages("x")) == 2
     assert providers.messages("twilio") == []
-    sms = [r for r in result["results"] if r["channel"] == "sms"]
+    sms = [r.as_dict() for r in result.results if r.channel == "sms"]
     assert sum(r["sent"] for r in sms) == 0
     assert sum(r["failed"] for r in sms) >= 1
     assert sum(r["failed"] + r["pending"] for r in sms) == len(expected["sms"])
     assert any("retries_exhausted" in reason for r in sms for reason in r["reasons"])
-    assert result["status"] == "failed" and "sms" in result["errors"]
+    assert result.status == "failed" and "sms" in result.errors
     # the provider recovers: a resume sends what was left, and only that
     providers.set_faults("twilio", None)
     again = launch(str(path), "flow-test-failing")
     sms_sent = Counter(m["to"] for m in providers.messages("twilio"))
     assert max(sms_sent.values()) == 1
-    assert sum(r["sent"] for r in again["results"] if r["channel"] == "sms") == sum(sms_sent.values())
+    assert sum(r.sent for r in again.results if r.channel == "sms") == sum(sms_sent.values())
     assert len(providers.messages("sendgrid")) == len(expected["email"])  # nothing resent
 
 
@@ -137,7 +137,7 @@ def test_resume_of_a_finished_run_sends_nothing(tmp_path: Path, providers: Sandb
     count = len(providers.messages())
     second = launch(str(path), "flow-test-resume")
     assert len(providers.messages()) == count
-    assert first["results"] == second["results"]
+    assert first.results == second.results
 
 
 def test_rate_limits_are_waited_out(tmp_path: Path, providers: Sandbox) -> None:
@@ -147,6 +147,6 @@ def test_rate_limits_are_waited_out(tmp_path: Path, providers: Sandbox) -> None:
     text = CAMPAIGN.replace('    body: "<p>', '    retry: {base_delay: 0.01}\n    body: "<p>')
     path = write_campaign(tmp_path, 60, text)
     result = launch(str(path), "flow-test-429")
-    assert all(r["failed"] == 0 for r in result["results"])
+    assert all(r.failed == 0 for r in result.results)
     statuses = [r["status"] for r in providers.requests("sendgrid") if r["path"] == "/v3/mail/send"]
     assert 429 in statuses and statuses[-1] == 202

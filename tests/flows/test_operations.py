@@ -24,10 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from clarion.cli.runner import SANDBOX_CREDENTIALS, SANDBOX_URLS
 from clarion.engine.schedule import LAUNCHED
-from clarion.flows.launch import ledger
-from clarion.ledger import RunStatus
+from clarion.ledger import Ledger, RunStatus
 from clarion.sandbox import Sandbox
 from clarion.sandbox.devstack import clarion_worker, prefect_server
 from tests.conftest import TEST_SECRET
@@ -128,8 +126,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox) -> Iterato
         "CLARION_HTTP_TIMEOUT": "2",
         "CLARION_SLEEP_WITHIN": "0",  # every wait between steps is a scheduled run of the deployment
         "CLARION_APPROVAL_POLL": "1",
-        **SANDBOX_CREDENTIALS,
-        **dict.fromkeys(SANDBOX_URLS, sandbox.url),
+        **sandbox.environment(),
     }
     with (
         _server_database() as database_url,
@@ -187,7 +184,7 @@ def _wait_for(what: str, predicate: Callable[[], Any], timeout: float = 90.0) ->
 
 
 def _status(run_id: str) -> str | None:
-    run = ledger().get_run(run_id)
+    run = Ledger.open().get_run(run_id)
     return None if run is None else str(run.status)
 
 
@@ -223,7 +220,7 @@ def test_an_event_launches_the_campaign_once_however_often_it_arrives(stack: Sta
     )
     assert len(stack.messages("EVT")) == first
     _sent_once_per_contact(stack.messages("EVT", "sendgrid"))
-    assert [r.id for r in ledger().list_runs() if r.campaign == "ops-event"] == [run_id]
+    assert [r.id for r in Ledger.open().list_runs() if r.campaign == "ops-event"] == [run_id]
 
     other = stack.trigger("ops.go", "debate-2")  # a different event is a new launch
     assert _finished(f"ops-event-evt-{other}") == "completed"
@@ -233,7 +230,7 @@ def test_an_event_launches_the_campaign_once_however_often_it_arrives(stack: Sta
 def test_three_steps_wait_in_prefect_not_in_a_process(stack: Stack) -> None:
     run_id = f"ops-steps-evt-{stack.trigger('ops.steps', 'night-1')}"
     assert _finished(run_id, timeout=120) == "completed"
-    launched = datetime.fromisoformat(ledger().decisions(run_id)[LAUNCHED])
+    launched = datetime.fromisoformat(Ledger.open().decisions(run_id)[LAUNCHED])
 
     def first(provider: str) -> timedelta:
         return (
@@ -283,7 +280,7 @@ def test_approval_from_another_shell_by_a_named_approver(stack: Stack) -> None:
     assert f"run {run_id} approved by ana" in done.stdout
     assert _finished(run_id) == "completed"
     assert {p for p in ("x", "sendgrid", "twilio") if stack.messages("APR", p)} == {"x", "sendgrid", "twilio"}
-    assert ledger().decisions(run_id)["approval"]["by"] == "ana"
+    assert Ledger.open().decisions(run_id)["approval"]["by"] == "ana"
 
     again = stack.clarion("approve", run_id, "--as", "ana")
     assert again.returncode == 1 and "no launch of run" in again.stderr
@@ -297,7 +294,7 @@ def test_a_rejected_run_sends_nothing_and_keeps_the_reason(stack: Stack) -> None
     done = stack.clarion("reject", run_id, "--as", "ana", "--reason", "wrong donation link")
     assert done.returncode == 0, done.stderr
     assert _finished(run_id) == "cancelled"
-    run = ledger().get_run(run_id)
+    run = Ledger.open().get_run(run_id)
     assert run is not None and "wrong donation link" in (run.error or "")
     time.sleep(2)
     assert not stack.messages("REJ")
@@ -318,10 +315,10 @@ def test_a_rollout_waits_in_prefect_then_sends_the_fallback_to_the_rest(stack: S
     child = f"{run_id}-rollout"
     assert _finished(run_id, timeout=120) == "completed"
     assert _finished(child, timeout=30) == "completed"
-    decision = ledger().decisions(run_id)["rollout"]
+    decision = Ledger.open().decisions(run_id)["rollout"]
     assert decision["winner"] == "a" and decision["decided"] is False  # nobody clicked: nothing won
-    test_cell = {(r.contact_id, r.variant) for r in ledger().sends(run_id, "email", "sent")}
-    rest = {(r.contact_id, r.variant) for r in ledger().sends(child, "email", "sent")}
+    test_cell = {(r.contact_id, r.variant) for r in Ledger.open().sends(run_id, "email", "sent")}
+    rest = {(r.contact_id, r.variant) for r in Ledger.open().sends(child, "email", "sent")}
     assert {v for _, v in test_cell} == {"a", "b"} and {v for _, v in rest} == {"a"}
     assert not ({c for c, _ in test_cell} & {c for c, _ in rest})
     assert len(stack.messages("ROL", "sendgrid")) == len(test_cell) + len(rest)
@@ -394,14 +391,16 @@ def test_a_cron_schedule_launches_each_slot_once(stack: Stack) -> None:
 
     def completed() -> list[str]:
         return [
-            r.id for r in ledger().list_runs() if r.campaign == "ops-cron" and r.status == RunStatus.COMPLETED
+            r.id
+            for r in Ledger.open().list_runs()
+            if r.campaign == "ops-cron" and r.status == RunStatus.COMPLETED
         ]
 
     runs = _wait_for("a scheduled launch to complete", completed, timeout=150)
     slot = runs[0].removeprefix("ops-cron-")
     moment = datetime.strptime(slot, "%Y%m%dt%H%M%S")
     assert moment.second == 0, "the run id names its minute slot"
-    ids = {r.id for r in ledger().list_runs() if r.campaign == "ops-cron"}
+    ids = {r.id for r in Ledger.open().list_runs() if r.campaign == "ops-cron"}
     assert len(stack.messages("CRN", "sendgrid")) <= len(ids) * AUDIENCE
     per_address = Counter(m["to"] for m in stack.messages("CRN", "sendgrid"))
     assert max(per_address.values()) <= len(ids)  # at most once per slot

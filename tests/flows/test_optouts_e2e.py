@@ -15,9 +15,9 @@ import pytest
 from clarion.base.consent import Kind
 from clarion.campaign.loader import load_campaign
 from clarion.campaign.model import HOLDOUT
-from clarion.cli.runner import SANDBOX_CREDENTIALS, engaged
-from clarion.flows.launch import launch, ledger
-from clarion.ledger import SendState
+from clarion.cli.runner import engaged
+from clarion.flows.launch import launch
+from clarion.ledger import Ledger, SendState
 from clarion.messages.assign import Assigner
 from clarion.sandbox import Sandbox
 from tests.flows.conftest import CAMPAIGN, write_campaign
@@ -53,19 +53,19 @@ def test_every_opt_out_path_is_honoured_by_the_next_campaign(tmp_path: Path, pro
     with engaged(providers, engagement) as service:
         launch(str(path), "optout-first")
         stats = providers.wait_engaged(timeout=300)
-        already = ledger().suppressed(Kind.SMS)
+        already = Ledger.open().suppressed(Kind.SMS)
         late = next(r["phone"] for r in reversed(texts) if r["phone"] not in already)
         answer = providers.reply_sms(
             late,
             "Stop",
             webhook=f"{service}/webhooks/twilio/inbound",
-            auth_token=SANDBOX_CREDENTIALS["TWILIO_AUTH_TOKEN"],
+            auth_token=providers.webhook_environment()["TWILIO_AUTH_TOKEN"],
         )
         assert answer.status_code == 200
 
     assert stats["failures"] == 0, stats
     assert stats["unsubscribes"] > 0 and stats["spam_reports"] > 0 and stats["stops"] > 0, stats
-    store = ledger()
+    store = Ledger.open()
     email_out, sms_out = store.suppressed(Kind.EMAIL), store.suppressed(Kind.SMS)
     reasons = Counter(s.reason for s in store.suppressions())
     assert reasons["unsubscribe_link"] == stats["unsubscribes"]
@@ -107,7 +107,7 @@ def test_a_stop_between_the_launch_and_a_later_step_stops_the_step(
                 quitter,
                 "STOP",
                 webhook=f"{service}/webhooks/twilio/inbound",
-                auth_token=SANDBOX_CREDENTIALS["TWILIO_AUTH_TOKEN"],
+                auth_token=providers.webhook_environment()["TWILIO_AUTH_TOKEN"],
             )
 
         timer = threading.Timer(1.0, stop_soon)
@@ -116,6 +116,6 @@ def test_a_stop_between_the_launch_and_a_later_step_stops_the_step(
         timer.join()
 
     assert quitter not in {m["to"] for m in providers.messages("twilio")}
-    [row] = [r for r in ledger().sends("optout-steps", "sms") if r.contact_id == texts[0]["id"]]
+    [row] = [r for r in Ledger.open().sends("optout-steps", "sms") if r.contact_id == texts[0]["id"]]
     assert row.state is SendState.SKIPPED and row.reason == "suppressed"
     assert len(providers.messages("twilio")) == len(texts) - 1

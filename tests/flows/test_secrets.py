@@ -36,8 +36,9 @@ from sqlalchemy import MetaData, create_engine, select
 from twilio.request_validator import RequestValidator
 
 from clarion.base.serving import BackgroundServer
-from clarion.sandbox.app import SandboxState
-from clarion.tracking import build_app, conversion_signature
+from clarion.base.signing import sign as conversion_signature
+from clarion.sandbox.routes import SandboxState
+from clarion.tracking import build_app
 from tests.flows.conftest import CAMPAIGN, write_campaign
 from tests.tracking.conftest import AppClient
 
@@ -162,9 +163,9 @@ class WitnessedSandbox:
 
     def refuse_everything(self) -> None:
         """A revoked SendGrid key, a suspended Twilio account, a revoked X token."""
-        self.state.store.accounts.update("sendgrid", {"revoked": True})
-        self.state.store.accounts.update("twilio", {"status": "suspended"})
-        self.state.store.accounts.update("x", {"revoked": True})
+        self.state.control("sendgrid").update_account({"revoked": True})
+        self.state.control("twilio").update_account({"status": "suspended"})
+        self.state.control("x").update_account({"revoked": True})
 
 
 @dataclass
@@ -241,7 +242,7 @@ def desk(
                 "CLARION_TWILIO_URL": box.server.url,
                 "CLARION_X_URL": box.server.url,
                 "CLARION_HTTP_TIMEOUT": "5",
-                "SENDGRID_WEBHOOK_PUBLIC_KEY": box.state.signing.public_key,
+                "SENDGRID_WEBHOOK_PUBLIC_KEY": box.state.webhook_environment()["SENDGRID_WEBHOOK_PUBLIC_KEY"],
                 "PREFECT_API_URL": prefect_server,
                 "PREFECT_HOME": str(tmp_path / "prefect-home"),
                 "PREFECT_LOGGING_LEVEL": "DEBUG",  # what Prefect itself says about the runs, all of it
@@ -349,7 +350,9 @@ def exercise_tracking(desk: Desk, caplog: pytest.LogCaptureFixture) -> dict[str,
             stamp = str(int(time.time()))
             headers = {"Content-Type": "application/json"}
             if signed:
-                signature = box.state.signing.sign(body + (b" " if forged else b""), stamp)
+                signature = box.state.emulators["sendgrid"].signer.sign(
+                    body + (b" " if forged else b""), stamp
+                )
                 headers["X-Twilio-Email-Event-Webhook-Signature"] = signature
                 headers["X-Twilio-Email-Event-Webhook-Timestamp"] = stamp
             record(name, client.post("/webhooks/sendgrid", content=body, headers=headers))
@@ -424,7 +427,8 @@ def test_no_secret_in_any_output(desk: Desk, caplog: pytest.LogCaptureFixture) -
     assert all(r["failed"] and not r["sent"] for r in results), results
     preflight = desk.clarion(["run", str(gated), "--run-id", "secrets-preflight"], desk.oauth2())
     assert preflight.returncode == 1
-    desk.box.state.store.accounts.reset()
+    for emulator in desk.box.state.emulators.values():
+        emulator.reset()
 
     # X's OAuth 1.0a keys half given: the credentials error
     half = {k: v for k, v in desk.env.items() if k != "X_API_SECRET"}

@@ -15,8 +15,9 @@ import pytest
 from starlette.applications import Starlette
 
 from clarion.base.settings import TrackingSettings
+from clarion.engine.outcome import RunOutcome
 from clarion.engine.schedule import LAUNCHED
-from clarion.flows.launch import launch, ledger
+from clarion.flows.launch import launch
 from clarion.ledger import Ledger
 from clarion.sandbox import Sandbox
 from clarion.tracking import build_app
@@ -59,12 +60,13 @@ def _in_background(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread
     return thread, out
 
 
-def _finish(thread: threading.Thread, out: dict[str, Any], timeout: float = 240) -> dict[str, Any]:
+def _finish(thread: threading.Thread, out: dict[str, Any], timeout: float = 240) -> RunOutcome:
     thread.join(timeout)
     assert not thread.is_alive(), "the flow did not finish"
     if "error" in out:
         raise out["error"]
-    return dict(out["result"])
+    result: RunOutcome = out["result"]
+    return result
 
 
 def _click(client: AppClient, message: dict[str, Any]) -> None:
@@ -87,7 +89,7 @@ def test_three_staggered_steps_and_a_reminder_only_to_those_who_did_not_click(
     thread, out = _in_background(launch, str(path), "steps-run")
     _wait_for(lambda: len(providers.messages("sendgrid")) > 0)
     _wait_for(lambda: len(providers.messages("sendgrid")) >= 150)  # the email step is done or nearly
-    client = AppClient(_tracking(ledger()))
+    client = AppClient(_tracking(Ledger.open()))
     try:
         emails = providers.messages("sendgrid")[:40]
         for message in emails:  # 40 recipients click their email's link before the reminder
@@ -100,16 +102,16 @@ def test_three_staggered_steps_and_a_reminder_only_to_those_who_did_not_click(
     posts, mails, texts = (providers.messages(p) for p in ("x", "sendgrid", "twilio"))
     # steps count from the launch (the moment the run passed its gate), not from the first post,
     # whose opening may take a second or two (credentials checked, SDKs warmed)
-    start = datetime.fromisoformat(ledger().decisions("steps-run")[LAUNCHED])
+    start = datetime.fromisoformat(Ledger.open().decisions("steps-run")[LAUNCHED])
     assert min(_received(m) for m in posts) - start < timedelta(seconds=5)
     assert min(_received(m) for m in mails) - start >= timedelta(seconds=3)
     assert min(_received(m) for m in texts) - start >= timedelta(seconds=8)
-    assert result["status"] == "completed"
+    assert result.status == "completed"
     contacts = _contacts(path)
     clicked = {contacts[("email", m["to"])] for m in emails}
     reachable_by_sms = {cid for (column, _), cid in contacts.items() if column == "phone"}
     skipped = {
-        row.contact_id for row in ledger().sends("steps-run", "sms") if row.reason == "already_clicked"
+        row.contact_id for row in Ledger.open().sends("steps-run", "sms") if row.reason == "already_clicked"
     }
     assert len(clicked) == 40
     assert skipped == clicked & reachable_by_sms and skipped
@@ -156,12 +158,12 @@ def test_texts_outside_local_hours_wait_for_the_window_and_are_never_dropped(
     result = launch(str(path), "quiet-run")
 
     texts = providers.messages("twilio")
-    store = ledger()
+    store = Ledger.open()
     rows_by_phone = {row.recipient: row for row in store.sends("quiet-run", "sms")}
     early = [m for m in texts if _received(m) < opens]
     late = [m for m in texts if _received(m) >= opens]
     assert early and late
-    assert result["status"] == "completed"
+    assert result.status == "completed"
     sent = [r for r in rows_by_phone.values() if r.state.value == "sent"]
     skipped = ("no_address", "no_consent")  # texts only to those who have a number and agreed
     assert len(sent) == len(texts) == sum(1 for r in rows_by_phone.values() if r.reason not in skipped)
@@ -178,14 +180,14 @@ def test_approval_given_at_launch_is_recorded_and_a_stranger_cannot_give_it(
     path = write_campaign(tmp_path, 30, text)
 
     refused = launch(str(path), "approval-stranger", approved_by="mallory")
-    assert refused["status"] == "cancelled"
+    assert refused.status == "cancelled"
     assert providers.messages() == []
-    run = ledger().get_run("approval-stranger")
+    run = Ledger.open().get_run("approval-stranger")
     assert run is not None and "not one of the approvers" in (run.error or "")
 
     result = launch(str(path), "approval-ana", approved_by="ana")
-    assert result["status"] == "completed"
-    assert ledger().decisions("approval-ana")["approval"]["by"] == "ana"
+    assert result.status == "completed"
+    assert Ledger.open().decisions("approval-ana")["approval"]["by"] == "ana"
     assert len(providers.messages("x")) == 2
 
 
@@ -199,14 +201,14 @@ def test_a_failed_preflight_stops_the_run_before_anyone_is_asked_and_sends_nothi
 
     result = launch(str(path), "preflight-fails")
 
-    assert result["status"] == "failed"
-    run = ledger().get_run("preflight-fails")
+    assert result.status == "failed"
+    run = Ledger.open().get_run("preflight-fails")
     assert run is not None and run.error is not None
     assert "email credentials: SendGrid refused the API key (HTTP 401)" in run.error
     assert "sms quota: no credit left: balance 0.00 USD" in run.error
     assert "x credentials" not in run.error  # what passed is not reported as a failure
     assert not providers.messages()
-    states = {str(r.state) for r in ledger().sends("preflight-fails")}
+    states = {str(r.state) for r in Ledger.open().sends("preflight-fails")}
     assert "planned" in states and states <= {"planned", "skipped"}  # nothing was attempted
 
 
@@ -216,7 +218,7 @@ def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
     text = TRACKED + "rollout: {test_share: 0.4, wait: 4s, metric: click_rate, min_confidence: 0.95}\n"
     path = write_campaign(tmp_path, 1000, text)
     thread, out = _in_background(launch, str(path), "rollout-run")
-    store = ledger()
+    store = Ledger.open()
     _wait_for(lambda: store.get_run("rollout-run") is not None and len(providers.messages("sendgrid")) > 0)
     _wait_for(lambda: sum(1 for _ in store.sends("rollout-run", "email", "planned")) == 0)
     client = AppClient(_tracking(store))
@@ -228,8 +230,9 @@ def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
         client.close()
     result = _finish(thread, out)
 
-    assert result["rollout"]["winner"] == "b" and result["rollout"]["decided"] is True
-    child = result["rollout"]["run_id"]
+    assert result.rollout is not None
+    assert result.rollout.winner == "b" and result.rollout.decided is True
+    child = result.rollout.run_id
     assigned = _assignments(store, "rollout-run")
     rest = {row.contact_id for row in store.sends(child, "email")}
     test_cell = {row.contact_id for row in store.sends("rollout-run", "email")}
@@ -247,10 +250,11 @@ def test_rollout_without_a_winner_sends_the_fallback_and_says_so(tmp_path: Path,
     text = TRACKED + "rollout: {test_share: 0.5, wait: 1s, metric: click_rate, fallback: baseline}\n"
     path = write_campaign(tmp_path, 200, text)
     result = launch(str(path), "fallback-run")
-    decision = result["rollout"]
-    assert decision["winner"] == "a" and decision["decided"] is False
-    assert "Sending the fallback, a." in decision["text"]
-    assert {row.variant for row in ledger().sends(decision["run_id"])} == {"a"}
+    decision = result.rollout
+    assert decision is not None
+    assert decision.winner == "a" and decision.decided is False
+    assert "Sending the fallback, a." in decision.text
+    assert {row.variant for row in Ledger.open().sends(decision.run_id)} == {"a"}
 
 
 def _assignments(store: Any, run_id: str) -> dict[str, str]:
@@ -304,9 +308,9 @@ def test_a_share_kit_sends_ambassadors_links_to_post_themselves_carrying_their_o
 
     result = launch(str(path), "kit-run")
 
-    assert result["status"] == "completed"
-    assert result["kits"]["relay"]["run_id"] == "kit-run-kit-relay"
-    launched = datetime.fromisoformat(ledger().decisions("kit-run")[LAUNCHED])
+    assert result.status == "completed"
+    assert result.kits["relay"].run_id == "kit-run-kit-relay"
+    launched = datetime.fromisoformat(Ledger.open().decisions("kit-run")[LAUNCHED])
     relays = [m for m in providers.messages("sendgrid") if m["to"].endswith("@relay.example.org")]
     assert sorted(m["to"] for m in relays) == [
         "ana@relay.example.org",
@@ -330,7 +334,7 @@ def test_a_share_kit_sends_ambassadors_links_to_post_themselves_carrying_their_o
 
     # two of Ana's followers open the link she posted: both clicks count for her share, in the kit's run
     token = shared["ana@relay.example.org"].rsplit("/", 1)[1]
-    client = AppClient(_tracking(ledger()))
+    client = AppClient(_tracking(Ledger.open()))
     try:
         for _ in range(2):
             response = client.get(f"/c/{token}")
@@ -338,7 +342,7 @@ def test_a_share_kit_sends_ambassadors_links_to_post_themselves_carrying_their_o
             assert response.headers["location"].startswith("https://donate.example.org/test")
     finally:
         client.close()
-    engagement = ledger().engagement("kit-run-kit-relay")
+    engagement = Ledger.open().engagement("kit-run-kit-relay")
     assert engagement.unique_clicks == {("email", "default"): 1}
     assert engagement.total_clicks == {("email", "default"): 2}
-    assert not ledger().engagement("kit-run").total_clicks
+    assert not Ledger.open().engagement("kit-run").total_clicks

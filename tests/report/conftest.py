@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from clarion.base.settings import ClarionSettings
+from clarion.campaign.loader import load_campaign
 from clarion.engine.plan import plan_run
 from clarion.ledger import Click, Conversion, Ledger, ProviderEvent, SendState, Settlement
-from clarion.ledger.engagement import METRICS
+from clarion.ledger.events import METRICS
 from tests.flows.conftest import write_campaign
 
 RUN = "flow-test-20261122t200000-c0de"
@@ -48,7 +49,7 @@ def simulated(tmp_path: Path) -> Simulated:
     path = write_campaign(tmp_path, 3000)
     ledger = Ledger(ClarionSettings().ledger_url())
     ledger.migrate()
-    plan_run(ledger, path, RUN)
+    plan_run(ledger, load_campaign(path), RUN)
     sim = Simulated(ledger, RUN, path)
     rng = random.Random(20261122)
     start = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)

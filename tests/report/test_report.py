@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from clarion.analysis.report import build_report
 from clarion.analysis.report.formats import safe_cell
-from clarion.cli.app import app
+from clarion.cli.main import app
 from tests.report.conftest import IMPRESSIONS, RUN, Simulated
 
 runner = CliRunner()

@@ -10,7 +10,10 @@ from sendgrid import SendGridAPIClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from clarion.sandbox import PROVIDERS, Sandbox
+from clarion import channels
+from clarion.sandbox import Sandbox
+
+PROVIDERS = channels.providers()
 
 ACCOUNT_SID = "AC" + "0" * 32
 OPTED_OUT = "+15005550009"

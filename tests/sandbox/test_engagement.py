@@ -39,7 +39,7 @@ class Receiver:
         self.bad_signatures = 0
         self.events: list[dict[str, Any]] = []
         self.fail = fail
-        verifier = EventWebhook(public_key=sandbox.sendgrid_public_key)
+        verifier = EventWebhook(public_key=sandbox.webhook_environment()["SENDGRID_WEBHOOK_PUBLIC_KEY"])
 
         async def click(request: Request) -> Response:
             token = request.path_params["token"]

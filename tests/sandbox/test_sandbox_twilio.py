@@ -11,7 +11,7 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from clarion.channels.textrules import sms_length
+from clarion.channels.twilio.rules import sms_length
 from clarion.sandbox import Sandbox
 from tests.sandbox.conftest import ACCOUNT_SID, OPTED_OUT, twilio_client
 

@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from clarion.sandbox import PUBLIC_METRICS, Sandbox
+from clarion.channels.x.emulator import PUBLIC_METRICS
+from clarion.sandbox import Sandbox
 
 RATE_HEADERS = ("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
 

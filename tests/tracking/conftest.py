@@ -20,12 +20,13 @@ from starlette.applications import Starlette
 from twilio.request_validator import RequestValidator
 
 from clarion.base.settings import ClarionSettings, TrackingSettings
+from clarion.base.signing import sign as conversion_signature
 from clarion.campaign.loader import load_campaign
 from clarion.engine.plan import plan_run
 from clarion.ledger import Ledger
+from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
-from clarion.messages.validate import signer
-from clarion.tracking import build_app, conversion_signature
+from clarion.tracking import build_app
 from tests.conftest import CampaignDir
 
 RUN = "test-appeal-20261122t190000-ab12"
@@ -146,16 +147,12 @@ def tracking_service(campaign_dir: CampaignDir, **settings_: Any) -> Iterator[Tr
     path = campaign_dir.campaign()
     ledger = Ledger(ClarionSettings().ledger_url())
     ledger.migrate()
-    plan_run(ledger, path, RUN)
+    plan_run(ledger, load_campaign(path), RUN)
     key = ec.generate_private_key(ec.SECP256R1())
-    settings = TrackingSettings(
-        sendgrid_webhook_public_key=public_key_text(key),
-        twilio_auth_token=TWILIO_TOKEN,
-        clarion_conversion_secret=CONVERSION_SECRET,
-        **settings_,
-    )
-    app = build_app(ledger, signer=signer(), settings=settings)
-    renderer = Renderer(load_campaign(path), signer(), RUN)
+    settings = TrackingSettings(clarion_conversion_secret=CONVERSION_SECRET, **settings_)
+    keys = {"SENDGRID_WEBHOOK_PUBLIC_KEY": public_key_text(key), "TWILIO_AUTH_TOKEN": TWILIO_TOKEN}
+    app = build_app(ledger, signer=LinkSigner.from_settings(), settings=settings, environ=keys)
+    renderer = Renderer(load_campaign(path), LinkSigner.from_settings(), RUN)
     client = AppClient(app)
     try:
         yield Tracked(client, ledger, renderer, path, key)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clarion.cli.app import app
+from clarion.cli.main import app
 from tests.tracking.conftest import RUN, Tracked
 
 runner = CliRunner()

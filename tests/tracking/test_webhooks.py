@@ -239,7 +239,7 @@ def test_webhooks_refuse_everything_when_their_key_is_not_configured(campaign_di
     from tests.tracking.conftest import AppClient
 
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
-    client = AppClient(build_app(ledger, settings=TrackingSettings()))
+    client = AppClient(build_app(ledger, settings=TrackingSettings(), environ={}))
     for path in ("/webhooks/sendgrid", "/webhooks/twilio", "/webhooks/conversion"):
         response = client.post(path, content=b"[]")
         assert response.status_code == 403

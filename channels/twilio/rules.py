@@ -1,34 +1,22 @@
-"""How long a message is, by each channel's published rules.
+"""How a carrier counts a text: its encoding, size and segments, by GSM 03.38 and UCS-2.
 
-- X counts a post's *weighted length* by the twitter-text v3 configuration (NFC-normalised; code points in
-  a few Latin/punctuation ranges weigh 1, everything else 2; an emoji sequence counts once at weight 2;
-  every URL, with or without a scheme, counts 23). We use `twitter-text-parser`, a port of Twitter's own
-  library that carries its conformance data, instead of re-deriving the URL and emoji grammars.
-- SMS is sent as GSM-7 when every character is in GSM 03.38 (the extension characters ``^ { } \\ [ ~ ] | €``
-  take two septets), otherwise as UCS-2 counted in UTF-16 code units. One segment holds 160 septets or
-  70 units; a longer message is split into segments of 153 septets or 67 units (the rest is the
-  concatenation header). The `gsm0338` codec encodes each character to its septets, so its byte count is
-  the septet count.
+A text is sent as GSM-7 when every character is in GSM 03.38 (the extension characters ``^ { } \\ [ ~ ] | €``
+take two septets), otherwise as UCS-2 counted in UTF-16 code units. One segment holds 160 septets or 70
+units; a longer message is split into segments of 153 septets or 67 units (the rest is the concatenation
+header). The `gsm0338` codec encodes each character to its septets, so its byte count is the septet count.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
-from twitter_text import parse_tweet
-
-X_MAX_WEIGHTED_LENGTH = 280
 
 GSM7_SINGLE, GSM7_MULTI = 160, 153
 UCS2_SINGLE, UCS2_MULTI = 70, 67
-
-
-def x_weighted_length(text: str) -> int:
-    """The length X counts for `text` against its 280 limit."""
-    return int(parse_tweet(text).weightedLength)
-
+_OPT_OUT_HINT = re.compile(r"\bSTOP\b", re.IGNORECASE)
 
 SmsEncoding = Literal["GSM-7", "UCS-2"]
 
@@ -79,3 +67,8 @@ def sms_length(text: str) -> SmsLength:
 def non_gsm_characters(text: str) -> list[str]:
     """The characters that force `text` out of GSM-7 into UCS-2, in order of appearance, once each."""
     return list(dict.fromkeys(ch for ch in text if ch not in GSM7_SEPTETS))
+
+
+def tells_how_to_opt_out(text: str) -> bool:
+    """Whether a text tells its reader how to stop getting texts ("Reply STOP to opt out")."""
+    return _OPT_OUT_HINT.search(text) is not None

@@ -1,4 +1,4 @@
-"""The ASGI app: every provider's routes on one port, fault injection in front of them, and `/_sandbox/*`.
+"""The ASGI app: every registered provider's emulator on one port, fault injection in front, `/_sandbox/*`.
 
 `GET /_sandbox/messages` takes `provider`, `since_id` (messages after that id) and `limit` (at most that many,
 oldest first), so a poller can page through a large run; `GET /_sandbox/counts` is the cheap progress check.
@@ -21,27 +21,33 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from clarion.channels.emulation import Emulator, Handler, json_response, parse_json, redacted_headers
-from clarion.channels.sendgrid.emulator import SendGridEmulator
-from clarion.channels.sendgrid.signing import EventSigner
-from clarion.channels.twilio.emulator import TwilioEmulator
-from clarion.channels.x.emulator import XEmulator
-from clarion.sandbox.engagement import Engagement, EngagementConfig
-from clarion.sandbox.faults import (
-    PROVIDERS,
-    FaultConfig,
-    FaultKind,
-    Faults,
-    as_fault_config,
-    check_provider,
-    parse_faults,
+from clarion import channels
+from clarion.channels.emulation import (
+    MAX_REQUESTS,
+    Emulator,
+    Handler,
+    Record,
+    Store,
+    json_response,
+    parse_json,
+    redacted_headers,
+    utc_now_iso,
 )
+from clarion.sandbox.faults import FaultConfig, FaultKind, Faults, as_fault_config, parse_faults
 from clarion.sandbox.page import LATEST, render_page
-from clarion.sandbox.store import MAX_REQUESTS, Record, Store, utc_now_iso
+from clarion.sandbox.recipients import EngagementConfig, SimulatedRecipients
 
 FaultsInput = Mapping[str, FaultConfig | Mapping[str, Any] | None]
-#: Which provider an unknown path would belong to, for 404s in its format and in the request log.
-PREFIXES = (("/v3/", "sendgrid"), ("/2010-04-01/", "twilio"), ("/2/", "x"))
+
+
+def emulators(store: Store) -> dict[str, Emulator]:
+    """One emulator per registered provider that ships one (channels/<provider>/emulator.py)."""
+    found = {}
+    for adapter in channels.adapters():
+        emulator = adapter.emulator()
+        if emulator is not None:
+            found[adapter.provider] = emulator(store)
+    return found
 
 
 class SandboxState:
@@ -53,18 +59,19 @@ class SandboxState:
         opted_out: Iterable[str] = (),
         max_requests: int = MAX_REQUESTS,
     ) -> None:
-        self.store = Store(max_requests)
-        self.faults = Faults(parse_faults(faults))
-        self.twilio = TwilioEmulator(self.store, opted_out)
-        self.emulators: dict[str, Emulator] = {
-            "sendgrid": SendGridEmulator(self.store),
-            "twilio": self.twilio,
-            "x": XEmulator(self.store),
-        }
+        names = [a.provider for a in channels.adapters() if a.emulator() is not None]
+        self.store = Store(names, max_requests)
+        self.emulators = emulators(self.store)
+        self.faults = Faults(self.store.providers, parse_faults(faults, self.store.providers))
+        if opted_out:
+            self.control("twilio").set_opted_out(opted_out)
         self.stopping = threading.Event()  # set on shutdown: stalled requests stop waiting
-        self.signing = EventSigner()
-        self.engagement: Engagement | None = None
+        self.engagement: SimulatedRecipients | None = None
         self.app = build_app(self)
+
+    def control(self, provider: str) -> Any:
+        """A provider's emulator, for the controls only it has (Twilio's opted-out numbers, X's metrics)."""
+        return self.emulators[self.store.check_provider(provider)]
 
     def set_engagement(self, config: EngagementConfig | Mapping[str, Any] | str | None) -> None:
         """Start simulated recipients with these settings (replacing any), or stop them (None)."""
@@ -74,14 +81,15 @@ class SandboxState:
             self.engagement = None
         if config is None:
             return
-        settings = EngagementConfig.load(config)
-        self.engagement = Engagement(
-            settings,
-            sign_sendgrid=self.signing.sign,
-            set_metrics=lambda tweet_id, metrics: self.store.set_metrics(tweet_id, metrics),
-            opt_out=lambda number: self.twilio.opt(number, out=True),
-        )
+        self.engagement = SimulatedRecipients(EngagementConfig.load(config), self.emulators)
         self.store.listeners.append(self.engagement.offer)
+
+    def webhook_environment(self) -> dict[str, str]:
+        """What a tracking service needs to verify every webhook the sandbox's recipients send."""
+        found: dict[str, str] = {}
+        for emulator in self.emulators.values():
+            found.update(emulator.webhook_environment())
+        return found
 
     def reset(self) -> None:
         """Forget every message, request and post, and restore the accounts' defaults; fault settings
@@ -143,13 +151,15 @@ def _provider_endpoint(state: SandboxState, emulator: Emulator, handler: Handler
     return endpoint
 
 
+def _control_endpoint(handler: Handler) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        return handler(request, await request.body())
+
+    return endpoint
+
+
 def _error(message: str, status: int = 400) -> Response:
     return json_response({"error": message}, status)
-
-
-def _provider_param(request: Request) -> str | None:
-    provider = request.query_params.get("provider") or None
-    return check_provider(provider) if provider else None
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -164,18 +174,25 @@ def _int_param(request: Request, name: str) -> int | None:
 def build_app(state: SandboxState) -> Starlette:
     store = state.store
 
+    def provider_param(request: Request) -> str | None:
+        provider = request.query_params.get("provider") or None
+        return store.check_provider(provider) if provider else None
+
     async def home(request: Request) -> Response:
-        return HTMLResponse(render_page(store.counts(), store.latest(LATEST), state.faults.snapshot()))
+        labels = {name: e.label for name, e in state.emulators.items()}
+        return HTMLResponse(
+            render_page(labels, store.counts(), store.latest(LATEST), state.faults.snapshot())
+        )
 
     async def health(request: Request) -> Response:
-        return json_response({"status": "ok", "providers": list(PROVIDERS)})
+        return json_response({"status": "ok", "providers": list(store.providers)})
 
     async def messages(request: Request) -> Response:
         if request.method == "DELETE":
             state.reset()
             return Response(status_code=204)
         try:
-            records = store.messages(_provider_param(request))
+            records = store.messages(provider_param(request))
             since = _int_param(request, "since_id")
             limit = _int_param(request, "limit")
         except ValueError as exc:
@@ -192,7 +209,7 @@ def build_app(state: SandboxState) -> Starlette:
             store.clear_requests()
             return Response(status_code=204)
         try:
-            return json_response(store.requests(_provider_param(request)))
+            return json_response(store.requests(provider_param(request)))
         except ValueError as exc:
             return _error(str(exc))
 
@@ -202,53 +219,31 @@ def build_app(state: SandboxState) -> Starlette:
                 payload = parse_json(await request.body())
                 if not isinstance(payload, dict):
                     raise ValueError('expected an object such as {"twilio": {"failure_rate": 0.2}}')
-                for provider, config in parse_faults(payload).items():
+                for provider, config in parse_faults(payload, store.providers).items():
                     state.faults.set(provider, config)
             except ValueError as exc:
                 return _error(str(exc))
         return json_response(state.faults.snapshot())
-
-    async def metrics(request: Request) -> Response:
-        try:
-            payload = parse_json(await request.body())
-            if not isinstance(payload, dict):
-                raise ValueError('expected an object such as {"like_count": 3}')
-            updated = store.set_metrics(request.path_params["tweet_id"], payload)
-        except KeyError as exc:
-            return _error(str(exc.args[0]), 404)
-        except ValueError as exc:
-            return _error(str(exc))
-        return json_response({"id": request.path_params["tweet_id"], "public_metrics": updated})
-
-    async def opted_out(request: Request) -> Response:
-        if request.method == "PUT":
-            try:
-                payload = parse_json(await request.body())
-                if not isinstance(payload, list) or not all(isinstance(n, str) for n in payload):
-                    raise ValueError('expected a list of E.164 numbers such as ["+15005550009"]')
-            except ValueError as exc:
-                return _error(str(exc))
-            state.twilio.set_opted_out(payload)
-        return json_response(sorted(state.twilio.opted_out))
 
     async def accounts(request: Request) -> Response:
         if request.method == "PUT":
             try:
                 payload = parse_json(await request.body())
                 if not isinstance(payload, dict) or not all(
-                    p in PROVIDERS and isinstance(v, dict) for p, v in payload.items()
+                    p in state.emulators and isinstance(v, dict) for p, v in payload.items()
                 ):
+                    known = "|".join(state.emulators)
                     raise ValueError(
-                        'expected {"sendgrid"|"twilio"|"x": {setting: value}}, e.g. {"x": {"revoked": true}}'
+                        f'expected {{"{known}": {{setting: value}}}}, e.g. {{"x": {{"revoked": true}}}}'
                     )
                 for provider, settings in payload.items():
-                    state.store.accounts.update(provider, settings)
+                    state.emulators[provider].update_account(settings)
             except ValueError as exc:
                 return _error(str(exc))
-        return json_response(state.store.accounts.as_dict())
+        return json_response({name: e.account_dict() for name, e in state.emulators.items()})
 
     async def keys(request: Request) -> Response:
-        return json_response({"sendgrid_event_public_key": state.signing.public_key})
+        return json_response(state.webhook_environment())
 
     async def engagement(request: Request) -> Response:
         if request.method == "POST":
@@ -265,15 +260,16 @@ def build_app(state: SandboxState) -> Starlette:
     async def unknown(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         path = request.url.path
-        provider = next((p for prefix, p in PREFIXES if path.startswith(prefix)), None)
-        if provider is None:
+        emulator = next(
+            (e for e in state.emulators.values() if any(path.startswith(p) for p in e.prefixes)), None
+        )
+        if emulator is None:
             return json_response({"error": f"{request.method} {path}: not found"}, status)
-        emulator = state.emulators[provider]
         body = await request.body()
         response = emulator.finish(request, emulator.not_found(request))
         if status == 405:
             response.status_code = 405
-        state.log(request, body, provider, response.status_code, None)
+        state.log(request, body, emulator.name, response.status_code, None)
         return response
 
     routes = [
@@ -283,13 +279,13 @@ def build_app(state: SandboxState) -> Starlette:
         Route("/_sandbox/counts", counts, methods=["GET"]),
         Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
         Route("/_sandbox/faults", faults, methods=["GET", "PUT"]),
-        Route("/_sandbox/metrics/{tweet_id}", metrics, methods=["PUT", "POST"]),
-        Route("/_sandbox/opted-out", opted_out, methods=["GET", "PUT"]),
         Route("/_sandbox/keys", keys, methods=["GET"]),
         Route("/_sandbox/accounts", accounts, methods=["GET", "PUT"]),
         Route("/_sandbox/engagement", engagement, methods=["GET", "POST"]),
     ]
     for emulator in state.emulators.values():
+        for method, path, handler in emulator.controls():
+            routes.append(Route(path, _control_endpoint(handler), methods=[method]))
         for method, path, handler in emulator.routes():
             routes.append(Route(path, _provider_endpoint(state, emulator, handler), methods=[method]))
     return Starlette(routes=routes, exception_handlers={404: unknown, 405: unknown})

@@ -3,11 +3,13 @@
     GET  /c/{token}            record the click, 302 to the run's CTA page (HEAD: redirect, record nothing)
     GET  /u/{token}            the unsubscribe page (a button; a GET never unsubscribes)
     POST /u/{token}            unsubscribe: the page's button, or RFC 8058 one-click from a mail client
-    POST /webhooks/sendgrid    SendGrid Event Webhook batches (ECDSA-signed)
-    POST /webhooks/twilio      Twilio status callbacks (HMAC-SHA1-signed), the token in the callback URL
-    POST /webhooks/twilio/inbound  replies to texts (HMAC-SHA1-signed): STOP, START, HELP
     POST /webhooks/conversion  donations and sign-ups (HMAC-SHA256 over timestamp + body, replay window)
+    POST /webhooks/<provider>  every registered provider's webhooks (channels/<provider>/webhooks.py), e.g.
+                               SendGrid's Event Webhook, Twilio's status callbacks and inbound texts
     GET  /healthz
+
+Inbound texts (from any provider's webhook) are answered here the same way: STOP and its synonyms
+suppress the sender for that kind of message, START lifts it, HELP gets CLARION_SMS_HELP_REPLY.
 
 Starlette rather than FastAPI: these routes read raw bodies (signatures are over the exact bytes) and
 answer redirects and plain pages, so FastAPI's request models and OpenAPI would add cost on the hot path
@@ -20,11 +22,11 @@ acknowledged only once committed (clicks and events through the Recorder's group
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -32,39 +34,39 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from clarion.base.consent import Kind, Reason, Reply, normalise
+from clarion import channels
+from clarion.base import addresses, signing
+from clarion.base.consent import Reason, Reply, classify_reply
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings, TrackingSettings
 from clarion.channels.base import ChannelKind
+from clarion.channels.webhooks import Inbound, Refused, Webhook, WebhookRead, WebhookRequest
+from clarion.channels.webhooks import Target as WebhookTarget
 from clarion.ledger import Click, Conversion, Ledger, Suppression
 from clarion.messages.links import LinkSigner
-from clarion.tracking.optouts import ClientLimits, sms_reply, twiml, unsubscribe_page
+from clarion.tracking.conversions import ConversionIn, parse_conversion
+from clarion.tracking.optouts import ClientLimits, unsubscribe_page
 from clarion.tracking.recorder import Recorder
 from clarion.tracking.runs import RunDirectory, Target
-from clarion.tracking.webhooks import (
-    ConversionIn,
-    Read,
-    Rejected,
-    parse_conversion,
-    read_sendgrid,
-    read_twilio,
-    sendgrid_verifier,
-    twilio_verifier,
-    verify_conversion,
-)
 
 log = logging.getLogger("clarion.tracking")
 
-MAX_BODY = {
-    "sendgrid": 8 * 1024 * 1024,
-    "twilio": 16 * 1024,
-    "twilio-inbound": 16 * 1024,
-    "conversion": 16 * 1024,
-    "unsubscribe": 1024,
-}
+MAX_CONVERSION_BODY = 16 * 1024
+MAX_UNSUBSCRIBE_BODY = 1024
 TOO_MANY = "Too many requests from this address; try again in a minute.\n"
 NOT_FOUND = "This link is not valid. Check that it was copied whole.\n"
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a provider's webhook may ask the service: the run, channel, variant and contact of a token."""
+
+    directory: RunDirectory
+
+    def resolve(self, token: str) -> WebhookTarget | None:
+        target = self.directory.resolve(token)
+        return None if target is None else target.plain
 
 
 @dataclass
@@ -78,28 +80,34 @@ class Service:
     limits: ClientLimits
     rejected: int = 0
 
+    @property
+    def lookup(self) -> Lookup:
+        return Lookup(self.directory)
+
 
 def build_app(
     ledger: Ledger | None = None,
     *,
     signer: LinkSigner | None = None,
     settings: TrackingSettings | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """The ASGI app; by default on the ledger and signing key of ClarionSettings (the environment)."""
+    """The ASGI app; by default on the ledger and signing key of ClarionSettings (the environment).
+
+    `environ` holds the providers' webhook secrets (SENDGRID_WEBHOOK_PUBLIC_KEY, TWILIO_AUTH_TOKEN, ...);
+    default: the process environment."""
     if ledger is None:
         ledger = Ledger(ClarionSettings().ledger_url())
     if signer is None:
-        signer = LinkSigner(ClarionSettings().signing_key())
+        signer = LinkSigner.from_settings()
     settings = settings or TrackingSettings()
     limits = ClientLimits(settings.clarion_rate_limit, settings.clarion_reject_limit)
     service = Service(ledger, RunDirectory(ledger, signer), Recorder(ledger), settings, limits)
-    verify_sendgrid = (
-        sendgrid_verifier(settings.sendgrid_webhook_public_key)
-        if settings.sendgrid_webhook_public_key
-        else None
-    )
-    auth_token = settings.twilio_auth_token
-    verify_twilio = twilio_verifier(auth_token.get_secret_value()) if auth_token else None
+    provided = [
+        w
+        for adapter in channels.adapters()
+        for w in adapter.webhooks(os.environ if environ is None else environ)
+    ]
     conversion_secret = settings.clarion_conversion_secret
 
     @asynccontextmanager
@@ -111,7 +119,7 @@ def build_app(
         finally:
             await service.recorder.stop()
 
-    def rejected(request: Request, exc: Rejected) -> Response:
+    def rejected(request: Request, exc: Refused) -> Response:
         service.rejected += 1
         client = _client(request)
         limits.rejected(client)
@@ -150,72 +158,65 @@ def build_app(
         log.warning("%s /c/%s... from %s: unknown or forged token", request.method, start, client)
         return PlainTextResponse(NOT_FOUND, status_code=404, headers=_NO_STORE)
 
-    def webhook(
-        name: str, handler: Callable[[Request, bytes], Awaitable[Read]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
+    def endpoint(webhook: Webhook) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
             if limits.blocked(_client(request)):
                 return PlainTextResponse(TOO_MANY, status_code=429, headers={"Retry-After": "60"})
             try:
-                body = await _read_body(request, MAX_BODY[name])
-                read = await handler(request, body)
-            except Rejected as exc:
+                body = await _read_body(request, webhook.max_body)
+                incoming = WebhookRequest(
+                    request.method,
+                    _public_url(request, settings.clarion_public_url),
+                    request.headers,
+                    request.query_params,
+                    body,
+                )
+                read = webhook.read(incoming, service.lookup)
+                answer = await _inbound(read.inbound) if read.inbound else None
+            except Refused as exc:
                 return rejected(request, exc)
-            if read.suppress:
-                await anyio.to_thread.run_sync(ledger.suppress, read.suppress)
-            await service.recorder.write(events=read.events, conversions=read.conversions)
-            if read.unmatched:
-                log.warning("%s webhook: %d item(s) matched no run of this ledger", name, read.unmatched)
+            await record(webhook.name, read)
+            if webhook.reply is not None:
+                content, media_type = webhook.reply(answer)
+                return Response(content, media_type=media_type)
             recorded = len(read.events) + len(read.conversions)
             return JSONResponse({"recorded": recorded, "unmatched": read.unmatched})
 
-        return endpoint
+        return handle
 
-    async def sendgrid(request: Request, body: bytes) -> Read:
-        if verify_sendgrid is None:
-            raise Rejected(403, "SendGrid webhook refused: SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
-        verify_sendgrid(body, request.headers)
-        return read_sendgrid(body, service.directory.resolve)
+    async def record(name: str, read: WebhookRead) -> None:
+        if read.suppress:
+            await anyio.to_thread.run_sync(ledger.suppress, read.suppress)
+        await service.recorder.write(events=read.events, conversions=read.conversions)
+        if read.unmatched:
+            log.warning("%s webhook: %d item(s) matched no run of this ledger", name, read.unmatched)
 
-    async def twilio(request: Request, body: bytes) -> Read:
-        params = await twilio_form(request, body)
-        return read_twilio(params, request.query_params.get("ct"), service.directory.resolve)
-
-    async def twilio_form(request: Request, body: bytes) -> dict[str, str]:
-        if verify_twilio is None:
-            raise Rejected(403, "Twilio webhook refused: TWILIO_AUTH_TOKEN is not set")
-        if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-            raise Rejected(415, "Twilio callbacks are form-encoded")
-        try:
-            params = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body)))
-        except (UnicodeDecodeError, ValueError):
-            raise Rejected(400, "Twilio body is not a form") from None
-        verify_twilio(_public_url(request, settings.clarion_public_url), params, request.headers)
-        return params
-
-    async def inbound(request: Request) -> Response:
-        """A reply to one of our texts: STOP suppresses the number, START lifts it, HELP gets the reply."""
-        if limits.blocked(_client(request)):
-            return PlainTextResponse(TOO_MANY, status_code=429, headers={"Retry-After": "60"})
-        try:
-            params = await twilio_form(request, await _read_body(request, MAX_BODY["twilio-inbound"]))
-            reply, number = sms_reply(params)
-            if reply is not None and number is None:
-                raise Rejected(400, "inbound text without a valid From number")
-        except Rejected as exc:
-            return rejected(request, exc)
+    async def _inbound(messages: list[Inbound]) -> str | None:
+        """Compliance keywords of texts people sent: STOP suppresses the sender, START lifts it, HELP is
+        answered; the answer (HELP's) goes back to the sender through the provider's webhook reply."""
         answer = None
-        if reply is Reply.STOP and number:
-            sid = params.get("MessageSid", "")[:64] or None
-            stop = Suppression(Kind.SMS, number, Reason.SMS_STOP, "twilio:inbound", sid)
-            await anyio.to_thread.run_sync(ledger.suppress, [stop])
-            log.info("SMS opt-out recorded (%s)", params.get("Body", "").strip()[:16].upper())
-        elif reply is Reply.START and number:
-            await anyio.to_thread.run_sync(ledger.lift, Kind.SMS.value, number)
-            log.info("SMS opt-in recorded")
-        elif reply is Reply.HELP:
-            answer = settings.clarion_sms_help_reply
-        return Response(twiml(answer), media_type="text/xml")
+        for message in messages:
+            reply = message.keyword or classify_reply(message.text)
+            if reply is None:
+                continue
+            if message.sender is None:
+                raise Refused(400, "inbound text without a valid From number")
+            if reply is Reply.STOP:
+                stop = Suppression(
+                    message.kind,
+                    message.sender,
+                    Reason.SMS_STOP,
+                    f"{message.provider}:inbound",
+                    message.message_id or None,
+                )
+                await anyio.to_thread.run_sync(ledger.suppress, [stop])
+                log.info("SMS opt-out recorded (%s)", message.text.strip()[:16].upper())
+            elif reply is Reply.START:
+                await anyio.to_thread.run_sync(ledger.lift, message.kind, message.sender)
+                log.info("SMS opt-in recorded")
+            elif reply is Reply.HELP:
+                answer = settings.clarion_sms_help_reply
+        return answer
 
     async def unsubscribe(request: Request) -> Response:
         client = _client(request)
@@ -231,14 +232,14 @@ def build_app(
             page = unsubscribe_page(str(request.url.path), done=False, kind=kind.value)
             return HTMLResponse(page, headers=_NO_STORE)
         try:
-            await _read_body(request, MAX_BODY["unsubscribe"])  # "List-Unsubscribe=One-Click", or the form
+            await _read_body(request, MAX_UNSUBSCRIBE_BODY)  # "List-Unsubscribe=One-Click", or the form
             raw = await anyio.to_thread.run_sync(
                 service.directory.address_of, target.run, target.contact_seq, kind
             )
             if raw is None:
-                raise Rejected(404, "the contact of this unsubscribe link has no address on file")
-            address = normalise(kind.value, raw)
-        except Rejected as exc:
+                raise Refused(404, "the contact of this unsubscribe link has no address on file")
+            address = addresses.suppression_form(kind.value, raw)
+        except Refused as exc:
             return rejected(request, exc)
         except ClarionError as exc:  # the run's contacts file is gone: the client may retry later
             log.error("unsubscribe for run %s not recorded: %s", target.run.run_id, exc)
@@ -249,13 +250,26 @@ def build_app(
         page = unsubscribe_page(str(request.url.path), done=True, kind=kind.value)
         return HTMLResponse(page, headers=_NO_STORE)
 
-    async def conversion(request: Request, body: bytes) -> Read:
-        if conversion_secret is None:
-            raise Rejected(403, "conversion webhook refused: CLARION_CONVERSION_SECRET is not set")
-        verify_conversion(conversion_secret.get_secret_value().encode(), body, request.headers)
-        incoming = parse_conversion(body)
-        found = await anyio.to_thread.run_sync(_resolve_conversion, service, incoming)
-        return Read([], [found] if found else [], unmatched=0 if found else 1)
+    async def conversion(request: Request) -> Response:
+        if limits.blocked(_client(request)):
+            return PlainTextResponse(TOO_MANY, status_code=429, headers={"Retry-After": "60"})
+        try:
+            if conversion_secret is None:
+                raise Refused(403, "conversion webhook refused: CLARION_CONVERSION_SECRET is not set")
+            body = await _read_body(request, MAX_CONVERSION_BODY)
+            try:
+                signing.verify(
+                    conversion_secret.get_secret_value().encode(), body, request.headers, what="conversion"
+                )
+            except signing.SignatureError as exc:
+                raise Refused(exc.status, exc.reason) from None
+            incoming = parse_conversion(body)
+            found = await anyio.to_thread.run_sync(_resolve_conversion, service, incoming)
+        except Refused as exc:
+            return rejected(request, exc)
+        read = WebhookRead(conversions=[found] if found else [], unmatched=0 if found else 1)
+        await record("conversion", read)
+        return JSONResponse({"recorded": len(read.conversions), "unmatched": read.unmatched})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "written": service.recorder.written, "rejected": service.rejected})
@@ -266,10 +280,8 @@ def build_app(
     routes = [
         Route("/c/{token}", click, methods=["GET", "HEAD"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
-        Route("/webhooks/twilio/inbound", inbound, methods=["POST"]),
-        Route("/webhooks/sendgrid", webhook("sendgrid", sendgrid), methods=["POST"]),
-        Route("/webhooks/twilio", webhook("twilio", twilio), methods=["POST"]),
-        Route("/webhooks/conversion", webhook("conversion", conversion), methods=["POST"]),
+        Route("/webhooks/conversion", conversion, methods=["POST"]),
+        *(Route(w.path, endpoint(w), methods=["POST"]) for w in provided),
         Route("/healthz", health, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found})
@@ -283,16 +295,16 @@ def _resolve_conversion(service: Service, incoming: ConversionIn) -> Conversion 
     if incoming.token:
         target: Target | None = service.directory.resolve(incoming.token)
         if target is None:
-            raise Rejected(404, "conversion token is unknown or forged")
+            raise Refused(404, "conversion token is unknown or forged")
         return _conversion(incoming, target.run.run_id, target.variant, target.channel, target.contact_seq)
     assert incoming.run is not None
     facts = service.directory.run_by_id(incoming.run)
     if facts is None:
-        raise Rejected(404, "conversion names an unknown run")
+        raise Refused(404, "conversion names an unknown run")
     try:
         seq = service.directory.contact_by_address(facts, email=incoming.email, phone=incoming.phone)
     except ClarionError as exc:  # the run's contacts file moved: the sender should retry once it is back
-        raise Rejected(503, str(exc)) from None
+        raise Refused(503, str(exc)) from None
     arm = None if seq is None else service.ledger.arms_of(facts.run_id, [seq]).get(seq)
     if seq is None or arm is None:
         return None
@@ -318,15 +330,15 @@ def _conversion(
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise Rejected(413, f"body over {limit} bytes")
+        raise Refused(413, f"body over {limit} bytes")
     body = bytearray()
     try:
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                raise Rejected(413, f"body over {limit} bytes")
+                raise Refused(413, f"body over {limit} bytes")
     except ClientDisconnect:  # the client went away mid-body: nothing to record, no one to answer
-        raise Rejected(400, "the client disconnected before the whole body arrived") from None
+        raise Refused(400, "the client disconnected before the whole body arrived") from None
     return bytes(body)
 
 

@@ -3,24 +3,20 @@
 Before the gate: pre-flight checks (each channel's credentials are present and accepted by the provider,
 its sender is configured, the account can take the planned volume) and a preview of every channel x
 variant. From any shell:
-`clarion approve RUN_ID` / `clarion reject RUN_ID --reason ...` find the paused flow run of that run on
-the Prefect server (PREFECT_API_URL) and resume it with the answer.
+`clarion approve RUN_ID` / `clarion reject RUN_ID --reason ...` answer it (clarion.flows.approval.answer).
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from clarion import channels
-from clarion.base.errors import ClarionError
 from clarion.base.timing import format_duration
-from clarion.campaign.loader import LoadedCampaign
-from clarion.campaign.model import Approval
 from clarion.channels.base import ChannelKind
-from clarion.ledger import Ledger, SendState
+from clarion.engine.context import RunContext
+from clarion.ledger import SendState
+from clarion.messages.validate import preview
 
 APPROVAL = "approval"  # decision key in the ledger
 
@@ -32,10 +28,6 @@ class Check:
     detail: str
 
 
-def approver_allowed(gate: Approval, who: str) -> bool:
-    return bool(who) and (not gate.approvers or who in gate.approvers)
-
-
 def default_approver() -> str:
     try:
         return getpass.getuser()
@@ -43,15 +35,13 @@ def default_approver() -> str:
         return ""
 
 
-def preflight(
-    loaded: LoadedCampaign, store: Ledger, run_id: str, kits: Sequence[LoadedCampaign] = ()
-) -> list[Check]:
+def preflight(run: RunContext) -> list[Check]:
     """What must hold before anyone is asked to approve: for each channel, its credentials are present and
     the provider accepts them, its sender is configured, and the account can take the planned volume
     (SendGrid credits, Twilio account status and balance, X's free-tier allowance). Share kits' channels
     are checked for credentials and sender (their volume is known when they are planned)."""
-    from clarion.engine.send import make_adapter
-
+    loaded, store, run_id = run.loaded, run.ledger, run.run_id
+    kits = list(run.kits.values())
     planned: dict[str, int] = {}
     for row in store.summary(run_id):
         if row.state is SendState.PLANNED:
@@ -73,7 +63,7 @@ def preflight(
             if label:
                 continue
             volume = planned.get(cid, 0)
-            for answer in make_adapter(campaign, cid).verify(volume):
+            for answer in run.adapter(run_id, cid).verify(volume):
                 checks.append(Check(f"{cid} {answer.what}", answer.ok, answer.detail))
             rate = getattr(config.pacing, "messages_per_second", None)
             if adapter.kind is not ChannelKind.SOCIAL and rate:
@@ -87,9 +77,8 @@ def preflight(
     return checks
 
 
-def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks: list[Check]) -> str:
-    from clarion.messages.validate import preview
-
+def preview_markdown(run: RunContext, checks: list[Check]) -> str:
+    loaded, store, run_id = run.loaded, run.ledger, run.run_id
     arms = store.arm_counts(run_id)
     lines = [f"# Approve run `{run_id}` of {loaded.campaign.name}?", ""]
     lines += ["## Pre-flight", ""] + [
@@ -107,7 +96,7 @@ def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks:
             for cid, reasons in sorted(skipped.items())
         ]
     lines += ["", "## Messages (for the first contact)", ""]
-    for message in preview(loaded.path):
+    for message in preview(loaded):
         head = f"**{message.channel}** / {message.variant}"
         subject = f" - subject: {message.subject}" if message.subject else ""
         text = message.text.replace("\n", " ")[:500]
@@ -122,54 +111,9 @@ def preview_markdown(loaded: LoadedCampaign, store: Ledger, run_id: str, checks:
     return "\n".join(lines) + "\n"
 
 
-# -- from another shell ------------------------------------------------------------------------------
-
-
-def answer(run_id: str, *, approved: bool, approver: str, reason: str = "") -> dict[str, Any]:
-    """Resume the paused launch of `run_id` with an answer; ClarionError saying why when it cannot."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterName,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.exceptions import FlowPauseTimeout
-    from prefect.flow_runs import resume_flow_run
-    from prefect.settings import PREFECT_API_URL
-
-    if not PREFECT_API_URL.value():
-        raise ClarionError(
-            "approving needs the Prefect server the run waits on: set PREFECT_API_URL "
-            "(e.g. http://127.0.0.1:4200/api) in this shell"
-        )
-    flow_filter = FlowRunFilter(
-        name=FlowRunFilterName(any_=[run_id]),
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
-    )
-    with get_client(sync_client=True) as client:
-        # an explicit sort: the 3.8 client sends `null` by default, which the 3.8 server refuses (422)
-        paused = client.read_flow_runs(flow_run_filter=flow_filter, sort=FlowRunSort.START_TIME_DESC, limit=5)
-    if not paused:
-        raise ClarionError(
-            f"no launch of run {run_id!r} is waiting for approval on {PREFECT_API_URL.value()} "
-            "(check the id with `clarion runs`; an expired or answered run cannot be approved)"
-        )
-    values = {"approved": approved, "approver": approver, "reason": reason}
-    try:
-        resume_flow_run(paused[0].id, run_input=values)
-    except FlowPauseTimeout:
-        raise ClarionError(f"run {run_id!r} can no longer be approved: its approval timed out") from None
-    return {"run_id": run_id, "flow_run_id": str(paused[0].id), **values}
-
-
 __all__ = [
     "APPROVAL",
     "Check",
-    "answer",
-    "approver_allowed",
     "default_approver",
     "preflight",
     "preview_markdown",

@@ -1,0 +1,100 @@
+"""Addresses, read one way everywhere: validation, planning, suppression, the tracking service, imports.
+
+- An email address is checked and normalised by email-validator (the domain lower-cased, the local part as
+  written); it is *matched* lower-cased whole (`email_key`): providers treat the local part
+  case-insensitively in practice, and an opt-out must match however the address was typed.
+- A phone number is parsed by phonenumbers into E.164, reading numbers without a country code in the
+  channel's region. A contact's number must be a valid number (`strict`); a number to suppress or to
+  match an import need only be a possible one, so a STOP from a number our metadata does not know is
+  still honoured.
+- The ledger never keeps an address beside a send: frequency caps count sends by `address_key`, an HMAC of
+  the normalised address under the project's signing key.
+
+Every function raises `AddressError`, which is both a ValueError (for validators) and a ClarionError (for
+the command line), with a message naming the address and how to write it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from enum import StrEnum
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from clarion.base.errors import ClarionError
+
+
+class AddressKind(StrEnum):
+    """What an address reaches (and what it is suppressed for)."""
+
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class AddressError(ClarionError, ValueError):
+    """An address that cannot be read; the message says why and what a good one looks like."""
+
+
+def email(raw: str) -> str:
+    """The normalised form of one email address (email-validator's), or AddressError with its reason."""
+    try:
+        return str(validate_email(raw.strip(), check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise AddressError(f"{raw!r} is not a valid email address: {exc}") from None
+
+
+def email_key(raw: str) -> str:
+    """How emails are matched and suppressed: the address lower-cased whole (not validated)."""
+    return raw.strip().lower()
+
+
+def phone(raw: str, region: str = "US", *, strict: bool = True) -> str:
+    """`raw` in E.164; `strict` asks for a valid number, otherwise a possible one is enough."""
+    text = raw.strip()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise AddressError(f"{raw!r} is not a phone number (use E.164, e.g. +15551234567)") from None
+    ok = phonenumbers.is_valid_number(number) if strict else phonenumbers.is_possible_number(number)
+    if not ok:
+        what = "valid" if strict else "possible"
+        raise AddressError(f"{raw!r} is not a {what} phone number (use E.164, e.g. +14155552671)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def suppression_form(kind: AddressKind | str, raw: str, region: str = "US") -> str:
+    """The form an address typed by a person (or sent by a provider) is suppressed and matched under."""
+    if AddressKind(kind) is AddressKind.EMAIL:
+        return email_key(email(raw))
+    return phone(raw, region, strict=False)
+
+
+def stored_form(kind: AddressKind | str, address: str) -> str:
+    """The suppression form of an address a channel adapter already normalised (no parsing again)."""
+    return email_key(address) if AddressKind(kind) is AddressKind.EMAIL else address.strip()
+
+
+def kind_of(raw: str) -> AddressKind:
+    """An address's kind when the user did not say: an @ makes it an email address."""
+    return AddressKind.EMAIL if "@" in raw else AddressKind.SMS
+
+
+def address_key(secret: bytes, kind: AddressKind | str, address: str) -> str:
+    """The key a send is counted under for frequency caps: no address in the ledger's sends."""
+    digest = hmac.new(secret, f"clarion.address.v1\x00{kind}\x00{address}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+__all__ = [
+    "AddressError",
+    "AddressKind",
+    "address_key",
+    "email",
+    "email_key",
+    "kind_of",
+    "phone",
+    "stored_form",
+    "suppression_form",
+]

@@ -1,0 +1,103 @@
+"""Commands about campaign files: validate, preview, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from clarion.base.errors import CampaignInvalid
+from clarion.channels.base import Message
+from clarion.cli.app import FileArg, app, err, out, user_errors
+
+
+@app.command()
+@user_errors
+def validate(files: Annotated[list[Path], typer.Argument(help="Campaign files (YAML).")]) -> None:
+    """Check campaign files, their templates and every contact; exit 1 listing every problem."""
+    from clarion.messages.validate import validate_campaign
+
+    failed = 0
+    for path in files:
+        try:
+            report = validate_campaign(path)
+        except CampaignInvalid as exc:
+            failed += 1
+            for problem in exc.problems:
+                err.print(str(problem), markup=False)
+            continue
+        arms = ", ".join(f"{arm} {n:,}" for arm, n in sorted(report.arms.items()))
+        reach = ", ".join(
+            f"{cid} {n:,}" + (f" ({report.consented[cid]:,} agreed to it)" if cid in report.consented else "")
+            for cid, n in report.reachable.items()
+        )
+        plural = "contact" if report.contacts == 1 else "contacts"
+        summary = f": {path}: {report.contacts:,} {plural} ({arms})" + (
+            f"; reachable: {reach}" if reach else ""
+        )
+        out.print(Text.assemble(("valid", "green"), summary), highlight=False, soft_wrap=True)
+    if failed:
+        err.print(f"{failed} of {len(files)} campaign file(s) invalid", markup=False)
+        raise typer.Exit(1)
+
+
+def _message_row(message: Message) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "channel": message.channel,
+        "provider": message.provider,
+        "kind": message.kind.value,
+        "variant": message.variant,
+        "contact": message.contact_id,
+        "to": message.to,
+        "link": message.link,
+        "text": message.text,
+    }
+    if message.subject is not None or message.html is not None:
+        row["subject"] = message.subject
+        row["html"] = message.html
+    row.update(message.metrics)
+    return row
+
+
+@app.command()
+@user_errors
+def preview(
+    file: FileArg,
+    contact: Annotated[
+        str | None, typer.Option(help="Contact id to render for (default: the first).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """Render every channel x variant of a campaign for one contact."""
+    from clarion.campaign.loader import load_campaign
+    from clarion.messages.validate import preview as render_preview
+
+    messages = render_preview(load_campaign(file), contact)
+    if as_json:
+        sys.stdout.write(json.dumps([_message_row(m) for m in messages], indent=2, ensure_ascii=False) + "\n")
+        return
+    contact_id = next((m.contact_id for m in messages if m.contact_id is not None), None)
+    table = Table(title=Text(f"{file} - preview for contact {contact_id or '(first)'}"), show_lines=True)
+    for column in ("channel", "variant", "message", "size"):
+        table.add_column(column, overflow="fold")
+    for m in messages:
+        body = Text()
+        if m.subject is not None:
+            body.append("Subject: ", style="bold").append(f"{m.subject}\n\n")
+        body.append(m.text)
+        size = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in m.metrics.items())
+        table.add_row(Text(f"{m.channel}\n({m.provider})"), Text(m.variant), body, Text(size))
+    out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the campaign format's JSON Schema (for editor completion)."""
+    from clarion.campaign.model import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")

@@ -1,0 +1,16 @@
+"""`clarion`: every command, gathered from the modules of clarion/cli/ (the console script's entry)."""
+
+from __future__ import annotations
+
+from clarion.cli import campaign, ops, results, send, services  # noqa: F401  (each adds its commands)
+from clarion.cli.app import app
+from clarion.cli.suppress import suppress_app
+
+app.add_typer(suppress_app, name="suppress")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

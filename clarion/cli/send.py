@@ -1,0 +1,267 @@
+"""Commands that send and watch runs: run, runs, status."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from clarion.base.errors import ClarionError
+from clarion.cli.app import FileArg, app, err, out, resolve_run, user_errors
+from clarion.engine.outcome import RunOutcome
+from clarion.ledger.results import format_reasons
+
+
+def _results_table(result: RunOutcome) -> Table:
+    table = Table(title=f"run {result.run_id}: {result.status}")
+    for column in (
+        "channel",
+        "variant",
+        "planned",
+        "sent",
+        "failed",
+        "skipped",
+        "uncertain",
+        "pending",
+        "reasons",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("channel", "variant", "reasons") else "left"
+        )
+    for r in result.results:
+        table.add_row(
+            r.channel,
+            r.variant,
+            *(f"{n:,}" for n in (r.planned, r.sent, r.failed, r.skipped, r.uncertain, r.pending)),
+            Text(format_reasons(r.reasons)),
+        )
+    return table
+
+
+@app.command()
+@user_errors
+def run(
+    file: FileArg,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="Resume this run (after a crash or Ctrl-C) instead of a new one."),
+    ] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Send to the local provider sandbox with dummy credentials.")
+    ] = False,
+    resend_uncertain: Annotated[
+        bool,
+        typer.Option(
+            "--resend-uncertain",
+            help="On resume, send again what was in flight at the crash (it may arrive twice).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    engage: Annotated[
+        Path | None,
+        typer.Option(
+            "--engage",
+            help="With --sandbox: simulated recipients click and convert as this file says, through the "
+            "tracking service (started here); the report follows.",
+        ),
+    ] = None,
+    approved_by: Annotated[
+        str | None,
+        typer.Option(
+            "--approved-by",
+            help="For a campaign with `approval:`: you are one of its approvers and approve it now.",
+        ),
+    ] = None,
+) -> None:
+    """Send a campaign: every channel at the same moment (step by step, with `steps:`), through a Prefect
+    flow run in this process."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # Clarion never phones home
+    from clarion.campaign.loader import load_campaign
+    from clarion.cli.runner import run_campaign, sandbox_environment
+    from clarion.engine.plan import new_run_id
+
+    loaded = load_campaign(file)  # the file's own problems, before any flow starts
+    loaded.contacts()
+    _check_approval(loaded.campaign, approved_by)
+    rid = run_id or new_run_id(loaded.campaign.name)
+    console = None if as_json else err
+    if engage is not None and not sandbox:
+        raise ClarionError("--engage simulates recipients in the provider sandbox: add --sandbox")
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            box = stack.enter_context(sandbox_environment())
+            err.print(f"provider sandbox at {box.url} (dummy credentials)", markup=False, highlight=False)
+        if engage is not None:
+            from clarion.cli.runner import engaged
+
+            tracking = stack.enter_context(engaged(box, engage))
+            err.print(f"tracking service at {tracking}; simulated recipients engage", markup=False)
+        what = "resuming" if _known_run(rid) else "starting"
+        err.print(f"run {rid}: {what}", markup=False, highlight=False)
+        result = run_campaign(
+            str(file), rid, resend_uncertain=resend_uncertain, console=console, approved_by=approved_by
+        )
+        if sandbox and not as_json:
+            err.print(f"the sandbox received {len(box.messages()):,} messages", markup=False, highlight=False)
+        if engage is not None:
+            _finish_engagement(box, rid, quiet=as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+    else:
+        out.print(_results_table(result))
+        for channel, errors in result.errors.items():
+            for line in errors[:5]:
+                err.print(f"channel {channel}: {line}", markup=False)
+    if not result.completed:
+        raise typer.Exit(1)
+
+
+def _known_run(run_id: str) -> bool:
+    """Whether the ledger already holds this run (a new or unreachable ledger: no)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from clarion.base.settings import ClarionSettings
+    from clarion.ledger import Ledger, LedgerError
+
+    try:
+        return Ledger(ClarionSettings().ledger_url()).get_run(run_id) is not None
+    except (LedgerError, ClarionError, SQLAlchemyError):
+        return False
+
+
+def _check_approval(campaign: Any, approved_by: str | None) -> None:
+    import os
+
+    gate = campaign.approval
+    if gate is None or not gate.required:
+        return
+    if approved_by is not None:
+        if gate.approvers and approved_by not in gate.approvers:
+            raise ClarionError(
+                f"--approved-by {approved_by!r}: not one of this campaign's approvers "
+                f"({', '.join(gate.approvers)})"
+            )
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ClarionError(
+            "this campaign needs approval (`approval.required`), and an approver in another shell can only "
+            "reach a run on a Prefect server: start one (`prefect server start`) and set PREFECT_API_URL, "
+            "deploy the campaign (`clarion deploy`), or approve it yourself with --approved-by NAME"
+        )
+
+
+def _finish_engagement(box: Any, run_id: str, *, quiet: bool) -> None:
+    """Wait for the simulated recipients, then pull the posts' metrics into the ledger."""
+    from clarion.flows.collect import collect as collect_flow
+
+    with err.status("waiting for the simulated recipients' clicks, events and conversions"):
+        stats = box.wait_engaged(timeout=600)
+    err.print(
+        f"engagement: {stats['clicks']:,} clicks, {stats['conversions']:,} conversions, "
+        f"{stats['events_posted']:,} email events, {stats['callbacks_posted']:,} SMS callbacks, "
+        f"opt-outs: {stats['unsubscribes']:,} unsubscribed, {stats['spam_reports']:,} spam reports, "
+        f"{stats['stops']:,} STOP replies"
+        + (f", {stats['failures']:,} failed requests" if stats["failures"] else ""),
+        markup=False,
+    )
+    collect_flow(run_id)
+    if not quiet:
+        err.print(f"compare the variants: clarion report {run_id}", markup=False)
+
+
+@app.command()
+@user_errors
+def runs(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List runs recorded in the ledger."""
+    from clarion.ledger import Ledger
+
+    records = Ledger.open().list_runs(limit=limit)
+    rows = [
+        {
+            "run_id": r.id,
+            "campaign": r.campaign,
+            "status": str(r.status),
+            "created_at": r.created_at.isoformat(timespec="seconds"),
+            "finished_at": r.finished_at.isoformat(timespec="seconds") if r.finished_at else None,
+        }
+        for r in records
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="runs")
+    for column in ("run_id", "campaign", "status", "created_at", "finished_at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(Text(str(row[c] or "")) for c in ("run_id", "campaign", "status", "created_at", "finished_at"))
+        )
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def status(
+    run_id: Annotated[
+        str, typer.Argument(help="Run id (see `clarion runs`), or `latest`.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Where one run stands: its state, what each channel sent, and what recipients did since."""
+    from dataclasses import asdict
+
+    from clarion.ledger import Ledger, RunNotFound
+    from clarion.ledger.results import channel_totals, run_results
+
+    store = Ledger.open()
+    rid = resolve_run(store, run_id)
+    record = store.get_run(rid)
+    if record is None:
+        raise RunNotFound(rid)
+    engagement = store.engagement(rid)
+    channels = {cid: asdict(t) for cid, t in channel_totals(run_results(store, rid)).items()}
+    for (channel, _variant, kind), people in engagement.events.items():
+        if kind == "delivered" and channel in channels:
+            channels[channel]["delivered"] = channels[channel].get("delivered", 0) + people
+    for (channel, _variant), clicks in engagement.unique_clicks.items():
+        if channel in channels:
+            channels[channel]["clicks"] = channels[channel].get("clicks", 0) + clicks
+    converted = sum(people for people, *_ in engagement.arm_conversions.values())
+    data = {
+        "run_id": rid,
+        "campaign": record.campaign,
+        "status": str(record.status),
+        "created_at": record.created_at.isoformat(timespec="seconds"),
+        "finished_at": record.finished_at.isoformat(timespec="seconds") if record.finished_at else None,
+        "error": record.error,
+        "channels": channels,
+        "contacts_converted": converted,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    out.print(f"run {rid} ({record.campaign}): {record.status}", markup=False, highlight=False)
+    if record.error:
+        out.print(f"error: {record.error}", markup=False, highlight=False)
+    table = Table(title="per channel")
+    columns = ("planned", "sent", "failed", "skipped", "uncertain", "pending", "delivered", "clicks")
+    table.add_column("channel")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for channel, counts in channels.items():
+        table.add_row(Text(channel), *(f"{counts.get(c, 0):,}" for c in columns))
+    out.print(table)
+    out.print(f"contacts who converted (any route): {converted:,}", markup=False, highlight=False)

@@ -1,0 +1,72 @@
+"""Long-running services: the tracking service (serve) and the provider sandbox (sandbox)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clarion.base.errors import ClarionError
+from clarion.cli.app import app, err, user_errors
+
+
+@app.command("sandbox")
+@user_errors
+def sandbox_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8025,
+    faults: Annotated[
+        Path | None, typer.Option(help="YAML or JSON file of fault settings per provider.", exists=True)
+    ] = None,
+    engage: Annotated[
+        Path | None,
+        typer.Option(
+            "--engage",
+            help="Engagement settings (YAML, with tracking_url and the webhook secrets): simulated "
+            "recipients click and convert through the tracking service at tracking_url.",
+            exists=True,
+        ),
+    ] = None,
+) -> None:
+    """Serve the provider sandbox (SendGrid, Twilio, X emulators) until Ctrl-C."""
+    from clarion.sandbox import EngagementConfig, serve
+
+    config = None
+    if faults is not None:
+        import yaml
+
+        config = yaml.safe_load(faults.read_text())
+    engagement = None
+    if engage is not None:
+        try:
+            engagement = EngagementConfig.load(engage)
+        except ValueError as exc:
+            raise ClarionError(f"{engage}: {exc}") from None
+    err.print(f"provider sandbox on http://127.0.0.1:{port}/ (Ctrl-C to stop)", markup=False)
+    serve(host="127.0.0.1", port=port, faults=config, engagement=engagement)
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 behind a proxy).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """Serve the tracking service: tracked links, SendGrid/Twilio webhooks and conversions, into the ledger.
+
+    Keys come from the environment: CLARION_SECRET_KEY (links), SENDGRID_WEBHOOK_PUBLIC_KEY,
+    TWILIO_AUTH_TOKEN, CLARION_CONVERSION_SECRET; a webhook whose key is unset is refused.
+    """
+    import logging
+
+    import uvicorn
+
+    from clarion.tracking import build_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracking_app = build_app()
+    err.print(f"tracking service on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    uvicorn.run(
+        tracking_app, host=host, port=port, access_log=access_log, proxy_headers=True, log_level="info"
+    )

@@ -1,0 +1,74 @@
+"""What a launch returns: the run's status, per channel x variant results, and what stopped a channel.
+
+The command line prints it (a table, or `--json` from `as_dict()`), the Prefect artifacts show it, and the
+tests read it; a run still waiting (for a step, or a contact's local hours) says until when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clarion.ledger.results import ChannelVariantResult
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """A run a launch sent besides its own: a rollout's second half, or a share kit."""
+
+    run_id: str
+    results: list[ChannelVariantResult]
+
+
+@dataclass(frozen=True)
+class RolloutOutcome(ChildOutcome):
+    winner: str = ""
+    decided: bool = False  # False: nothing won with the required confidence; `winner` is the fallback
+    text: str = ""
+    metric: str = ""
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # a RunStatus value
+    results: list[ChannelVariantResult] = field(default_factory=list)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # channel (or kit-NAME:channel) -> why
+    next: datetime | None = None  # a waiting run: when it goes on
+    rollout: RolloutOutcome | None = None
+    kits: dict[str, ChildOutcome] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-ready data (what `clarion run --json` prints)."""
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "results": [r.as_dict() for r in self.results],
+            "errors": self.errors,
+        }
+        if self.next is not None:
+            out["next"] = self.next.isoformat()
+        if self.rollout is not None:
+            r = self.rollout
+            out["rollout"] = {
+                "winner": r.winner,
+                "decided": r.decided,
+                "text": r.text,
+                "metric": r.metric,
+                "run_id": r.run_id,
+                "results": [x.as_dict() for x in r.results],
+            }
+        if self.kits:
+            out["kits"] = {
+                name: {"run_id": kit.run_id, "results": [x.as_dict() for x in kit.results]}
+                for name, kit in self.kits.items()
+            }
+        return out
+
+
+__all__ = ["ChildOutcome", "RolloutOutcome", "RunOutcome"]
