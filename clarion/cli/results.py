@@ -40,7 +40,7 @@ def report(
             raise ClarionError(f"{html}: cannot write the report ({exc.strerror})") from None
         err.print(f"report written to {html}", markup=False)
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(data.as_dict(), indent=2) + "\n")
     elif as_csv:
         sys.stdout.write(to_csv(data))
     elif html is None:

@@ -38,7 +38,7 @@ def test_clicks_events_and_conversions_reach_the_report(tmp_path: Path, provider
         stats = providers.wait_engaged(timeout=300)
         collect("e2e-run")
     assert stats["failures"] == 0, stats
-    report = build_report(Ledger.open(), "e2e-run")
+    report = build_report(Ledger.open(), "e2e-run").as_dict()
     rows = {(c["channel"], r["variant"]): r for c in report["channels"] for r in c["rows"]}
     email = next(c for c in report["channels"] if c["channel"] == "email")
     assert email["exposure_basis"] == "delivered"

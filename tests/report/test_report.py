@@ -21,7 +21,7 @@ def rows_by_key(report: dict) -> dict[tuple[str, str], dict]:  # type: ignore[ty
 
 
 def test_counts_per_channel_and_variant_are_the_ledgers(simulated: Simulated) -> None:
-    report = build_report(simulated.ledger, RUN)
+    report = build_report(simulated.ledger, RUN).as_dict()  # what --json prints
     rows = rows_by_key(report)
     for channel in ("email", "sms"):
         for variant in ("a", "b"):
@@ -40,7 +40,7 @@ def test_counts_per_channel_and_variant_are_the_ledgers(simulated: Simulated) ->
 
 
 def test_rates_and_intervals_are_computed_on_the_exposures(simulated: Simulated) -> None:
-    report = build_report(simulated.ledger, RUN)
+    report = build_report(simulated.ledger, RUN).as_dict()  # what --json prints
     email = next(c for c in report["channels"] if c["channel"] == "email")
     arms = {a["name"]: a for a in email["clicks"]["arms"]}
     for variant in ("a", "b"):
@@ -50,7 +50,7 @@ def test_rates_and_intervals_are_computed_on_the_exposures(simulated: Simulated)
 
 
 def test_the_clearly_better_variant_is_named_and_the_tie_is_not(simulated: Simulated) -> None:
-    report = build_report(simulated.ledger, RUN)
+    report = build_report(simulated.ledger, RUN).as_dict()  # what --json prints
     verdicts = {c["channel"]: c["verdict"] for c in report["channels"]}
     assert report["metric"] == "conversion_rate"
     assert verdicts["email"]["winner"] == "b"
@@ -58,8 +58,18 @@ def test_the_clearly_better_variant_is_named_and_the_tie_is_not(simulated: Simul
     assert "not decide" in verdicts["sms"]["text"] or "do not" in verdicts["sms"]["text"]
 
 
+def test_the_typed_report_and_its_json_agree(simulated: Simulated) -> None:
+    report = build_report(simulated.ledger, RUN)
+    data = report.as_dict()
+    email = next(c for c in report.channels if c.channel == "email")
+    assert email.verdict.winner == data["channels"][1]["verdict"]["winner"] == "b"
+    assert email.primary is email.conversions
+    assert [row.variant for row in email.rows] == ["a", "b"]
+    assert report.overall.baseline == "holdout"
+
+
 def test_the_overall_comparison_is_per_arm_against_the_holdout(simulated: Simulated) -> None:
-    overall = build_report(simulated.ledger, RUN)["overall"]
+    overall = build_report(simulated.ledger, RUN).as_dict()["overall"]
     assert overall["baseline"] == "holdout"
     arms = {a["name"]: a for a in overall["analysis"]["arms"]}
     assert set(arms) == {"holdout", "a", "b"}

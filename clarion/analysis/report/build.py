@@ -18,20 +18,28 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
-from clarion.analysis.stats import Analysis, Arm, analyse
+from clarion.analysis.report.model import (
+    ChannelReport,
+    ChannelRow,
+    Overall,
+    Report,
+    RunInfo,
+    Timeline,
+    TimelinePoint,
+)
+from clarion.analysis.stats import Analysis, Arm, Verdict, analyse
 from clarion.campaign.model import HOLDOUT
 from clarion.ledger import Engagement, Ledger, RunNotFound
-from clarion.ledger.results import run_results
+from clarion.ledger.results import ChannelVariantResult, run_results
 
 DELIVERED = "delivered"
 IMPRESSIONS = "impression_count"
 TIMELINE_POINTS = 48
 
 
-def build_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
-    """The whole report of a run as plain data (what --json prints, and what the other formats show)."""
+def build_report(ledger: Ledger, run_id: str) -> Report:
+    """The whole report of a run (`Report.as_dict()` is what --json prints; the other formats read it)."""
     run = ledger.get_run(run_id)
     if run is None:
         raise RunNotFound(run_id)
@@ -55,101 +63,98 @@ def build_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
             if (cid, v) in sends
         ]
         channels.append(_channel_report(cid, kind, rows, assigned, shares, has_conversions))
-    overall = _overall(variants, assigned, shares, engagement)
-    return {
-        "run": {
-            "id": run.id,
-            "campaign": run.campaign,
-            "status": str(run.status),
-            "created_at": run.created_at.isoformat(timespec="seconds"),
-            "finished_at": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
-        },
-        "metric": "conversion_rate" if has_conversions else "click_rate",
-        "currency": _currency(engagement),
-        "channels": channels,
-        "overall": overall,
-        "timeline": _timeline(engagement),
-    }
+    return Report(
+        run=RunInfo(
+            id=run.id,
+            campaign=run.campaign,
+            status=str(run.status),
+            created_at=run.created_at.isoformat(timespec="seconds"),
+            finished_at=run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+        ),
+        metric="conversion_rate" if has_conversions else "click_rate",
+        currency=_currency(engagement),
+        channels=channels,
+        overall=_overall(variants, assigned, shares, engagement),
+        timeline=_timeline(engagement),
+    )
 
 
 def _channel_row(
-    cid: str, kind: str, variant: str, sent: Any, engagement: Engagement, metrics: dict[str, int]
-) -> dict[str, Any]:
+    cid: str,
+    kind: str,
+    variant: str,
+    sent: ChannelVariantResult | None,
+    engagement: Engagement,
+    metrics: dict[str, int],
+) -> ChannelRow:
     people, _count, revenue, squares = engagement.conversions.get((variant, cid), (0, 0, 0, 0))
-    return {
-        "channel": cid,
-        "variant": variant,
-        "planned": sent.planned if sent else 0,
-        "sent": sent.sent if sent else 0,
-        "failed": sent.failed if sent else 0,
-        "skipped": sent.skipped if sent else 0,
-        "uncertain": sent.uncertain if sent else 0,
-        "delivered": engagement.events.get((cid, variant, DELIVERED), 0),
-        "impressions": metrics.get(IMPRESSIONS) if kind == "social" else None,
-        "social": metrics if kind == "social" else None,
-        "clicks": engagement.unique_clicks.get((cid, variant), 0),
-        "total_clicks": engagement.total_clicks.get((cid, variant), 0),
-        "conversions": people,
-        "revenue": revenue / 100,
-        "revenue_sq": squares / 10_000,
-    }
+    return ChannelRow(
+        channel=cid,
+        variant=variant,
+        planned=sent.planned if sent else 0,
+        sent=sent.sent if sent else 0,
+        failed=sent.failed if sent else 0,
+        skipped=sent.skipped if sent else 0,
+        uncertain=sent.uncertain if sent else 0,
+        delivered=engagement.events.get((cid, variant, DELIVERED), 0),
+        impressions=metrics.get(IMPRESSIONS) if kind == "social" else None,
+        social=metrics if kind == "social" else None,
+        clicks=engagement.unique_clicks.get((cid, variant), 0),
+        total_clicks=engagement.total_clicks.get((cid, variant), 0),
+        conversions=people,
+        revenue=revenue / 100,
+        revenue_sq=squares / 10_000,
+    )
 
 
 def _channel_report(
     cid: str,
     kind: str,
-    rows: list[dict[str, Any]],
+    rows: list[ChannelRow],
     assigned: dict[str, int],
     shares: dict[str, float],
     has_conversions: bool,
-) -> dict[str, Any]:
+) -> ChannelReport:
     if kind == "social":
         basis = "impressions"
         for row in rows:
-            row["exposures"] = row["impressions"]
+            row.exposures = row.impressions
     else:
-        basis = DELIVERED if any(row["delivered"] for row in rows) else "sent"
+        basis = DELIVERED if any(row.delivered for row in rows) else "sent"
         for row in rows:
-            row["exposures"] = row[basis]
-    measurable = bool(rows) and all(row["exposures"] is not None for row in rows)
+            row.exposures = row.delivered if basis == DELIVERED else row.sent
+    measurable = bool(rows) and all(row.exposures is not None for row in rows)
     clicks = _analyse(rows, "clicks", assigned, shares) if measurable else None
     conversions = _analyse(rows, "conversions", assigned, shares) if measurable and has_conversions else None
     primary = conversions if has_conversions else clicks
-    if primary is None:
-        verdict = {
-            "winner": None,
-            "text": "No exposures measured yet (for a post: collect its impressions with `clarion collect`).",
-        }
-    else:
-        verdict = primary.to_dict()["verdict"]
-    for row in rows:
-        row.pop("revenue_sq", None)
-    return {
-        "channel": cid,
-        "kind": kind,
-        "exposure_basis": basis,
-        "rows": rows,
-        "clicks": clicks.to_dict() if clicks else None,
-        "conversions": conversions.to_dict() if conversions else None,
-        "verdict": verdict,
-    }
+    verdict = (
+        primary.verdict
+        if primary is not None
+        else Verdict(
+            None, "No exposures measured yet (for a post: collect its impressions with `clarion collect`)."
+        )
+    )
+    return ChannelReport(cid, kind, basis, rows, clicks, conversions, verdict)
 
 
 def _analyse(
-    rows: list[dict[str, Any]], successes: str, assigned: dict[str, int], shares: dict[str, float]
+    rows: list[ChannelRow], successes: str, assigned: dict[str, int], shares: dict[str, float]
 ) -> Analysis | None:
-    arms = [
-        Arm(
-            name=row["variant"],
-            exposures=int(row["exposures"]),
-            successes=min(int(row[successes]), int(row["exposures"])),
-            revenue=row["revenue"] if successes == "conversions" else None,
-            revenue_sq=row["revenue_sq"] if successes == "conversions" else None,
-            assigned=assigned.get(row["variant"]),
-            weight=shares.get(row["variant"]),
+    arms = []
+    for row in rows:
+        exposures = int(row.exposures or 0)
+        conversions = successes == "conversions"
+        arms.append(
+            Arm(
+                name=row.variant,
+                exposures=exposures,
+                successes=min(row.conversions if conversions else row.clicks, exposures),
+                revenue=row.revenue if conversions else None,
+                revenue_sq=row.revenue_sq if conversions else None,
+                assigned=assigned.get(row.variant),
+                weight=shares.get(row.variant),
+            )
         )
-        for row in rows
-    ]
     if not arms:
         return None
     return analyse(arms)
@@ -157,7 +162,7 @@ def _analyse(
 
 def _overall(
     variants: list[str], assigned: dict[str, int], shares: dict[str, float], engagement: Engagement
-) -> dict[str, Any]:
+) -> Overall:
     arms_order = ([HOLDOUT] if HOLDOUT in assigned else []) + [v for v in variants if v in assigned]
     arms = []
     for arm in arms_order:
@@ -174,8 +179,8 @@ def _overall(
             )
         )
     if not arms:
-        return {"baseline": None, "analysis": None}
-    return {"baseline": arms[0].name, "analysis": analyse(arms).to_dict()}
+        return Overall(None, None)
+    return Overall(arms[0].name, analyse(arms))
 
 
 def _currency(engagement: Engagement) -> str | None:
@@ -184,11 +189,11 @@ def _currency(engagement: Engagement) -> str | None:
     return next(iter(engagement.currencies), None)
 
 
-def _timeline(engagement: Engagement) -> dict[str, Any]:
+def _timeline(engagement: Engagement) -> Timeline:
     """Cumulative clicks and conversions over time, in at most TIMELINE_POINTS steps."""
     times = [t for _c, _v, t in engagement.click_times] + [t for _a, _c, t, _m in engagement.conversion_times]
     if not times:
-        return {"points": []}
+        return Timeline()
     start, end = min(times), max(times)
     span = max((end - start).total_seconds(), 1.0)
     step = span / TIMELINE_POINTS
@@ -202,7 +207,5 @@ def _timeline(engagement: Engagement) -> dict[str, Any]:
     for i in range(TIMELINE_POINTS):
         total_clicks += clicks.get(i, 0)
         total_conversions += conversions.get(i, 0)
-        points.append(
-            {"seconds": round((i + 1) * step, 1), "clicks": total_clicks, "conversions": total_conversions}
-        )
-    return {"start": start.isoformat(timespec="seconds"), "points": points}
+        points.append(TimelinePoint(round((i + 1) * step, 1), total_clicks, total_conversions))
+    return Timeline(start.isoformat(timespec="seconds"), points)

@@ -13,13 +13,14 @@ from typing import Any
 
 import jinja2
 
-from clarion.analysis.report.formats import flat_rows, interval, pct, points
+from clarion.analysis.report.formats import FlatRow, flat_rows, interval, pct, points
+from clarion.analysis.report.model import Report, Timeline
 
 TEMPLATE = Path(__file__).with_name("report.html.j2")
 BAR_HEIGHT, LABEL_WIDTH, PLOT_WIDTH = 22, 170, 520
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: Report) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE.parent),
         autoescape=True,
@@ -27,18 +28,18 @@ def render_html(report: dict[str, Any]) -> str:
     )
     env.filters.update(pct=pct, interval=interval, points=points, n=_n)
     rows = flat_rows(report)
-    metric = report["metric"]
+    metric = report.metric
     return env.get_template(TEMPLATE.name).render(
         report=report,
         rows=rows,
         metric_name="conversion rate" if metric == "conversion_rate" else "click rate",
         rate_chart=_rate_chart(rows, metric),
-        timeline_chart=_timeline_chart(report["timeline"]),
+        timeline_chart=_timeline_chart(report.timeline),
         social=[
-            (channel["channel"], row["variant"], row["social"] or {})
-            for channel in report["channels"]
-            if channel["kind"] == "social"
-            for row in channel["rows"]
+            (channel.channel, row.variant, row.social or {})
+            for channel in report.channels
+            if channel.kind == "social"
+            for row in channel.rows
         ],
     )
 
@@ -47,24 +48,34 @@ def _n(value: Any) -> str:
     return "–" if value is None else f"{value:,}"
 
 
-def _rate_chart(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+def _rate_chart(rows: list[FlatRow], metric: str) -> dict[str, Any]:
     """One line per channel x variant: the rate as a dot, its 95% interval as a bar."""
-    key = "conversion_rate" if metric == "conversion_rate" else "click_rate"
-    items = [r for r in rows if r[key] is not None]
-    top = max([r[f"{key}_high"] or r[key] for r in items] + [1e-9])
+
+    def rates(row: FlatRow) -> tuple[float | None, float | None, float | None]:
+        if metric == "conversion_rate":
+            return row.conversion_rate, row.conversion_rate_low, row.conversion_rate_high
+        return row.click_rate, row.click_rate_low, row.click_rate_high
+
+    items = [
+        (row, rate, low or rate, high or rate)
+        for row in rows
+        for rate, low, high in [rates(row)]
+        if rate is not None
+    ]
+    top = max([high for _, _, _, high in items if high is not None] + [1e-9])
     scale = PLOT_WIDTH / top
     lines = []
-    for i, row in enumerate(items):
+    for i, (row, rate, low, high) in enumerate(items):
+        assert rate is not None and low is not None and high is not None
         y = 10 + i * BAR_HEIGHT
-        low, high = row[f"{key}_low"] or row[key], row[f"{key}_high"] or row[key]
         lines.append(
             {
-                "label": f"{row['channel']} · {row['variant']}",
+                "label": f"{row.channel} · {row.variant}",
                 "y": y,
                 "x_low": LABEL_WIDTH + low * scale,
                 "x_high": LABEL_WIDTH + high * scale,
-                "x_rate": LABEL_WIDTH + row[key] * scale,
-                "text": f"{pct(row[key], 2)} ({interval(low, high)})",
+                "x_rate": LABEL_WIDTH + rate * scale,
+                "text": f"{pct(rate, 2)} ({interval(low, high)})",
             }
         )
     return {
@@ -77,18 +88,18 @@ def _rate_chart(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     }
 
 
-def _timeline_chart(timeline: dict[str, Any]) -> dict[str, Any]:
-    points_ = timeline.get("points", [])
+def _timeline_chart(timeline: Timeline) -> dict[str, Any]:
+    points_ = timeline.points
     width, height = 640, 200
     if not points_:
         return {"clicks": "", "conversions": "", "width": width, "height": height, "empty": True}
     last = points_[-1]
-    x_max = max(last["seconds"], 1)
-    y_max = max(last["clicks"], last["conversions"], 1)
+    x_max = max(last.seconds, 1)
+    y_max = max(last.clicks, last.conversions, 1)
 
     def path(name: str) -> str:
         coords = [
-            (40 + p["seconds"] / x_max * (width - 60), height - 25 - p[name] / y_max * (height - 45))
+            (40 + p.seconds / x_max * (width - 60), height - 25 - getattr(p, name) / y_max * (height - 45))
             for p in points_
         ]
         return " ".join(f"{x:.1f},{y:.1f}" for x, y in [(40, height - 25), *coords])
@@ -101,6 +112,6 @@ def _timeline_chart(timeline: dict[str, Any]) -> dict[str, Any]:
         "empty": False,
         "y_max": y_max,
         "x_max": round(x_max),
-        "total_clicks": last["clicks"],
-        "total_conversions": last["conversions"],
+        "total_clicks": last.clicks,
+        "total_conversions": last.conversions,
     }
