@@ -8,7 +8,6 @@ campaign of a folder (flow.serve: it polls the server and runs what is due in su
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -111,6 +110,19 @@ def _when(campaign: Campaign) -> str:
     return f"on event {schedule.on_event!r} (`clarion trigger {schedule.on_event}`)"
 
 
+def register_send_deployment(pool: str, api_url: str | None = None) -> None:
+    """The `clarion-send` deployment on `pool`, where launches with CLARION_SEND_POOL send their shards (a
+    module entrypoint: the pool's workers import the installed package). `api_url`: another server than
+    PREFECT_API_URL's."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from clarion.flows.shard import SEND_FLOW, send_shard
+
+    with temporary_settings({PREFECT_API_URL: api_url} if api_url else {}):
+        deployment = send_shard.to_deployment(name=SEND_FLOW, entrypoint_type=EntrypointType.MODULE_PATH)
+        cast(RunnerDeployment, deployment).apply(work_pool_name=pool)
+
+
 def campaign_files(folder: Path) -> list[Path]:
     """Every campaign file of a folder (its subfolders too): YAML files with a top-level `channels:`."""
     import yaml
@@ -126,13 +138,14 @@ def campaign_files(folder: Path) -> list[Path]:
     return found
 
 
-def serve(paths: list[Path], *, poll_seconds: float = 1.0, limit: int | None = None) -> None:
-    """Serve the campaigns' deployments until interrupted (flow.serve)."""
-    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", str(max(1, int(poll_seconds))))
-    from prefect import serve as prefect_serve
+def serve(paths: list[Path], *, limit: int | None = None) -> None:
+    """Serve the campaigns' deployments from warm processes until interrupted (clarion/flows/runner.py)."""
+    import asyncio
+
+    from clarion.flows import runner
 
     deployments = [build(path)[0] for path in paths]
-    prefect_serve(*deployments, limit=limit, print_starting_message=False)
+    asyncio.run(runner.serve(deployments, limit=limit))
 
 
-__all__ = ["build", "campaign_files", "full_name", "register", "serve"]
+__all__ = ["build", "campaign_files", "full_name", "register", "register_send_deployment", "serve"]

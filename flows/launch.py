@@ -17,23 +17,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.cache_policies import NONE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.engine.context import RunContext
+from clarion.engine.coordination import Coordination, LocalCoordination
 from clarion.engine.outcome import ChildOutcome, RolloutOutcome, RunOutcome
-from clarion.engine.plan import Batch, plan_run
+from clarion.engine.plan import Batch
 from clarion.engine.schedule import LAUNCHED, ROLLOUT, Wave, decide_rollout, rollout_run_id, utcnow, waves
-from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
+from clarion.engine.send import BatchOutcome, ChannelStopped
+from clarion.engine.shared import RedisCoordination
 from clarion.flows.approval import approval_gate
 from clarion.flows.artifacts import artifact_key, publish_results, publish_rollout
 from clarion.flows.naming import flow_run_name, resolve_run_id, schedule_slot
+from clarion.flows.shard import Shards
+from clarion.flows.tasks import plan_task, send_batch_task
 from clarion.ledger import Ledger, RunStatus
 from clarion.ledger.results import format_reasons, run_results
 from clarion.messages.validate import check_kits
@@ -42,26 +46,6 @@ SETTINGS = ClarionSettings()
 #: Waits shorter than this are slept through even in a deployment (a continuation run costs seconds).
 SLEEP_WITHIN = timedelta(seconds=SETTINGS.sleep_within)
 PREFETCH_WAIT = 300.0  # a scheduled run started this early (or less) waits for its slot before sending
-
-
-@task(name="plan", task_run_name="plan-{run_id}", cache_policy=NONE)
-def plan_task(
-    run: RunContext, run_id: str, resend_uncertain: bool, rollout_of: tuple[str, str] | None = None
-) -> list[Batch]:
-    plan = plan_run(
-        run.ledger, run.campaign(run_id), run_id, resend_uncertain=resend_uncertain, rollout_of=rollout_of
-    )
-    logger = get_run_logger()
-    logger.info("%s run %s: %d batches", "resumed" if plan.resumed else "planned", run_id, len(plan.batches))
-    return plan.batches
-
-
-@task(name="send-batch", task_run_name="{step}-{batch.channel}-batch-{batch.number}", cache_policy=NONE)
-def send_batch_task(run: RunContext, batch: Batch, step: str) -> BatchOutcome:
-    """One batch. Untagged on purpose: Prefect acquires tag concurrency slots for every tagged task run,
-    which held some channels' first batches back ~2 s at launch; the name carries step and channel, and
-    the flow run is tagged with them (`_tag_flow_run`)."""
-    return send_batch(run, batch)
 
 
 @flow(
@@ -84,7 +68,7 @@ def launch(
     kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
     slot = schedule_slot(run_id, trigger)
     run_id = resolve_run_id(loaded.campaign.name, run_id, trigger)
-    run = RunContext(Ledger.open(), loaded, run_id, kits)
+    run = RunContext(Ledger.open(), loaded, run_id, kits, coordination=_coordination(loaded, run_id))
     run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
     batches = plan_task(run, run_id, resend_uncertain)
     store = run.ledger
@@ -118,6 +102,21 @@ def launch(
             get_run_logger().info("run %s: next wave at %s (in %.0f s)", run_id, wake.isoformat(), delay)
             time.sleep(delay)
     return _finish(run, sending)
+
+
+def _coordination(loaded: LoadedCampaign, run_id: str) -> Coordination:
+    """In this process (threads), or shared through Redis with the shards of a send pool."""
+    if not SETTINGS.send_pool:
+        return LocalCoordination()
+    if not SETTINGS.redis_url:
+        raise ClarionError(
+            f"CLARION_SEND_POOL={SETTINGS.send_pool!r} sends this launch's batches on several workers, which "
+            "must share the run's pacing, stopped channels and opening instant: set CLARION_REDIS_URL "
+            "(e.g. redis://127.0.0.1:6379/0), or unset CLARION_SEND_POOL to send from this process"
+        )
+    shared = RedisCoordination(SETTINGS.redis_url)
+    shared.restart(run_id, list(loaded.campaign.channels))
+    return shared
 
 
 class _Waves:
@@ -179,6 +178,16 @@ class _Waves:
         target = todo[0].run_id
         coordination = run.coordination
         opening = sum(1 for b in todo if b.opening)
+        if isinstance(coordination, RedisCoordination):  # on the send pool's workers, as shards
+            assert SETTINGS.send_pool is not None
+            if opening:
+                coordination.open_gate(target, opening)
+            shards = Shards(run, coordination, SETTINGS.send_pool, SETTINGS.shards)
+            for problem in shards.send(wave.name, todo):  # a shard that failed for good: its channels wait
+                for channel in sorted({b.channel for b in todo}):
+                    self._stopped(wave, channel, problem)
+            self._after(wave, todo)
+            return
         if 0 < opening <= SETTINGS.max_workers:  # each waits in a worker thread: more would stall the pool
             coordination.open_gate(target, opening)
         futures: dict[PrefectFuture[BatchOutcome], Batch] = {
@@ -203,6 +212,11 @@ class _Waves:
                 self._stopped(wave, batch.channel, str(exc))
             except Exception as exc:  # a task's crash is reported beside the others' results
                 self._stopped(wave, batch.channel, f"batch {batch.number}: {type(exc).__name__}: {exc}")
+        self._after(wave, todo)
+
+    def _after(self, wave: Wave, todo: list[Batch]) -> None:
+        """Every channel the wave stopped, the gate closed, the step's table in the UI."""
+        run, target, coordination = self.run, todo[0].run_id, self.run.coordination
         # a channel stopped by its last chunks has no batch left to raise ChannelStopped: ask
         for channel in sorted({b.channel for b in todo}):
             why = coordination.stopped(target, channel)

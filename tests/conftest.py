@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from clarion.ledger.database import resolve_url
 
 REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = resolve_url(
+    os.environ.get("CLARION_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+)
+REDIS_URL = os.environ.get("CLARION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-signing-key-0123456789abcdef0123456789"
 
 
@@ -19,7 +29,8 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     home = tmp_path_factory.mktemp("clarion-home")
     monkeypatch.setenv("CLARION_HOME", str(home))
     monkeypatch.setenv("CLARION_SECRET_KEY", TEST_SECRET)
-    monkeypatch.delenv("CLARION_DATABASE_URL", raising=False)
+    for var in ("CLARION_DATABASE_URL", "CLARION_REDIS_URL", "CLARION_SEND_POOL", "CLARION_SHARDS"):
+        monkeypatch.delenv(var, raising=False)
     for var in ("TWILIO_EDGE", "TWILIO_REGION"):
         monkeypatch.delenv(var, raising=False)
     yield
@@ -110,3 +121,59 @@ def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: fl
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLARION_HTTP_TIMEOUT", str(timeout))
     return sandbox
+
+
+# -- network services: PostgreSQL and Redis, required in CI (CLARION_REQUIRE_POSTGRES=1) -------------
+
+
+def _unreachable(what: str, detail: str, variable: str) -> None:
+    reason = f"{what} is not reachable ({detail}); set {variable}, or CLARION_REQUIRE_POSTGRES=1 to fail"
+    if os.environ.get("CLARION_REQUIRE_POSTGRES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Engine]:
+    """An engine on the test server (for creating and dropping schemas), or a skip saying why not."""
+    url = POSTGRES_URL
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = (
+            f"PostgreSQL at {url.render_as_string(hide_password=True)} is not reachable "
+            f"({str(exc.orig).splitlines()[0]}); "
+            "set CLARION_TEST_POSTGRES_URL to a server, or CLARION_REQUIRE_POSTGRES=1 to make this a failure"
+        )
+        if os.environ.get("CLARION_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Engine) -> Iterator[str]:
+    """A URL whose connections work in a fresh schema (search_path set through libpq options)."""
+    schema = f"clarion_test_{uuid.uuid4().hex[:12]}"
+    with postgres_server.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = POSTGRES_URL.update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with postgres_server.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (CLARION_TEST_REDIS_URL, default the local one), or a skip saying why not."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        _unreachable(f"Redis at {REDIS_URL}", str(exc), "CLARION_TEST_REDIS_URL")
+    return REDIS_URL

@@ -7,6 +7,11 @@ CLARION_MAX_WORKERS    send tasks running at once in a launch (default 8)
 CLARION_SLEEP_WITHIN   seconds a deployed launch sleeps through; a longer wait ends the flow run and
                        schedules its continuation (default 120)
 CLARION_APPROVAL_POLL  seconds between a paused launch's checks for an approver's answer (default 2)
+CLARION_REDIS_URL      Redis shared by a launch's shards (pacing, breaker, opening instant); needed with
+                       CLARION_SEND_POOL
+CLARION_SEND_POOL      a Prefect work pool whose workers send a launch's batches as shards (default: none,
+                       every batch in the launch's own process)
+CLARION_SHARDS         shards per wave when a send pool is set (default 2)
 (Providers' credentials are read by their adapters: channels/<provider>/adapter.py.)
 """
 
@@ -31,6 +36,9 @@ class ClarionSettings(BaseSettings):
     max_workers: int = Field(default=8, ge=1, le=256)
     sleep_within: float = Field(default=120.0, ge=0)
     approval_poll: float = Field(default=2.0, gt=0, le=60)
+    redis_url: str | None = None
+    send_pool: str | None = None
+    shards: int = Field(default=2, ge=1, le=256)
 
     def ledger_url(self) -> str:
         """CLARION_DATABASE_URL, else a SQLite file in CLARION_HOME."""

@@ -37,11 +37,22 @@ def deploy(
         typer.Option("--pool", help="Register on this work pool (for `prefect worker start --pool NAME`)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    send_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--send-pool",
+            help="Also register the send deployment on this work pool, where launches with "
+            "CLARION_SEND_POOL send their shards.",
+        ),
+    ] = None,
 ) -> None:
     """Register campaigns as Prefect deployments, with their schedule or event trigger."""
     _need_server("clarion deploy")
-    from clarion.flows.deploy import register
+    from clarion.flows.deploy import register, register_send_deployment
 
+    if send_pool is not None:
+        register_send_deployment(send_pool)
+        err.print(f"send deployment registered on pool {send_pool!r}", markup=False)
     done = register(files, pool=pool)
     if as_json:
         sys.stdout.write(json.dumps(done, indent=2) + "\n")
@@ -62,7 +73,6 @@ def worker(
 ) -> None:
     """Serve the campaigns' deployments: run what their schedules and triggers start, until Ctrl-C."""
     _need_server("clarion worker")
-    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")  # read when Prefect loads its settings
     from clarion.campaign.loader import load_campaign
     from clarion.flows.deploy import campaign_files, serve
 

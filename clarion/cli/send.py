@@ -79,10 +79,27 @@ def run(
             help="For a campaign with `approval:`: you are one of its approvers and approve it now.",
         ),
     ] = None,
+    send_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--send-pool",
+            help="Send the batches as shards on this Prefect work pool's workers (CLARION_SEND_POOL; "
+            "needs PREFECT_API_URL, CLARION_REDIS_URL and a PostgreSQL ledger).",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, max=256, help="Shards per wave on the pool.")
+    ] = None,
 ) -> None:
     """Send a campaign: every channel at the same moment (step by step, with `steps:`), through a Prefect
-    flow run in this process."""
+    flow run in this process (its batches in this process, or as shards on a work pool)."""
     import os
+
+    if send_pool is not None:
+        os.environ["CLARION_SEND_POOL"] = send_pool
+    if shards is not None:
+        os.environ["CLARION_SHARDS"] = str(shards)
+    _check_pool()
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # Clarion never phones home
@@ -124,6 +141,32 @@ def run(
                 err.print(f"channel {channel}: {line}", markup=False)
     if not result.completed:
         raise typer.Exit(1)
+
+
+def _check_pool() -> None:
+    """A send pool needs a Prefect server the workers reach, Redis, and a ledger they all share."""
+    import os
+
+    from clarion.base.settings import ClarionSettings
+
+    settings = ClarionSettings()
+    if not settings.send_pool:
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ClarionError(
+            f"send pool {settings.send_pool!r}: its workers take shards from a Prefect server: start one "
+            "(`clarion devstack up`, or `prefect server start`) and set PREFECT_API_URL"
+        )
+    if not settings.redis_url:
+        raise ClarionError(
+            f"send pool {settings.send_pool!r}: the shards share pacing, stopped channels and the opening "
+            "instant through Redis: set CLARION_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
+        )
+    if not settings.ledger_url().startswith(("postgresql", "postgres")):
+        raise ClarionError(
+            f"send pool {settings.send_pool!r}: the workers share the ledger: set CLARION_DATABASE_URL to "
+            "PostgreSQL (postgresql+psycopg://...); a SQLite file is this machine's alone"
+        )
 
 
 def _known_run(run_id: str) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from clarion.base.errors import ClarionError
-from clarion.cli.app import app, err, user_errors
+from clarion.cli.app import app, err, out, user_errors
 
 
 @app.command("sandbox")
@@ -70,3 +71,72 @@ def serve(
     uvicorn.run(
         tracking_app, host=host, port=port, access_log=access_log, proxy_headers=True, log_level="info"
     )
+
+
+devstack_app = typer.Typer(help="A local production-shaped stack, for trying scale-out on one machine.")
+app.add_typer(devstack_app, name="devstack")
+
+
+@devstack_app.command("up")
+@user_errors
+def devstack_up(
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Process workers in the send pool.")] = 2,
+    database_url: Annotated[
+        str,
+        typer.Option(help="PostgreSQL for the ledger (the Prefect server gets a database beside it)."),
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    redis_url: Annotated[str, typer.Option(help="Redis for the launches' shared coordination.")] = (
+        "redis://127.0.0.1:6379/0"
+    ),
+    root: Annotated[Path, typer.Option(help="Folder for the server's and workers' homes and logs.")] = Path(
+        ".clarion/devstack"
+    ),
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Also run the provider sandbox; every worker sends to it.")
+    ] = False,
+) -> None:
+    """Start `prefect server` on PostgreSQL with Redis messaging, a process work pool with its send
+    deployment, and WORKERS workers (each with homes of its own); print the environment to use. Ctrl-C
+    stops them all."""
+    import os
+    import signal
+    import threading
+
+    from clarion.cli.stack import stack
+
+    if not database_url.startswith(("postgresql", "postgres")):
+        raise ClarionError(f"--database-url {database_url!r}: the send pool shares a PostgreSQL ledger")
+    env = {k: v for k, v in os.environ.items() if k in ("CLARION_SECRET_KEY", "CLARION_HTTP_TIMEOUT")}
+    with contextlib.ExitStack() as stack_:
+        if sandbox:
+            from clarion.sandbox import Sandbox
+
+            box = stack_.enter_context(Sandbox(port=0))
+            env.update(box.environment())
+            err.print(f"provider sandbox at {box.url}", markup=False)
+        env.setdefault("CLARION_SECRET_KEY", _secret_key())
+        running = stack_.enter_context(
+            stack(root, workers=workers, database_url=database_url, redis_url=redis_url, env=env)
+        )
+        err.print(
+            f"prefect server at {running.api_url}; pool {running.pool!r} with {workers} workers", markup=False
+        )
+        err.print("in another shell, to send a campaign through the pool:", markup=False)
+        for key in ("PREFECT_API_URL", "CLARION_DATABASE_URL", "CLARION_REDIS_URL", "CLARION_SEND_POOL"):
+            out.print(f"export {key}={running.env[key]}", markup=False, highlight=False)
+        out.print("export CLARION_SECRET_KEY=... (the same as the workers')", markup=False, highlight=False)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1):
+                pass
+        except KeyboardInterrupt:
+            pass
+        err.print("stopping the workers and the server", markup=False)
+
+
+def _secret_key() -> str:
+    """The signing key every worker shares: CLARION_SECRET_KEY, else this home's generated one."""
+    from clarion.base.settings import ClarionSettings
+
+    return ClarionSettings().signing_key().decode()

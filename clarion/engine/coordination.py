@@ -30,6 +30,7 @@ log = logging.getLogger("clarion.engine")
 
 STOP_AFTER = 3  # chunks in a row with exhausted retries that mean the provider is down
 GATE_TIMEOUT = 10.0  # an opening batch later than this does not hold the others back
+INTERRUPTED = "the launch was interrupted: what is left stays planned for a resume"
 
 Key = tuple[str, str]  # (run id, channel)
 
@@ -72,6 +73,10 @@ class Coordination(ABC):
     @abstractmethod
     def close_gate(self, run_id: str) -> None:
         """The wave is over: later batches no longer wait."""
+
+    @abstractmethod
+    def interrupt(self, run_id: str) -> None:
+        """Stop the run's sending before its next chunk (an interrupted launch); the rest stays planned."""
 
     # -- pacing ---------------------------------------------------------------------------------------
 
@@ -162,13 +167,20 @@ class LocalCoordination(Coordination):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stopped: dict[Key, str] = {}
+        self._interrupted: set[str] = set()
         self._exhausted: dict[Key, int] = {}
         self._gates: dict[str, _RunGate] = {}
         self._pacers: dict[Key, Pacer] = {}
 
     def stopped(self, run_id: str, channel: str) -> str | None:
         with self._lock:
+            if run_id in self._interrupted:
+                return INTERRUPTED
             return self._stopped.get((run_id, channel))
+
+    def interrupt(self, run_id: str) -> None:
+        with self._lock:
+            self._interrupted.add(run_id)
 
     def chunk_done(self, run_id: str, channel: str, *, exhausted: bool, why: str) -> None:
         key = (run_id, channel)

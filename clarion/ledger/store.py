@@ -227,6 +227,18 @@ class Ledger(EngagementStore, SequencingStore, ConsentStore):
         """On resume: whatever was in flight when the last process stopped may have gone out -> uncertain."""
         return self._move_all(run_id, SendState.IN_FLIGHT, SendState.UNCERTAIN, reason="crash_in_flight")
 
+    def mark_uncertain_batches(self, run_id: str, batches: Sequence[tuple[str, int]]) -> int:
+        """A shard died: what it had in flight in these (channel, batch) pairs may have gone out."""
+        if not batches:
+            return 0
+        with self._tx(write=True) as conn:
+            changed = self._moves.move_all(
+                conn, run_id, SendState.IN_FLIGHT, SendState.UNCERTAIN, "crash_in_flight", batches
+            )
+        if changed:
+            log.info("run %s: %d sends of a dead shard moved from in_flight to uncertain", run_id, changed)
+        return changed
+
     def requeue_uncertain(self, run_id: str) -> int:
         """--resend-uncertain: uncertain -> planned, accepting that some may arrive twice."""
         return self._move_all(run_id, SendState.UNCERTAIN, SendState.PLANNED, reason=None)

@@ -81,15 +81,29 @@ class Transitions:
         return int(conn.execute(query).rowcount)
 
     def move_all(
-        self, conn: Connection, run_id: str, old: SendState, new: SendState, reason: str | None
+        self,
+        conn: Connection,
+        run_id: str,
+        old: SendState,
+        new: SendState,
+        reason: str | None,
+        batches: Sequence[tuple[str, int]] = (),
     ) -> int:
-        """Every send of a run in state `old` -> `new`, with `reason` (and no error or settled_at)."""
+        """Every send of a run (or of the given (channel, batch) pairs) in state `old` -> `new`, with
+        `reason` (and no error or settled_at)."""
         query = (
             update(sends)
             .where(sends.c.run_id == run_id, sends.c.state == old.value)
             .values(state=new.value, reason=reason, error=None, settled_at=None)
         )
-        return int(conn.execute(query).rowcount)
+        if not batches:
+            return int(conn.execute(query).rowcount)
+        moved = 0
+        for channel in sorted({c for c, _ in batches}):
+            numbers = [n for c, n in batches if c == channel]
+            scoped = query.where(sends.c.channel == channel, _among(sends.c.batch, numbers, self.postgres))
+            moved += int(conn.execute(scoped).rowcount)
+        return moved
 
     def settle(
         self, conn: Connection, run_id: str, channel: str, results: Sequence[Settlement], now: datetime

@@ -26,13 +26,20 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def prefect_server(
-    home: Path, *, database_url: str | None = None, timeout: float = 240.0, log: Path | None = None
+    home: Path,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    timeout: float = 240.0,
+    log: Path | None = None,
 ) -> Iterator[str]:
     """`prefect server start` on a free port with its own PREFECT_HOME; yields its API URL.
 
     `database_url` (postgresql+asyncpg://...) puts the server's own state on PostgreSQL, as Prefect
     advises beyond one user: on its SQLite default, bursts of events can hold the database locked
-    for seconds."""
+    for seconds. `redis_url` (a Redis database of its own: Prefect's keys carry no prefix) moves its
+    messaging, cache, event ordering and lease storage to Redis (prefect-redis), as in Prefect's
+    self-hosting guide for several servers and workers."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -45,6 +52,8 @@ def prefect_server(
     }
     if database_url:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    if redis_url:
+        env.update(redis_messaging(redis_url))
     out = (log or home / "server.log").open("ab")
     process = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -92,6 +101,18 @@ def clarion_worker(
         out.close()
 
 
+def redis_messaging(redis_url: str) -> dict[str, str]:
+    """The settings that put a Prefect server's messaging on Redis (prefect-redis)."""
+    return {
+        "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_REDIS_MESSAGING_URL": redis_url,
+        "PREFECT_SERVER_DOCKET_URL": redis_url,
+    }
+
+
 def _clean(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment minus any Prefect API/home this process was pointed at (tests' own server)."""
     return {k: v for k, v in environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
@@ -134,4 +155,4 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-__all__ = ["clarion_worker", "free_port", "prefect_server"]
+__all__ = ["clarion_worker", "free_port", "prefect_server", "redis_messaging"]

@@ -28,9 +28,8 @@ from clarion.engine.schedule import LAUNCHED
 from clarion.ledger import Ledger, RunStatus
 from clarion.sandbox import Sandbox
 from clarion.sandbox.devstack import clarion_worker, prefect_server
-from tests.conftest import TEST_SECRET
+from tests.conftest import POSTGRES_URL, TEST_SECRET
 from tests.flows.conftest import CAMPAIGN, write_audience
-from tests.ledger.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
 CLARION = str(Path(sys.executable).parent / "clarion")

@@ -7,60 +7,18 @@ cannot be reached the PostgreSQL cases are skipped with the reason, or fail when
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import DBAPIError
 
 from clarion.ledger import Ledger
-from clarion.ledger.database import resolve_url
 from tests.ledger.support import planned
 
-POSTGRES_URL = resolve_url(
-    os.environ.get("CLARION_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-)
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Engine]:
-    """An engine on the test server (for creating and dropping schemas), or a skip saying why not."""
-    url = POSTGRES_URL
-    engine = create_engine(url, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect():
-            pass
-    except DBAPIError as exc:
-        engine.dispose()
-        reason = (
-            f"PostgreSQL at {url.render_as_string(hide_password=True)} is not reachable "
-            f"({str(exc.orig).splitlines()[0]}); "
-            "set CLARION_TEST_POSTGRES_URL to a server, or CLARION_REQUIRE_POSTGRES=1 to make this a failure"
-        )
-        if os.environ.get("CLARION_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_url(postgres_server: Engine) -> Iterator[str]:
-    """A URL whose connections work in a fresh schema (search_path set through libpq options)."""
-    schema = f"clarion_test_{uuid.uuid4().hex[:12]}"
-    with postgres_server.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = POSTGRES_URL.update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with postgres_server.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,370 @@
+"""Scale-out: one campaign's sends as shards on a work pool, on the production shape on this machine.
+
+    .venv/bin/python benchmarks/scale_out.py                      # throughput by workers, pacing, kills
+    .venv/bin/python benchmarks/scale_out.py --million            # also 1,000,000 contacts on two workers
+
+Starts `clarion sandbox` in its own process, then `prefect server` on PostgreSQL with Redis messaging and a
+process work pool with 4 workers (clarion.cli.stack, what `clarion devstack up` runs), the ledger on
+PostgreSQL (a fresh schema) and the launches' coordination in Redis. Prints:
+
+- SMS throughput with the batches on 1, 2 and 4 workers (shards = workers; texts/s over the send window);
+- pacing: `messages_per_second: 200` on SMS across 4 workers: the largest count in any 1-s window at the
+  sandbox (goal <= 210) and the average rate (goal >= 190/s);
+- kill -9 of one of three busy workers (with every process it started) mid-run, --trials times: duplicates,
+  silent omissions (contacts neither sent nor skipped nor listed uncertain) and uncertain sends;
+- with --million: 1,000,000 contacts (email + SMS) on two workers: wall time, per-channel rate, and the peak
+  RSS of each worker's processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+from make_contacts import generate  # noqa: E402
+
+from clarion.cli.stack import Stack, stack  # noqa: E402
+from clarion.ledger import Ledger  # noqa: E402
+
+SECRET = "benchmark-signing-key-0123456789abcdef"
+HEAD = """\
+name: scale-out
+cta:
+  url: https://donate.example.org/now
+tracking:
+  base_url: https://go.example.org
+audience:
+  contacts: contacts.csv
+experiment:
+  variants:
+    - id: a
+      vars: {headline: "Chip in now."}
+    - id: b
+      vars: {headline: "Stand with us tonight."}
+channels:
+"""
+EMAIL = """\
+  email:
+    provider: sendgrid
+    from: "Team <team@example.org>"
+    subject: "{{ variant.headline }}"
+    postal_address: "Team, PO Box 1, Springfield"
+    body: >-
+      <p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p>
+      <p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>
+"""
+SMS = """\
+  sms:
+    provider: twilio
+    from: "+15005550006"
+    quiet_hours: null
+    batch_size: {batch}{pacing}
+    body: "{{{{ variant.headline }}}} {{{{ link }}}} Reply STOP to opt out"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write(folder: Path, contacts: int, *, email: bool, rate: int | None = None, batch: int = 250) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "contacts.csv").open("w", newline="") as fh:
+        writer = None
+        for start in range(0, contacts, 100_000):  # streamed: a million rows never sit in memory
+            rows = generate("debate-night", min(100_000, contacts - start), seed=start + 1)
+            for i, row in enumerate(rows):
+                row["id"] = f"sup-{start + i + 1:07d}"
+                if row["email"]:
+                    row["email"] = row["email"].replace("@", f".{start + i}@")
+                if row["phone"]:
+                    row["phone"] = f"+1415{(start + i) % 10_000_000:07d}"  # unique, valid US numbers
+                    if row["phone"][5] in "01":
+                        row["phone"] = "+1415" + "2" + row["phone"][6:]
+            if writer is None:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+                writer.writeheader()
+            writer.writerows(rows)
+    pacing = f"\n    pacing: {{messages_per_second: {rate}}}" if rate else ""
+    text_ = HEAD + (EMAIL if email else "") + SMS.format(batch=batch, pacing=pacing)
+    path = folder / "campaign.yaml"
+    path.write_text(text_)
+    return path
+
+
+class Sandbox:
+    """`clarion sandbox` in its own process (the benchmark's own interpreter stays out of its way)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "clarion", "sandbox", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(300):
+            try:
+                httpx.get(f"{self.url}/_sandbox/health", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemExit("the sandbox did not start")
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "SENDGRID_API_KEY": "SG.bench",
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "bench",
+            "X_ACCESS_TOKEN": "bench",
+            "CLARION_SENDGRID_URL": self.url,
+            "CLARION_TWILIO_URL": self.url,
+            "CLARION_X_URL": self.url,
+        }
+
+    def reset(self) -> None:
+        httpx.delete(f"{self.url}/_sandbox/messages", timeout=60)
+
+    def counts(self) -> dict[str, int]:
+        return dict(httpx.get(f"{self.url}/_sandbox/counts", timeout=30).json())
+
+    def messages(self, provider: str) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        since = 0
+        while True:
+            page = httpx.get(
+                f"{self.url}/_sandbox/messages",
+                params={"provider": provider, "since_id": since, "limit": 50_000},
+                timeout=120,
+            ).json()
+            if not page:
+                return out
+            out.extend(page)
+            since = int(page[-1]["id"])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def launch(pool: Stack, path: Path, run_id: str, shards: int, work: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        **pool.env,
+        "CLARION_HOME": str(work / "launcher"),
+        "CLARION_SHARDS": str(shards),
+        "PREFECT_LOGGING_LEVEL": "CRITICAL",
+    }
+    env.pop("PREFECT_HOME", None)
+    with (work / f"{run_id}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clarion", "run", str(path), "--run-id", run_id, "--json"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _times(messages: list[dict[str, object]]) -> list[float]:
+    return sorted(datetime.fromisoformat(str(m["received_at"])).timestamp() for m in messages)
+
+
+def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int) -> None:
+    path = write(work / "throughput", contacts, email=False, batch=100)
+    for shards in (1, 2, 4):
+        box.reset()
+        run_id = f"tp-{shards}-{uuid.uuid4().hex[:4]}"
+        code = launch(pool, path, run_id, shards, work).wait()
+        texts = _times(box.messages("twilio"))
+        span = texts[-1] - texts[0] if len(texts) > 1 else float("nan")
+        print(
+            f"SMS on {shards} worker(s): {len(texts):,} texts in {span:.1f} s = {len(texts) / span:,.0f}/s "
+            f"(exit {code})",
+            flush=True,
+        )
+
+
+def skew(pool: Stack, box: Sandbox, work: Path, runs: int = 3) -> None:
+    """The first accepted message of each channel, with the channels' batches on three workers."""
+    path = write(work / "skew", 3_000, email=True, batch=100)
+    text_ = path.read_text().replace(
+        "channels:\n", 'channels:\n  x:\n    provider: x\n    body: "{{ variant.headline }} {{ link }}"\n', 1
+    )
+    path.write_text(text_)
+    for i in range(runs):
+        box.reset()
+        code = launch(pool, path, f"skew-{i}-{uuid.uuid4().hex[:4]}", 3, work).wait()
+        firsts = {p: _times(box.messages(p))[0] for p in ("x", "sendgrid", "twilio")}
+        start = min(firsts.values())
+        print(
+            "skew on 3 workers: "
+            + ", ".join(f"{p} +{(t - start) * 1000:.0f} ms" for p, t in firsts.items())
+            + f" (exit {code})",
+            flush=True,
+        )
+
+
+def pacing(pool: Stack, box: Sandbox, work: Path) -> None:
+    path = write(work / "pacing", 5_000, email=False, rate=200, batch=50)
+    box.reset()
+    code = launch(pool, path, f"pace-{uuid.uuid4().hex[:4]}", 4, work).wait()
+    times = _times(box.messages("twilio"))
+    worst, j = 0, 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + 1.0:
+            j += 1
+        worst = max(worst, j - i)
+    span = times[-1] - times[0]
+    print(
+        f"pacing 200/s on 4 workers: {len(times):,} texts, largest 1-s window {worst} (goal <= 210), "
+        f"average {len(times) / span:.1f}/s (goal >= 190) (exit {code})",
+        flush=True,
+    )
+
+
+def kills(pool: Stack, box: Sandbox, work: Path, trials: int, database: str) -> None:
+    path = write(work / "kills", 6_000, email=True, rate=300, batch=100)
+    rng = random.Random(2026)
+    ledger = Ledger(database)
+    for trial in range(trials):
+        box.reset()
+        run_id = f"kill-{trial}-{uuid.uuid4().hex[:4]}"
+        process = launch(pool, path, run_id, 3, work)
+        target = rng.randint(300, 2_500)
+        while sum(box.counts().values()) < target and process.poll() is None:
+            time.sleep(0.05)
+        victim = rng.randrange(len(pool.workers))
+        pool.kill_worker(victim)
+        code = process.wait(timeout=1800)
+        replacement = pool.add_worker(100 + trial)  # back to three workers, in the dead one's place
+        pool.workers.remove(replacement)
+        pool.workers[victim] = replacement
+        rows = list(ledger.sends(run_id))
+        sent = {(r.channel, r.contact_id) for r in rows if str(r.state) == "sent"}
+        states = Counter(str(r.state) for r in rows)
+        arrived: Counter[tuple[str, str]] = Counter()
+        for provider, channel in (("sendgrid", "email"), ("twilio", "sms")):
+            for m in box.messages(provider):
+                arrived[(channel, str(m["to"]))] += 1
+        duplicates = sum(n - 1 for n in arrived.values() if n > 1)
+        omissions = states.get("planned", 0) + states.get("in_flight", 0)
+        print(
+            f"kill trial {trial}: worker {victim} killed after ~{target} messages; exit {code}; "
+            f"duplicates {duplicates}, silent omissions {omissions}, uncertain {states.get('uncertain', 0)}, "
+            f"sent {len(sent):,}",
+            flush=True,
+        )
+
+
+def million(pool: Stack, box: Sandbox, work: Path) -> None:
+    path = write(work / "million", 1_000_000, email=True)
+    box.reset()
+    peaks: dict[int, int] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(1.0):
+            for index, worker in enumerate(pool.workers):
+                total = 0
+                for pid in _group(worker.pid):
+                    total += _rss(pid)
+                peaks[index] = max(peaks.get(index, 0), total)
+
+    threading.Thread(target=watch, daemon=True).start()
+    start = time.monotonic()
+    code = launch(pool, path, f"million-{uuid.uuid4().hex[:4]}", 2, work).wait()
+    wall = time.monotonic() - start
+    done.set()
+    counts = box.counts()
+    print(
+        f"1,000,000 contacts on two workers: {wall:.0f} s wall (exit {code}); "
+        f"email {counts.get('sendgrid', 0):,} ({counts.get('sendgrid', 0) / wall:,.0f}/s), "
+        f"SMS {counts.get('twilio', 0):,} ({counts.get('twilio', 0) / wall:,.0f}/s); "
+        f"peak RSS per worker (its processes together): "
+        + ", ".join(f"w{i} {peak / 1024:,.0f} MB" for i, peak in sorted(peaks.items())),
+        flush=True,
+    )
+
+
+def _group(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--contacts", type=int, default=8_000, help="audience of the throughput runs")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--million", action="store_true")
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="clarion-scale-"))
+    schema = f"clarion_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(args.database_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    database = f"{args.database_url}?options=-csearch_path%3D{schema}"
+    box = Sandbox()
+    try:
+        env = {**box.environment(), "CLARION_SECRET_KEY": SECRET}
+        with stack(
+            work / "stack", workers=4, database_url=database, redis_url=args.redis_url, env=env
+        ) as pool:
+            throughput(pool, box, work, args.contacts)
+            pacing(pool, box, work)
+            skew(pool, box, work)
+            while len(pool.workers) > 3:  # kills: three workers, one of them killed
+                last = pool.workers.pop()
+                os.killpg(last.pid, 15)
+            kills(pool, box, work, args.trials, database)
+            if args.million:
+                million(pool, box, work)
+    finally:
+        box.stop()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    print(f"logs in {work}")
+
+
+if __name__ == "__main__":
+    main()

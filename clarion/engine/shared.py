@@ -1,0 +1,256 @@
+"""The coordination of a launch whose send shards run on several workers: shared through Redis.
+
+Same interface as `LocalCoordination` (clarion/engine/coordination.py), so the send path does not know
+which it has. Keys live under `clarion:<run id>:` and expire a day after their last use.
+
+- **Opening instant.** The launch arms a run's opening with the number of opening batches; each opening
+  batch, ready to send, registers (`SADD ready`), then waits for the instant. The launcher (a thread of the
+  launch flow) waits until all are ready or GATE_TIMEOUT passed, then sets one instant a quarter second
+  ahead on Redis' clock (`SET opening NX`: a restarted launcher re-reads the same one); every shard sleeps
+  until it, correcting for its own clock's offset from Redis'. Later batches wait for the instant too.
+- **Breaker.** Chunks in a row with exhausted retries are counted per run and channel (`INCR`, reset by
+  any chunk that got through); STOP_AFTER of them set the channel's stop reason, which every shard reads
+  before each chunk.
+- **Pacing.** The `limits` library's moving window on Redis: one window for messages, one for requests
+  per run and channel, shared by every shard; a request that does not fit sleeps until the window moves.
+- **Liveness.** Each shard refreshes a lease every LEASE_REFRESH seconds while it runs; a shard whose lease
+  expired died (kill -9, a machine gone), and the launch runs its batches again (the ledger's claims make
+  that safe: what the dead shard had in flight is listed uncertain, never resent).
+- **Stop.** An interrupted launch sets a stop flag; every shard stops before its next chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from clarion.base.errors import ClarionError
+from clarion.channels.base import Pacing
+from clarion.engine.coordination import GATE_TIMEOUT, INTERRUPTED, STOP_AFTER, Coordination, Gate
+
+log = logging.getLogger("clarion.engine")
+
+TTL = 24 * 3600  # seconds a run's keys outlive their last use
+LEAD = 0.25  # seconds between the moment every opening batch is ready and the opening instant
+LEASE_TTL = 6.0  # a shard silent for this long is dead
+LEASE_REFRESH = 1.5
+
+
+def connect(url: str) -> Any:
+    """A Redis client for `url`, checked; ClarionError saying what to do when it cannot be reached."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise ClarionError(
+            f"cannot reach Redis at CLARION_REDIS_URL ({_shown(url)}): {type(exc).__name__}: {exc}; "
+            "start Redis or fix the URL (e.g. redis://127.0.0.1:6379/0)"
+        ) from None
+    return client
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+class _SharedGate(Gate):
+    def __init__(self, coordination: RedisCoordination, run_id: str, opening: bool) -> None:
+        self._c, self._run_id, self._opening, self._done = coordination, run_id, opening, False
+
+    def open(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        c = self._c
+        if not c.redis.exists(c.key(self._run_id, "armed")):
+            return  # no opening in progress: send now
+        if self._opening:
+            c.redis.sadd(c.key(self._run_id, "ready"), f"{c.instance}:{threading.get_ident()}")
+        instant = c.wait_instant(self._run_id, GATE_TIMEOUT * (1 if self._opening else 2))
+        if instant is not None:
+            c.sleep_until(instant)
+
+    def leave(self) -> None:
+        if self._opening:
+            self.open()
+
+
+class RedisCoordination(Coordination):
+    """The coordination of one launch, shared with its shards through Redis (see the module docstring)."""
+
+    def __init__(self, url: str, *, client: Any = None) -> None:
+        self.url = url
+        self.redis = client if client is not None else connect(url)
+        self.instance = f"{time.time_ns():x}"
+        self._offset = self._clock_offset()
+        self._limiter: Any = None
+        self._lock = threading.Lock()
+
+    def key(self, run_id: str, *parts: str) -> str:
+        return ":".join(("clarion", run_id, *parts))
+
+    def _touch(self, *keys: str) -> None:
+        pipe = self.redis.pipeline()
+        for key in keys:
+            pipe.expire(key, TTL)
+        pipe.execute()
+
+    # -- time ---------------------------------------------------------------------------------------
+
+    def _clock_offset(self) -> float:
+        """Redis' clock minus this host's, from the quickest of a few round trips."""
+        best: tuple[float, float] | None = None
+        for _ in range(5):
+            before = time.time()
+            seconds, micros = self.redis.time()
+            after = time.time()
+            trip = after - before
+            if best is None or trip < best[0]:
+                best = (trip, seconds + micros / 1e6 - (before + after) / 2)
+        assert best is not None
+        return best[1]
+
+    def now(self) -> float:
+        """Now on Redis' clock (the clock every shard agrees on)."""
+        return time.time() + self._offset
+
+    def sleep_until(self, instant: float) -> None:
+        delay = instant - self.now()
+        if delay > 0:
+            time.sleep(delay)
+
+    # -- the breaker --------------------------------------------------------------------------------
+
+    def stopped(self, run_id: str, channel: str) -> str | None:
+        value = self.redis.get(self.key(run_id, channel, "stopped"))
+        if value is not None:
+            return str(value.decode())
+        if self.redis.exists(self.key(run_id, "interrupt")):
+            return INTERRUPTED
+        return None
+
+    def chunk_done(self, run_id: str, channel: str, *, exhausted: bool, why: str) -> None:
+        count_key = self.key(run_id, channel, "exhausted")
+        if not exhausted:
+            self.redis.set(count_key, 0, ex=TTL)
+            return
+        count = int(self.redis.incr(count_key))
+        self._touch(count_key)
+        if count >= STOP_AFTER:
+            self.redis.set(
+                self.key(run_id, channel, "stopped"), f"{why} ({count} chunks in a row)", nx=True, ex=TTL
+            )
+
+    def interrupt(self, run_id: str) -> None:
+        """Every shard of the run stops before its next chunk."""
+        self.redis.set(self.key(run_id, "interrupt"), "1", ex=TTL)
+
+    def restart(self, run_id: str, channels: list[str]) -> None:
+        """A new launch of the run (a resume) tries every channel again."""
+        keys = [self.key(run_id, c, k) for c in channels for k in ("stopped", "exhausted")]
+        self.redis.delete(*keys, self.key(run_id, "interrupt"))
+
+    # -- the opening --------------------------------------------------------------------------------
+
+    def open_gate(self, run_id: str, parties: int) -> None:
+        """Arm the opening, and release it (in a thread) once `parties` opening batches are ready."""
+        armed, ready, opening = (self.key(run_id, k) for k in ("armed", "ready", "opening"))
+        self.redis.delete(ready, opening)
+        self.redis.set(armed, parties, ex=TTL)
+        threading.Thread(target=self._release, args=(run_id, parties), daemon=True).start()
+
+    def _release(self, run_id: str, parties: int) -> None:
+        deadline = time.monotonic() + GATE_TIMEOUT
+        ready = self.key(run_id, "ready")
+        while time.monotonic() < deadline and int(self.redis.scard(ready)) < parties:
+            time.sleep(0.01)
+        if int(self.redis.scard(ready)) < parties:
+            log.warning("run %s: an opening batch was late; the others went ahead", run_id)
+        self.redis.set(self.key(run_id, "opening"), repr(self.now() + LEAD), nx=True, ex=TTL)
+
+    def wait_instant(self, run_id: str, timeout: float) -> float | None:
+        """The opening instant once it is set (None when none comes within `timeout`)."""
+        key = self.key(run_id, "opening")
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.redis.get(key)
+            if value is not None:
+                return float(value)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.005)
+
+    def gate(self, run_id: str, opening: bool) -> Gate:
+        return _SharedGate(self, run_id, opening)
+
+    def close_gate(self, run_id: str) -> None:
+        self.redis.delete(self.key(run_id, "armed"), self.key(run_id, "ready"))
+
+    # -- pacing -------------------------------------------------------------------------------------
+
+    def _windows(self) -> Any:
+        with self._lock:
+            if self._limiter is None:
+                from limits.storage import RedisStorage
+                from limits.strategies import MovingWindowRateLimiter
+
+                self._limiter = MovingWindowRateLimiter(RedisStorage(self.url, key_prefix="clarion-pacing"))
+            return self._limiter
+
+    def pace(self, run_id: str, channel: str, pacing: Pacing, messages: int) -> None:
+        from limits import RateLimitItemPerSecond
+
+        limiter = self._windows()
+        if pacing.requests_per_second:
+            self._take(
+                limiter, RateLimitItemPerSecond(int(pacing.requests_per_second)), (run_id, channel, "r"), 1
+            )
+        if pacing.messages_per_second:
+            item = RateLimitItemPerSecond(int(pacing.messages_per_second))
+            self._take(limiter, item, (run_id, channel, "m"), messages)
+
+    @staticmethod
+    def _take(limiter: Any, item: Any, ids: tuple[str, ...], cost: int) -> None:
+        """Hit the moving window for `cost`, sleeping until it moves when it is full. A request carrying
+        more messages than a whole window takes the window's worth at a time."""
+        left = cost
+        while left > 0:
+            step = min(left, item.amount)
+            while not limiter.hit(item, *ids, cost=step):
+                reset = limiter.get_window_stats(item, *ids).reset_time
+                time.sleep(min(max(reset - time.time(), 0.001), item.get_expiry()))
+            left -= step
+
+    # -- liveness -----------------------------------------------------------------------------------
+
+    def lease(self, run_id: str, shard: str) -> threading.Event:
+        """Keep this shard's lease fresh until the returned event is set (the shard is done)."""
+        key = self.key(run_id, "lease", shard)
+        done = threading.Event()
+
+        def refresh() -> None:
+            while not done.is_set():
+                self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
+                done.wait(LEASE_REFRESH)
+            self.redis.delete(key)
+
+        self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
+        threading.Thread(target=refresh, daemon=True, name=f"lease-{shard}").start()
+        return done
+
+    def alive(self, run_id: str, shard: str) -> bool:
+        return bool(self.redis.exists(self.key(run_id, "lease", shard)))
+
+
+__all__ = ["RedisCoordination", "connect"]
