@@ -20,6 +20,7 @@ The error tree, at the adapter boundary (`send` never raises for a provider's an
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -225,6 +226,10 @@ class Channel:
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings
     #: Whether the provider has a compose link (`compose_url`): templates then get share_<provider>(text).
     composes: ClassVar[bool] = False
+    #: Where its webhooks and its sandbox emulator live ("module" / "module:Class"), imported when asked for:
+    #: a command that only validates never loads the SDKs' webhook helpers or the sandbox.
+    webhooks_module: ClassVar[str | None] = None
+    emulator_class: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -261,13 +266,21 @@ class Channel:
 
     @classmethod
     def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
-        """The provider's webhook endpoints for the tracking service, with their secrets from `environ`."""
-        return []
+        """The provider's webhook endpoints for the tracking service, with their secrets from `environ`
+        (`webhooks_module` names a module with a `webhooks(environ)` function)."""
+        if cls.webhooks_module is None:
+            return []
+        found: list[Webhook] = importlib.import_module(cls.webhooks_module).webhooks(environ)
+        return found
 
     @classmethod
     def emulator(cls) -> type[Emulator] | None:
         """The provider's sandbox emulator class (None: the sandbox does not emulate this provider)."""
-        return None
+        if cls.emulator_class is None:
+            return None
+        module, _, name = cls.emulator_class.partition(":")
+        found: type[Emulator] = getattr(importlib.import_module(module), name)
+        return found
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:

@@ -11,9 +11,9 @@ import logging
 import socket
 import time
 import urllib.error
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from email.utils import formataddr, parseaddr
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from markupsafe import escape
 from pydantic import Field, SecretStr, field_validator
@@ -39,11 +39,6 @@ from clarion.channels.base import (
     retry_after_seconds,
     seconds_until,
 )
-
-if TYPE_CHECKING:
-    from clarion.channels.emulation import Emulator
-    from clarion.channels.webhooks import Webhook
-
 
 SENDGRID_MAX_PERSONALIZATIONS = 1000
 # python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
@@ -114,19 +109,9 @@ class SendGridChannel(Channel):
         Part("text", inline="text", file="text_template", required=False),
     )
 
+    webhooks_module: ClassVar[str | None] = "clarion.channels.sendgrid.webhooks"
+    emulator_class: ClassVar[str | None] = "clarion.channels.sendgrid.emulator:SendGridEmulator"
     settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
-
-    @classmethod
-    def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
-        from clarion.channels.sendgrid import webhooks
-
-        return webhooks.webhooks(environ)
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        from clarion.channels.sendgrid.emulator import SendGridEmulator
-
-        return SendGridEmulator
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import phonenumbers
 import requests
@@ -37,11 +37,6 @@ from clarion.channels.base import (
     retry_after_seconds,
 )
 from clarion.channels.twilio.rules import non_gsm_characters, sms_length, tells_how_to_opt_out
-
-if TYPE_CHECKING:
-    from clarion.channels.emulation import Emulator
-    from clarion.channels.webhooks import Webhook
-
 
 TWILIO_MAX_BODY = 1600
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -129,19 +124,9 @@ class TwilioChannel(Channel):
     address_column: ClassVar[str | None] = "phone"
     consent_column: ClassVar[str | None] = SMS_CONSENT_COLUMN
     body_maxlen: ClassVar[int] = TWILIO_MAX_BODY
+    webhooks_module: ClassVar[str | None] = "clarion.channels.twilio.webhooks"
+    emulator_class: ClassVar[str | None] = "clarion.channels.twilio.emulator:TwilioEmulator"
     settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
-
-    @classmethod
-    def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
-        from clarion.channels.twilio import webhooks
-
-        return webhooks.webhooks(environ)
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        from clarion.channels.twilio.emulator import TwilioEmulator
-
-        return TwilioEmulator
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:

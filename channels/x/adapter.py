@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -35,10 +35,6 @@ from clarion.channels.base import (
     seconds_until,
 )
 from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
-
-if TYPE_CHECKING:
-    from clarion.channels.emulation import Emulator
-
 
 #: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
 X_FREE_TIER_POSTS_PER_DAY = 17
@@ -111,6 +107,7 @@ class XChannel(Channel):
     kind: ClassVar[ChannelKind] = ChannelKind.SOCIAL
     config_model: ClassVar[type[ChannelConfig]] = XConfig
     max_weighted_length: ClassVar[int] = X_MAX_WEIGHTED_LENGTH
+    emulator_class: ClassVar[str | None] = "clarion.channels.x.emulator:XEmulator"
     settings_model: ClassVar[type[ProviderSettings]] = XSettings
     composes: ClassVar[bool] = True
 
@@ -125,12 +122,6 @@ class XChannel(Channel):
                 f"{cls.max_weighted_length}; shorten the text"
             )
         return f"{X_INTENT}?{urlencode({'text': text.strip(), 'url': link}, quote_via=quote)}"
-
-    @classmethod
-    def emulator(cls) -> type[Emulator]:
-        from clarion.channels.x.emulator import XEmulator
-
-        return XEmulator
 
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:

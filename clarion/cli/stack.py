@@ -23,7 +23,7 @@ import httpx
 
 from clarion.base.errors import ClarionError
 from clarion.flows.deploy import register_send_deployment
-from clarion.sandbox.devstack import BIN, _clean, prefect_server
+from clarion.sandbox.devstack import BIN, clean_environment, prefect_server
 
 POOL = "clarion"
 PREFECT_REDIS_DB = 5  # Prefect's own keys carry no prefix: they get a Redis database of their own
@@ -46,7 +46,7 @@ class Stack:
         (home / "prefect").mkdir(parents=True, exist_ok=True)
         log = self.root / f"worker-{index}.log"
         env = {
-            **_clean(os.environ),
+            **clean_environment(os.environ),
             **self.env,
             "PREFECT_HOME": str(home / "prefect"),
             "CLARION_HOME": str(home / "clarion"),

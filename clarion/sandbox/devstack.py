@@ -43,7 +43,7 @@ def prefect_server(
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
-        **_clean(os.environ),
+        **clean_environment(os.environ),
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
@@ -83,7 +83,7 @@ def clarion_worker(
     """`clarion worker PATHS...` against `api_url`, with `env` (ledger, credentials) added; ready once
     `expect` deployments (default: one per path) are registered."""
     full = {
-        **_clean(os.environ),
+        **clean_environment(os.environ),
         **env,
         "PREFECT_API_URL": api_url,
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
@@ -113,7 +113,7 @@ def redis_messaging(redis_url: str) -> dict[str, str]:
     }
 
 
-def _clean(environ: Mapping[str, str]) -> dict[str, str]:
+def clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment minus any Prefect API/home this process was pointed at (tests' own server)."""
     return {k: v for k, v in environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
 
@@ -155,4 +155,4 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-__all__ = ["clarion_worker", "free_port", "prefect_server", "redis_messaging"]
+__all__ = ["BIN", "clarion_worker", "clean_environment", "free_port", "prefect_server", "redis_messaging"]
