@@ -42,6 +42,7 @@ from clarion.channels.base import (
 
 if TYPE_CHECKING:
     from clarion.channels.emulation import Emulator
+    from clarion.channels.reconcile import Found, Lookup
     from clarion.channels.webhooks import Webhook
 
 
@@ -115,6 +116,8 @@ class SendGridChannel(Channel):
     )
 
     settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
+    #: Email Activity shows a message a few minutes after SendGrid processed it.
+    listing_delay: ClassVar[float] = 600.0
 
     @classmethod
     def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
@@ -293,6 +296,14 @@ class SendGridChannel(Channel):
         if message.token:
             args["clarion_token"] = message.token  # signed; how the tracking service matches events
         return args
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Each uncertain email looked up in SendGrid's Email Activity API, where the account has it
+        (channels/sendgrid/reconcile.py)."""
+        from clarion.channels.sendgrid.reconcile import look_up
+
+        assert isinstance(self.config, SendGridConfig)
+        return look_up(self._client(), self.config.sender()[1], lookups)
 
     def verify(self, planned: int) -> list[AccountCheck]:
         """The key's scopes (GET /v3/scopes: it needs mail.send), then the credits left this period (GET

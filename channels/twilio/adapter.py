@@ -40,6 +40,7 @@ from clarion.channels.twilio.rules import non_gsm_characters, sms_length, tells_
 
 if TYPE_CHECKING:
     from clarion.channels.emulation import Emulator
+    from clarion.channels.reconcile import Found, Lookup
     from clarion.channels.webhooks import Webhook
 
 
@@ -129,6 +130,7 @@ class TwilioChannel(Channel):
     address_column: ClassVar[str | None] = "phone"
     consent_column: ClassVar[str | None] = SMS_CONSENT_COLUMN
     body_maxlen: ClassVar[int] = TWILIO_MAX_BODY
+    listing_delay: ClassVar[float] = 60.0  # the Message resource exists once Twilio answered 201
     settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
 
     @classmethod
@@ -242,6 +244,14 @@ class TwilioChannel(Channel):
                 continue
             results.append(SendResult(item.recipient, SendOutcome.SENT, str(created.sid)))
         return results
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Each uncertain text looked up in Twilio's Messages list (channels/twilio/reconcile.py)."""
+        from clarion.channels.twilio.reconcile import look_up
+
+        assert isinstance(self.config, TwilioConfig)
+        service = self.config.messaging_service_sid
+        return look_up(self._client(), None if service else self.config.from_, service, lookups)
 
     def verify(self, planned: int) -> list[AccountCheck]:
         """The account (its status must be active) and its balance, shown with the planned volume."""

@@ -38,6 +38,7 @@ from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
 
 if TYPE_CHECKING:
     from clarion.channels.emulation import Emulator
+    from clarion.channels.reconcile import Found, Lookup
 
 
 #: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
@@ -113,6 +114,7 @@ class XChannel(Channel):
     max_weighted_length: ClassVar[int] = X_MAX_WEIGHTED_LENGTH
     settings_model: ClassVar[type[ProviderSettings]] = XSettings
     composes: ClassVar[bool] = True
+    listing_delay: ClassVar[float] = 60.0
 
     @classmethod
     def compose_url(cls, text: str, link: str) -> str:
@@ -217,6 +219,13 @@ class XChannel(Channel):
                 metrics = post.public_metrics or {}
                 found[str(post.id)] = {str(k): int(v) for k, v in metrics.items()}
         return found
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Each uncertain post looked for among the account's recent posts (channels/x/reconcile.py)."""
+        from clarion.channels.x.reconcile import look_up
+
+        assert isinstance(self.settings, XSettings)
+        return look_up(self.client(), self.settings.oauth1, lookups)
 
     def verify(self, planned: int) -> list[AccountCheck]:
         """Whose account the token posts as (GET /2/users/me), and the planned posts against the free

@@ -79,6 +79,15 @@ def run(
             help="For a campaign with `approval:`: you are one of its approvers and approve it now.",
         ),
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="With --run-id: send again the failures whose provider answer proves the message was not "
+            "taken (5xx, 429, connection refused, or not received per `clarion reconcile`); never "
+            "rejections, never uncertain sends.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign: every channel at the same moment (step by step, with `steps:`), through a Prefect
     flow run in this process."""
@@ -94,6 +103,8 @@ def run(
     loaded.contacts()
     _check_approval(loaded.campaign, approved_by)
     rid = run_id or new_run_id(loaded.campaign.name)
+    if retry_failed:
+        _check_retry(run_id)
     console = None if as_json else err
     if engage is not None and not sandbox:
         raise ClarionError("--engage simulates recipients in the provider sandbox: add --sandbox")
@@ -109,7 +120,12 @@ def run(
         what = "resuming" if _known_run(rid) else "starting"
         err.print(f"run {rid}: {what}", markup=False, highlight=False)
         result = run_campaign(
-            str(file), rid, resend_uncertain=resend_uncertain, console=console, approved_by=approved_by
+            str(file),
+            rid,
+            resend_uncertain=resend_uncertain,
+            console=console,
+            approved_by=approved_by,
+            retry_failed=retry_failed,
         )
         if sandbox and not as_json:
             err.print(f"the sandbox received {len(box.messages()):,} messages", markup=False, highlight=False)
@@ -124,6 +140,26 @@ def run(
                 err.print(f"channel {channel}: {line}", markup=False)
     if not result.completed:
         raise typer.Exit(1)
+
+
+def _check_retry(run_id: str | None) -> None:
+    """--retry-failed names a run the ledger holds; say what will be sent again, and what will not."""
+    from clarion.ledger import RESENDABLE, Ledger, SendState
+
+    if run_id is None:
+        raise ClarionError("--retry-failed sends a run's failures again: name the run with --run-id RUN")
+    ledger = Ledger.open()
+    if ledger.get_run(run_id) is None:
+        raise ClarionError(f"--retry-failed: run {run_id!r} is not in the ledger (see `clarion runs`)")
+    failed = [r for r in ledger.summary(run_id) if r.state is SendState.FAILED]
+    again = sum(r.count for r in failed if r.reason in RESENDABLE)
+    kept = sum(r.count for r in failed if r.reason not in RESENDABLE)
+    err.print(
+        f"run {run_id}: {again:,} failed sends will be sent again (the provider never took them)"
+        + (f"; {kept:,} refused for good (rejected) will not" if kept else ""),
+        markup=False,
+        highlight=False,
+    )
 
 
 def _known_run(run_id: str) -> bool:
