@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 PROVIDER = {"email": "sendgrid", "sms": "twilio", "x": "x"}
 HEADLINES = {"post:a": "Chip in now.", "post:b": "Join the supporters."}
 #: One retry only, and small email requests: more requests, so more of them stall.
-TEXT = CAMPAIGN.replace('    body: "<p>', "    batch_size: 4\n    body: \"<p>").replace(
+TEXT = CAMPAIGN.replace('    body: "<p>', '    batch_size: 4\n    body: "<p>').replace(
     'Reply STOP to opt out"', 'Reply STOP to opt out"\n    retry: {max_attempts: 1}'
 )
 
@@ -120,7 +120,9 @@ def test_a_stalled_run_is_reconciled_and_only_what_never_arrived_is_sent_again(
     assert not [r for r in final.values() if r.state in (SendState.FAILED, SendState.UNCERTAIN)]
     messages = providers.messages()
     for provider in ("sendgrid", "twilio", "x"):
-        per = Counter(m["text"] if provider == "x" else m["to"] for m in messages if m["provider"] == provider)
+        per = Counter(
+            m["text"] if provider == "x" else m["to"] for m in messages if m["provider"] == provider
+        )
         assert per and max(per.values()) == 1, f"{provider} got something twice"
     reachable = [r for r in final.values() if r.state is not SendState.SKIPPED]
     assert len(messages) == len(reachable)  # everyone got exactly one, nothing was dropped
