@@ -175,10 +175,10 @@ def _record(
             continue
         why = f"was uncertain ({row.reason or 'no reason recorded'}); {found.detail}"
         if found.verdict is Verdict.SENT:
-            reason = SendReason.RECONCILED
+            reason = SendReason.RECONCILED.value
             settlements.append(Settlement(found.recipient, SendState.SENT, found.provider_id, reason, why))
         elif found.verdict is Verdict.NOT_RECEIVED:
-            reason = SendReason.NOT_RECEIVED
+            reason = SendReason.NOT_RECEIVED.value
             settlements.append(Settlement(found.recipient, SendState.FAILED, None, reason, why))
         else:
             tally.uncertain += 1
