@@ -97,6 +97,7 @@ def _match(listed: list[dict[str, Any]], lookup: Lookup, claimed: set[str], comp
 
 
 def _ask(client: Any, query: str) -> Any:
+    import http.client
     import urllib.error
 
     from python_http_client import exceptions as sg_errors
@@ -105,7 +106,7 @@ def _ask(client: Any, query: str) -> Any:
         response = client.client.messages.get(query_params={"query": query, "limit": LIMIT})
     except sg_errors.HTTPError as exc:
         raise CannotAsk(_why(int(getattr(exc, "status_code", 0) or 0), getattr(exc, "body", b""))) from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         raise CannotAsk(f"cannot reach SendGrid's Email Activity API: {type(exc).__name__}") from exc
     try:
         return json.loads(response.body or b"{}")

@@ -103,6 +103,8 @@ def _ask(client: Any, call: Callable[..., _T], **kwargs: Any) -> _T:
         raise CannotAsk(_why(getattr(last, "status_code", 0), None)) from exc
     except requests.RequestException as exc:
         raise CannotAsk(f"cannot reach Twilio to list its messages: {type(exc).__name__}") from exc
+    except (ValueError, KeyError) as exc:  # a page that is not Twilio's JSON
+        raise CannotAsk("Twilio's Messages list answered with something other than a page") from exc
 
 
 def _why(status: int, code: int | None) -> str:
