@@ -183,36 +183,35 @@ def _condition(t: _Tokens) -> Test:
     return lambda row: value(row) is None or str(value(row)) != wanted
 
 
-def rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The activity rows of stored SendGrid messages, newest first."""
-    found: list[dict[str, Any]] = []
-    for record in records:
-        when = datetime.fromisoformat(str(record["received_at"])).astimezone(UTC)
-        found.append(
-            {
-                "msg_id": f"{record['provider_id']}.filterdrecv-sandbox-{record['id']}.0",
-                "from_email": record.get("from"),
-                "subject": record.get("subject"),
-                "to_email": record.get("to"),
-                "status": "processed",
-                "last_event_time": when,
-                "unique_args": dict(record.get("custom_args") or {}),
-                "categories": list(record.get("categories") or []),
-                "opens_count": 0,
-                "clicks_count": 0,
-            }
-        )
-    found.sort(key=lambda row: row["last_event_time"], reverse=True)
-    return found
+def row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The activity row of one stored SendGrid message (one recipient)."""
+    return {
+        "msg_id": f"{record['provider_id']}.filterdrecv-sandbox-{record['id']}.0",
+        "from_email": record.get("from"),
+        "subject": record.get("subject"),
+        "to_email": record.get("to"),
+        "status": "processed",
+        "last_event_time": datetime.fromisoformat(str(record["received_at"])).astimezone(UTC),
+        "unique_args": dict(record.get("custom_args") or {}),
+        "categories": list(record.get("categories") or []),
+        "opens_count": 0,
+        "clicks_count": 0,
+    }
 
 
-def answer(records: Sequence[Mapping[str, Any]], query: str | None, limit: str | None) -> dict[str, Any]:
-    """The body of a 200 to `GET /v3/messages`; BadQuery for SendGrid's 400."""
+def answer(rows: Sequence[Mapping[str, Any]], query: str | None, limit: str | None) -> dict[str, Any]:
+    """The body of a 200 to `GET /v3/messages` over activity `rows` (oldest first, as stored); BadQuery
+    for SendGrid's 400."""
     size = 10 if limit is None else limit
     if not str(size).isdigit() or not 1 <= int(size) <= MAX_LIMIT:
         raise BadQuery(f"limit must be greater than 0 and less than or equal to {MAX_LIMIT}")
     test = parse(query) if query else None
-    picked = [row for row in rows(records) if test is None or test(row)][: int(size)]
+    picked = []
+    for found in reversed(rows):  # newest first
+        if test is None or test(found):
+            picked.append(found)
+            if len(picked) == int(size):
+                break
     shown = ("from_email", "msg_id", "subject", "to_email", "status", "opens_count", "clicks_count")
     return {
         "messages": [
@@ -223,3 +222,19 @@ def answer(records: Sequence[Mapping[str, Any]], query: str | None, limit: str |
             for row in picked
         ]
     }
+
+
+class Activity:
+    """The activity rows of an emulator's stored messages, built once per message (records never change)."""
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._seen = 0  # stored messages already turned into rows
+
+    def rows(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Rows for `records` (every stored SendGrid message, oldest first; a reset starts again)."""
+        if len(records) < self._seen:
+            self._rows, self._seen = [], 0
+        self._rows.extend(row(record) for record in records[self._seen :])
+        self._seen = len(records)
+        return self._rows

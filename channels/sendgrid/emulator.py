@@ -75,6 +75,7 @@ class SendGridEmulator(Emulator):
         self.signer = EventSigner()  # signs the simulated recipients' event batches
         self._events: list[dict[str, Any]] = []
         self._events_lock = threading.Lock()
+        self._activity = activity.Activity()
 
     @property
     def sendgrid_account(self) -> SendGridAccount:
@@ -134,7 +135,8 @@ class SendGridEmulator(Emulator):
             return json_response({"errors": [{"field": None, "message": "access forbidden"}]}, 403)
         params = request.query_params
         try:
-            found = activity.answer(self.store.messages("sendgrid"), params.get("query"), params.get("limit"))
+            rows = self._activity.rows(self.store.messages("sendgrid"))
+            found = activity.answer(rows, params.get("query"), params.get("limit"))
         except activity.BadQuery as exc:
             return json_response({"errors": [{"message": str(exc)}]}, 400)
         return json_response(found)
@@ -253,3 +255,4 @@ class SendGridEmulator(Emulator):
         super().reset()
         with self._events_lock:
             self._events.clear()
+        self._activity = activity.Activity()
