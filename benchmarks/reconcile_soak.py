@@ -1,6 +1,6 @@
 """Settling the uncertain at scale: a three-channel run whose providers stall, `clarion reconcile`, then
 `clarion run --retry-failed`; how long the settling takes and whether anything went out twice or not at all.
-The long version of tests/flows/test_reconcile.py.
+The long version of tests/flows/test_reconcile_e2e.py.
 
     .venv/bin/python benchmarks/reconcile_soak.py                      # 5,000 contacts
     .venv/bin/python benchmarks/reconcile_soak.py --contacts 20000 --sms-stalls 0.02
