@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from clarion.channels.emulation import Emulator
+    from clarion.channels.reconcile import Found, Lookup
     from clarion.channels.webhooks import Webhook
 
 
@@ -230,6 +231,9 @@ class Channel:
     #: a command that only validates never loads the SDKs' webhook helpers or the sandbox.
     webhooks_module: ClassVar[str | None] = None
     emulator_class: ClassVar[str | None] = None
+    #: Seconds the provider may take to list a message it accepted: before that, a message missing from
+    #: its listing proves nothing (`reconcile` leaves the send uncertain).
+    listing_delay: ClassVar[float] = 120.0
 
     def __init__(
         self,
@@ -257,6 +261,14 @@ class Channel:
         """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
         for a provider error: those are mapped to results."""
         raise NotImplementedError
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Ask the provider whether it has each of these uncertain sends (channels/reconcile.py); one
+        answer per lookup, in order, never raising for the provider's answer. By default the provider
+        cannot be asked, and every send stays uncertain."""
+        from clarion.channels.reconcile import unknown
+
+        return unknown(lookups, f"{self.provider} offers no way to look up a sent message")
 
     @classmethod
     def compose_url(cls, text: str, link: str) -> str:

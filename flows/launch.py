@@ -60,17 +60,19 @@ def launch(
     resend_uncertain: bool = False,
     trigger: dict[str, Any] | None = None,
     approved_by: str | None = None,
+    retry_failed: bool = False,
 ) -> RunOutcome:
     """Send one campaign run: every channel of a wave at the same moment; returns per channel x variant
     results. `run_id` None derives it from the schedule slot or the triggering event (`trigger`), so the
-    same slot or event never starts the campaign twice."""
+    same slot or event never starts the campaign twice. `retry_failed` (a resume) sends again the failures
+    whose provider answer proves the message was not taken, the rollout's and the kits' too."""
     loaded = load_campaign(campaign_path)
     kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
     slot = schedule_slot(run_id, trigger)
     run_id = resolve_run_id(loaded.campaign.name, run_id, trigger)
     run = RunContext(Ledger.open(), loaded, run_id, kits, coordination=_coordination(loaded, run_id))
     run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
-    batches = plan_task(run, run_id, resend_uncertain)
+    batches = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed)
     store = run.ledger
     verdict = approval_gate(run, approved_by)
     if verdict is not None:  # rejected or expired: nothing was sent, nothing will be
@@ -81,7 +83,7 @@ def launch(
     _not_before(slot)
     launched = datetime.fromisoformat(store.decide(run_id, LAUNCHED, utcnow().isoformat()))
     plan = waves(loaded.campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
-    sending = _Waves(run, batches)
+    sending = _Waves(run, batches, retry_failed)
     while True:
         now, sent = utcnow(), False
         for wave in (w for w in plan if w.at <= now):
@@ -122,8 +124,9 @@ def _coordination(loaded: LoadedCampaign, run_id: str) -> Coordination:
 class _Waves:
     """The batches of a launch's runs (its own, a rollout's, its kits') and what stopped their channels."""
 
-    def __init__(self, run: RunContext, batches: list[Batch]) -> None:
+    def __init__(self, run: RunContext, batches: list[Batch], retry_failed: bool = False) -> None:
         self.run = run
+        self.retry_failed = retry_failed  # a resume's --retry-failed reaches the rollout and kit runs too
         self.batches: dict[str, list[Batch]] = {run.run_id: batches}  # target run id -> its batches
         self.errors: dict[str, list[str]] = {}  # channel key -> why it stopped
 
@@ -136,7 +139,7 @@ class _Waves:
             rollout_of = None
             if wave.rollout:
                 rollout_of = (run.run_id, self._decide_rollout())
-            self.batches[target] = plan_task(run, target, False, rollout_of)
+            self.batches[target] = plan_task(run, target, False, rollout_of, self.retry_failed)
             store.set_run_status(target, RunStatus.RUNNING)
         store.decide(run.run_id, f"wave:{wave.name}", utcnow().isoformat())  # when it began, for the record
         if wave.only_if is not None:

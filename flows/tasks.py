@@ -17,10 +17,19 @@ from clarion.engine.send import BatchOutcome, send_batch
 
 @task(name="plan", task_run_name="plan-{run_id}", cache_policy=NONE)
 def plan_task(
-    run: RunContext, run_id: str, resend_uncertain: bool, rollout_of: tuple[str, str] | None = None
+    run: RunContext,
+    run_id: str,
+    resend_uncertain: bool,
+    rollout_of: tuple[str, str] | None = None,
+    retry_failed: bool = False,
 ) -> list[Batch]:
     plan = plan_run(
-        run.ledger, run.campaign(run_id), run_id, resend_uncertain=resend_uncertain, rollout_of=rollout_of
+        run.ledger,
+        run.campaign(run_id),
+        run_id,
+        resend_uncertain=resend_uncertain,
+        retry_failed=retry_failed,
+        rollout_of=rollout_of,
     )
     logger = get_run_logger()
     logger.info("%s run %s: %d batches", "resumed" if plan.resumed else "planned", run_id, len(plan.batches))

@@ -13,7 +13,7 @@ import time
 import urllib.error
 from collections.abc import Sequence
 from email.utils import formataddr, parseaddr
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from markupsafe import escape
 from pydantic import Field, SecretStr, field_validator
@@ -39,6 +39,10 @@ from clarion.channels.base import (
     retry_after_seconds,
     seconds_until,
 )
+
+if TYPE_CHECKING:
+    from clarion.channels.reconcile import Found, Lookup
+
 
 SENDGRID_MAX_PERSONALIZATIONS = 1000
 # python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
@@ -112,6 +116,8 @@ class SendGridChannel(Channel):
     webhooks_module: ClassVar[str | None] = "clarion.channels.sendgrid.webhooks"
     emulator_class: ClassVar[str | None] = "clarion.channels.sendgrid.emulator:SendGridEmulator"
     settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
+    #: Email Activity shows a message a few minutes after SendGrid processed it.
+    listing_delay: ClassVar[float] = 600.0
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
@@ -278,6 +284,14 @@ class SendGridChannel(Channel):
         if message.token:
             args["clarion_token"] = message.token  # signed; how the tracking service matches events
         return args
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Each uncertain email looked up in SendGrid's Email Activity API, where the account has it
+        (channels/sendgrid/reconcile.py)."""
+        from clarion.channels.sendgrid.reconcile import look_up
+
+        assert isinstance(self.config, SendGridConfig)
+        return look_up(self._client(), self.config.sender()[1], lookups)
 
     def verify(self, planned: int) -> list[AccountCheck]:
         """The key's scopes (GET /v3/scopes: it needs mail.send), then the credits left this period (GET

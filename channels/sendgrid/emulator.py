@@ -1,5 +1,6 @@
 """SendGrid in the sandbox: `POST /v3/mail/send` (bearer auth, SendGrid's checks, its error bodies), the
-pre-flight endpoints (`GET /v3/scopes`, `GET /v3/user/credits`), and what SendGrid does after accepting a
+pre-flight endpoints (`GET /v3/scopes`, `GET /v3/user/credits`), the Email Activity API (`GET /v3/messages`,
+activity.py; the paid add-on is the account's `email_activity`), and what SendGrid does after accepting a
 message, for simulated recipients: signed Event Webhook batches (processed, delivered or bounce, open,
 spamreport) and the one-click unsubscribe a mail client posts.
 
@@ -34,6 +35,7 @@ from clarion.channels.emulation import (
     parse_json,
     utc_now_iso,
 )
+from clarion.channels.sendgrid import activity
 from clarion.channels.sendgrid.mail import MAX_BODY_BYTES, error, validate_and_expand
 from clarion.channels.sendgrid.webhooks import PUBLIC_KEY_VARIABLE, EventSigner
 
@@ -53,8 +55,11 @@ EVENT_BATCH = 500  # events per signed webhook request, as SendGrid batches them
 
 @dataclass(frozen=True)
 class SendGridAccount(Account):
-    scopes: tuple[str, ...] = ("mail.send", "user.credits.read")  # the API key's permissions
+    # the API key's permissions; messages.read is Email Activity access
+    scopes: tuple[str, ...] = ("mail.send", "user.credits.read", "messages.read")
     credits: int = 100_000  # emails left this period
+    # the paid "additional email activity history" add-on, without which GET /v3/messages is refused
+    email_activity: bool = True
 
 
 class SendGridEmulator(Emulator):
@@ -70,6 +75,7 @@ class SendGridEmulator(Emulator):
         self.signer = EventSigner()  # signs the simulated recipients' event batches
         self._events: list[dict[str, Any]] = []
         self._events_lock = threading.Lock()
+        self._activity = activity.Activity()
 
     @property
     def sendgrid_account(self) -> SendGridAccount:
@@ -85,6 +91,7 @@ class SendGridEmulator(Emulator):
             ("POST", "/v3/mail/send", self.mail_send),
             ("GET", "/v3/scopes", self.scopes),
             ("GET", "/v3/user/credits", self.credits),
+            ("GET", "/v3/messages", self.email_activity),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -115,6 +122,24 @@ class SendGridEmulator(Emulator):
                 "reset_frequency": "monthly",
             }
         )
+
+    def email_activity(self, request: Request, body: bytes) -> Response:
+        """The Email Activity API (activity.py): 400 "authorization required" without the paid add-on,
+        403 for a key without Email Activity access, as SendGrid answers."""
+        account = self.sendgrid_account
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401)
+        if not account.email_activity:
+            return json_response({"errors": [{"message": "authorization required"}]}, 400)
+        if "messages.read" not in account.scopes:
+            return json_response({"errors": [{"field": None, "message": "access forbidden"}]}, 403)
+        params = request.query_params
+        try:
+            rows = self._activity.rows(self.store.messages("sendgrid"))
+            found = activity.answer(rows, params.get("query"), params.get("limit"))
+        except activity.BadQuery as exc:
+            return json_response({"errors": [{"message": str(exc)}]}, 400)
+        return json_response(found)
 
     def mail_send(self, request: Request, body: bytes) -> Response:
         if not self._authorized(request):
@@ -230,3 +255,4 @@ class SendGridEmulator(Emulator):
         super().reset()
         with self._events_lock:
             self._events.clear()
+        self._activity = activity.Activity()

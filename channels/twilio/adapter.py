@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import phonenumbers
 import requests
@@ -37,6 +37,10 @@ from clarion.channels.base import (
     retry_after_seconds,
 )
 from clarion.channels.twilio.rules import non_gsm_characters, sms_length, tells_how_to_opt_out
+
+if TYPE_CHECKING:
+    from clarion.channels.reconcile import Found, Lookup
+
 
 TWILIO_MAX_BODY = 1600
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -126,6 +130,7 @@ class TwilioChannel(Channel):
     body_maxlen: ClassVar[int] = TWILIO_MAX_BODY
     webhooks_module: ClassVar[str | None] = "clarion.channels.twilio.webhooks"
     emulator_class: ClassVar[str | None] = "clarion.channels.twilio.emulator:TwilioEmulator"
+    listing_delay: ClassVar[float] = 60.0  # the Message resource exists once Twilio answered 201
     settings_model: ClassVar[type[ProviderSettings]] = TwilioSettings
 
     @classmethod
@@ -227,6 +232,14 @@ class TwilioChannel(Channel):
                 continue
             results.append(SendResult(item.recipient, SendOutcome.SENT, str(created.sid)))
         return results
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Each uncertain text looked up in Twilio's Messages list (channels/twilio/reconcile.py)."""
+        from clarion.channels.twilio.reconcile import look_up
+
+        assert isinstance(self.config, TwilioConfig)
+        service = self.config.messaging_service_sid
+        return look_up(self._client(), None if service else self.config.from_, service, lookups)
 
     def verify(self, planned: int) -> list[AccountCheck]:
         """The account (its status must be active) and its balance, shown with the planned volume."""

@@ -1,6 +1,7 @@
-"""Twilio in the sandbox: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, the Account and Balance
-resources (pre-flight), the numbers that replied STOP (refused with 21610), and what Twilio does after
-accepting a text, for simulated recipients: signed status callbacks and people replying STOP.
+"""Twilio in the sandbox: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` and its list (`GET`, see
+messages.py), the Account and Balance resources (pre-flight), the numbers that replied STOP (refused with
+21610), and what Twilio does after accepting a text, for simulated recipients: signed status callbacks and
+people replying STOP.
 
 Form-encoded, basic auth with the account SID as user name. Errors are Twilio's JSON error bodies with the
 numeric codes its SDK turns into `TwilioRestException.code`.
@@ -38,10 +39,11 @@ from clarion.channels.emulation import (
     json_response,
     parse_json,
 )
+from clarion.channels.twilio import messages
 from clarion.channels.twilio.rules import sms_length
 from clarion.channels.twilio.webhooks import TOKEN_VARIABLE, sign
 
-API_VERSION = "2010-04-01"
+API_VERSION = messages.API_VERSION
 MAX_BODY_CHARS = 1600
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 SHORT_CODE = re.compile(r"^\d{3,8}$")
@@ -58,6 +60,7 @@ MESSAGES = {
     21604: "A 'To' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21617: "The concatenated message body exceeds the 1600 character limit.",
+    20001: "Invalid parameter",
 }
 
 
@@ -146,6 +149,7 @@ class TwilioEmulator(Emulator):
     def routes(self) -> list[Route]:
         return [
             ("POST", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.create_message),
+            ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self.list_messages),
             ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}.json", self.fetch_account),
             ("GET", f"/{API_VERSION}/Accounts/{{account_sid}}/Balance.json", self.fetch_balance),
         ]
@@ -194,6 +198,17 @@ class TwilioEmulator(Emulator):
             }
         )
 
+    def list_messages(self, request: Request, body: bytes) -> Response:
+        """The account's texts, newest first, filtered by To, From and DateSent, a page at a time."""
+        if refused := self._refused(request):
+            return refused
+        account_sid = request.path_params["account_sid"]
+        try:
+            found = messages.page(self.store.messages("twilio"), account_sid, dict(request.query_params))
+        except messages.BadQuery as exc:
+            return twilio_error(20001, 400, str(exc))
+        return json_response(found)
+
     def create_message(self, request: Request, body: bytes) -> Response:
         account_sid: str = request.path_params["account_sid"]
         if refused := self._refused(request):
@@ -238,34 +253,9 @@ class TwilioEmulator(Emulator):
         form: dict[str, list[str]],
     ) -> Response:
         sid = "SM" + uuid.uuid4().hex
-        now = datetime.now(UTC)
-        stamp = format_datetime(now)
         segments = str(sms_length(text).segments) if text else "1"
         # With a Messaging Service and no sender, Twilio answers "accepted" and picks the sender later.
         status = "accepted" if service and not sender else "queued"
-        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"
-        resource: dict[str, Any] = {
-            "account_sid": account_sid,
-            "api_version": API_VERSION,
-            "body": text,
-            "date_created": stamp,
-            "date_sent": None,
-            "date_updated": stamp,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": sender,
-            "messaging_service_sid": service,
-            "num_media": str(len(form.get("MediaUrl", []))),
-            "num_segments": segments,
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": status,
-            "subresource_uris": {"media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"},
-            "to": to,
-            "uri": uri,
-        }
         record = {
             "provider": "twilio",
             "to": to,
@@ -282,10 +272,10 @@ class TwilioEmulator(Emulator):
             "num_segments": segments,
             "media_urls": form.get("MediaUrl", []),
             "status": status,
-            "received_at": now.isoformat(timespec="microseconds"),
+            "received_at": datetime.now(UTC).isoformat(timespec="microseconds"),
         }
         self.store.add_messages([record])
-        return json_response(resource, 201, {"Twilio-Request-Id": "RQ" + uuid.uuid4().hex})
+        return json_response(messages.resource(record), 201, {"Twilio-Request-Id": "RQ" + uuid.uuid4().hex})
 
     def rate_limited(self, retry_after: float) -> Response:
         return twilio_error(20429, 429, headers={"Retry-After": str(math.ceil(retry_after))})

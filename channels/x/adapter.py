@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -35,6 +35,10 @@ from clarion.channels.base import (
     seconds_until,
 )
 from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+
+if TYPE_CHECKING:
+    from clarion.channels.reconcile import Found, Lookup
+
 
 #: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
 X_FREE_TIER_POSTS_PER_DAY = 17
@@ -110,6 +114,7 @@ class XChannel(Channel):
     emulator_class: ClassVar[str | None] = "clarion.channels.x.emulator:XEmulator"
     settings_model: ClassVar[type[ProviderSettings]] = XSettings
     composes: ClassVar[bool] = True
+    listing_delay: ClassVar[float] = 60.0
 
     @classmethod
     def compose_url(cls, text: str, link: str) -> str:
@@ -208,6 +213,13 @@ class XChannel(Channel):
                 metrics = post.public_metrics or {}
                 found[str(post.id)] = {str(k): int(v) for k, v in metrics.items()}
         return found
+
+    def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
+        """Each uncertain post looked for among the account's recent posts (channels/x/reconcile.py)."""
+        from clarion.channels.x.reconcile import look_up
+
+        assert isinstance(self.settings, XSettings)
+        return look_up(self.client(), self.settings.oauth1, lookups)
 
     def verify(self, planned: int) -> list[AccountCheck]:
         """Whose account the token posts as (GET /2/users/me), and the planned posts against the free

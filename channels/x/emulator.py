@@ -1,5 +1,6 @@
 """X in the sandbox: `POST /2/tweets` to publish, `GET /2/tweets?ids=` and `GET /2/tweets/{id}` to read (with
-public metrics, settable at `PUT /_sandbox/metrics/{id}`), `GET /2/users/me` (pre-flight), and for
+public metrics, settable at `PUT /_sandbox/metrics/{id}`), `GET /2/users/me` (pre-flight), the account's
+posts at `GET /2/users/{id}/tweets` (timeline.py, for settling uncertain posts), and for
 simulated recipients a post's audience: impressions, likes and reposts, and clicks on its link.
 
 Errors are RFC 7807 problem documents, as X sends them. Every answer carries X's rate-limit headers; the
@@ -33,7 +34,9 @@ from clarion.channels.emulation import (
     rate,
     utc_now_iso,
 )
+from clarion.channels.x import timeline
 from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+from clarion.channels.x.timeline import X_EPOCH_MS
 
 PUBLIC_METRICS = (
     "retweet_count",
@@ -43,8 +46,8 @@ PUBLIC_METRICS = (
     "bookmark_count",
     "impression_count",
 )
-#: X's snowflake ids count milliseconds from this instant (2010-11-04T01:42:54.657Z).
-X_EPOCH_MS = 1288834974657
+#: The id of the account behind the sandbox's token (GET /2/users/me).
+ACCOUNT_ID = "1500000000000000001"
 WINDOW_SECONDS = 15 * 60
 #: Requests per window reported in x-rate-limit-limit, per endpoint (X's user-context limits).
 LIMITS = {"POST /2/tweets": 100, "GET /2/tweets": 900}
@@ -84,6 +87,18 @@ def _not_found(tweet_id: str) -> dict[str, Any]:
         "resource_type": "tweet",
         "parameter": "ids",
         "resource_id": tweet_id,
+        "type": "https://api.twitter.com/2/problems/resource-not-found",
+    }
+
+
+def _user_not_found(user_id: str) -> dict[str, Any]:
+    return {
+        "value": user_id,
+        "detail": f"Could not find user with id: [{user_id}].",
+        "title": "Not Found Error",
+        "resource_type": "user",
+        "parameter": "id",
+        "resource_id": user_id,
         "type": "https://api.twitter.com/2/problems/resource-not-found",
     }
 
@@ -185,6 +200,7 @@ class XEmulator(Emulator):
             ("GET", "/2/tweets", self.lookup_tweets),
             ("GET", "/2/tweets/{tweet_id}", self.lookup_tweet),
             ("GET", "/2/users/me", self.users_me),
+            ("GET", "/2/users/{user_id}/tweets", self.user_posts),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -196,9 +212,21 @@ class XEmulator(Emulator):
             return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
         account = self.account
         name = account.username if isinstance(account, XAccount) else ""
-        return json_response(
-            {"data": {"id": "1500000000000000001", "name": "Clarion sandbox", "username": name}}
-        )
+        return json_response({"data": {"id": ACCOUNT_ID, "name": "Clarion sandbox", "username": name}})
+
+    def user_posts(self, request: Request, body: bytes) -> Response:
+        """The account's own posts, newest first (timeline.py); another user's id is not found."""
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
+        user_id = request.path_params["user_id"]
+        if user_id != ACCOUNT_ID:
+            return json_response({"errors": [_user_not_found(user_id)]})
+        with self._lock:
+            posts = [(pid, str(post["text"])) for pid, post in self._posts.items()]
+        try:
+            return json_response(timeline.page(posts, request.query_params))
+        except timeline.BadQuery as exc:
+            return invalid_request(exc.parameter, exc.value, exc.message)
 
     # -- endpoints --------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clarion.cli import campaign, ops, results, send, services  # noqa: F401  (each adds its commands)
+from clarion.cli import campaign, ops, reconcile, results, send, services  # noqa: F401  (each adds its commands)
 from clarion.cli.app import app
 from clarion.cli.suppress import suppress_app
 

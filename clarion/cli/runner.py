@@ -146,18 +146,25 @@ def run_campaign(
     console: Console | None,
     quiet_prefect: bool = True,
     approved_by: str | None = None,
+    retry_failed: bool = False,
 ) -> RunOutcome:
     """Run the launch flow in this process (Prefect's ephemeral server unless PREFECT_API_URL is set)."""
     if quiet_prefect:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from clarion.flows.launch import launch
 
+    def go() -> RunOutcome:
+        outcome: RunOutcome = launch(
+            campaign_path, run_id, resend_uncertain, approved_by=approved_by, retry_failed=retry_failed
+        )
+        return outcome
+
     try:
         if console is None:
-            result: RunOutcome = launch(campaign_path, run_id, resend_uncertain, approved_by=approved_by)
+            result = go()
         else:
             with LedgerProgress(run_id, console):
-                result = launch(campaign_path, run_id, resend_uncertain, approved_by=approved_by)
+                result = go()
     except ClarionError:
         raise
     return result

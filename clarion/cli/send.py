@@ -90,6 +90,15 @@ def run(
     shards: Annotated[
         int | None, typer.Option("--shards", min=1, max=256, help="Shards per wave on the pool.")
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="With --run-id: send again the failures whose provider answer proves the message was not "
+            "taken (5xx, 429, connection refused, or not received per `clarion reconcile`); never "
+            "rejections, never uncertain sends.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign: every channel at the same moment (step by step, with `steps:`), through a Prefect
     flow run in this process (its batches in this process, or as shards on a work pool)."""
@@ -111,6 +120,8 @@ def run(
     loaded.contacts()
     _check_approval(loaded.campaign, approved_by)
     rid = run_id or new_run_id(loaded.campaign.name)
+    if retry_failed:
+        _check_retry(run_id)
     console = None if as_json else err
     if engage is not None and not sandbox:
         raise ClarionError("--engage simulates recipients in the provider sandbox: add --sandbox")
@@ -126,7 +137,12 @@ def run(
         what = "resuming" if _known_run(rid) else "starting"
         err.print(f"run {rid}: {what}", markup=False, highlight=False)
         result = run_campaign(
-            str(file), rid, resend_uncertain=resend_uncertain, console=console, approved_by=approved_by
+            str(file),
+            rid,
+            resend_uncertain=resend_uncertain,
+            console=console,
+            approved_by=approved_by,
+            retry_failed=retry_failed,
         )
         if sandbox and not as_json:
             err.print(f"the sandbox received {len(box.messages()):,} messages", markup=False, highlight=False)
@@ -167,6 +183,26 @@ def _check_pool() -> None:
             f"send pool {settings.send_pool!r}: the workers share the ledger: set CLARION_DATABASE_URL to "
             "PostgreSQL (postgresql+psycopg://...); a SQLite file is this machine's alone"
         )
+
+
+def _check_retry(run_id: str | None) -> None:
+    """--retry-failed names a run the ledger holds; say what will be sent again, and what will not."""
+    from clarion.ledger import RESENDABLE, Ledger, SendState
+
+    if run_id is None:
+        raise ClarionError("--retry-failed sends a run's failures again: name the run with --run-id RUN")
+    ledger = Ledger.open()
+    if ledger.get_run(run_id) is None:
+        raise ClarionError(f"--retry-failed: run {run_id!r} is not in the ledger (see `clarion runs`)")
+    failed = [r for r in ledger.summary(run_id) if r.state is SendState.FAILED]
+    again = sum(r.count for r in failed if r.reason in RESENDABLE)
+    kept = sum(r.count for r in failed if r.reason not in RESENDABLE)
+    err.print(
+        f"run {run_id}: {again:,} failed sends will be sent again (the provider never took them)"
+        + (f"; {kept:,} refused for good (rejected) will not" if kept else ""),
+        markup=False,
+        highlight=False,
+    )
 
 
 def _known_run(run_id: str) -> bool:

@@ -199,12 +199,14 @@ def plan_run(
     run_id: str,
     *,
     resend_uncertain: bool = False,
+    retry_failed: bool = False,
     rollout_of: tuple[str, str] | None = None,
 ) -> Plan:
     """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError.
 
     `rollout_of` = (launch run id, winning variant) plans a rollout run instead: the rest of the audience,
-    every one on the winner, beside the same holdout; no posts."""
+    every one on the winner, beside the same holdout; no posts. `retry_failed` plans again a resumed run's
+    failures whose provider answer proves the message was not taken (`ledger.RESENDABLE`)."""
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
     plan = Plan(run_id, resumed=existing is not None)
@@ -221,6 +223,8 @@ def plan_run(
         ledger.mark_uncertain(run_id)
         if resend_uncertain:
             ledger.requeue_uncertain(run_id)
+        if retry_failed:
+            ledger.requeue_failed(run_id)
     else:
         loaded.contacts()  # a missing contacts file is reported before a run is created
         # Tokens name channels and variants by position: freeze the order with the run.

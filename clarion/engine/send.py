@@ -31,7 +31,7 @@ from clarion.engine.coordination import Coordination, Gate
 from clarion.engine.plan import Batch
 from clarion.engine.retry import backoff
 from clarion.engine.schedule import SendWindow, utcnow
-from clarion.ledger import Ledger, SendState, Settlement, Suppression
+from clarion.ledger import Ledger, SendReason, SendState, Settlement, Suppression
 from clarion.messages.render import RenderProblem
 
 log = logging.getLogger("clarion.engine.send")
@@ -227,6 +227,6 @@ def _settlement(result: SendResult) -> Settlement:
         return Settlement(result.recipient, SendState.SENT, provider_id=result.provider_id)
     if result.outcome is SendOutcome.UNCERTAIN:
         return Settlement(result.recipient, SendState.UNCERTAIN, reason="timeout", error=result.error)
-    reason = "retries_exhausted" if result.outcome is SendOutcome.RETRY else "rejected"
+    reason = SendReason.RETRIES_EXHAUSTED.value if result.outcome is SendOutcome.RETRY else "rejected"
     error = f"[{result.code}] {result.error}" if result.code else result.error
     return Settlement(result.recipient, SendState.FAILED, reason=reason, error=error)

@@ -13,9 +13,11 @@ See store.py for the guarantees, database.py for how SQLite and PostgreSQL are s
 from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
 from clarion.ledger.events import Click, Conversion, Engagement, ProviderEvent, run_key_hex
 from clarion.ledger.rows import (
+    RESENDABLE,
     PlannedSend,
     RunRecord,
     RunStatus,
+    SendReason,
     SendRow,
     SendState,
     Settlement,
@@ -25,6 +27,7 @@ from clarion.ledger.store import Ledger
 from clarion.ledger.suppressions import Suppression
 
 __all__ = [
+    "RESENDABLE",
     "Click",
     "Conversion",
     "DatabaseUnavailable",
@@ -38,6 +41,7 @@ __all__ = [
     "RunNotFound",
     "RunRecord",
     "RunStatus",
+    "SendReason",
     "SendRow",
     "SendState",
     "Settlement",

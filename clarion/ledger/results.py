@@ -54,7 +54,7 @@ def run_results(ledger: Ledger, run_id: str) -> list[ChannelVariantResult]:
         entry.planned += row.count
         name = _COUNTED[SendState(row.state)]
         setattr(entry, name, getattr(entry, name) + row.count)
-        if row.reason and name in ("failed", "skipped", "uncertain"):
+        if row.reason and name in ("sent", "failed", "skipped", "uncertain"):  # sent: reconciled
             entry.reasons[f"{name}: {row.reason}"] += row.count
     return [table[key] for key in sorted(table)]
 

@@ -46,6 +46,21 @@ class SendState(StrEnum):
 
 #: the states `Ledger.settle` may move an in-flight send to
 SETTLED_STATES = frozenset({SendState.SENT, SendState.FAILED, SendState.UNCERTAIN})
+#: the states `Ledger.resolve_uncertain` may move an uncertain send to, once the provider said
+RESOLVED_STATES = frozenset({SendState.SENT, SendState.FAILED})
+
+
+class SendReason(StrEnum):
+    """Reason codes the ledger itself acts on (others are free text from the engine: rejected, timeout...)."""
+
+    RETRIES_EXHAUSTED = "retries_exhausted"  # every attempt refused: 5xx, 429 or no connection
+    NOT_RECEIVED = "not_received"  # uncertain, then the provider's listing proved it never took it
+    RECONCILED = "reconciled"  # uncertain, then the provider's listing showed it took it
+
+
+#: Failures whose provider answer proves the message was not taken: `--retry-failed` sends them again.
+#: A rejection (4xx, a content or address refusal) is never among them, nor an uncertain send.
+RESENDABLE = frozenset({SendReason.RETRIES_EXHAUSTED, SendReason.NOT_RECEIVED})
 
 
 @dataclass(frozen=True, slots=True)

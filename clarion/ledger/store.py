@@ -26,7 +26,17 @@ from clarion.ledger.bulk import CHUNK, BulkWriter, Statistics, chunked
 from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
 from clarion.ledger.errors import RunExists, RunNotFound
 from clarion.ledger.events import EngagementStore, run_key_hex
-from clarion.ledger.rows import PlannedSend, RunRecord, RunStatus, SendRow, SendState, Settlement, SummaryRow
+from clarion.ledger.rows import (
+    RESENDABLE,
+    RESOLVED_STATES,
+    PlannedSend,
+    RunRecord,
+    RunStatus,
+    SendRow,
+    SendState,
+    Settlement,
+    SummaryRow,
+)
 from clarion.ledger.schema import assignments, runs, sends
 from clarion.ledger.sequencing import SequencingStore, due
 from clarion.ledger.suppressions import ConsentStore
@@ -242,6 +252,28 @@ class Ledger(EngagementStore, SequencingStore, ConsentStore):
     def requeue_uncertain(self, run_id: str) -> int:
         """--resend-uncertain: uncertain -> planned, accepting that some may arrive twice."""
         return self._move_all(run_id, SendState.UNCERTAIN, SendState.PLANNED, reason=None)
+
+    def resolve_uncertain(self, run_id: str, channel: str, results: Sequence[Settlement]) -> int:
+        """What the provider said about uncertain sends: uncertain -> sent (its id) | failed, in one
+        transaction, stamped now; each result's reason and error say why. Returns how many moved; a send
+        no longer uncertain (settled meanwhile) is left as it is."""
+        wrong = [r for r in results if r.state not in RESOLVED_STATES]
+        if wrong:
+            raise ValueError(f"an uncertain send resolves to sent or failed, not {wrong[0].state!r}")
+        with self._tx(write=True) as conn:
+            changed = _found(conn, run_id, self._moves.resolve(conn, run_id, channel, results, utcnow()))
+        _unchanged("resolve", run_id, channel, len(results) - changed, SendState.UNCERTAIN)
+        return changed
+
+    def requeue_failed(self, run_id: str) -> int:
+        """--retry-failed: failures whose provider answer proves the message was not taken (`RESENDABLE`:
+        retries exhausted on 5xx, 429 or no connection; not received, per the provider's listing) ->
+        planned. Rejections and uncertain sends stay as they are."""
+        with self._tx(write=True) as conn:
+            changed = _found(conn, run_id, self._moves.requeue(conn, run_id, sorted(RESENDABLE)))
+        if changed:
+            log.info("run %s: %d failed sends planned again", run_id, changed)
+        return changed
 
     def _move_all(self, run_id: str, old: SendState, new: SendState, reason: str | None) -> int:
         with self._tx(write=True) as conn:

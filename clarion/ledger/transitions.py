@@ -121,6 +121,35 @@ class Transitions:
         ]
         return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now})
 
+    def resolve(
+        self, conn: Connection, run_id: str, channel: str, results: Sequence[Settlement], now: datetime
+    ) -> int:
+        """uncertain -> sent | failed, once the provider said which; `settled_at` becomes when it said."""
+        rows = [
+            {
+                "recipient": r.recipient,
+                "state": SendState(r.state).value,
+                "provider_id": r.provider_id,
+                "reason": r.reason,
+                "error": r.error,
+            }
+            for r in results
+        ]
+        return self._keyed(conn, run_id, channel, SendState.UNCERTAIN, rows, {"settled_at": now})
+
+    def requeue(self, conn: Connection, run_id: str, reasons: Sequence[str]) -> int:
+        """failed (for one of `reasons`) -> planned; attempts are kept, the failure's record cleared."""
+        query = (
+            update(sends)
+            .where(
+                sends.c.run_id == run_id,
+                sends.c.state == SendState.FAILED.value,
+                _among(sends.c.reason, reasons, self.postgres),
+            )
+            .values(state=SendState.PLANNED.value, reason=None, error=None, settled_at=None)
+        )
+        return int(conn.execute(query).rowcount)
+
     def skip(
         self,
         conn: Connection,

@@ -2,7 +2,8 @@
 
 Each provider has its own `FaultConfig` and its own seeded random generator, so a run with the same seed and
 the same sequence of requests to that provider sees the same faults. Decisions are made before a request is
-validated or stored, so a faulted request never stores a message.
+validated or stored, so a faulted request never stores a message, but for a stall the provider took first
+(`stall_accepted`): its message is stored, and the answer comes too late.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ class FaultConfig:
 
     - failure_rate: share of requests answered 500 or 503 with the provider's error body.
     - timeout_rate: share of requests where the server stalls `stall_seconds` before answering 503, so a
-      client with a shorter timeout gives up first. The stalled request stores nothing.
+      client with a shorter timeout gives up first. The stalled request stores nothing, unless:
+    - stall_accepted: share of those stalls where the provider took the request first: the message is
+      stored, and its answer (a 2xx) comes after the stall, too late for the client. What
+      `clarion reconcile` finds; the other stalls are what it proves never arrived.
     - rate_limit_every / rate_limit_burst: after every `rate_limit_every` requests that pass, the next
       `rate_limit_burst` requests get a 429 saying to retry after `retry_after` seconds (0 turns it off).
     - latency_ms: added to every response of the provider.
@@ -32,6 +36,7 @@ class FaultConfig:
     failure_rate: float = 0.0
     timeout_rate: float = 0.0
     stall_seconds: float = 30.0
+    stall_accepted: float = 0.0
     rate_limit_every: int = 0
     rate_limit_burst: int = 0
     retry_after: float = 1.0
@@ -39,7 +44,7 @@ class FaultConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("failure_rate", "timeout_rate"):
+        for name in ("failure_rate", "timeout_rate", "stall_accepted"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
@@ -125,6 +130,7 @@ class Decision:
     latency: float = 0.0
     stall: float = 0.0
     retry_after: float = 0.0
+    accepted: bool = False  # a stall after the provider took the request (stall_accepted)
 
 
 PASS = Decision()
@@ -149,7 +155,9 @@ class _ProviderFaults:
             if draw < c.failure_rate:
                 return Decision(FaultKind.FAILURE, self.rng.choice((500, 503)), latency)
             if draw < c.failure_rate + c.timeout_rate:
-                return Decision(FaultKind.TIMEOUT, 503, latency, stall=c.stall_seconds)
+                # drawn only when configured, so existing seeds keep their sequences
+                accepted = bool(c.stall_accepted) and self.rng.random() < c.stall_accepted
+                return Decision(FaultKind.TIMEOUT, 503, latency, stall=c.stall_seconds, accepted=accepted)
         return Decision(latency=latency) if latency else PASS
 
 

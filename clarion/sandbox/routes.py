@@ -136,7 +136,7 @@ def _provider_endpoint(state: SandboxState, emulator: Emulator, handler: Handler
         if decision.latency:
             await asyncio.sleep(decision.latency)
         kind = decision.kind
-        if kind is None:
+        if kind is None or decision.accepted:  # an accepted stall: stored now, answered too late
             response = handler(request, body)
         elif kind is FaultKind.RATE_LIMIT:
             response = emulator.rate_limited(decision.retry_after)

@@ -2,7 +2,9 @@
 
 Each adapter must: send and keep the provider's id; map a 4xx to `rejected` with the provider's code and
 message; a 429 to `retry` with the wait the provider asked for; a 5xx to `retry`; a stalled answer to
-`uncertain` (the request may have arrived); and put exactly the expected request on the wire.
+`uncertain` (the request may have arrived); and put exactly the expected request on the wire. Its lookup of
+uncertain sends (`reconcile`) must find a message the provider took before stalling, with the provider's
+id, and answer `unknown` (never raise, never guess) when the provider fails, stalls or cannot be reached.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,6 +20,7 @@ import pytest
 
 from clarion import channels
 from clarion.channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome
+from clarion.channels.reconcile import Lookup, Verdict
 from clarion.channels.sendgrid.adapter import SendGridConfig
 from clarion.channels.twilio.adapter import TwilioConfig
 from clarion.channels.x.adapter import XConfig
@@ -198,6 +202,43 @@ def test_an_unreachable_provider_is_retryable(
         monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
     [result] = _adapter(case).send([Outbound("r1", case.good)])
     assert result.outcome is SendOutcome.RETRY
+
+
+def _lookup(case: Case) -> list[Lookup]:
+    return [Lookup("r1", case.good, datetime.now(UTC) - timedelta(seconds=5))]
+
+
+def test_reconcile_finds_what_the_provider_took_before_it_stalled(wire: Sandbox, case: Case) -> None:
+    wire.set_faults(case.provider, FaultConfig(timeout_rate=1.0, stall_seconds=2, stall_accepted=1.0, seed=1))
+    adapter = _adapter(case)
+    [sent] = adapter.send([Outbound("r1", case.good)])
+    assert sent.outcome is SendOutcome.UNCERTAIN
+    wire.set_faults(case.provider, None)
+
+    [found] = adapter.reconcile(_lookup(case))
+
+    [stored] = wire.messages(case.provider)
+    assert found.verdict is Verdict.SENT and found.provider_id == stored["provider_id"]
+    assert found.recipient == "r1" and found.provider_id in found.detail
+    assert adapter.reconcile([]) == []
+
+
+@pytest.mark.parametrize("trouble", ["5xx", "stall", "unreachable"])
+def test_reconcile_that_cannot_ask_answers_unknown_saying_why(
+    monkeypatch: pytest.MonkeyPatch, wire: Sandbox, case: Case, trouble: str
+) -> None:
+    if trouble == "5xx":
+        wire.set_faults(case.provider, FaultConfig(failure_rate=1.0, seed=1))
+    elif trouble == "stall":
+        wire.set_faults(case.provider, FaultConfig(timeout_rate=1.0, stall_seconds=2, seed=1))
+    else:
+        for name in ("CLARION_SENDGRID_URL", "CLARION_TWILIO_URL", "CLARION_X_URL"):
+            monkeypatch.setenv(name, "http://127.0.0.1:9")
+
+    [answer] = _adapter(case).reconcile(_lookup(case))
+
+    assert answer.verdict is Verdict.UNKNOWN and answer.recipient == "r1"
+    assert len(answer.detail) > 10 and "sandbox" not in answer.detail.lower()
 
 
 def test_sendgrid_groups_recipients_whose_content_differs_only_by_link(wire: Sandbox) -> None:

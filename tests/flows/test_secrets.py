@@ -457,6 +457,8 @@ def test_no_secret_in_any_output(desk: Desk, caplog: pytest.LogCaptureFixture) -
         ["report", "secrets-ok"],
         ["suppress", "export", "--include-lifted"],
         ["suppress", "list"],
+        ["reconcile", "secrets-ok", "--json"],
+        ["reconcile", "secrets-refused", "--grace", "0s"],
     ]:
         read = desk.clarion(args)
         assert read.returncode == 0, read.stderr

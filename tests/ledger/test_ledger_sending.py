@@ -195,3 +195,76 @@ def test_sends_streams_a_run_filtered_by_channel_and_state(
     half_read = ledger.sends(run)
     assert next(half_read).seq == 0
     half_read.close()  # releases the connection (and its cursor)
+
+
+# -- settling the uncertain, and retrying what was provably not taken ------------------------------------
+
+
+def _uncertain_and_failed(ledger: Ledger, run: str) -> None:
+    ledger.begin(run, "email", ["c00000", "c00001", "c00002", "c00003", "c00004"])
+    ledger.settle(
+        run,
+        "email",
+        [
+            Settlement("c00000", SendState.UNCERTAIN, reason="timeout", error="read timed out"),
+            Settlement("c00001", SendState.UNCERTAIN, reason="crash_in_flight"),
+            Settlement("c00002", SendState.FAILED, reason="retries_exhausted", error="[503] unavailable"),
+            Settlement("c00003", SendState.FAILED, reason="rejected", error="[400] invalid email address"),
+            Settlement("c00004", SENT, provider_id="SG.kept"),
+        ],
+    )
+
+
+def test_resolve_uncertain_moves_only_uncertain_sends_with_when_and_why(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    run = new_run(count=6)
+    _uncertain_and_failed(ledger, run)
+
+    moved = ledger.resolve_uncertain(
+        run,
+        "email",
+        [
+            Settlement(
+                "c00000", SENT, "SG.found", "reconciled", "was uncertain (timeout); SendGrid lists it"
+            ),
+            Settlement("c00001", SendState.FAILED, None, "not_received", "was uncertain; not listed"),
+            Settlement("c00004", SendState.FAILED, None, "not_received", "a sent one never changes"),
+            Settlement("c00005", SENT, "SG.x", "reconciled", "a planned one never changes"),
+        ],
+    )
+
+    after = rows(ledger, run)
+    assert moved == 2
+    assert (after["c00000"].state, after["c00000"].provider_id, after["c00000"].reason) == (
+        SENT,
+        "SG.found",
+        "reconciled",
+    )
+    assert after["c00000"].error == "was uncertain (timeout); SendGrid lists it"
+    assert after["c00000"].settled_at is not None and after["c00000"].attempts == 1
+    assert (after["c00001"].state, after["c00001"].reason) == (SendState.FAILED, "not_received")
+    assert (after["c00004"].state, after["c00004"].provider_id) == (SENT, "SG.kept")
+    assert after["c00005"].state is SendState.PLANNED
+    with pytest.raises(ValueError, match="sent or failed"):
+        ledger.resolve_uncertain(run, "email", [Settlement("c00000", SendState.UNCERTAIN, reason="x")])
+
+
+def test_requeue_failed_plans_again_only_what_the_provider_never_took(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    run = new_run(count=6)
+    _uncertain_and_failed(ledger, run)
+    ledger.resolve_uncertain(run, "email", [Settlement("c00001", SendState.FAILED, None, "not_received", "")])
+
+    assert ledger.requeue_failed(run) == 2  # retries exhausted (5xx), and not received
+
+    after = rows(ledger, run)
+    for recipient in ("c00001", "c00002"):
+        row = after[recipient]
+        assert (row.state, row.reason, row.error, row.settled_at) == (SendState.PLANNED, None, None, None)
+        assert row.attempts == 1
+    assert (after["c00003"].state, after["c00003"].reason) == (SendState.FAILED, "rejected")
+    assert (after["c00000"].state, after["c00000"].reason) == (SendState.UNCERTAIN, "timeout")
+    assert after["c00004"].state is SENT
+    assert ledger.requeue_failed(run) == 0
