@@ -38,6 +38,7 @@ from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
 
 if TYPE_CHECKING:
     from clarion.channels.emulation import Emulator
+    from clarion.channels.webhooks import Webhook
 
 
 #: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
@@ -131,6 +132,30 @@ class XChannel(Channel):
         from clarion.channels.x.emulator import XEmulator
 
         return XEmulator
+
+    @classmethod
+    def webhooks(cls, environ: Mapping[str, str]) -> list[Webhook]:
+        from clarion.channels.x import webhooks
+
+        return webhooks.webhooks(environ)
+
+    def direct_message(self, participant_id: str, text: str) -> SendResult:
+        """One DM to one account (a responder's reply); the result's provider_id is the dm_event_id."""
+        from clarion.channels.x.dm import send_direct_message
+
+        assert isinstance(self.settings, XSettings)
+        try:
+            event_id = send_direct_message(self.client(), participant_id, text, self.settings.oauth1)
+        except ProviderError as exc:
+            return exc.result(participant_id)
+        return SendResult(participant_id, SendOutcome.SENT, event_id)
+
+    def direct_message_events(self, max_results: int = 100) -> dict[str, Any]:
+        """The newest page of the account's DM events (sent and received), for polling."""
+        from clarion.channels.x.dm import read_direct_message_events
+
+        assert isinstance(self.settings, XSettings)
+        return read_direct_message_events(self.client(), max_results, self.settings.oauth1)
 
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:
