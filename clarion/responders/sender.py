@@ -29,6 +29,8 @@ from clarion.responders.loader import REMIND_SUFFIX, LoadedResponder
 from clarion.responders.model import DmChannel, SmsChannel
 
 log = logging.getLogger("clarion.responders")
+# twilio's client logs every request's URL and headers at INFO (`clarion serve` logs at INFO): keep it quiet
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 ATTEMPTS = 3
 MAX_WAIT = 60.0  # seconds a retry may wait for the provider before the reply is failed
