@@ -12,6 +12,7 @@ every 60 s or slower.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -30,7 +31,11 @@ from clarion.responders.validation import validate_responder
 @flow(name="clarion-dm-poll", log_prints=False)
 def poll_direct_messages(files: list[str]) -> dict[str, int]:
     """Read each responder's X account's newest DMs, answer what is new; returns what happened, counted."""
-    logger = get_run_logger()
+    return poll_once(files, get_run_logger())
+
+
+def poll_once(files: list[str], logger: Any) -> dict[str, int]:
+    """One poll of every responder's X account (the flow's body; tests call it directly)."""
     ledger = Ledger.open()
     loaded = [validate_responder(f).loaded for f in files]
     answering = Responders(loaded, ledger, LinkSigner.from_settings(), ClarionSettings().signing_key())
