@@ -11,17 +11,18 @@ uncertain, like sends: a crash leaves `sending` rows, which a restart marks unce
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clarion.ledger.schema import conversation_messages as messages
-from clarion.ledger.schema import conversations, runs
+from clarion.ledger.schema import conversations, runs, suppressions
 
 #: Reply states that count against a sender's hourly cap: it went, may have gone, or is about to go.
 COUNTED = ("queued", "sending", "sent", "uncertain")
@@ -36,6 +37,8 @@ class InboundMessage:
     provider_id: str
     text: str
     at: datetime
+    kind: str = ""  # the sender's suppression kind and address: checked in the same transaction, never stored
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ConversationState:
     fallbacks: int
     replies_last_hour: int
     last_reply: str | None
+    suppressed: bool = False  # the sender opted out of this kind of message
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,83 @@ class QueuedReply:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    conversation: Any
+    find: Any
+    inbound: Any
+    facts: Any
+    decided: Any
+    outbound: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """The statements of `receive`, built once per backend (building and compiling them per message was
+    most of its cost)."""
+    # SQLite's INSERT OR IGNORE rather than its ON CONFLICT DO NOTHING: SQLAlchemy cannot cache the compiled
+    # form of the latter (its cache key is None), and compiling it twice per message cost more than the rest
+    if dialect == "postgresql":
+        conversation: Any = postgresql.insert(conversations).on_conflict_do_nothing()
+        inbound: Any = postgresql.insert(messages).on_conflict_do_nothing(
+            index_elements=[messages.c.provider, messages.c.provider_id]
+        )
+    else:
+        conversation = insert(conversations).prefix_with("OR IGNORE")
+        inbound = insert(messages).prefix_with("OR IGNORE")
+    find = select(conversations).where(
+        conversations.c.responder == bindparam("responder"),
+        conversations.c.channel == bindparam("channel"),
+        conversations.c.address_key == bindparam("address_key"),
+    )
+    if dialect == "postgresql":
+        find = find.with_for_update()  # two messages from one sender at once: one decides first
+    cid = bindparam("cid")
+    replies = (
+        select(func.count())
+        .select_from(messages)
+        .where(
+            messages.c.conversation_id == cid,
+            messages.c.direction == "out",
+            messages.c.created_at >= bindparam("since"),
+            messages.c.state.in_(COUNTED),
+        )
+        .scalar_subquery()
+    )
+    last = (
+        select(messages.c.text)
+        .where(messages.c.conversation_id == cid, messages.c.direction == "out")
+        .order_by(messages.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    opted_out = (
+        select(func.count())
+        .select_from(suppressions)
+        .where(
+            suppressions.c.kind == bindparam("kind"),
+            suppressions.c.address == bindparam("address"),
+            suppressions.c.lifted_at.is_(None),
+        )
+        .scalar_subquery()
+    )
+    return _Statements(
+        conversation=conversation,
+        find=find,
+        inbound=inbound.returning(messages.c.id),
+        facts=select(replies, last, opted_out),
+        decided=update(messages)
+        .where(messages.c.id == bindparam("mid"))
+        .values(
+            rule=bindparam("rule"),
+            kind=bindparam("kind"),
+            state=bindparam("state"),
+            reason=bindparam("reason"),
+        ),
+        outbound=insert(messages).returning(messages.c.id),
+    )
 
 
 class ConversationStore:
@@ -156,113 +237,89 @@ class ConversationStore:
 
     def receive(self, message: InboundMessage, decide: Callable[[ConversationState], Decision]) -> Received:
         """Record an inbound message and what `decide` makes of it, once; a duplicate decides nothing."""
+        sql = _statements(self.url.get_backend_name())
         with self._tx(write=True) as conn:
-            conversation = self._conversation(conn, message)
+            key = {
+                "responder": message.responder,
+                "channel": message.channel,
+                "address_key": message.address_key,
+            }
+            conn.execute(
+                sql.conversation,
+                {**key, "created_at": message.at, "last_at": message.at, "pending_misses": 0, "fallbacks": 0},
+            )
+            conversation = conn.execute(sql.find, key).mappings().one()
+            cid = int(conversation["id"])
             inserted = conn.execute(
-                self._insert()(messages)
-                .values(
-                    conversation_id=conversation["id"],
-                    direction="in",
-                    provider=message.provider,
-                    provider_id=message.provider_id,
-                    kind="received",
-                    state="received",
-                    text=message.text,
-                    created_at=message.at,
-                )
-                .on_conflict_do_nothing(index_elements=[messages.c.provider, messages.c.provider_id])
-                .returning(messages.c.id)
+                sql.inbound,
+                {
+                    "conversation_id": cid,
+                    "direction": "in",
+                    "provider": message.provider,
+                    "provider_id": message.provider_id,
+                    "kind": "received",
+                    "state": "received",
+                    "text": message.text,
+                    "created_at": message.at,
+                },
             ).first()
             if inserted is None:
-                return Received(duplicate=True, conversation_id=int(conversation["id"]))
-            state = self._state(conn, conversation, message.at)
+                return Received(duplicate=True, conversation_id=cid)
+            facts = conn.execute(
+                sql.facts,
+                {
+                    "cid": cid,
+                    "since": message.at - timedelta(hours=1),
+                    "kind": message.kind,
+                    "address": message.address,
+                },
+            ).one()
+            state = ConversationState(
+                id=cid,
+                new=conversation["created_at"] == conversation["last_at"],
+                pending_rule=conversation["pending_rule"],
+                pending_until=conversation["pending_until"],
+                pending_misses=int(conversation["pending_misses"]),
+                fallbacks=int(conversation["fallbacks"]),
+                replies_last_hour=int(facts[0]),
+                last_reply=facts[1],
+                suppressed=bool(facts[2]),
+            )
             decision = decide(state)
             conn.execute(
-                update(messages)
-                .where(messages.c.id == inserted[0])
-                .values(rule=decision.rule, kind=decision.kind, state=decision.state, reason=decision.reason)
+                sql.decided,
+                {
+                    "mid": inserted[0],
+                    "rule": decision.rule,
+                    "kind": decision.kind,
+                    "state": decision.state,
+                    "reason": decision.reason,
+                },
             )
             values = {"last_at": message.at, **decision.conversation}
-            conn.execute(update(conversations).where(conversations.c.id == state.id).values(**values))
+            conn.execute(update(conversations).where(conversations.c.id == cid).values(**values))
             reply_id = None
             if decision.reply is not None:
-                reply_id = self._queue(conn, state.id, message.provider, decision.reply, int(inserted[0]))
-        return Received(False, state.id, int(inserted[0]), reply_id, decision)
-
-    def _conversation(self, conn: Connection, message: InboundMessage) -> Any:
-        key = (
-            conversations.c.responder == message.responder,
-            conversations.c.channel == message.channel,
-            conversations.c.address_key == message.address_key,
-        )
-        conn.execute(
-            self._insert()(conversations)
-            .values(
-                responder=message.responder,
-                channel=message.channel,
-                address_key=message.address_key,
-                created_at=message.at,
-                last_at=message.at,
-                pending_misses=0,
-                fallbacks=0,
-            )
-            .on_conflict_do_nothing()
-        )
-        query = select(conversations).where(*key)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # two messages from one sender at once: one decides first
-        return conn.execute(query).mappings().one()
-
-    def _state(self, conn: Connection, conversation: Any, now: datetime) -> ConversationState:
-        cid = int(conversation["id"])
-        since = now - timedelta(hours=1)
-        replies = conn.execute(
-            select(func.count())
-            .select_from(messages)
-            .where(
-                messages.c.conversation_id == cid,
-                messages.c.direction == "out",
-                messages.c.created_at >= since,
-                messages.c.state.in_(COUNTED),
-            )
-        ).scalar_one()
-        last = conn.execute(
-            select(messages.c.text)
-            .where(messages.c.conversation_id == cid, messages.c.direction == "out")
-            .order_by(messages.c.id.desc())
-            .limit(1)
-        ).first()
-        return ConversationState(
-            id=cid,
-            new=conversation["created_at"] == conversation["last_at"],
-            pending_rule=conversation["pending_rule"],
-            pending_until=conversation["pending_until"],
-            pending_misses=int(conversation["pending_misses"]),
-            fallbacks=int(conversation["fallbacks"]),
-            replies_last_hour=int(replies),
-            last_reply=None if last is None else last[0],
-        )
+                reply_id = self._queue(conn, cid, message.provider, decision.reply, int(inserted[0]))
+        return Received(False, cid, int(inserted[0]), reply_id, decision)
 
     def _queue(
         self, conn: Connection, conversation_id: int, provider: str, reply: Outgoing, reply_to: int | None
     ) -> int:
-        row = conn.execute(
-            insert(messages)
-            .values(
-                conversation_id=conversation_id,
-                direction="out",
-                provider=provider,
-                reply_to_id=reply_to,
-                rule=reply.rule,
-                kind=reply.kind,
-                state="queued",
-                text=reply.text,
-                destination=reply.destination,
-                recipient=reply.recipient,
-                created_at=_now(),
-            )
-            .returning(messages.c.id)
-        ).one()
+        values = {
+            "conversation_id": conversation_id,
+            "direction": "out",
+            "provider": provider,
+            "reply_to_id": reply_to,
+            "rule": reply.rule,
+            "kind": reply.kind,
+            "state": "queued",
+            "text": reply.text,
+            "destination": reply.destination,
+            "recipient": reply.recipient,
+            "created_at": _now(),
+        }
+        row = conn.execute(_statements(conn.dialect.name).outbound, values).one()
         return int(row[0])
 
     # -- sending replies ---------------------------------------------------------------------------

@@ -131,7 +131,6 @@ class Responders:
         limits = route.loaded.responder.limits
         now = datetime.now(UTC)
         key = addresses.address_key(self._secret, message.kind, message.sender)
-        suppressed = bool(self.ledger.suppressed(message.kind, [message.sender]))
         inbound = InboundMessage(
             route.loaded.name,
             route.channel_id,
@@ -140,11 +139,13 @@ class Responders:
             message.message_id[:64],
             message.text[: limits.max_chars],
             now,
+            message.kind,
+            message.sender,
         )
         tokens: dict[str, str] = {}
 
         def decide(state: ConversationState) -> Decision:
-            return self._decide(route, message, compliance, suppressed, state, now, tokens)
+            return self._decide(route, message, compliance, state.suppressed, state, now, tokens)
 
         received = self.ledger.receive(inbound, decide)
         if received.duplicate:

@@ -44,13 +44,16 @@ class Desk:
         return self.server.url
 
     def text(self, sender: str, body: str, *, sid: str | None = None, to: str = NUMBER) -> Any:
-        return self.sandbox.write_sms(sender, body, webhook=self.url + "/webhooks/twilio/inbound", to=to,
-                                      message_sid=sid)
+        return self.sandbox.write_sms(
+            sender, body, webhook=self.url + "/webhooks/twilio/inbound", to=to, message_sid=sid
+        )
 
     def dm(self, sender: str, body: str, *, event_id: str | None = None) -> Any:
         return self.sandbox.write_dm(sender, body, webhook=self.url + "/webhooks/x", event_id=event_id)
 
-    def replies(self, provider: str | None = None, *, expect: int | None = None, timeout: float = 10) -> list[dict[str, Any]]:
+    def replies(
+        self, provider: str | None = None, *, expect: int | None = None, timeout: float = 10
+    ) -> list[dict[str, Any]]:
         """Replies at the sandbox; with `expect`, wait until that many arrived (and a moment for more)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -21,7 +21,9 @@ def _link(text: str) -> str:
     return found.group(1)
 
 
-def test_a_signed_sms_zip_is_answered_with_californias_deadline_and_a_link_that_records_the_click(desk: Desk) -> None:
+def test_a_signed_sms_zip_is_answered_with_californias_deadline_and_a_link_that_records_the_click(
+    desk: Desk,
+) -> None:
     answer = desk.text(ADA, "94110")
 
     assert answer.status_code == 200 and "<Response/>" in answer.text  # the reply goes through the REST API
@@ -33,13 +35,20 @@ def test_a_signed_sms_zip_is_answered_with_californias_deadline_and_a_link_that_
     assert click.headers["location"].startswith("https://vote.example.org/register/ca?")
     assert "utm_campaign=register-by-zip" in click.headers["location"]
     rows = desk.messages()
-    assert [(r["direction"], r["rule"], r["state"]) for r in rows] == [("in", "zip", "answered"), ("out", "zip", "sent")]
+    assert [(r["direction"], r["rule"], r["state"]) for r in rows] == [
+        ("in", "zip", "answered"),
+        ("out", "zip", "sent"),
+    ]
     assert rows[1]["provider_id"] == reply["provider_id"]  # the reply's sid, recorded against the inbound
     assert rows[1]["recipient"] is None  # the address is not kept once sent
     from clarion.responders.report import funnel
 
     [zip_rule] = funnel(desk.ledger, "register-by-zip")["rules"]
-    assert (zip_rule["matched"]["people"], zip_rule["replied"]["people"], zip_rule["clicked"]["people"]) == (1, 1, 1)
+    assert (zip_rule["matched"]["people"], zip_rule["replied"]["people"], zip_rule["clicked"]["people"]) == (
+        1,
+        1,
+        1,
+    )
 
 
 def test_a_signed_x_dm_zip_is_answered_by_dm_with_a_link_that_records_the_click(desk: Desk) -> None:
@@ -78,13 +87,25 @@ def test_forged_signatures_get_4xx_and_no_reply(desk: Desk) -> None:
     forged = httpx.post(url, data=params, headers={"X-Twilio-Signature": sign("not-the-token", url, params)})
     unsigned = httpx.post(url, data=params)
     body = activity_body(dm_event(DM_SENDER, ACCOUNT, "94110", "42"))
-    forged_dm = httpx.post(desk.url + "/webhooks/x", content=body,
-                           headers={"x-twitter-webhooks-signature": sign_body(body, "wrong-secret")})
-    altered = httpx.post(desk.url + "/webhooks/x", content=body.replace(b"94110", b"10001"),
-                         headers={"x-twitter-webhooks-signature": sign_body(body, "sandbox-x-consumer-secret")})
+    forged_dm = httpx.post(
+        desk.url + "/webhooks/x",
+        content=body,
+        headers={"x-twitter-webhooks-signature": sign_body(body, "wrong-secret")},
+    )
+    altered = httpx.post(
+        desk.url + "/webhooks/x",
+        content=body.replace(b"94110", b"10001"),
+        headers={"x-twitter-webhooks-signature": sign_body(body, "sandbox-x-consumer-secret")},
+    )
     unsigned_dm = httpx.post(desk.url + "/webhooks/x", content=body)
 
-    assert [r.status_code for r in (forged, unsigned, forged_dm, altered, unsigned_dm)] == [403, 401, 403, 403, 401]
+    assert [r.status_code for r in (forged, unsigned, forged_dm, altered, unsigned_dm)] == [
+        403,
+        401,
+        403,
+        403,
+        401,
+    ]
     time.sleep(0.3)
     assert desk.sandbox.messages() == [] and desk.messages() == []
 

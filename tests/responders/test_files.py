@@ -45,16 +45,45 @@ def test_the_example_validates_and_its_schema_is_printed() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "needle", "expected"),
     [
-        ("  replies_per_hour: 5", "  replies_per_our: 5", "replies_per_our", "unknown key 'replies_per_our'; did you mean 'replies_per_hour'?"),
-        ("keywords: [VOLUNTEER,", "keywords: [STOP, VOLUNTEER,", "keywords: [STOP", "compliance keyword STOP"),
+        (
+            "  replies_per_hour: 5",
+            "  replies_per_our: 5",
+            "replies_per_our",
+            "unknown key 'replies_per_our'; did you mean 'replies_per_hour'?",
+        ),
+        (
+            "keywords: [VOLUNTEER,",
+            "keywords: [STOP, VOLUNTEER,",
+            "keywords: [STOP",
+            "compliance keyword STOP",
+        ),
         ("pattern: '(?P<zip>\\d{5})'", "pattern: '(?P<zip>\\d{5})(?=x)'", "(?=x)", "look-ahead"),
         ("provider: x", "provider: mastodon", "provider: mastodon", "unknown provider 'mastodon'"),
-        ('examples: ["94110", "my zip', 'examples: ["hello", "94110", "my zip', 'examples: ["hello"', "example 'hello' is answered by the fallback"),
+        (
+            'examples: ["94110", "my zip',
+            'examples: ["hello", "94110", "my zip',
+            'examples: ["hello"',
+            "example 'hello' is answered by the fallback",
+        ),
         ("{{ state.name }}:", "{{ state.nmae }}:", "reply: >-", "'dict object' has no attribute 'nmae'"),
-        ("file: deadlines.csv", "file: deadline.csv", "file: deadline.csv", "table file 'deadline.csv' not found"),
+        (
+            "file: deadlines.csv",
+            "file: deadline.csv",
+            "file: deadline.csv",
+            "table file 'deadline.csv' not found",
+        ),
         ("  - id: volunteer", "  - id: stop", "id: stop", "'stop' is reserved"),
     ],
-    ids=["misspelt-key", "claims-stop", "look-ahead", "provider", "shadowed-example", "template", "table", "reserved-id"],
+    ids=[
+        "misspelt-key",
+        "claims-stop",
+        "look-ahead",
+        "provider",
+        "shadowed-example",
+        "template",
+        "table",
+        "reserved-id",
+    ],
 )
 def test_mistakes_are_located(responder_copy: Path, old: str, new: str, needle: str, expected: str) -> None:
     _edit(responder_copy, old, new)
@@ -65,7 +94,11 @@ def test_mistakes_are_located(responder_copy: Path, old: str, new: str, needle: 
 
 
 def test_a_reply_too_long_for_three_segments_is_refused(responder_copy: Path) -> None:
-    _edit(responder_copy, "Thank you! Which zip code", "Thank you! " + "Really, thank you. " * 30 + "Which zip code")
+    _edit(
+        responder_copy,
+        "Thank you! Which zip code",
+        "Thank you! " + "Really, thank you. " * 30 + "Which zip code",
+    )
     [problem] = _problems(responder_copy)
     assert "over max_segments 3" in problem and "rules[1].keywords[0]" in problem
 
@@ -80,15 +113,38 @@ def test_the_cli_prints_the_problem_and_exits_1(responder_copy: Path) -> None:
 def test_responders_test_prints_the_rule_and_the_reply_and_sends_nothing() -> None:
     result = runner.invoke(
         app,
-        ["responders", "test", str(EXAMPLE / "responder.yaml"), "--channel", "sms", "--from", "+14155550100", "--text", "94110"],
+        [
+            "responders",
+            "test",
+            str(EXAMPLE / "responder.yaml"),
+            "--channel",
+            "sms",
+            "--from",
+            "+14155550100",
+            "--text",
+            "94110",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "rule: zip (pattern)" in result.output
     assert "California: register to vote by 2026-10-04" in result.output
     dm = runner.invoke(
-        app, ["responders", "test", str(EXAMPLE / "responder.yaml"), "--channel", "dm", "--from", "3001969357",
-              "--text", "stop", "--json"],
+        app,
+        [
+            "responders",
+            "test",
+            str(EXAMPLE / "responder.yaml"),
+            "--channel",
+            "dm",
+            "--from",
+            "3001969357",
+            "--text",
+            "stop",
+            "--json",
+        ],
     )
     assert json.loads(dm.output)["reply"].startswith("You will get no more messages")
-    bad = runner.invoke(app, ["responders", "test", str(EXAMPLE / "responder.yaml"), "--from", "hello", "--text", "x"])
+    bad = runner.invoke(
+        app, ["responders", "test", str(EXAMPLE / "responder.yaml"), "--from", "hello", "--text", "x"]
+    )
     assert bad.exit_code == 1 and "not a phone number" in bad.output

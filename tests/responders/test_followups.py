@@ -22,7 +22,9 @@ def quiet_desk(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, responder_copy
     ny = datetime.now(UTC).astimezone(ZoneInfo("America/New_York"))
     start, end = (ny + timedelta(hours=2)).strftime("%H:%M"), (ny + timedelta(hours=3)).strftime("%H:%M")
     text = responder_copy.read_text()
-    text = text.replace("    max_segments: 3\n", f'    max_segments: 3\n    quiet_hours: {{start: "{start}", end: "{end}"}}\n')
+    text = text.replace(
+        "    max_segments: 3\n", f'    max_segments: 3\n    quiet_hours: {{start: "{start}", end: "{end}"}}\n'
+    )
     text = text.replace("within: 30m", "within: 6h")
     responder_copy.write_text(text)
     running = start_desk(sandbox, monkeypatch, responder_copy)

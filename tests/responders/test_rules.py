@@ -21,7 +21,13 @@ def matcher(**kwargs: object) -> Matcher:
 
 @pytest.mark.parametrize(
     ("text", "word"),
-    [("  Arrêt!! ", "arret"), ("¿Ayuda?", "ayuda"), ("ＳＴＯＰ", "stop"), ("stop\u200b", "stop"), ("STOP 🙏", "stop")],
+    [
+        ("  Arrêt!! ", "arret"),
+        ("¿Ayuda?", "ayuda"),
+        ("ＳＴＯＰ", "stop"),
+        ("stop\u200b", "stop"),
+        ("STOP 🙏", "stop"),
+    ],
 )
 def test_normalise_reads_what_people_type_as_one_word(text: str, word: str) -> None:
     assert normalise(text) == word

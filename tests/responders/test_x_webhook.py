@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from clarion.channels.x.webhooks import crc_response, parse_dm_events, parse_webhook, sign_body, verify_signature
+from clarion.channels.x.webhooks import (
+    crc_response,
+    parse_dm_events,
+    parse_webhook,
+    sign_body,
+    verify_signature,
+)
 
 SECRET = "z3ZX4v7mAAUGykl3EcmkqbartmuW8VFOOzCloLx9Q45P0hLrFu"  # X's sample consumer secret (its CRC gists)
 
@@ -23,7 +29,9 @@ def test_signature_matches_xs_worked_example_over_the_raw_bytes() -> None:
     assert not verify_signature(body, "sha256=é", SECRET)
 
 
-def _event(sender: str, recipient: str, text: str, event_id: str, app: str | None = None) -> dict[str, object]:
+def _event(
+    sender: str, recipient: str, text: str, event_id: str, app: str | None = None
+) -> dict[str, object]:
     create: dict[str, object] = {
         "target": {"recipient_id": recipient},
         "sender_id": sender,
@@ -31,7 +39,12 @@ def _event(sender: str, recipient: str, text: str, event_id: str, app: str | Non
     }
     if app:
         create["source_app_id"] = app
-    return {"type": "message_create", "id": event_id, "created_timestamp": "1516403560557", "message_create": create}
+    return {
+        "type": "message_create",
+        "id": event_id,
+        "created_timestamp": "1516403560557",
+        "message_create": create,
+    }
 
 
 def test_aaa_delivers_our_own_dms_too_and_they_are_dropped() -> None:
@@ -73,9 +86,27 @@ def test_x_activity_api_dm_received_is_read_and_other_events_are_not() -> None:
 def test_polled_dm_events_skip_our_own_and_group_conversations() -> None:
     page = {
         "data": [
-            {"id": "3", "event_type": "MessageCreate", "text": "94110", "sender_id": "7", "dm_conversation_id": "1-7"},
-            {"id": "2", "event_type": "MessageCreate", "text": "ours", "sender_id": "1", "dm_conversation_id": "1-7"},
-            {"id": "1", "event_type": "MessageCreate", "text": "group", "sender_id": "8", "dm_conversation_id": "99"},
+            {
+                "id": "3",
+                "event_type": "MessageCreate",
+                "text": "94110",
+                "sender_id": "7",
+                "dm_conversation_id": "1-7",
+            },
+            {
+                "id": "2",
+                "event_type": "MessageCreate",
+                "text": "ours",
+                "sender_id": "1",
+                "dm_conversation_id": "1-7",
+            },
+            {
+                "id": "1",
+                "event_type": "MessageCreate",
+                "text": "group",
+                "sender_id": "8",
+                "dm_conversation_id": "99",
+            },
         ]
     }
     parsed = parse_dm_events(page, "1")
