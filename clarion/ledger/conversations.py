@@ -129,7 +129,7 @@ def _statements(dialect: str) -> _Statements:
     )
     if dialect == "postgresql":
         find = find.with_for_update()  # two messages from one sender at once: one decides first
-    cid = bindparam("cid")
+    cid: Any = bindparam("cid")
     replies = (
         select(func.count())
         .select_from(messages)
