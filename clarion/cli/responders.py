@@ -86,6 +86,30 @@ def poll(
     )
 
 
+@responders_app.command("demo")
+@user_errors
+def demo(
+    file: Annotated[Path, typer.Argument(help="Responder file (YAML).", show_default=False)],
+    people: Annotated[int, typer.Option(help="How many simulated people write in.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed of what they write.")] = 7,
+) -> None:
+    """Simulated people text and DM the responder through the sandbox and the tracking service; then its
+    funnel. Nothing leaves this machine."""
+    from clarion.sandbox.conversations import Exchange, run_demo
+
+    def show(exchange: Exchange) -> None:
+        who = f"{exchange.channel} {exchange.who}"
+        out.print(Text.assemble((f"{who:>17} ", "dim"), ("> ", "bold"), exchange.wrote), highlight=False)
+        answer = exchange.answer or "(no answer)"
+        out.print(
+            Text.assemble((" " * 18, ""), ("< ", "bold green"), answer), highlight=False, soft_wrap=True
+        )
+
+    name = run_demo(file, people, seed, show)
+    out.print()
+    responder_report(f"responder-{name}", as_json=False)
+
+
 @responders_app.command("purge")
 @user_errors
 def purge(files: Annotated[list[Path], typer.Argument(help="Responder files.")]) -> None:

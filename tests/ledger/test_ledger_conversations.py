@@ -11,11 +11,15 @@ from clarion.ledger.conversations import ConversationState, Decision, InboundMes
 
 
 def _message(provider_id: str, *, key: str = "k" * 32, address: str = "+14155550100") -> InboundMessage:
-    return InboundMessage("resp", "sms", key, "twilio", provider_id, "94110", datetime.now(UTC), "sms", address)
+    return InboundMessage(
+        "resp", "sms", key, "twilio", provider_id, "94110", datetime.now(UTC), "sms", address
+    )
 
 
 def _reply(state: ConversationState) -> Decision:
-    return Decision("zip", "pattern", reply=Outgoing("zip", "reply", f"hi {state.replies_last_hour}", "+14155550100"))
+    return Decision(
+        "zip", "pattern", reply=Outgoing("zip", "reply", f"hi {state.replies_last_hour}", "+14155550100")
+    )
 
 
 def test_a_message_is_received_once_and_answered_once(ledger: Ledger) -> None:
