@@ -112,9 +112,9 @@ def parse_webhook(payload: bytes | Mapping[str, Any], *, own_app_ids: Iterable[s
     data = payload.get("data")
     if isinstance(data, Mapping) and "event_type" in data:  # X Activity API
         kind = data.get("event_type")
-        account = (data.get("filter") or {}).get("user_id")
+        account = _mapping(data.get("filter")).get("user_id")
         if kind == "dm.received" and account is not None:
-            events = (data.get("payload") or {}).get("direct_message_events") or []
+            events = _mapping(data.get("payload")).get("direct_message_events") or []
             _dm_events(events if isinstance(events, list) else [], str(account), apps, out)
         else:
             out.skipped.append((None, f"event_type {str(kind)[:32]!r}"))
@@ -131,10 +131,10 @@ def _dm_events(events: list[Any], account: str, apps: frozenset[str], out: Parse
         if event.get("type") != "message_create":
             out.skipped.append((event_id, "not a message_create"))
             continue
-        create = event.get("message_create") or {}
+        create = _mapping(event.get("message_create"))
         sender = create.get("sender_id")
-        recipient = (create.get("target") or {}).get("recipient_id")
-        text = (create.get("message_data") or {}).get("text")
+        recipient = _mapping(create.get("target")).get("recipient_id")
+        text = _mapping(create.get("message_data")).get("text")
         if event_id is None or sender is None or recipient is None or not isinstance(text, str):
             out.skipped.append((event_id, "incomplete message_create"))
             continue
@@ -147,6 +147,11 @@ def _dm_events(events: list[Any], account: str, apps: frozenset[str], out: Parse
             out.skipped.append((event_id, "not addressed to the subscribed account"))
         else:
             out.messages.append(_inbound(event_id, str(sender), account, text, app))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object, or an empty one for anything else (a forger's list or number is not a crash)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _inbound(event_id: str, sender: str, account: str, text: str, app: Any) -> Inbound:
@@ -166,7 +171,10 @@ def parse_dm_events(page: Mapping[str, Any], account: str) -> Parsed:
     dm_event.fields=id,event_type,text,sender_id,dm_conversation_id,created_at: by default X sends only
     id, event_type and text. One-to-one conversation ids are "<id>-<id>"; group conversations are skipped."""
     out = Parsed()
-    for event in page.get("data") or []:
+    events = page.get("data")
+    for event in events if isinstance(events, list) else []:
+        if not isinstance(event, Mapping):
+            continue
         event_id = str(event.get("id"))[:64] if event.get("id") is not None else None
         sender = event.get("sender_id")
         if event.get("event_type") != "MessageCreate":

@@ -74,7 +74,12 @@ def serve(
     from clarion.responders.validation import validate_responder
     from clarion.tracking import build_app
 
+    from clarion.responders.sender import make_adapter
+
     loaded = [validate_responder(path).loaded for path in responders or []]
+    for item in loaded:  # the reply credentials, checked before anyone writes in
+        for cid, channel in item.responder.channels.items():
+            make_adapter(cid, channel)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tracking_app = build_app(responders=loaded)
     err.print(f"tracking service on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)

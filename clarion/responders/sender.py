@@ -14,6 +14,7 @@ hours, and erases message texts older than the responder's retention, every `int
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from clarion.base.errors import ClarionError
 from clarion.base.timing import parse_clock, quiet_until, zone
 from clarion.channels.base import SendOutcome, SendResult
 from clarion.ledger.conversations import Outgoing
@@ -125,7 +127,7 @@ class ReplySender:
             self.sent += 1
             return
         state = "uncertain" if result.outcome is SendOutcome.UNCERTAIN else "failed"
-        error = f"{result.code or ''} {result.error or ''}".strip()[:500]
+        error = redact(f"{result.code or ''} {result.error or ''}".strip())[:500]
         ledger.settle_reply(queued.reply_id, state, None, error)
         self.failed += 1
         log.warning("reply %d (%s): %s: %s", queued.reply_id, provider, state, error)
@@ -143,7 +145,10 @@ class ReplySender:
 
     def _call(self, queued: Queued) -> SendResult:
         channel = queued.route.channel
-        adapter = self.adapter(queued.route)
+        try:
+            adapter = self.adapter(queued.route)
+        except ClarionError as exc:  # credentials missing: `clarion serve` checks them before it starts
+            return SendResult(queued.recipient, SendOutcome.REJECTED, None, "credentials", str(exc))
         if isinstance(channel, SmsChannel):
             sender = queued.sender_number if queued.sender_number in channel.numbers else None
             sender = sender or (channel.numbers[0] if channel.numbers else None)
@@ -231,6 +236,14 @@ class ReplySender:
         tz = zone(zone_name or channel.default_timezone)
         start, end = parse_clock(channel.quiet_hours.start), parse_clock(channel.quiet_hours.end)
         return quiet_until(now, tz, start, end)
+
+
+_NUMBER = re.compile(r"\+?\d[\d \-]{6,}\d")
+
+
+def redact(text: str) -> str:
+    """A provider's error without the phone number or account id it may quote ("The 'To' number +1...")."""
+    return _NUMBER.sub("[address]", text)
 
 
 def make_adapter(channel_id: str, channel: SmsChannel | DmChannel) -> Any:

@@ -22,7 +22,9 @@ def test_direct_messages_through_tweepy(sandbox: Sandbox, monkeypatch: pytest.Mo
 
     assert sent.outcome is SendOutcome.SENT and sent.provider_id
     [record] = sandbox.messages("x")
-    assert record["kind"] == "dm" and record["to"] == "3001969357" and record["provider_id"] == sent.provider_id
+    assert (
+        record["kind"] == "dm" and record["to"] == "3001969357" and record["provider_id"] == sent.provider_id
+    )
     [event] = page["data"]
     assert event["id"] == sent.provider_id and event["sender_id"] == "1500000000000000001"
     assert event["dm_conversation_id"] == "1500000000000000001-3001969357"
@@ -32,10 +34,24 @@ def test_direct_messages_through_tweepy(sandbox: Sandbox, monkeypatch: pytest.Mo
 
 def test_people_write_in_through_the_sandbox_api(desk: Desk) -> None:
     write = desk.sandbox.url + "/_sandbox/people/write"
-    sms = httpx.post(write, json={"provider": "twilio", "from": "+14155550100", "text": "94110",
-                                  "webhook": desk.url + "/webhooks/twilio/inbound"})
-    dm = httpx.post(write, json={"provider": "x", "from": "3001969357", "text": "VOLUNTEER",
-                                 "webhook": desk.url + "/webhooks/x"})
+    sms = httpx.post(
+        write,
+        json={
+            "provider": "twilio",
+            "from": "+14155550100",
+            "text": "94110",
+            "webhook": desk.url + "/webhooks/twilio/inbound",
+        },
+    )
+    dm = httpx.post(
+        write,
+        json={
+            "provider": "x",
+            "from": "3001969357",
+            "text": "VOLUNTEER",
+            "webhook": desk.url + "/webhooks/x",
+        },
+    )
     wrong = httpx.post(write, json={"provider": "fax", "from": "1", "text": "x", "webhook": desk.url})
 
     assert sms.json()["status"] == dm.json()["status"] == 200
