@@ -71,10 +71,9 @@ def serve(
 
     import uvicorn
 
+    from clarion.responders.sender import make_adapter
     from clarion.responders.validation import validate_responder
     from clarion.tracking import build_app
-
-    from clarion.responders.sender import make_adapter
 
     loaded = [validate_responder(path).loaded for path in responders or []]
     for item in loaded:  # the reply credentials, checked before anyone writes in

@@ -25,6 +25,14 @@ Path = tuple[str | int, ...]
 _HTTP = re.compile(r"^https?://[^\s/]+\S*$")
 
 
+class ContactFields(dict[str, str]):
+    """A sender's contact fields; a field an unknown sender has no value for reads as empty, so a template
+    can say `{% if contact.first_name %}, {{ contact.first_name }}{% endif %}`."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 class ReplyError(Exception):
     """A template or lookup failed; `at` is its place in the file, for FILE:LINE:COL."""
 
@@ -108,7 +116,7 @@ class Replies:
         context: dict[str, Any] = {
             **groups,
             "match": dict(groups),
-            "contact": dict(contact),
+            "contact": ContactFields(contact),
             "responder": self.responder,
         }
         if key in self._plain:

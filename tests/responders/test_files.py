@@ -148,3 +148,24 @@ def test_responders_test_prints_the_rule_and_the_reply_and_sends_nothing() -> No
         app, ["responders", "test", str(EXAMPLE / "responder.yaml"), "--from", "hello", "--text", "x"]
     )
     assert bad.exit_code == 1 and "not a phone number" in bad.output
+
+
+def test_a_known_sender_is_greeted_by_name(responder_copy: Path) -> None:
+    from clarion.responders.preview import preview
+
+    folder = responder_copy.parent
+    (folder / "contacts.csv").write_text("id,phone,x_id,first_name\nc-1,(415) 555-0100,3001969357,Ada\n")
+    _edit(responder_copy, "retention: 30d", "retention: 30d\ncontacts: {file: contacts.csv}")
+    _edit(
+        responder_copy,
+        'reply: "Thank you!',
+        'reply: "Thank you{% if contact.first_name %}, {{ contact.first_name }}{% endif %}!',
+    )
+
+    sms = preview(responder_copy, "sms", "+14155550100", "volunteer")
+    dm = preview(responder_copy, "dm", "3001969357", "volunteer")
+    stranger = preview(responder_copy, "sms", "+12025550123", "volunteer")
+
+    assert sms["reply"].startswith("Thank you, Ada!") and sms["known_contact"]
+    assert dm["reply"].startswith("Thank you, Ada!")
+    assert stranger["reply"].startswith("Thank you!") and not stranger["known_contact"]
