@@ -95,6 +95,12 @@ class DmChannel(_Strict):
         default_factory=list, description="Our own X app ids: DMs created through them are never answered."
     )
     max_length: int = Field(default=X_DM_MAX, ge=1, le=X_DM_MAX, description="Longest reply, in characters.")
+    replies_per_15_minutes: int = Field(
+        default=15, ge=1, le=1000, description="DMs sent per 15 minutes (X's lower documented limit: 15)."
+    )
+    replies_per_day: int = Field(
+        default=1440, ge=1, le=100_000, description="DMs sent per 24 hours (X's documented limit: 1,440)."
+    )
 
 
 Channel = Annotated[SmsChannel | DmChannel, Field(discriminator="provider")]

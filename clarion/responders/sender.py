@@ -69,8 +69,6 @@ class ReplySender:
         *,
         workers: int = 8,
         interval: float = 30.0,
-        dm_per_15_minutes: int = 15,
-        dm_per_day: int = 1440,
     ) -> None:
         self.responders = responders
         self.interval = interval
@@ -78,7 +76,13 @@ class ReplySender:
         self._stop = threading.Event()
         self._adapters: dict[tuple[str, str], Any] = {}
         self._adapter_lock = threading.Lock()
-        self._pacers = {"x": (Pacer(dm_per_15_minutes, 900.0), Pacer(dm_per_day, 86_400.0))}
+        # one pair of pacers per X channel (per account): X counts DMs per user
+        self._pacers: dict[tuple[str, str], tuple[Pacer, ...]] = {
+            (loaded.name, cid): (Pacer(ch.replies_per_15_minutes, 900.0), Pacer(ch.replies_per_day, 86_400.0))
+            for loaded in responders.loaded
+            for cid, ch in loaded.responder.channels.items()
+            if isinstance(ch, DmChannel)
+        }
         self._loop: threading.Thread | None = None
         self.sent = 0
         self.failed = 0
@@ -115,7 +119,7 @@ class ReplySender:
 
     def send(self, queued: Queued) -> None:
         provider = queued.route.channel.provider
-        for pacer in self._pacers.get(provider, ()):
+        for pacer in self._pacers.get((queued.route.loaded.name, queued.route.channel_id), ()):
             if not pacer.wait(self._stop):
                 return  # shutting down: the reply stays queued and is sent after the restart
         ledger = self.responders.ledger

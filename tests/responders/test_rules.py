@@ -103,3 +103,16 @@ def test_a_catastrophic_pattern_for_backtracking_runs_in_linear_time() -> None:
     started = time.perf_counter()
     assert m.match("a" * 100_000) is None
     assert time.perf_counter() - started < 0.5
+
+
+def test_the_pacer_holds_the_call_past_its_limit() -> None:
+    import threading
+
+    from clarion.responders.sender import Pacer
+
+    pacer, stop = Pacer(2, 0.3), threading.Event()
+    started = time.monotonic()
+    assert all(pacer.wait(stop) for _ in range(3))
+    assert time.monotonic() - started >= 0.25  # the third call waited for the window to move
+    stop.set()
+    assert Pacer(1, 60).wait(stop) is False  # shutting down: nothing waits
