@@ -88,6 +88,7 @@ async def drive(
     webhook = f"{url}/webhooks/twilio/inbound"
     started: dict[str, float] = {}
     statuses: dict[int, int] = {}
+    accepted: set[str] = set()  # senders whose message the webhook acknowledged (200)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
@@ -96,8 +97,10 @@ async def drive(
             try:
                 answer = await client.post(webhook, data=params, headers={"X-Twilio-Signature": signature})
                 statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                if answer.status_code == 200:
+                    accepted.add(params["From"])
             except httpx.HTTPError:
-                statuses[0] = statuses.get(0, 0) + 1
+                statuses[0] = statuses.get(0, 0) + 1  # timed out: Twilio would deliver it again
 
         async def one(i: int) -> None:
             params = inbound_sms(numbers[i], rng.choice(TEXTS), NUMBER, "SM" + secrets.token_hex(16))
@@ -117,7 +120,7 @@ async def drive(
         await asyncio.gather(*tasks)
         sent_for = time.perf_counter() - t0
     replies = await collect(sandbox, total, timeout=120)
-    return report(started, replies, statuses, sent_for, total, rate, seconds)
+    return report(started, accepted, replies, statuses, sent_for, total, rate, seconds)
 
 
 async def collect(sandbox: str, expected: int, timeout: float) -> list[dict[str, object]]:
@@ -143,6 +146,7 @@ async def collect(sandbox: str, expected: int, timeout: float) -> list[dict[str,
 
 def report(
     started: dict[str, float],
+    accepted: set[str],
     replies: list[dict[str, object]],
     statuses: dict[int, int],
     sent_for: float,
@@ -159,7 +163,7 @@ def report(
             at = datetime.fromisoformat(str(reply["received_at"])).timestamp()
             latencies.append((at - started[to]) * 1000)
     latencies.sort()
-    lost = sum(1 for n in started if n not in per_sender)
+    lost = sum(1 for n in accepted if n not in per_sender)  # acknowledged, never answered
     twice = sum(1 for n in per_sender.values() if n > 1)
 
     def pct(p: float) -> float:
@@ -169,7 +173,10 @@ def report(
         f"inbound: {total:,} distinct messages at {rate:g}/s for {seconds:g} s "
         f"(offered in {sent_for:.1f} s); webhook answers {dict(sorted(statuses.items()))}"
     )
-    print(f"replies at the sandbox: {len(replies):,}; lost {lost}; answered twice {twice}")
+    print(
+        f"replies at the sandbox: {len(replies):,} for {len(accepted):,} acknowledged messages; lost "
+        f"(acknowledged, never answered) {lost}; answered twice {twice}"
+    )
     print(
         f"inbound -> reply latency: p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms, p99 {pct(0.99):.0f} ms, "
         f"max {latencies[-1] if latencies else float('nan'):.0f} ms"
