@@ -23,6 +23,7 @@ import asyncio
 import os
 import random
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--matching", action="store_true", help="only the matching benchmark")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` stops it: still stop the servers
     if args.matching:
         matching()
         return
