@@ -27,6 +27,9 @@ demo: $(STAMP)
 	$(BIN)/clarion report latest --html .clarion/debate-night-report.html
 	$(BIN)/clarion report latest
 	$(BIN)/clarion suppress list --limit 5
+	$(BIN)/clarion validate examples/register-by-zip/responder.yaml
+	$(BIN)/clarion responders test examples/register-by-zip/responder.yaml --channel sms --from +14155550100 --text "94110"
+	$(BIN)/clarion responders demo examples/register-by-zip/responder.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

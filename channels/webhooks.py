@@ -7,7 +7,8 @@ suppressions (unsubscribes, complaints, hard bounces), and messages people wrote
 it will not record raises `Refused` with the HTTP status and a one-line reason for the log, never echoing
 a secret. The tracking service mounts every registered provider's webhooks, caps and reads the body,
 calls `read`, writes what came back, and answers; for inbound messages the provider also formats the
-answer (`Webhook.reply`, e.g. TwiML).
+answer (`Webhook.reply`, e.g. TwiML). A provider that checks its endpoint with a GET first (X's CRC) gives
+`Webhook.challenge`.
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ class Inbound:
     """A message a person wrote to one of our numbers or accounts, already verified."""
 
     provider: str
-    kind: str  # the address kind of the sender ("sms")
+    kind: str  # the address kind of the sender ("sms", or "x" for an X account)
     sender: str | None  # normalised (E.164); None when the provider sent something unreadable
     to: str
     text: str
     message_id: str
     keyword: Reply | None = None  # a compliance keyword the provider itself recognised (Twilio's OptOutType)
+    app: str | None = None  # the app that created the message, when the provider says (X's source_app_id)
 
 
 @dataclass
@@ -93,6 +95,8 @@ class Webhook:
     max_body: int
     read: Callable[[WebhookRequest, Context], WebhookRead]
     reply: Callable[[str | None], tuple[str, str]] | None = None  # text -> (body, media type)
+    #: answers a GET on the same path (X's CRC challenge): request -> (status, body, media type)
+    challenge: Callable[[WebhookRequest], tuple[int, str, str]] | None = None
 
     @property
     def name(self) -> str:

@@ -241,6 +241,30 @@ class TwilioChannel(Channel):
         service = self.config.messaging_service_sid
         return look_up(self._client(), None if service else self.config.from_, service, lookups)
 
+    def reply(
+        self,
+        to: str,
+        text: str,
+        *,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+        status_callback: str | None = None,
+    ) -> SendResult:
+        """One text answering someone who wrote in (a responder's reply), through the REST API: the
+        reply's sid comes back at once, so the ledger keys it by the inbound message before anything else."""
+        kwargs: dict[str, Any] = {"to": to, "body": text}
+        if messaging_service_sid:
+            kwargs["messaging_service_sid"] = messaging_service_sid
+        else:
+            kwargs["from_"] = from_
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        try:
+            created = self._create(self._client(), kwargs)
+        except ProviderError as exc:
+            return exc.result(to)
+        return SendResult(to, SendOutcome.SENT, str(created.sid))
+
     def verify(self, planned: int) -> list[AccountCheck]:
         """The account (its status must be active) and its balance, shown with the planned volume."""
         from twilio.base.exceptions import TwilioRestException

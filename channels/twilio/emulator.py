@@ -76,6 +76,26 @@ def twilio_error(
     return json_response(body, status, headers)
 
 
+def inbound_sms(sender: str, body: str, to: str, message_sid: str | None = None) -> dict[str, str]:
+    """The form Twilio posts to the inbound-message webhook when `sender` texts `body` to `to`."""
+    params = {
+        "MessageSid": message_sid or "SM" + secrets.token_hex(16),
+        "AccountSid": ACCOUNT_SID,
+        "From": sender,
+        "To": to,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": str(sms_length(body).segments if body else 1),
+        "SmsStatus": "received",
+        "ApiVersion": API_VERSION,
+    }
+    params["SmsMessageSid"] = params["SmsSid"] = params["MessageSid"]
+    word = classify_reply(body)
+    if word is not None:
+        params["OptOutType"] = word.value.upper()
+    return params
+
+
 def _first(form: dict[str, list[str]], name: str) -> str | None:
     values = form.get(name)
     return values[0] if values else None
@@ -298,25 +318,23 @@ class TwilioEmulator(Emulator):
     # -- people -------------------------------------------------------------------------------------
 
     def reply(
-        self, sender: str, body: str, *, webhook: str, auth_token: str, to: str = "+15005550006"
+        self,
+        sender: str,
+        body: str,
+        *,
+        webhook: str,
+        auth_token: str,
+        to: str = "+15005550006",
+        message_sid: str | None = None,
     ) -> httpx.Response:
         """A person texts one of our numbers: as Twilio does, a STOP keyword opts the number out (later
         texts to it are refused with 21610) and START opts it back in; then the text is posted, signed
-        with the account's auth token, to the inbound-message webhook `webhook`. Returns its answer."""
+        with the account's auth token, to the inbound-message webhook `webhook` (the same `message_sid`
+        again is a redelivery). Returns its answer."""
         word = classify_reply(body)
         if word in (Reply.STOP, Reply.START):
             self.opt(sender, out=word is Reply.STOP)
-        params = {
-            "MessageSid": "SM" + secrets.token_hex(16),
-            "AccountSid": ACCOUNT_SID,
-            "From": sender,
-            "To": to,
-            "Body": body,
-            "NumMedia": "0",
-            "ApiVersion": API_VERSION,
-        }
-        if word is not None:
-            params["OptOutType"] = word.value.upper()
+        params = inbound_sms(sender, body, to, message_sid)
         headers = {"X-Twilio-Signature": sign(auth_token, webhook, params)}
         return httpx.post(webhook, data=params, headers=headers, timeout=10)
 

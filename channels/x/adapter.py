@@ -111,6 +111,7 @@ class XChannel(Channel):
     kind: ClassVar[ChannelKind] = ChannelKind.SOCIAL
     config_model: ClassVar[type[ChannelConfig]] = XConfig
     max_weighted_length: ClassVar[int] = X_MAX_WEIGHTED_LENGTH
+    webhooks_module: ClassVar[str | None] = "clarion.channels.x.webhooks"
     emulator_class: ClassVar[str | None] = "clarion.channels.x.emulator:XEmulator"
     settings_model: ClassVar[type[ProviderSettings]] = XSettings
     composes: ClassVar[bool] = True
@@ -127,6 +128,24 @@ class XChannel(Channel):
                 f"{cls.max_weighted_length}; shorten the text"
             )
         return f"{X_INTENT}?{urlencode({'text': text.strip(), 'url': link}, quote_via=quote)}"
+
+    def direct_message(self, participant_id: str, text: str) -> SendResult:
+        """One DM to one account (a responder's reply); the result's provider_id is the dm_event_id."""
+        from clarion.channels.x.dm import send_direct_message
+
+        assert isinstance(self.settings, XSettings)
+        try:
+            event_id = send_direct_message(self.client(), participant_id, text, self.settings.oauth1)
+        except ProviderError as exc:
+            return exc.result(participant_id)
+        return SendResult(participant_id, SendOutcome.SENT, event_id)
+
+    def direct_message_events(self, max_results: int = 100) -> dict[str, Any]:
+        """The newest page of the account's DM events (sent and received), for polling."""
+        from clarion.channels.x.dm import read_direct_message_events
+
+        assert isinstance(self.settings, XSettings)
+        return read_direct_message_events(self.client(), max_results, self.settings.oauth1)
 
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:

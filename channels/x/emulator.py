@@ -35,8 +35,10 @@ from clarion.channels.emulation import (
     utc_now_iso,
 )
 from clarion.channels.x import timeline
+from clarion.channels.x.inbox import CONSUMER_SECRET, Inbox
 from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
 from clarion.channels.x.timeline import X_EPOCH_MS
+from clarion.channels.x.webhooks import SECRET_VARIABLE
 
 PUBLIC_METRICS = (
     "retweet_count",
@@ -128,6 +130,7 @@ class XEmulator(Emulator):
         self._posts: dict[str, Record] = {}  # tweet id -> {"text", "public_metrics"}
         self._post_texts: set[str] = set()
         self._last_post_id = 0
+        self.inbox = Inbox(store)  # direct messages (inbox.py)
 
     # -- posts and their metrics ------------------------------------------------------------------
 
@@ -172,7 +175,14 @@ class XEmulator(Emulator):
 
     def controls(self) -> list[Route]:
         path = "/_sandbox/metrics/{tweet_id}"
-        return [("PUT", path, self.metrics), ("POST", path, self.metrics)]
+        return [
+            ("PUT", path, self.metrics),
+            ("POST", path, self.metrics),
+            ("PUT", "/_sandbox/x/webhook", self.inbox.set_webhook),
+        ]
+
+    def webhook_environment(self) -> dict[str, str]:
+        return {SECRET_VARIABLE: CONSUMER_SECRET}
 
     def metrics(self, request: Request, body: bytes) -> Response:
         tweet_id = request.path_params["tweet_id"]
@@ -193,6 +203,7 @@ class XEmulator(Emulator):
             self._windows.clear()
             self._posts.clear()
             self._post_texts.clear()
+        self.inbox.reset()
 
     def routes(self) -> list[Route]:
         return [
@@ -201,7 +212,22 @@ class XEmulator(Emulator):
             ("GET", "/2/tweets/{tweet_id}", self.lookup_tweet),
             ("GET", "/2/users/me", self.users_me),
             ("GET", "/2/users/{user_id}/tweets", self.user_posts),
+            (
+                "POST",
+                "/2/dm_conversations/with/{participant_id}/messages",
+                self._authorized_only(self.inbox.create),
+            ),
+            ("GET", "/2/dm_events", self._authorized_only(self.inbox.events)),
         ]
+
+    def _authorized_only(self, handler: Any) -> Any:
+        def guarded(request: Request, body: bytes) -> Response:
+            if not self._authorized(request):
+                return json_response(UNAUTHORIZED, 401, media_type=PROBLEM)
+            response: Response = handler(request, body)
+            return response
+
+        return guarded
 
     def _authorized(self, request: Request) -> bool:
         return _authorized(request) and not self.account.revoked
@@ -364,7 +390,10 @@ class XEmulator(Emulator):
         variant: str,
     ) -> bool:
         """A post's audience: impressions, some of whom click its link (at most max_social_clicks), like,
-        repost, reply, quote or bookmark it; the post's public metrics say so afterwards."""
+        repost, reply, quote or bookmark it; the post's public metrics say so afterwards. A direct message
+        has one reader, who may click its link like the reader of a text."""
+        if record.get("kind") == "dm":
+            return rng.random() < behaviour.delivered
         impressions = int(rate(behaviour.impressions, variant))
         clicks = sum(rng.random() < rate(behaviour.click, variant) for _ in range(impressions))
         for i in range(min(clicks, people.max_social_clicks)):

@@ -7,7 +7,8 @@ consent value the same way. Addresses are read by clarion.base.addresses.
 - Addresses are suppressed per kind ("email" or "sms"): an email unsubscribe stops emails, a STOP stops
   texts, neither stops the other.
 - SMS replies follow the carriers' and Twilio's standard keywords: the whole message, trimmed and
-  case-insensitive, is one keyword (Twilio's default opt-out handling matches the same way).
+  case-insensitive, is one keyword (Twilio's default opt-out handling matches the same way); surrounding
+  punctuation, emoji, accents and fullwidth forms do not hide a keyword (clarion.base.text.normalise).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from clarion.base.addresses import AddressKind
+from clarion.base.text import normalise
 
 SMS_CONSENT_COLUMN = "sms_consent"
 
@@ -46,12 +48,14 @@ class Reason(StrEnum):
     SPAM_REPORT = "spam_report"
     HARD_BOUNCE = "hard_bounce"
     SMS_STOP = "sms_stop"
+    DM_STOP = "dm_stop"  # STOP (or a synonym) sent to a responder by direct message
     TWILIO_21610 = "twilio_21610"  # Twilio refused: the number had replied STOP to this sender
 
 
 def classify_reply(body: str) -> Reply | None:
-    """What an inbound text asks for, if it is one of the standard keywords (the whole message)."""
-    word = body.strip().strip(".!").upper()
+    """What an inbound text asks for, if it is one of the standard keywords (the whole message, read by
+    clarion.base.text.normalise: "Stop!!", "ＳＴＯＰ", "stop 🙏" are STOP; "please stop" is not)."""
+    word = normalise(body).upper()
     if word in STOP_WORDS:
         return Reply.STOP
     if word in START_WORDS:

@@ -18,12 +18,19 @@ from clarion.cli.app import FileArg, app, err, out, user_errors
 
 @app.command()
 @user_errors
-def validate(files: Annotated[list[Path], typer.Argument(help="Campaign files (YAML).")]) -> None:
-    """Check campaign files, their templates and every contact; exit 1 listing every problem."""
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Campaign or responder files (YAML).")],
+) -> None:
+    """Check campaign files (templates, every contact) and responder files (rules, replies, examples);
+    exit 1 listing every problem."""
+    from clarion.cli.responders import is_responder_file
     from clarion.messages.validate import validate_campaign
 
     failed = 0
     for path in files:
+        if is_responder_file(path):
+            failed += _validate_responder(path)
+            continue
         try:
             report = validate_campaign(path)
         except CampaignInvalid as exc:
@@ -44,6 +51,26 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Campaign files (Y
     if failed:
         err.print(f"{failed} of {len(files)} campaign file(s) invalid", markup=False)
         raise typer.Exit(1)
+
+
+def _validate_responder(path: Path) -> int:
+    """1 when the responder file is invalid (its problems printed), else 0 (a summary printed)."""
+    from clarion.responders.validation import validate_responder
+
+    try:
+        report = validate_responder(path)
+    except CampaignInvalid as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        return 1
+    responder = report.loaded.responder
+    summary = (
+        f": {path}: responder {responder.name}, {len(responder.rules)} rule(s) on "
+        f"{', '.join(responder.channels)}; {report.examples} example(s) answered as written, "
+        f"{report.rendered} repl(ies) rendered within the channels' limits"
+    )
+    out.print(Text.assemble(("valid", "green"), summary), highlight=False, soft_wrap=True)
+    return 0
 
 
 def _message_row(message: Message) -> dict[str, Any]:
@@ -96,8 +123,17 @@ def preview(
 
 
 @app.command()
-def schema() -> None:
-    """Print the campaign format's JSON Schema (for editor completion)."""
+def schema(
+    responder: Annotated[
+        bool, typer.Option("--responder", help="The responder file format's schema instead.")
+    ] = False,
+) -> None:
+    """Print the campaign format's JSON Schema (or the responder format's), for editor completion."""
+    if responder:
+        from clarion.responders.model import json_schema as responder_schema
+
+        sys.stdout.write(json.dumps(responder_schema(), indent=2) + "\n")
+        return
     from clarion.campaign.model import json_schema
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")

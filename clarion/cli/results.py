@@ -17,7 +17,11 @@ from clarion.cli.app import app, err, out, resolve_run, user_errors
 @user_errors
 def report(
     run_id: Annotated[
-        str, typer.Argument(help="Run id (see `clarion runs`), or `latest`.", show_default=False)
+        str,
+        typer.Argument(
+            help="Run id (see `clarion runs`), `latest`, or a responder file (its funnel per rule).",
+            show_default=False,
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
     as_csv: Annotated[
@@ -27,10 +31,14 @@ def report(
         Path | None, typer.Option("--html", help="Write a self-contained HTML page to this file.")
     ] = None,
 ) -> None:
-    """Compare the variants of a run per channel (and against the holdout), with verdicts."""
+    """Compare the variants of a run per channel (and against the holdout), with verdicts; for a
+    responder, its funnel per rule (inbound -> matched -> replied -> clicked -> converted)."""
     from clarion.analysis.report import build_report, render_html, terminal, to_csv
+    from clarion.cli.responders import responder_report
     from clarion.ledger import Ledger
 
+    if responder_report(run_id, as_json=as_json):
+        return
     store = Ledger.open()
     data = build_report(store, resolve_run(store, run_id))
     if html is not None:

@@ -53,21 +53,40 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 behind a proxy).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    responders: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--responders",
+            help="Responder files (repeat the option for several): answer the texts and DMs people send.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the tracking service: tracked links, SendGrid/Twilio webhooks and conversions, into the ledger.
+    """Serve the tracking service: tracked links, SendGrid/Twilio/X webhooks and conversions, into the
+    ledger; with --responders, answer people who text or DM you.
 
     Keys come from the environment: CLARION_SECRET_KEY (links), SENDGRID_WEBHOOK_PUBLIC_KEY,
-    TWILIO_AUTH_TOKEN, CLARION_CONVERSION_SECRET; a webhook whose key is unset is refused.
+    TWILIO_AUTH_TOKEN, X_CONSUMER_SECRET, CLARION_CONVERSION_SECRET; a webhook whose key is unset is
+    refused. Replies go through the providers' APIs with their credentials (TWILIO_ACCOUNT_SID, X_*).
     """
     import logging
 
     import uvicorn
 
+    from clarion.responders.sender import make_adapter
+    from clarion.responders.validation import validate_responder
     from clarion.tracking import build_app
 
+    loaded = [validate_responder(path).loaded for path in responders or []]
+    for item in loaded:  # the reply credentials, checked before anyone writes in
+        for cid, channel in item.responder.channels.items():
+            make_adapter(cid, channel)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tracking_app = build_app()
+    tracking_app = build_app(responders=loaded)
     err.print(f"tracking service on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    for item in loaded:
+        err.print(
+            f"answering with responder {item.name} on {', '.join(item.responder.channels)}", markup=False
+        )
     uvicorn.run(
         tracking_app, host=host, port=port, access_log=access_log, proxy_headers=True, log_level="info"
     )

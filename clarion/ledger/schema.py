@@ -205,3 +205,58 @@ suppressions = Table(
     Column("lifted_at", UTCDateTime),
     PrimaryKeyConstraint("kind", "address"),
 )
+
+# -- conversations (revision 0005): what people wrote to a responder, and what it answered ---------------
+
+# One per responder, channel and sender. The sender is kept only as its address key (an HMAC under the
+# signing key, clarion.base.addresses.address_key); `reply_to` holds the address only while a reminder is
+# due, and is cleared when it goes or the question closes. Its id is the `contact` of personal links.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("responder", String, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("address_key", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("pending_rule", String),  # a follow-up question waiting for its answer
+    Column("pending_until", UTCDateTime),
+    Column("pending_misses", Integer, nullable=False),
+    Column("remind_at", UTCDateTime),  # the question's reminder is due then (held to quiet hours)
+    Column("reply_to", String),
+    Column("zone", String),  # the sender's time zone for quiet hours, from the number
+    Column("fallbacks", Integer, nullable=False),  # fallbacks answered in a row
+    UniqueConstraint("responder", "channel", "address_key"),
+    Index(None, "remind_at"),
+)
+
+# Messages in and out. An inbound message is unique by its provider's id (a redelivered webhook, or X
+# echoing our own DM back, finds it there); a reply is unique by the inbound row it answers, so nothing is
+# answered twice. `text` is erased after the responder's retention; `recipient` holds the address only
+# while a reply is queued or being sent.
+conversation_messages = Table(
+    "conversation_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("conversation_id", BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("direction", String(3), nullable=False),  # in, out
+    Column("provider", String(16), nullable=False),
+    Column("provider_id", String(64)),
+    Column("reply_to_id", BigInteger),
+    Column("rule", String),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(32)),
+    Column("text", Text),
+    Column("destination", Text),  # where the reply's personal link leads
+    Column("recipient", String),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("settled_at", UTCDateTime),
+    UniqueConstraint("provider", "provider_id"),
+    UniqueConstraint("reply_to_id"),
+    Index(None, "conversation_id", "created_at"),
+    Index(None, "state"),
+    Index(None, "created_at"),
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -257,6 +258,42 @@ def build_app(state: SandboxState) -> Starlette:
         current = state.engagement
         return json_response(None if current is None else current.snapshot())
 
+    async def people(request: Request) -> Response:
+        """A person writes in: {"provider": "twilio"|"x", "from", "text", "webhook", "to"?, "id"?} (an id
+        seen before is a redelivery). Posted, signed as the provider signs, to the webhook."""
+        try:
+            payload = parse_json(await request.body())
+            if not isinstance(payload, dict) or not all(
+                isinstance(payload.get(k), str) for k in ("provider", "from", "text", "webhook")
+            ):
+                raise ValueError(
+                    'expected {"provider": "twilio", "from": "+14155550100", "text": "94110", '
+                    '"webhook": "http://127.0.0.1:8765/webhooks/twilio/inbound"}'
+                )
+            provider, sender, text, webhook = (payload[k] for k in ("provider", "from", "text", "webhook"))
+            if provider == "twilio":
+                twilio = state.control("twilio")
+                token = twilio.credentials["TWILIO_AUTH_TOKEN"]
+                to = payload.get("to") or "+15005550006"
+                call = functools.partial(
+                    twilio.reply,
+                    sender,
+                    text,
+                    webhook=webhook,
+                    auth_token=token,
+                    to=to,
+                    message_sid=payload.get("id"),
+                )
+            elif provider == "x":
+                inbox = state.control("x").inbox
+                call = functools.partial(inbox.write, sender, text, webhook, event_id=payload.get("id"))
+            else:
+                raise ValueError(f"provider {provider!r}: people write in by twilio (SMS) or x (DM)")
+        except ValueError as exc:
+            return _error(str(exc))
+        answer = await asyncio.to_thread(call)
+        return json_response({"status": answer.status_code, "body": answer.text[:500]})
+
     async def unknown(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         path = request.url.path
@@ -282,6 +319,7 @@ def build_app(state: SandboxState) -> Starlette:
         Route("/_sandbox/keys", keys, methods=["GET"]),
         Route("/_sandbox/accounts", accounts, methods=["GET", "PUT"]),
         Route("/_sandbox/engagement", engagement, methods=["GET", "POST"]),
+        Route("/_sandbox/people/write", people, methods=["POST"]),
     ]
     for emulator in state.emulators.values():
         for method, path, handler in emulator.controls():

@@ -134,6 +134,44 @@ class Sandbox:
         )
         return answer
 
+    # -- people writing in (responders) -----------------------------------------------------------
+
+    def write_sms(
+        self,
+        sender: str,
+        text: str,
+        *,
+        webhook: str,
+        to: str = "+15005550006",
+        message_sid: str | None = None,
+    ) -> httpx.Response:
+        """A person texts `to`: Twilio's inbound-message webhook, signed with the sandbox's auth token
+        (the same `message_sid` again is a redelivery). Returns the webhook's answer."""
+        twilio = self.state.control("twilio")
+        answer: httpx.Response = twilio.reply(
+            sender,
+            text,
+            webhook=webhook,
+            auth_token=twilio.credentials["TWILIO_AUTH_TOKEN"],
+            to=to,
+            message_sid=message_sid,
+        )
+        return answer
+
+    def write_dm(
+        self, sender_id: str, text: str, *, webhook: str, event_id: str | None = None
+    ) -> httpx.Response:
+        """A person sends the sandbox's X account a DM, delivered signed as X's Account Activity webhook
+        does (the same `event_id` again is a redelivery). Returns the webhook's answer."""
+        answer: httpx.Response = self.state.control("x").inbox.write(
+            sender_id, text, webhook, event_id=event_id
+        )
+        return answer
+
+    def set_dm_webhook(self, url: str | None) -> None:
+        """Echo every DM the sandbox's X account sends to this webhook, as X's Account Activity API does."""
+        self.state.control("x").inbox.webhook = url
+
     # -- simulated recipients (recipients.py) -------------------------------------------------------
 
     def set_engagement(self, config: EngagementConfig | Mapping[str, Any] | str | None) -> None:

@@ -39,6 +39,7 @@ class RunFacts:
     variants: tuple[str, ...]
     kinds: dict[str, ChannelKind]
     cta: str
+    responder: bool = False  # a responder's run: its links lead where each reply pointed them
 
     @classmethod
     def of(cls, run: RunRecord) -> RunFacts:
@@ -52,6 +53,7 @@ class RunFacts:
             variants=tuple(options.get("variants", ())),
             kinds=kinds,
             cta=str(options.get("cta", "")),
+            responder="responder" in options,
         )
 
 
@@ -70,10 +72,11 @@ class Target:
         """What a provider's webhook needs of it: run, channel, variant, contact."""
         return WebhookTarget(self.run.run_id, self.channel, self.variant, self.contact_seq)
 
-    def redirect(self) -> str:
-        """Where a click goes: the run's CTA page, with UTM parameters and the token; never anywhere else."""
+    def redirect(self, destination: str | None = None) -> str:
+        """Where a click goes: the run's CTA page (for a responder, the page the reply pointed to, as the
+        ledger recorded it), with UTM parameters and the token; never anywhere a request names."""
         return cta_url(
-            self.run.cta,
+            destination or self.run.cta,
             campaign=self.run.campaign,
             channel=self.channel,
             kind=self.run.kinds[self.channel],
@@ -120,6 +123,12 @@ class RunDirectory:
             while len(self._runs) > MAX_RUNS:
                 self._runs.popitem(last=False)
         return facts
+
+    def responder_redirect(self, target: Target) -> str:
+        """A responder's personal link: the destination of the newest reply of that rule to that
+        conversation (e.g. the sender's state's registration page), else the responder's `link.url`."""
+        assert target.contact_seq is not None
+        return target.redirect(self.ledger.link_destination(target.contact_seq, target.variant))
 
     def run_by_id(self, run_id: str) -> RunFacts | None:
         record = self.ledger.get_run(run_id)

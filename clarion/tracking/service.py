@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -39,6 +40,7 @@ from clarion.base import addresses, signing
 from clarion.base.consent import Reason, Reply, classify_reply
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings, TrackingSettings
+from clarion.base.text import printable
 from clarion.channels.base import ChannelKind
 from clarion.channels.webhooks import Inbound, Refused, Webhook, WebhookRead, WebhookRequest
 from clarion.channels.webhooks import Target as WebhookTarget
@@ -48,6 +50,10 @@ from clarion.tracking.conversions import ConversionIn, parse_conversion
 from clarion.tracking.optouts import ClientLimits, unsubscribe_page
 from clarion.tracking.recorder import Recorder
 from clarion.tracking.runs import RunDirectory, Target
+
+if TYPE_CHECKING:
+    from clarion.responders.loader import LoadedResponder
+    from clarion.responders.sender import ReplySender
 
 log = logging.getLogger("clarion.tracking")
 
@@ -79,6 +85,7 @@ class Service:
     settings: TrackingSettings
     limits: ClientLimits
     rejected: int = 0
+    replies: ReplySender | None = None  # the responders' sender, when `clarion serve --responders`
 
     @property
     def lookup(self) -> Lookup:
@@ -91,11 +98,14 @@ def build_app(
     signer: LinkSigner | None = None,
     settings: TrackingSettings | None = None,
     environ: Mapping[str, str] | None = None,
+    responders: list[LoadedResponder] | None = None,
+    reply_workers: int = 8,
 ) -> Starlette:
     """The ASGI app; by default on the ledger and signing key of ClarionSettings (the environment).
 
-    `environ` holds the providers' webhook secrets (SENDGRID_WEBHOOK_PUBLIC_KEY, TWILIO_AUTH_TOKEN, ...);
-    default: the process environment."""
+    `environ` holds the providers' webhook secrets (SENDGRID_WEBHOOK_PUBLIC_KEY, TWILIO_AUTH_TOKEN,
+    X_CONSUMER_SECRET, ...); default: the process environment. `responders` answer the messages people
+    write in (after the compliance keywords), replying through the providers' APIs."""
     if ledger is None:
         ledger = Ledger(ClarionSettings().ledger_url())
     if signer is None:
@@ -103,6 +113,13 @@ def build_app(
     settings = settings or TrackingSettings()
     limits = ClientLimits(settings.clarion_rate_limit, settings.clarion_reject_limit)
     service = Service(ledger, RunDirectory(ledger, signer), Recorder(ledger), settings, limits)
+    answering = None
+    if responders:
+        from clarion.responders.engine import Responders
+        from clarion.responders.sender import ReplySender
+
+        answering = Responders(list(responders), ledger, signer, ClarionSettings().signing_key())
+        service.replies = ReplySender(answering, workers=reply_workers)
     provided = [
         w
         for adapter in channels.adapters()
@@ -114,9 +131,17 @@ def build_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(ledger.migrate)
         await service.recorder.start()
+        if answering is not None and service.replies is not None:
+            from clarion.responders.lookups import warm
+
+            await anyio.to_thread.run_sync(warm)  # zipcodes' first query takes ~1 s: not in a webhook
+            await anyio.to_thread.run_sync(answering.start)
+            service.replies.start()
         try:
             yield
         finally:
+            if service.replies is not None:
+                await anyio.to_thread.run_sync(service.replies.close)
             await service.recorder.stop()
 
     def rejected(request: Request, exc: Refused) -> Response:
@@ -141,6 +166,8 @@ def build_app(
         if target is None:
             return rejected_link(request, token)
         location = target.redirect()
+        if target.run.responder and target.contact_seq is not None:
+            location = await anyio.to_thread.run_sync(service.directory.responder_redirect, target)
         if request.method == "GET":
             record = Click(target.run.run_id, target.channel, target.variant, target.contact_seq, _now())
             try:
@@ -184,6 +211,26 @@ def build_app(
 
         return handle
 
+    def challenge(webhook: Webhook) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            if limits.blocked(_client(request)):
+                return PlainTextResponse(TOO_MANY, status_code=429, headers={"Retry-After": "60"})
+            assert webhook.challenge is not None
+            incoming = WebhookRequest(
+                "GET",
+                _public_url(request, settings.clarion_public_url),
+                request.headers,
+                request.query_params,
+                b"",
+            )
+            try:
+                status, content, media_type = webhook.challenge(incoming)
+            except Refused as exc:
+                return rejected(request, exc)
+            return Response(content, status_code=status, media_type=media_type)
+
+        return handle
+
     async def record(name: str, read: WebhookRead) -> None:
         if read.suppress:
             await anyio.to_thread.run_sync(ledger.suppress, read.suppress)
@@ -192,31 +239,34 @@ def build_app(
             log.warning("%s webhook: %d item(s) matched no run of this ledger", name, read.unmatched)
 
     async def _inbound(messages: list[Inbound]) -> str | None:
-        """Compliance keywords of texts people sent: STOP suppresses the sender, START lifts it, HELP is
-        answered; the answer (HELP's) goes back to the sender through the provider's webhook reply."""
+        """Messages people wrote in. The compliance keywords first, for every provider and not overridable:
+        STOP suppresses the sender for that kind of message, START lifts it, HELP on SMS is answered with
+        CLARION_SMS_HELP_REPLY through the provider's webhook reply (TwiML). Then the responders, if any,
+        record the message and queue their reply (sent through the provider's API, off this request)."""
         answer = None
         for message in messages:
             reply = message.keyword or classify_reply(message.text)
-            if reply is None:
-                continue
-            if message.sender is None:
-                raise Refused(400, "inbound text without a valid From number")
-            if reply is Reply.STOP:
-                stop = Suppression(
-                    message.kind,
-                    message.sender,
-                    Reason.SMS_STOP,
-                    f"{message.provider}:inbound",
-                    message.message_id or None,
-                )
-                await anyio.to_thread.run_sync(ledger.suppress, [stop])
-                log.info("SMS opt-out recorded (%s)", message.text.strip()[:16].upper())
-            elif reply is Reply.START:
-                await anyio.to_thread.run_sync(ledger.lift, message.kind, message.sender)
-                log.info("SMS opt-in recorded")
-            elif reply is Reply.HELP:
-                answer = settings.clarion_sms_help_reply
+            if reply is not None:
+                if message.sender is None:
+                    raise Refused(400, "inbound message without a readable sender")
+                await _compliance(message, message.sender, reply)
+                if reply is Reply.HELP and message.kind == addresses.AddressKind.SMS:
+                    answer = settings.clarion_sms_help_reply
+            if answering is not None:
+                await anyio.to_thread.run_sync(answering.receive, message, reply)
         return answer
+
+    async def _compliance(message: Inbound, sender: str, reply: Reply) -> None:
+        what = "SMS" if message.kind == addresses.AddressKind.SMS else "DM"
+        if reply is Reply.STOP:
+            reason = Reason.SMS_STOP if what == "SMS" else Reason.DM_STOP
+            source = f"{message.provider}:inbound"
+            stop = Suppression(message.kind, sender, reason, source, message.message_id or None)
+            await anyio.to_thread.run_sync(ledger.suppress, [stop])
+            log.info("%s opt-out recorded (%s)", what, printable(message.text.strip().upper(), 16))
+        elif reply is Reply.START:
+            await anyio.to_thread.run_sync(ledger.lift, message.kind, sender)
+            log.info("%s opt-in recorded", what)
 
     async def unsubscribe(request: Request) -> Response:
         client = _client(request)
@@ -282,6 +332,7 @@ def build_app(
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/webhooks/conversion", conversion, methods=["POST"]),
         *(Route(w.path, endpoint(w), methods=["POST"]) for w in provided),
+        *(Route(w.path, challenge(w), methods=["GET"]) for w in provided if w.challenge is not None),
         Route("/healthz", health, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found})
