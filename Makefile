@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME ?= $(CURDIR)/.clarion/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: demo test lint typecheck pytest install clean browser
+.PHONY: demo test lint typecheck pytest install clean browser axe
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/clarion validate examples/debate-night/campaign.yaml examples/b2b-cta-test/campaign.yaml
 	$(BIN)/clarion preview examples/debate-night/campaign.yaml --contact sup-000002
-	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox --engage examples/debate-night/engagement.yaml
+	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox --engage examples/debate-night/engagement.yaml --console
 	$(BIN)/clarion conversions import examples/debate-night/donations.csv --run latest
 	$(BIN)/clarion report latest --html .clarion/debate-night-report.html
 	$(BIN)/clarion report latest
@@ -39,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser axe
 	@mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/pytest
 
@@ -52,7 +52,15 @@ browser:
 	  echo "installing chromium for the HTML report's browser test"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# axe-core for the console's accessibility checks in Chromium: the version and its sha512 are pinned in
+# tests/console/package-lock.json, installed with npm into tests/console/node_modules (git-ignored).
+axe:
+	@test -f tests/console/node_modules/axe-core/axe.min.js || { \
+	  if command -v npm >/dev/null 2>&1; then \
+	    npm ci --prefix tests/console --no-audit --no-fund --ignore-scripts --silent; \
+	  else echo "npm not installed: the console's accessibility checks will be skipped"; fi; }
+
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .clarion .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .clarion .mypy_cache .ruff_cache .pytest_cache tests/console/node_modules

@@ -20,8 +20,9 @@ from prefect.input import RunInput
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.engine.context import RunContext
-from clarion.engine.preflight import APPROVAL, preflight, preview_markdown
+from clarion.engine.preflight import APPROVAL, approval_request, preflight, preview_markdown
 from clarion.engine.schedule import utcnow
+from clarion.engine.waiting import APPROVAL_REQUEST
 from clarion.flows.artifacts import artifact_key
 from clarion.ledger import RunStatus
 
@@ -51,7 +52,9 @@ def approval_gate(run: RunContext, approved_by: str | None) -> tuple[RunStatus, 
         recorded = store.decide(run_id, APPROVAL, _decision(True, approved_by, "approved when launched"))
     if recorded is None:
         checks = preflight(run)
-        markdown = preview_markdown(run, checks)
+        request = approval_request(run, checks, utcnow())
+        store.note(run_id, APPROVAL_REQUEST, request)  # what the console shows the approvers
+        markdown = preview_markdown(request)
         create_markdown_artifact(
             key=artifact_key("approval", run_id),
             markdown=markdown,

@@ -8,6 +8,10 @@ task runs grow with batches, not contacts. A channel that fails never stops the 
 Waiting happens where it survives a restart: in a deployment, the flow schedules a continuation run of
 its own deployment for the next wave and ends; run by hand (`clarion run`), it sleeps, and a resume after a
 crash waits only what is left, because every due time derives from the launch instant in the ledger.
+
+`clarion run` hands the flow the launch's `Coordination`, so that a signal can ask it to stop sending new
+requests: the batches settle what is in flight and return, the flow marks the run `interrupted` and ends
+(a wait for the next wave ends at once too). Deployments build their own.
 """
 
 from __future__ import annotations
@@ -61,16 +65,21 @@ def launch(
     trigger: dict[str, Any] | None = None,
     approved_by: str | None = None,
     retry_failed: bool = False,
+    coordination: Coordination | None = None,
 ) -> RunOutcome:
     """Send one campaign run: every channel of a wave at the same moment; returns per channel x variant
     results. `run_id` None derives it from the schedule slot or the triggering event (`trigger`), so the
     same slot or event never starts the campaign twice. `retry_failed` (a resume) sends again the failures
-    whose provider answer proves the message was not taken, the rollout's and the kits' too."""
+    whose provider answer proves the message was not taken, the rollout's and the kits' too.
+    `coordination`: in-process callers only (the object `clarion run` asks to stop on a signal); None
+    builds one for this flow run (`coordination_for`)."""
     loaded = load_campaign(campaign_path)
     kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
     slot = schedule_slot(run_id, trigger)
     run_id = resolve_run_id(loaded.campaign.name, run_id, trigger)
-    run = RunContext(Ledger.open(), loaded, run_id, kits, coordination=_coordination(loaded, run_id))
+    run = RunContext(
+        Ledger.open(), loaded, run_id, kits, coordination=coordination or coordination_for(run_id)
+    )
     run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
     batches = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed)
     store = run.ledger
@@ -87,10 +96,14 @@ def launch(
     while True:
         now, sent = utcnow(), False
         for wave in (w for w in plan if w.at <= now):
+            if run.coordination.stop_requested():
+                break
             todo = sending.due(wave)
             if todo:
                 sending.send(wave, todo)
                 sent = True
+        if why := run.coordination.stop_requested():
+            return _interrupted(run, why)
         wake = _next_wake(store, run_id, plan, now, set(sending.errors))
         if wake is None or (wake <= now and not sent):
             break
@@ -102,12 +115,14 @@ def launch(
         delay = (wake - utcnow()).total_seconds()
         if delay > 0:
             get_run_logger().info("run %s: next wave at %s (in %.0f s)", run_id, wake.isoformat(), delay)
-            time.sleep(delay)
+            if run.coordination.wait_for_stop(delay):
+                return _interrupted(run, run.coordination.stop_requested() or "stopped")
     return _finish(run, sending)
 
 
-def _coordination(loaded: LoadedCampaign, run_id: str) -> Coordination:
-    """In this process (threads), or shared through Redis with the shards of a send pool."""
+def coordination_for(run_id: str) -> Coordination:
+    """A new launch's coordination: in this process (threads), or shared through Redis with the shards of
+    a send pool (its stopped channels, stop request and in-flight count reset: a resume tries again)."""
     if not SETTINGS.send_pool:
         return LocalCoordination()
     if not SETTINGS.redis_url:
@@ -116,9 +131,26 @@ def _coordination(loaded: LoadedCampaign, run_id: str) -> Coordination:
             "must share the run's pacing, stopped channels and opening instant: set CLARION_REDIS_URL "
             "(e.g. redis://127.0.0.1:6379/0), or unset CLARION_SEND_POOL to send from this process"
         )
-    shared = RedisCoordination(SETTINGS.redis_url)
-    shared.restart(run_id, list(loaded.campaign.channels))
+    shared = RedisCoordination(SETTINGS.redis_url, launch=run_id)
+    shared.restart(run_id)
     return shared
+
+
+def _interrupted(run: RunContext, why: str) -> RunOutcome:
+    """Asked to stop: the run (and any child run it was sending) is `interrupted`, resumable as it is.
+
+    The ledger first: publishing to Prefect may fail when its server went down with the signal."""
+    store, run_id = run.ledger, run.run_id
+    for child in (rollout_run_id(run_id), *(kit_run_id(run_id, name) for name in run.kits)):
+        if (record := store.get_run(child)) is not None and not record.status.finished:
+            store.set_run_status(child, RunStatus.INTERRUPTED, error=why)
+    store.set_run_status(run_id, RunStatus.INTERRUPTED, error=why)
+    results = run_results(store, run_id)
+    try:
+        publish_results(store, run_id, results, {})
+    except Exception as exc:  # the Prefect server may be gone: the ledger already holds the truth
+        get_run_logger().warning("run %s: results not published to Prefect: %s", run_id, type(exc).__name__)
+    return RunOutcome(run_id, RunStatus.INTERRUPTED.value, results)
 
 
 class _Waves:

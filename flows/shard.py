@@ -69,7 +69,7 @@ def send_shard(
             "(every worker needs the same campaign files)"
         )
     kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
-    coordination = RedisCoordination(SETTINGS.redis_url)
+    coordination = RedisCoordination(SETTINGS.redis_url, launch=run_id)
     plan = [Batch(**b) for b in batches]
     target = plan[0].run_id
     done = coordination.lease(target, shard)

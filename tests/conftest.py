@@ -36,6 +36,17 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     yield
 
 
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A Prefect server for the whole session (the test harness), shared by the flow and console tests;
+    yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield str(PREFECT_API_URL.value())
+
+
 CONTACTS = """\
 id,email,phone,first_name,timezone,persona,sms_consent
 c-001,ada@example.org,+14155552671,Ada,America/Los_Angeles,cfo,yes

@@ -229,14 +229,17 @@ def test_suppress_import_without_an_address_column_says_what_it_needs(tmp_path: 
 
 def test_the_approval_preview_says_who_will_not_be_sent_and_why(campaign_dir: CampaignDir) -> None:
     from clarion.engine.context import RunContext
-    from clarion.engine.preflight import preview_markdown
+    from clarion.engine.preflight import approval_request, preview_markdown
+    from clarion.engine.schedule import utcnow
 
     path = campaign_dir.campaign()
     ledger = _ledger()
     ledger.suppress([Suppression(Kind.EMAIL, "ada@example.org", "unsubscribe_link", "test")])
     plan_run(ledger, load_campaign(path), "preview-skips")
 
-    page = preview_markdown(RunContext(ledger, load_campaign(path), "preview-skips"), [])
+    page = preview_markdown(
+        approval_request(RunContext(ledger, load_campaign(path), "preview-skips"), [], utcnow())
+    )
 
     assert "## Not sent" in page
     assert "- email: 1 no_address, 1 suppressed" in page

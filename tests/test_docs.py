@@ -104,10 +104,10 @@ def _variables_read() -> set[str]:
     """Every environment variable Clarion reads: its settings classes' fields, every provider's
     credentials, and the names its code reads directly (CLARION_*, provider webhook keys)."""
     from clarion import channels
-    from clarion.base.settings import ClarionSettings, TrackingSettings
+    from clarion.base.settings import ClarionSettings, ConsoleSettings, TrackingSettings
 
     names = {f"CLARION_{name.upper()}" for name in ClarionSettings.model_fields}
-    names |= {name.upper() for name in TrackingSettings.model_fields}
+    names |= {name.upper() for name in (*TrackingSettings.model_fields, *ConsoleSettings.model_fields)}
     for adapter in channels.adapters():
         for field in adapter.settings_model.model_fields.values():
             if isinstance(field.validation_alias, str):

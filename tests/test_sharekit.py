@@ -67,7 +67,8 @@ def test_two_kits_need_two_names(campaign_dir: CampaignDir) -> None:
 def test_the_approval_preview_names_the_share_kits(campaign_dir: CampaignDir, tmp_path: Path) -> None:
     from clarion.engine.context import RunContext
     from clarion.engine.plan import plan_run
-    from clarion.engine.preflight import preview_markdown
+    from clarion.engine.preflight import approval_request, preview_markdown
+    from clarion.engine.schedule import utcnow
     from clarion.ledger import Ledger
 
     campaign_dir.write("ambassadors.csv", "id,email,first_name\namb-1,ana@relay.example.org,Ana\n")
@@ -92,7 +93,9 @@ def test_the_approval_preview_names_the_share_kits(campaign_dir: CampaignDir, tm
     store = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     store.migrate()
     plan_run(store, load_campaign(path), "preview-run")
-    markdown = preview_markdown(RunContext(store, load_campaign(path), "preview-run"), [])
+    markdown = preview_markdown(
+        approval_request(RunContext(store, load_campaign(path), "preview-run"), [], utcnow())
+    )
     assert (
         "## Share kits\n\n- **relay** (relay.yaml), at T+10m: ambassadors get share links to post" in markdown
     )

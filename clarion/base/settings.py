@@ -96,3 +96,20 @@ class TrackingSettings(BaseSettings):
     clarion_rate_limit: str = "30/second"
     clarion_reject_limit: str = "20/minute"
     clarion_sms_help_reply: str | None = None
+
+
+class ConsoleSettings(BaseSettings):
+    """The console of `clarion serve` (/console), from the environment.
+
+    CLARION_CONSOLE_USER_HEADER      the header a reverse proxy names its authenticated user in (e.g.
+                                     X-Forwarded-User); read only from CLARION_CONSOLE_TRUSTED_PROXIES
+    CLARION_CONSOLE_TRUSTED_PROXIES  the proxies' addresses or networks, comma-separated (e.g.
+                                     127.0.0.1,10.0.0.0/8); required with the header
+    CLARION_CONSOLE_SESSION_HOURS    how long a sign-in lasts (default 8, a night's work)
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    clarion_console_user_header: str | None = None
+    clarion_console_trusted_proxies: str = ""
+    clarion_console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)

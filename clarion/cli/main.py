@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from clarion.cli import campaign, ops, reconcile, results, send, services  # noqa: F401  (each adds its commands)
 from clarion.cli.app import app
+from clarion.cli.console import console_app
 from clarion.cli.responders import responders_app
 from clarion.cli.suppress import suppress_app
 
 app.add_typer(suppress_app, name="suppress")
 app.add_typer(responders_app, name="responders")
+app.add_typer(console_app, name="console")
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -14,6 +14,7 @@ from rich.text import Text
 
 from clarion.base.errors import ClarionError
 from clarion.cli.app import FileArg, app, err, out, resolve_run, user_errors
+from clarion.cli.interrupt import Interrupted
 from clarion.engine.outcome import RunOutcome
 from clarion.ledger.results import format_reasons
 
@@ -99,6 +100,14 @@ def run(
             "rejections, never uncertain sends.",
         ),
     ] = False,
+    with_console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="With --sandbox: serve the operators' console here too, and print its address and a "
+            "sign-in token valid while the run lasts.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign: every channel at the same moment (step by step, with `steps:`), through a Prefect
     flow run in this process (its batches in this process, or as shards on a work pool)."""
@@ -112,6 +121,9 @@ def run(
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # Clarion never phones home
+    # Prefect's temporary server gets 20 s to start by default; a busy machine needs more (and said
+    # "did not start in time" otherwise)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from clarion.campaign.loader import load_campaign
     from clarion.cli.runner import run_campaign, sandbox_environment
     from clarion.engine.plan import new_run_id
@@ -125,25 +137,40 @@ def run(
     console = None if as_json else err
     if engage is not None and not sandbox:
         raise ClarionError("--engage simulates recipients in the provider sandbox: add --sandbox")
+    if with_console and not sandbox:
+        raise ClarionError(
+            "--console serves a console for a sandbox run: add --sandbox (for real runs, use `clarion serve`)"
+        )
     with contextlib.ExitStack() as stack:
         if sandbox:
             box = stack.enter_context(sandbox_environment())
             err.print(f"provider sandbox at {box.url} (dummy credentials)", markup=False, highlight=False)
-        if engage is not None:
-            from clarion.cli.runner import engaged
+        if engage is not None or with_console:
+            from clarion.cli.runner import local_service
 
-            tracking = stack.enter_context(engaged(box, engage))
-            err.print(f"tracking service at {tracking}; simulated recipients engage", markup=False)
+            service = stack.enter_context(local_service(box, engage, console=with_console))
+            if engage is not None:
+                err.print(f"tracking service at {service.url}; simulated recipients engage", markup=False)
+            if service.console_token is not None:
+                err.print(
+                    f"console at {service.url}/console/ (sign in with token {service.console_token}; "
+                    "it works while this run lasts)",
+                    markup=False,
+                )
         what = "resuming" if _known_run(rid) else "starting"
         err.print(f"run {rid}: {what}", markup=False, highlight=False)
-        result = run_campaign(
-            str(file),
-            rid,
-            resend_uncertain=resend_uncertain,
-            console=console,
-            approved_by=approved_by,
-            retry_failed=retry_failed,
-        )
+        try:
+            result = run_campaign(
+                str(file),
+                rid,
+                resend_uncertain=resend_uncertain,
+                console=console,
+                approved_by=approved_by,
+                retry_failed=retry_failed,
+                child_runs=_child_runs(loaded.campaign, rid),
+            )
+        except Interrupted as stop:
+            _interrupted(stop, file, as_json=as_json)
         if sandbox and not as_json:
             err.print(f"the sandbox received {len(box.messages()):,} messages", markup=False, highlight=False)
         if engage is not None:
@@ -203,6 +230,38 @@ def _check_retry(run_id: str | None) -> None:
         markup=False,
         highlight=False,
     )
+
+
+def _child_runs(campaign: Any, run_id: str) -> tuple[str, ...]:
+    """The runs a launch may send besides its own: its rollout's and its share kits'."""
+    from clarion.campaign.kits import kit_run_id
+    from clarion.engine.schedule import rollout_run_id
+
+    kits = tuple(kit_run_id(run_id, kit.name) for kit in campaign.share_kits or [])
+    return (rollout_run_id(run_id), *kits) if campaign.rollout is not None else kits
+
+
+def _interrupted(stop: Interrupted, file: Path, *, as_json: bool) -> NoReturn:
+    """One line: what stopped the run and how to resume it; exit 128 + the signal (1 for a lost server).
+
+    A flow left behind (its Prefect server gone) may hold threads that never end: exit at once, the
+    ledger already says where the run stands."""
+    import os
+    import shlex
+
+    resume = f"clarion run {shlex.quote(str(file))} --run-id {shlex.quote(stop.run_id)}"
+    if as_json:
+        payload = {"run_id": stop.run_id, "status": "interrupted", "why": stop.why, "resume": resume}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    err.print(f"run {stop.run_id} interrupted ({stop.why}); resume with: {resume}", markup=False)
+    if stop.abandoned:
+        from clarion.cli.interrupt import stop_temporary_servers
+
+        stop_temporary_servers()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.exit_code)
+    raise typer.Exit(stop.exit_code)
 
 
 def _known_run(run_id: str) -> bool:
@@ -299,10 +358,12 @@ def status(
     ],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Where one run stands: its state, what each channel sent, and what recipients did since."""
+    """Where one run stands: its state, what each channel sent and holds back (until when), what it waits
+    for, and what recipients did since."""
     from dataclasses import asdict
 
-    from clarion.ledger import Ledger, RunNotFound
+    from clarion.engine.waiting import Explainer
+    from clarion.ledger import Ledger, RunNotFound, RunStatus
     from clarion.ledger.results import channel_totals, run_results
 
     store = Ledger.open()
@@ -311,7 +372,10 @@ def status(
     if record is None:
         raise RunNotFound(rid)
     engagement = store.engagement(rid)
+    waits = Explainer(store).explain(rid)
     channels = {cid: asdict(t) for cid, t in channel_totals(run_results(store, rid)).items()}
+    for cid, counts in channels.items():
+        counts["deferred"] = waits.deferred_count(cid)
     for (channel, _variant, kind), people in engagement.events.items():
         if kind == "delivered" and channel in channels:
             channels[channel]["delivered"] = channels[channel].get("delivered", 0) + people
@@ -328,19 +392,33 @@ def status(
         "error": record.error,
         "channels": channels,
         "contacts_converted": converted,
+        "waiting": waits.as_dict(),
     }
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     out.print(f"run {rid} ({record.campaign}): {record.status}", markup=False, highlight=False)
     if record.error:
-        out.print(f"error: {record.error}", markup=False, highlight=False)
+        label = "stopped" if record.status is RunStatus.INTERRUPTED else "error"
+        out.print(f"{label}: {record.error}", markup=False, highlight=False)
     table = Table(title="per channel")
-    columns = ("planned", "sent", "failed", "skipped", "uncertain", "pending", "delivered", "clicks")
+    columns = (
+        "planned",
+        "sent",
+        "failed",
+        "skipped",
+        "uncertain",
+        "pending",
+        "deferred",
+        "delivered",
+        "clicks",
+    )
     table.add_column("channel")
     for column in columns:
         table.add_column(column, justify="right")
     for channel, counts in channels.items():
         table.add_row(Text(channel), *(f"{counts.get(c, 0):,}" for c in columns))
     out.print(table)
+    for line in waits.lines():
+        out.print(line, markup=False, highlight=False)
     out.print(f"contacts who converted (any route): {converted:,}", markup=False, highlight=False)

@@ -60,18 +60,28 @@ def serve(
             help="Responder files (repeat the option for several): answer the texts and DMs people send.",
         ),
     ] = None,
+    console: Annotated[
+        bool, typer.Option("--console/--no-console", help="Serve the operators' console at /console.")
+    ] = True,
 ) -> None:
     """Serve the tracking service: tracked links, SendGrid/Twilio/X webhooks and conversions, into the
-    ledger; with --responders, answer people who text or DM you.
+    ledger; with --responders, answer people who text or DM you; and the operators' console at /console
+    (sign in with `clarion console add-user NAME`'s token).
 
     Keys come from the environment: CLARION_SECRET_KEY (links), SENDGRID_WEBHOOK_PUBLIC_KEY,
     TWILIO_AUTH_TOKEN, X_CONSUMER_SECRET, CLARION_CONVERSION_SECRET; a webhook whose key is unset is
     refused. Replies go through the providers' APIs with their credentials (TWILIO_ACCOUNT_SID, X_*).
+    Approving from the console needs PREFECT_API_URL (the server the runs wait on).
     """
     import logging
+    import os
 
     import uvicorn
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+    from clarion.console import build_console, mount
+    from clarion.console.security import StashPeer
+    from clarion.ledger import Ledger
     from clarion.responders.sender import make_adapter
     from clarion.responders.validation import validate_responder
     from clarion.tracking import build_app
@@ -81,14 +91,28 @@ def serve(
         for cid, channel in item.responder.channels.items():
             make_adapter(cid, channel)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tracking_app = build_app(responders=loaded)
+    ledger = Ledger.open()
+    tracking_app = build_app(ledger, responders=loaded)
+    if console:
+        mount(tracking_app, build_console(ledger))
+    # uvicorn's own proxy-headers handling, inside StashPeer: the console checks the proxy itself
+    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    app = StashPeer(ProxyHeadersMiddleware(tracking_app, trusted_hosts=trusted))  # type: ignore[arg-type]
     err.print(f"tracking service on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
     for item in loaded:
         err.print(
             f"answering with responder {item.name} on {', '.join(item.responder.channels)}", markup=False
         )
+    if console:
+        err.print(f"console on http://{host}:{port}/console/", markup=False)
     uvicorn.run(
-        tracking_app, host=host, port=port, access_log=access_log, proxy_headers=True, log_level="info"
+        app,
+        host=host,
+        port=port,
+        access_log=access_log,
+        proxy_headers=False,
+        log_level="info",
+        timeout_graceful_shutdown=5,  # live pages' streams end with the server
     )
 
 

@@ -12,6 +12,10 @@ a shared implementation (Redis) serves shards on several workers behind the same
   (what is left stays planned, for a resume) and the others go on.
 - **Pacing.** `messages_per_second` and `requests_per_second` per channel hold for all the channel's
   batches together (token buckets).
+- **Stopping.** Whoever runs the launch (`clarion run` on SIGINT or SIGTERM) asks it to stop sending new
+  requests (`request_stop`); every send checks between chunks, and between messages of a provider that
+  takes one per request, and waits (retries, the next wave) wake up at once. A request already made is
+  settled as usual; `settled()` says when none is left in flight.
 
 Keys are (run id, channel): a launch also sends its share kits' runs and a rollout's run.
 """
@@ -83,6 +87,33 @@ class Coordination(ABC):
     @abstractmethod
     def pace(self, run_id: str, channel: str, pacing: Pacing, messages: int) -> None:
         """Wait until a request carrying `messages` messages may go, under the channel's pacing."""
+
+    # -- stopping -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def request_stop(self, why: str) -> None:
+        """Stop sending new requests, in every run of this launch (the first reason given is kept)."""
+
+    @abstractmethod
+    def stop_requested(self) -> str | None:
+        """Why the launch was asked to stop sending, or None."""
+
+    @abstractmethod
+    def wait_for_stop(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking at once when a stop is requested; True when one was."""
+
+    @abstractmethod
+    def enter_request(self) -> bool:
+        """A chunk is about to be claimed and sent: counted in flight, unless a stop was requested (False:
+        claim nothing). Checked and counted at once, so after a stop the count only goes down."""
+
+    @abstractmethod
+    def leave_request(self) -> None:
+        """The chunk entered with `enter_request` is settled (or released)."""
+
+    @abstractmethod
+    def settled(self, timeout: float) -> bool:
+        """Wait until no chunk of this launch is in flight (at most `timeout` seconds); True when none is."""
 
 
 class TokenBucket:
@@ -171,6 +202,10 @@ class LocalCoordination(Coordination):
         self._exhausted: dict[Key, int] = {}
         self._gates: dict[str, _RunGate] = {}
         self._pacers: dict[Key, Pacer] = {}
+        self._stop = threading.Event()
+        self._why: str | None = None
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
 
     def stopped(self, run_id: str, channel: str) -> str | None:
         with self._lock:
@@ -207,6 +242,34 @@ class LocalCoordination(Coordination):
             if pacer is None:
                 pacer = self._pacers[(run_id, channel)] = Pacer(pacing)
         pacer.request(messages)
+
+    def request_stop(self, why: str) -> None:
+        with self._lock:
+            self._why = self._why or why
+            self._stop.set()
+
+    def stop_requested(self) -> str | None:
+        return self._why if self._stop.is_set() else None
+
+    def wait_for_stop(self, seconds: float) -> bool:
+        return self._stop.wait(max(seconds, 0.0))
+
+    def enter_request(self) -> bool:
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self._in_flight += 1
+            return True
+
+    def leave_request(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight <= 0:
+                self._idle.notify_all()
+
+    def settled(self, timeout: float) -> bool:
+        with self._lock:
+            return self._idle.wait_for(lambda: self._in_flight <= 0, timeout=max(timeout, 0.0))
 
 
 __all__ = [

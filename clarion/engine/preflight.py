@@ -9,7 +9,9 @@ variant. From any shell:
 from __future__ import annotations
 
 import getpass
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from clarion import channels
 from clarion.base.timing import format_duration
@@ -77,35 +79,68 @@ def preflight(run: RunContext) -> list[Check]:
     return checks
 
 
-def preview_markdown(run: RunContext, checks: list[Check]) -> str:
+def approval_request(run: RunContext, checks: list[Check], asked_at: datetime) -> dict[str, Any]:
+    """What the approvers are asked, as data: kept with the run in the ledger (the console shows it) and
+    written as the `approval-<run>` Markdown artifact (`preview_markdown`)."""
     loaded, store, run_id = run.loaded, run.ledger, run.run_id
-    arms = store.arm_counts(run_id)
-    lines = [f"# Approve run `{run_id}` of {loaded.campaign.name}?", ""]
-    lines += ["## Pre-flight", ""] + [
-        f"- {'OK' if c.ok else 'FAILED'}: **{c.name}**: {c.detail}" for c in checks
-    ]
-    lines += ["", "## Audience", ""] + [f"- {arm}: {n:,} contacts" for arm, n in sorted(arms.items())]
+    gate = loaded.campaign.approval
     skipped: dict[str, dict[str, int]] = {}
+    planned: dict[str, int] = {}
     for row in store.summary(run_id):
         if row.state is SendState.SKIPPED:
             reasons = skipped.setdefault(row.channel, {})
             reasons[row.reason or "?"] = reasons.get(row.reason or "?", 0) + row.count
-    if skipped:  # opted out, no consent, at the frequency cap, no address: who will not get the message
+        elif row.state is SendState.PLANNED:
+            planned[row.channel] = planned.get(row.channel, 0) + row.count
+    return {
+        "run_id": run_id,
+        "campaign": loaded.campaign.name,
+        "asked_at": asked_at.isoformat(),
+        "approvers": list(gate.approvers) if gate else [],
+        "timeout_seconds": int(gate.timeout.total_seconds()) if gate else None,
+        "checks": [asdict(c) for c in checks],
+        "arms": dict(sorted(store.arm_counts(run_id).items())),
+        "planned": dict(sorted(planned.items())),
+        "skipped": {cid: dict(sorted(r.items())) for cid, r in sorted(skipped.items())},
+        "messages": [
+            {
+                "channel": m.channel,
+                "variant": m.variant,
+                "subject": m.subject,
+                "text": m.text[:2000],
+            }
+            for m in preview(loaded)
+        ],
+        "kits": [
+            {"name": kit.name, "campaign": kit.campaign, "after": format_duration(kit.after or timedelta())}
+            for kit in loaded.campaign.share_kits or []
+        ],
+    }
+
+
+def preview_markdown(request: dict[str, Any]) -> str:
+    run_id = request["run_id"]
+    lines = [f"# Approve run `{run_id}` of {request['campaign']}?", ""]
+    lines += ["## Pre-flight", ""] + [
+        f"- {'OK' if c['ok'] else 'FAILED'}: **{c['name']}**: {c['detail']}" for c in request["checks"]
+    ]
+    lines += ["", "## Audience", ""] + [f"- {arm}: {n:,} contacts" for arm, n in request["arms"].items()]
+    if skipped := request["skipped"]:  # opted out, no consent, at the cap, no address: who gets nothing
         lines += ["", "## Not sent", ""] + [
-            f"- {cid}: " + ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items()))
-            for cid, reasons in sorted(skipped.items())
+            f"- {cid}: " + ", ".join(f"{n:,} {reason}" for reason, n in reasons.items())
+            for cid, reasons in skipped.items()
         ]
     lines += ["", "## Messages (for the first contact)", ""]
-    for message in preview(loaded):
-        head = f"**{message.channel}** / {message.variant}"
-        subject = f" - subject: {message.subject}" if message.subject else ""
-        text = message.text.replace("\n", " ")[:500]
+    for message in request["messages"]:
+        head = f"**{message['channel']}** / {message['variant']}"
+        subject = f" - subject: {message['subject']}" if message["subject"] else ""
+        text = message["text"].replace("\n", " ")[:500]
         lines.append(f"- {head}{subject}\n\n  > {text}\n")
-    if kits := loaded.campaign.share_kits:
+    if request["kits"]:
         lines += ["", "## Share kits", ""] + [
-            f"- **{kit.name}** ({kit.campaign}), at T+{format_duration(kit.after) if kit.after else '0s'}: "
+            f"- **{kit['name']}** ({kit['campaign']}), at T+{kit['after']}: "
             "ambassadors get share links to post"
-            for kit in kits
+            for kit in request["kits"]
         ]
     lines += ["", f"Answer with `clarion approve {run_id}` or `clarion reject {run_id} --reason ...`."]
     return "\n".join(lines) + "\n"
@@ -114,6 +149,7 @@ def preview_markdown(run: RunContext, checks: list[Check]) -> str:
 __all__ = [
     "APPROVAL",
     "Check",
+    "approval_request",
     "default_approver",
     "preflight",
     "preview_markdown",

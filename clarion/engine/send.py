@@ -13,6 +13,11 @@ through, the provider is taken to be down (the run's Coordination keeps count): 
 sends in this launch stay planned (a resume sends them) instead of hammering a failing provider for hours,
 and the other channels go on. A flaky provider (say 20% of calls failing) fails a recipient now and then
 and never trips it.
+
+Asked to stop (the run's Coordination: `clarion run` got SIGINT or SIGTERM), a batch claims nothing more:
+the chunk in flight is settled as usual, the messages of a one-per-request provider's chunk not yet made
+are released (planned again, for a resume), a retry's wait ends at once, and the batch returns
+`interrupted`.
 """
 
 from __future__ import annotations
@@ -50,12 +55,15 @@ class ChannelStopped(Exception):
 class BatchOutcome:
     batch: Batch
     counts: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False  # a stop was requested: what is left of the batch stays planned
 
 
 def send_batch(run: RunContext, batch: Batch, *, sleep: Callable[[float], None] = time.sleep) -> BatchOutcome:
     """Send what is still planned in one batch; raises ChannelStopped when the provider is down."""
     gate = run.coordination.gate(batch.run_id, batch.opening)
     try:
+        if run.coordination.stop_requested():
+            return BatchOutcome(batch, interrupted=True)
         if why := run.coordination.stopped(batch.run_id, batch.channel):
             raise ChannelStopped(why)
         return _send_pending(run, batch, gate, sleep)
@@ -111,10 +119,17 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
         outcome.counts["skipped"] = len(failures)
     outbounds = _without_opt_outs(ledger, adapter, batch, outbounds, outcome)
     chunk = adapter.max_batch if adapter.max_batch > 1 else PER_MESSAGE_CLAIM
+    coordination = run.coordination
     for start in range(0, len(outbounds), chunk):
-        if why := run.coordination.stopped(batch.run_id, batch.channel):
+        if why := coordination.stopped(batch.run_id, batch.channel):
             raise ChannelStopped(why)
-        _send_chunk(run, adapter, batch, outbounds[start : start + chunk], sleep, outcome, gate)
+        if not coordination.enter_request():
+            outcome.interrupted = True
+            break
+        try:
+            _send_chunk(run, adapter, batch, outbounds[start : start + chunk], sleep, outcome, gate)
+        finally:
+            coordination.leave_request()
     return outcome
 
 
@@ -139,6 +154,11 @@ def _send_chunk(
             return
         gate.open()
         results = _send_paced(coordination, batch, adapter, todo)
+        if len(results) < len(todo):  # stopped between messages: those not made go back to planned
+            made = {r.recipient for r in results}
+            unmade = [o.recipient for o in todo if o.recipient not in made]
+            ledger.release(batch.run_id, batch.channel, unmade)
+            outcome.interrupted = True
         last = attempt >= policy.max_attempts
         settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]
         retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
@@ -164,7 +184,9 @@ def _send_chunk(
             retry[0].error,
             wait,
         )
-        sleep(wait)
+        if outcome.interrupted or _wait(coordination, sleep, wait):
+            outcome.interrupted = True  # the retries stay planned, for a resume
+            return
         again = {r.recipient for r in retry}
         todo = [o for o in todo if o.recipient in again]
 
@@ -215,11 +237,23 @@ def _send_paced(
     if adapter.max_batch > 1:
         coordination.pace(batch.run_id, batch.channel, pacing, len(items))
         return adapter.send(items)
-    results = []
+    results: list[SendResult] = []
     for item in items:
+        if coordination.stop_requested():
+            break  # the rest of the chunk was claimed but never made: the caller releases it
         coordination.pace(batch.run_id, batch.channel, pacing, 1)
         results.extend(adapter.send([item]))
     return results
+
+
+def _wait(coordination: Coordination, sleep: Callable[[float], None], seconds: float) -> bool:
+    """Wait before a retry; True when a stop was requested meanwhile (the wait ends at once then).
+
+    A test's own `sleep` is honoured (it fakes the clock); the real one waits on the coordination."""
+    if sleep is time.sleep:
+        return coordination.wait_for_stop(seconds)
+    sleep(seconds)
+    return coordination.stop_requested() is not None
 
 
 def _settlement(result: SendResult) -> Settlement:

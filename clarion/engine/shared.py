@@ -16,7 +16,10 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
 - **Liveness.** Each shard refreshes a lease every LEASE_REFRESH seconds while it runs; a shard whose lease
   expired died (kill -9, a machine gone), and the launch runs its batches again (the ledger's claims make
   that safe: what the dead shard had in flight is listed uncertain, never resent).
-- **Stop.** An interrupted launch sets a stop flag; every shard stops before its next chunk.
+- **Stop.** An interrupted launch sets a stop flag; every shard stops before its next chunk. A stop
+  request (`clarion run` got SIGINT or SIGTERM) is one key per launch, `clarion:<launch>:stop`, read by
+  every shard between chunks (at most every STOP_POLL seconds), and the launch's chunks in flight are one
+  counter there, so the launcher knows when the shards have settled what they had sent.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ TTL = 24 * 3600  # seconds a run's keys outlive their last use
 LEAD = 0.25  # seconds between the moment every opening batch is ready and the opening instant
 LEASE_TTL = 6.0  # a shard silent for this long is dead
 LEASE_REFRESH = 1.5
+STOP_POLL = 0.1  # seconds a shard may go without re-reading its launch's stop request
+
+# A chunk enters only while no stop was requested: checked and counted in one step.
+_ENTER = """
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+redis.call('incr', KEYS[2])
+redis.call('expire', KEYS[2], ARGV[1])
+return 1
+"""
 
 
 def connect(url: str) -> Any:
@@ -89,13 +101,18 @@ class _SharedGate(Gate):
 class RedisCoordination(Coordination):
     """The coordination of one launch, shared with its shards through Redis (see the module docstring)."""
 
-    def __init__(self, url: str, *, client: Any = None) -> None:
+    def __init__(self, url: str, *, launch: str, client: Any = None) -> None:
         self.url = url
         self.redis = client if client is not None else connect(url)
+        self.launch = launch  # the launch's run id: its stop request and in-flight count
         self.instance = f"{time.time_ns():x}"
         self._offset = self._clock_offset()
         self._limiter: Any = None
         self._lock = threading.Lock()
+        self._stop_key, self._flight_key = self.key(launch, "stop"), self.key(launch, "in_flight")
+        self._why: str | None = None
+        self._checked = 0.0
+        self._enter = self.redis.register_script(_ENTER)
 
     def key(self, run_id: str, *parts: str) -> str:
         return ":".join(("clarion", run_id, *parts))
@@ -156,10 +173,14 @@ class RedisCoordination(Coordination):
         """Every shard of the run stops before its next chunk."""
         self.redis.set(self.key(run_id, "interrupt"), "1", ex=TTL)
 
-    def restart(self, run_id: str, channels: list[str]) -> None:
-        """A new launch of the run (a resume) tries every channel again."""
-        keys = [self.key(run_id, c, k) for c in channels for k in ("stopped", "exhausted")]
-        self.redis.delete(*keys, self.key(run_id, "interrupt"))
+    def restart(self, run_id: str) -> None:
+        """A new launch of the run (a resume) tries every channel again, with no stop requested."""
+        keys = [
+            key
+            for suffix in ("stopped", "exhausted")
+            for key in self.redis.scan_iter(match=self.key(run_id, "*", suffix), count=1000)
+        ]
+        self.redis.delete(*keys, self.key(run_id, "interrupt"), self._stop_key, self._flight_key)
 
     # -- the opening --------------------------------------------------------------------------------
 
@@ -231,6 +252,58 @@ class RedisCoordination(Coordination):
                 reset = limiter.get_window_stats(item, *ids).reset_time
                 time.sleep(min(max(reset - time.time(), 0.001), item.get_expiry()))
             left -= step
+
+    # -- stopping -----------------------------------------------------------------------------------
+
+    def request_stop(self, why: str) -> None:
+        """Stop this process's sends at once, and every shard's through Redis. Called from a signal
+        handler: the Redis write happens in a thread (the handler may have interrupted a Redis call of
+        this same thread, holding the connection pool's lock)."""
+        self._why = self._why or why
+        threading.Thread(
+            target=self.redis.set, args=(self._stop_key, why), kwargs={"nx": True, "ex": TTL}, daemon=True
+        ).start()
+
+    def stop_requested(self) -> str | None:
+        if self._why is not None:
+            return self._why  # a stop is never taken back within a launch
+        now = time.monotonic()
+        if now - self._checked < STOP_POLL:
+            return None
+        value = self.redis.get(self._stop_key)
+        self._checked = now
+        if value is not None:
+            self._why = value.decode()
+        return self._why
+
+    def wait_for_stop(self, seconds: float) -> bool:
+        deadline = time.monotonic() + max(seconds, 0.0)
+        while True:
+            if self.stop_requested() is not None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, STOP_POLL))
+
+    def enter_request(self) -> bool:
+        if self._why is not None:
+            return False
+        entered = bool(self._enter(keys=[self._stop_key, self._flight_key], args=[TTL]))
+        if not entered:
+            self.stop_requested()
+        return entered
+
+    def leave_request(self) -> None:
+        self.redis.decr(self._flight_key)
+
+    def settled(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while int(self.redis.get(self._flight_key) or 0) > 0:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     # -- liveness -----------------------------------------------------------------------------------
 

@@ -23,6 +23,9 @@ class RunStatus(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     WAITING = "waiting"  # sent what was due; a later step, or texts held for local hours, are scheduled
     EXPIRED = "expired"
+    # stopped on request (SIGINT, SIGTERM) or by a lost Prefect server: what was in flight was settled,
+    # the rest is planned; `clarion run FILE --run-id RUN` continues it
+    INTERRUPTED = "interrupted"
 
     @property
     def finished(self) -> bool:

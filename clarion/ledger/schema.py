@@ -260,3 +260,35 @@ conversation_messages = Table(
     Index(None, "state"),
     Index(None, "created_at"),
 )
+
+# -- the console (revision 0006_console) -----------------------------------------------------------------
+
+# Operators who may sign in to `clarion serve`'s /console with a token (`clarion console add-user`). The
+# token is never stored: `token_id` finds the row, `token_hash` (scrypt, with its salt and parameters)
+# checks the secret part.
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token_id", String(32), nullable=False, unique=True),
+    Column("token_hash", String(256), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("token_issued_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime),
+)
+
+# A signed-in browser. `id` is the SHA-256 of the session cookie (the cookie itself is not stored); `csrf`
+# the token every form of the session carries; `via` how the user was known ("token", or "proxy" for the
+# reverse proxy's header); `flash` a message for the next page.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("flash", Text),
+    Index(None, "expires_at"),
+)

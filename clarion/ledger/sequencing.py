@@ -69,12 +69,33 @@ class SequencingStore:
         )
         with self._tx() as conn:
             value = conn.execute(query).scalar()
-        if value is None:
-            return None
-        # aggregate results bypass the column type: SQLite hands back text or a naive datetime
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else _utc(value)
+
+    def deferred(self, run_id: str, now: datetime) -> list[tuple[str, datetime, int, str | None]]:
+        """Planned sends held past `now` (quiet hours, send_at_local), grouped by channel and the instant
+        they may go: (channel, not_before, count, one of their contact ids), soonest first."""
+        query = (
+            select(sends.c.channel, sends.c.not_before, func.count(), func.min(sends.c.contact_id))
+            .where(
+                sends.c.run_id == run_id,
+                sends.c.state == SendState.PLANNED.value,
+                sends.c.not_before > now,
+            )
+            .group_by(sends.c.channel, sends.c.not_before)
+        )
+        with self._tx() as conn:
+            found = [(c, _utc(at), int(n), contact) for c, at, n, contact in conn.execute(query)]
+        return sorted(found, key=lambda row: (row[1], row[0]))
+
+    def first_sent(self, run_id: str) -> dict[str, datetime]:
+        """When each channel's first accepted message was requested (its claim), for launch skew."""
+        query = (
+            select(sends.c.channel, func.min(sends.c.attempted_at))
+            .where(sends.c.run_id == run_id, sends.c.state == SendState.SENT.value)
+            .group_by(sends.c.channel)
+        )
+        with self._tx() as conn:
+            return {channel: _utc(at) for channel, at in conn.execute(query) if at is not None}
 
     def skip_engaged(self, run_id: str, channel: str, condition: str, *, since_run: str | None = None) -> int:
         """A step with `only_if`: its planned sends to contacts who already clicked or converted (in
@@ -127,9 +148,28 @@ class SequencingStore:
             conn.execute(update(runs).where(runs.c.id == run_id).values(decisions=current))
         return value
 
+    def note(self, run_id: str, key: str, value: Any) -> None:
+        """Keep (or replace) a fact about the run beside its decisions, e.g. what its approvers are asked;
+        unlike `decide`, a later note replaces an earlier one."""
+        with self._tx(write=True) as conn:
+            row = conn.execute(select(runs.c.decisions).where(runs.c.id == run_id).with_for_update()).first()
+            if row is None:
+                raise RunNotFound(run_id)
+            noted = {**(row[0] or {}), key: value}
+            conn.execute(update(runs).where(runs.c.id == run_id).values(decisions=noted))
+
     def clicked_per_arm(self, run_id: str) -> dict[str, int]:
         with self._tx() as conn:
             return clicked_per_arm(conn, run_id)
+
+
+def _utc(value: Any) -> datetime:
+    """A timestamp read back through an aggregate or GROUP BY, which bypass the column type: SQLite hands
+    back text or a naive datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def clicked_per_arm(conn: Connection, run_id: str) -> dict[str, int]:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clarion.ledger import migrate as migrations
 from clarion.ledger.bulk import CHUNK, BulkWriter, Statistics, chunked
+from clarion.ledger.console import ConsoleStore
 from clarion.ledger.conversations import ConversationStore
 from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
 from clarion.ledger.errors import RunExists, RunNotFound
@@ -55,7 +56,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger(EngagementStore, SequencingStore, ConsentStore, ConversationStore):
+class Ledger(EngagementStore, SequencingStore, ConsentStore, ConversationStore, ConsoleStore):
     """The send ledger on one database (SQLite or PostgreSQL); thread-safe, one Engine per process."""
 
     def __init__(self, url: str | URL | None = None) -> None:

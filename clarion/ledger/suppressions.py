@@ -124,6 +124,13 @@ class ConsentStore:
             for row in result.mappings():
                 yield Suppression(**row)
 
+    def suppression(self, kind: str, address: str) -> Suppression | None:
+        """The record of one address (lifted or not), or None when it was never suppressed."""
+        query = select(suppressions).where(suppressions.c.kind == kind, suppressions.c.address == address)
+        with self._tx() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else Suppression(**row)
+
     def suppression_counts(self) -> dict[str, int]:
         """Active suppressions per kind."""
         query = (

@@ -18,16 +18,6 @@ from make_contacts import generate
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[str]:
-    """A Prefect server for the whole session (the test harness); yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield str(PREFECT_API_URL.value())
-
-
-@pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(port=0) as box:
         yield box

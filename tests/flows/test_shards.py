@@ -112,12 +112,12 @@ def _sms_campaign(tmp_path: Path, count: int, rate: int) -> Path:
     return write_campaign(tmp_path, count, text)
 
 
-def _per_second(messages: list[dict]) -> list[int]:  # type: ignore[type-arg]
+def _per_window(messages: list[dict], seconds: float = 1.0) -> list[int]:  # type: ignore[type-arg]
     times = sorted(datetime.fromisoformat(m["received_at"]).timestamp() for m in messages)
     worst = []
     j = 0
-    for i, start in enumerate(times):  # every 1-s window starting at a message
-        while j < len(times) and times[j] < start + 1.0:
+    for i, start in enumerate(times):  # every window starting at a message
+        while j < len(times) and times[j] < start + seconds:
             j += 1
         worst.append(j - i)
     return worst
@@ -129,10 +129,13 @@ def test_pacing_holds_across_the_workers(pool: Stack, sandbox: Sandbox, tmp_path
     _run(pool, path, "shards-paced", tmp_path)
     texts = sandbox.messages("twilio")
     assert len(texts) > 200
-    windows = _per_second(texts)
-    # the shared window admits at most 40 a second; what arrives at the provider can bunch by the few texts
-    # whose requests left late (two processes on two loaded cores): at most 3 over
-    assert max(windows) <= 43, f"a 1-s window held {max(windows)} texts at 40/s"
+    # The shared window admits at most 40 a second. What the provider sees can bunch by the texts whose
+    # requests left late (two workers on two loaded cores; CI saw 44 in one second), so one second is allowed
+    # a 20% bunch and five seconds 5%. Two workers pacing alone would show about 80 a second in both.
+    one = max(_per_window(texts, 1.0))
+    five = max(_per_window(texts, 5.0))
+    assert one <= 48, f"a 1-s window held {one} texts at 40/s"
+    assert five <= 210, f"a 5-s window held {five} texts at 40/s"
     span = _span(texts)
     assert len(texts) / span >= 30, f"{len(texts)} texts over {span:.1f} s"
 

@@ -2,6 +2,6 @@
 
 from clarion.analysis.report.build import build_report
 from clarion.analysis.report.formats import terminal, to_csv
-from clarion.analysis.report.html import render_html
+from clarion.analysis.report.html import FILTERS, page_context, render_html, report_templates
 
-__all__ = ["build_report", "render_html", "terminal", "to_csv"]
+__all__ = ["FILTERS", "build_report", "page_context", "render_html", "report_templates", "terminal", "to_csv"]

@@ -26,26 +26,40 @@ def render_html(report: Report) -> str:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(pct=pct, interval=interval, points=points, n=_n)
+    env.filters.update(FILTERS)
+    return env.get_template(TEMPLATE.name).render(**page_context(report))
+
+
+def report_templates() -> jinja2.BaseLoader:
+    """Where the report's templates are (`report_body.html.j2` is its content, for other pages to include)."""
+    return jinja2.FileSystemLoader(TEMPLATE.parent)
+
+
+def page_context(report: Report) -> dict[str, Any]:
+    """What the report's templates show: the report, its rows flat, the charts' geometry (the console
+    renders the same with its own page around it)."""
     rows = flat_rows(report)
     metric = report.metric
-    return env.get_template(TEMPLATE.name).render(
-        report=report,
-        rows=rows,
-        metric_name="conversion rate" if metric == "conversion_rate" else "click rate",
-        rate_chart=_rate_chart(rows, metric),
-        timeline_chart=_timeline_chart(report.timeline),
-        social=[
+    return {
+        "report": report,
+        "rows": rows,
+        "metric_name": "conversion rate" if metric == "conversion_rate" else "click rate",
+        "rate_chart": _rate_chart(rows, metric),
+        "timeline_chart": _timeline_chart(report.timeline),
+        "social": [
             (channel.channel, row.variant, row.social or {})
             for channel in report.channels
             if channel.kind == "social"
             for row in channel.rows
         ],
-    )
+    }
 
 
 def _n(value: Any) -> str:
     return "–" if value is None else f"{value:,}"
+
+
+FILTERS = {"pct": pct, "interval": interval, "points": points, "n": _n}
 
 
 def _rate_chart(rows: list[FlatRow], metric: str) -> dict[str, Any]:
