@@ -11,12 +11,14 @@ resolved to DIDs), and the post carries a link card (`app.bsky.embed.external`) 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlencode
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from clarion.channels.base import (
@@ -112,7 +114,10 @@ class BlueskyChannel(Channel):
     # -- the session ---------------------------------------------------------------------------------
 
     def warm(self) -> None:
-        import atproto  # noqa: F401  (the SDK's import is the slow part; signing in waits for a send)
+        """Sign in before the launch moment, so the first post is one request; a refusal is reported
+        by the sends (and by pre-flight), not here."""
+        with contextlib.suppress(ProviderError):
+            self.client()
 
     def client(self) -> Any:
         """The signed-in SDK client (createSession once); a ProviderError when Bluesky refuses."""
@@ -124,7 +129,9 @@ class BlueskyChannel(Channel):
                 return self._client
             settings = self.settings
             assert isinstance(settings, BlueskySettings)
-            client = Client(settings.base_url, request=Request(timeout=settings.timeout))
+            # no idle connections kept: nothing is left open when the adapter goes
+            limits = httpx.Limits(max_keepalive_connections=0)
+            client = Client(settings.base_url, request=Request(timeout=settings.timeout, limits=limits))
             _call(
                 "sign in",
                 lambda: client.login(settings.handle, settings.app_password.get_secret_value()),

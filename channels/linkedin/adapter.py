@@ -116,6 +116,8 @@ class LinkedInChannel(Channel):
                 settings = self.settings
                 assert isinstance(settings, LinkedInSettings)
                 self._http = httpx.Client(
+                    # no idle connections kept: nothing is left open when the adapter goes
+                    limits=httpx.Limits(max_keepalive_connections=0),
                     base_url=settings.base_url,
                     timeout=settings.timeout,
                     headers={

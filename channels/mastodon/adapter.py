@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlencode
 
+import requests
 from pydantic import Field, SecretStr
 
 from clarion.channels.base import (
@@ -123,7 +124,12 @@ class MastodonChannel(Channel):
             if self._client is None:
                 settings = self.settings
                 assert isinstance(settings, MastodonSettings)
+                session = requests.Session()
+                # one connection per call, closed by the instance: nothing is left open when the adapter
+                # goes (a statement per variant does not need a pool)
+                session.headers["Connection"] = "close"
                 self._client = Mastodon(
+                    session=session,
                     access_token=settings.access_token.get_secret_value(),
                     api_base_url=settings.instance,
                     request_timeout=settings.timeout,

@@ -112,6 +112,8 @@ class ThreadsChannel(Channel):
                 settings = self.settings
                 assert isinstance(settings, ThreadsSettings)
                 self._http = httpx.Client(
+                    # no idle connections kept: nothing is left open when the adapter goes
+                    limits=httpx.Limits(max_keepalive_connections=0),
                     base_url=f"{settings.base_url.rstrip('/')}/{API_VERSION}",
                     timeout=settings.timeout,
                     headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
