@@ -70,8 +70,8 @@ def test_pre_flight_names_who_posts_and_the_quota(env: Sandbox, provider: str) -
     checks = {c.what: c for c in _adapter(provider).verify(3)}
 
     assert (
-        checks["credentials"].ok
-        and "@" in checks["credentials"].detail
+        (checks["credentials"].ok
+        and "@" in checks["credentials"].detail)
         or "page" in checks["credentials"].detail
     )
     assert checks["quota"].ok and "3" in checks["quota"].detail
