@@ -69,11 +69,9 @@ def test_a_revoked_account_fails_pre_flight_and_sends_nothing(env: Sandbox, prov
 def test_pre_flight_names_who_posts_and_the_quota(env: Sandbox, provider: str) -> None:
     checks = {c.what: c for c in _adapter(provider).verify(3)}
 
-    assert (
-        (checks["credentials"].ok
-        and "@" in checks["credentials"].detail)
-        or "page" in checks["credentials"].detail
-    )
+    assert (checks["credentials"].ok and "@" in checks["credentials"].detail) or "page" in checks[
+        "credentials"
+    ].detail
     assert checks["quota"].ok and "3" in checks["quota"].detail
 
 
