@@ -118,6 +118,37 @@ class BlueskyChannel(Channel):
         by the sends (and by pre-flight), not here."""
         with contextlib.suppress(ProviderError):
             self.client()
+        self._record("warm https://example.org", "https://example.org")  # builds the SDK's models once
+
+    def _record(self, text: str, link: str) -> Any:
+        """The post's record as `send_post` makes it: its facets (links, mentions resolved to DIDs when
+        signed in) and the link card."""
+        from atproto import models
+        from atproto_client.utils import facet_detection
+
+        config = self.config
+        assert isinstance(config, BlueskyConfig)
+        client = self._client
+        facets = (
+            _call("detect the post's links", lambda: client.detect_facets(text))
+            if client is not None
+            else facet_detection.detect_facets(text)
+        )
+        embed = None
+        if config.card is not None and link:
+            title = config.card.title or text.replace(link, "").strip() or link
+            embed = models.AppBskyEmbedExternal.Main(
+                external=models.AppBskyEmbedExternal.External(
+                    uri=link, title=title, description=config.card.description
+                )
+            )
+        return models.AppBskyFeedPost.Record(
+            text=text,
+            created_at="2026-01-01T00:00:00Z",
+            facets=facets or None,
+            embed=embed,
+            langs=config.langs,
+        )
 
     def client(self) -> Any:
         """The signed-in SDK client (createSession once); a ProviderError when Bluesky refuses."""
@@ -154,24 +185,13 @@ class BlueskyChannel(Channel):
         return results
 
     def _post(self, message: Message) -> str:
-        from atproto import models
-
         client = self.client()
-        config = self.config
-        assert isinstance(config, BlueskyConfig)
-        text = message.text
-        facets = _call("detect the post's links", lambda: client.detect_facets(text))
-        embed = None
-        if config.card is not None and message.link:
-            title = config.card.title or text.replace(message.link, "").strip() or message.link
-            embed = models.AppBskyEmbedExternal.Main(
-                external=models.AppBskyEmbedExternal.External(
-                    uri=message.link, title=title, description=config.card.description
-                )
-            )
+        record = self._record(message.text, message.link)
         response = _call(
             "post",
-            lambda: client.send_post(text, facets=facets or None, embed=embed, langs=config.langs),
+            lambda: client.send_post(
+                record.text, facets=record.facets, embed=record.embed, langs=record.langs
+            ),
             writes=True,
         )
         return str(response.uri)
