@@ -7,10 +7,11 @@ facet byte ranges inside the text, the link card's fields), `app.bsky.feed.getPo
 `PUT /_sandbox/bluesky/metrics/{uri}`) and `com.atproto.repo.listRecords` (newest first, for settling
 uncertain posts).
 
-Errors are XRPC's `{"error", "message"}`: 401 `AuthenticationRequired` for a wrong app password or a
-revoked account, 400 `InvalidRequest` for a record the lexicon refuses, 429 `RateLimitExceeded`. Every
-answer carries the PDS's rate-limit headers (`ratelimit-limit`, `-remaining`, `-reset` in epoch seconds,
-`-policy`), counted over a 5-minute window.
+Errors are XRPC's `{"error", "message"}`: 401 `AuthenticationRequired` for another handle, an empty
+password or a revoked account (like the other emulators, it takes any credential otherwise), 400
+`InvalidRequest` for a record the lexicon refuses, 429 `RateLimitExceeded`. Every answer carries the
+PDS's rate-limit headers (`ratelimit-limit`, `-remaining`, `-reset` in epoch seconds, `-policy`), counted
+over a 5-minute window.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class BlueskyEmulator(Emulator):
         password = payload.get("password") if isinstance(payload, dict) else None
         if not isinstance(identifier, str) or not isinstance(password, str):
             return xrpc_error(400, "InvalidRequest", 'Input must have the property "identifier"')
-        if identifier.lower() not in (handle.lower(), DID) or password != APP_PASSWORD or account.revoked:
+        if identifier.lower() not in (handle.lower(), DID) or not password or account.revoked:
             return xrpc_error(401, "AuthenticationRequired", "Invalid identifier or password")
         return json_response(
             {
