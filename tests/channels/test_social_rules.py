@@ -225,3 +225,35 @@ def test_urls_end_before_trailing_punctuation_and_unbalanced_brackets() -> None:
         "http://127.0.0.1:8080/p",
     ]
     assert find_urls("nohttps://example.org") == []  # glued to a word
+
+
+# -- share kits' compose links -------------------------------------------------------------------------------
+
+
+def test_share_kits_get_each_networks_compose_link_with_the_ambassadors_own_link() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from clarion.messages.share import share_helpers
+
+    link = "https://go.example.org/c/AAAA"
+    helpers = share_helpers(link)
+
+    for name, prefix in [
+        ("share_bluesky", "https://bsky.app/intent/compose?"),
+        ("share_threads", "https://www.threads.net/intent/post?"),
+        ("share_mastodon", "https://s2f.kytta.dev/?"),  # asks the reader for their instance
+    ]:
+        url = helpers[name]("Join us tonight 🇺🇸")
+        assert url.startswith(prefix), url
+        assert parse_qs(urlsplit(url).query)["text"] == [f"Join us tonight 🇺🇸 {link}"]
+    assert helpers["share_linkedin"]().startswith("https://www.linkedin.com/sharing/share-offsite/?url=")
+
+
+@pytest.mark.parametrize("name", ["share_bluesky", "share_threads", "share_mastodon"])
+def test_a_pre_filled_post_over_the_networks_limit_is_a_template_error(name: str) -> None:
+    import jinja2
+
+    from clarion.messages.share import share_helpers
+
+    with pytest.raises(jinja2.TemplateRuntimeError, match=name):
+        share_helpers("https://go.example.org/c/AAAA")[name]("a" * 600)
