@@ -73,7 +73,9 @@ def _detail(exc: Any) -> str:
 
 def created_at(record: Any) -> datetime | None:
     """A post record's `createdAt`, or None when unreadable."""
-    raw = getattr(record, "created_at", None)
+    raw = getattr(record, "created_at", None) or getattr(record, "createdAt", None)
+    if raw is None and isinstance(record, dict):  # a record type the SDK does not know, as plain data
+        raw = record.get("createdAt")
     if not isinstance(raw, str):
         return None
     try:
