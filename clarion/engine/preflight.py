@@ -67,8 +67,8 @@ def preflight(run: RunContext) -> list[Check]:
             if label:
                 continue
             volume = planned.get(cid, 0)
-            adapter_now = run.adapter(run_id, cid)
-            for answer in [*adapter_now.verify(volume), *adapter_now.verify_content(rendered.get(cid, []))]:
+            live = run.adapter(run_id, cid)
+            for answer in [*live.verify(volume), *live.verify_content(rendered.get(cid, []))]:
                 checks.append(Check(f"{cid} {answer.what}", answer.ok, answer.detail))
             rate = getattr(config.pacing, "messages_per_second", None)
             if adapter.kind is not ChannelKind.SOCIAL and rate:
