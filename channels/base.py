@@ -257,6 +257,12 @@ class Channel:
         why; this never raises for the provider's answer, and never shows a credential."""
         return []
 
+    def verify_content(self, messages: Sequence[Message]) -> list[AccountCheck]:
+        """Check rendered messages against limits that only the provider's account knows (a Mastodon
+        instance's own character limit), at pre-flight; like `verify`, never raises for the provider's
+        answer. Limits known beforehand are `check`ed at validation instead."""
+        return []
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
         for a provider error: those are mapped to results."""
@@ -308,6 +314,13 @@ class Channel:
     def measure(cls, message: Message) -> dict[str, Any]:
         """Figures about a rendered message that people want to see (length, encoding, segments)."""
         return {}
+
+    @classmethod
+    def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int] | None:
+        """The message's length and the provider's limit for it, both counted as the provider counts
+        (weighted characters, graphemes, septets, bytes...): `length` and `limit` in `clarion preview`.
+        None where the provider sets no limit on what this channel sends."""
+        return None
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:

@@ -49,6 +49,10 @@ SENDGRID_MAX_PERSONALIZATIONS = 1000
 logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 
+#: SendGrid refuses an email (parts and attachments) of 30 MB or more (v3 Mail Send).
+MAX_EMAIL_BYTES = 30_000_000
+
+
 class SendGridConfig(ChannelConfig):
     """`channels.<id>:` for email through SendGrid; `body`/`template` is the HTML part."""
 
@@ -130,6 +134,12 @@ class SendGridChannel(Channel):
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:
         return {"html_bytes": len((message.html or "").encode())}
+
+    @classmethod
+    def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int]:
+        """The message's bytes (subject, text and HTML parts) against SendGrid's 30 MB per email."""
+        parts = (message.subject or "", message.text, message.html or "")
+        return sum(len(part.encode()) for part in parts), MAX_EMAIL_BYTES
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:

@@ -261,6 +261,8 @@ class Renderer:
             unsubscribe=unsubscribe,
         )
         message.metrics = adapter.measure(message)
+        size = adapter.size(message, config)
+        message.metrics["length"], message.metrics["limit"] = size if size is not None else (None, None)
         return message
 
     def _run(self, template: jinja2.Template, context: dict[str, Any], adapter: type[Channel]) -> str:
