@@ -21,6 +21,7 @@ from clarion import channels
 from clarion.base.errors import CampaignInvalid, Problem, display_path
 from clarion.campaign.contacts import ContactsError, ContactsFile
 from clarion.campaign.model import Campaign
+from clarion.campaign.query import QueryContacts, resolve_url
 from clarion.campaign.yamlsource import PathKey, SourceMap, load_yaml
 
 
@@ -38,10 +39,20 @@ class LoadedCampaign:
 
     @property
     def contacts_path(self) -> Path:
+        """The contacts CSV (for an audience from a query: the campaign file, which holds the query)."""
+        if self.campaign.audience.contacts is None:
+            return self.path
         return self.base_dir / self.campaign.audience.contacts
 
-    def contacts(self) -> ContactsFile:
-        """The campaign's contacts file, or CampaignInvalid pointing at `audience.contacts`."""
+    def contacts(self) -> ContactsFile | QueryContacts:
+        """The campaign's contacts (file or query), or CampaignInvalid pointing at `audience`."""
+        query = self.campaign.audience.query
+        if query is not None:
+            try:
+                return QueryContacts(resolve_url(query.url, self.base_dir), query.sql)
+            except ContactsError as exc:
+                problem = self.source.problem(("audience", "query"), exc.problem.message)
+                raise CampaignInvalid([problem]) from None
         path = self.contacts_path
         if not path.is_file():
             raise CampaignInvalid(

@@ -21,6 +21,7 @@ from clarion.campaign.contacts import Contact, ContactsError, ContactsFile
 from clarion.campaign.kits import load_kits
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import HOLDOUT, REST, ShareKit, Variant
+from clarion.campaign.query import QueryContacts
 from clarion.channels.base import Channel, ChannelKind, Message
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
@@ -223,7 +224,9 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
     return report
 
 
-def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups: ProblemGroups) -> bool:
+def _contact_ok(
+    contact: Contact, contacts: ContactsFile | QueryContacts, seen: set[str], groups: ProblemGroups
+) -> bool:
     cid = contact.id
 
     def bad(code: str, message: str) -> bool:
