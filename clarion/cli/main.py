@@ -7,10 +7,12 @@ from clarion.cli.app import app
 from clarion.cli.console import console_app
 from clarion.cli.responders import responders_app
 from clarion.cli.suppress import suppress_app
+from clarion.cli.webhooks import webhooks_app
 
 app.add_typer(suppress_app, name="suppress")
 app.add_typer(responders_app, name="responders")
 app.add_typer(console_app, name="console")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clarion.ledger.rows import SendState
@@ -159,6 +159,16 @@ class OutboxStore:
                 update(outbox).where(outbox.c.id == item_id, outbox.c.state == PENDING).values(values)
             )
 
+    def outbox_postpone(self, endpoint: str, until: datetime) -> int:
+        """An endpoint failed: its other pending events wait until its next try too (no attempt counted)."""
+        query = (
+            update(outbox)
+            .where(outbox.c.endpoint == endpoint, outbox.c.state == PENDING, outbox.c.next_at < until)
+            .values(next_at=until)
+        )
+        with self._tx(write=True) as conn:
+            return int(conn.execute(query).rowcount)
+
     def outbox_items(self, *, state: str | None = None, limit: int = 50) -> list[OutboxItem]:
         query = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
         if state:
@@ -186,8 +196,10 @@ class OutboxStore:
 
     # -- the streams ------------------------------------------------------------------------------------
 
-    def stream_sent(self, run_id: str, after: datetime | None, limit: int) -> list[dict[str, Any]]:
-        """Sends settled as sent after `after` (settled_at, then id order)."""
+    def stream_sent(
+        self, run_id: str, after: tuple[datetime, int] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Sends settled as sent after the cursor (settled_at, id), in that order."""
         query = select(
             sends.c.id,
             sends.c.channel,
@@ -199,7 +211,10 @@ class OutboxStore:
             sends.c.run_id == run_id, sends.c.state == SendState.SENT.value, sends.c.settled_at.is_not(None)
         )
         if after is not None:
-            query = query.where(sends.c.settled_at >= after)
+            at, last = after
+            query = query.where(
+                or_(sends.c.settled_at > at, and_(sends.c.settled_at == at, sends.c.id > last))
+            )
         return self._rows(query.order_by(sends.c.settled_at, sends.c.id).limit(limit))
 
     def stream_events(
@@ -267,13 +282,22 @@ class OutboxStore:
         )
         return self._rows(query)
 
-    def stream_suppressions(self, after: datetime | None, limit: int) -> list[dict[str, Any]]:
+    def stream_suppressions(
+        self, after: tuple[datetime, str, str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Active suppressions made after the cursor (created_at, kind, address), in that order."""
         s = suppressions.c
         query = select(s.kind, s.address, s.reason, s.source, s.detail, s.created_at).where(
             s.lifted_at.is_(None)
         )
         if after is not None:
-            query = query.where(s.created_at >= after)
+            at, kind, address = after
+            query = query.where(
+                or_(
+                    s.created_at > at,
+                    and_(s.created_at == at, or_(s.kind > kind, and_(s.kind == kind, s.address > address))),
+                )
+            )
         return self._rows(query.order_by(s.created_at, s.kind, s.address).limit(limit))
 
     def _rows(self, query: Any) -> list[dict[str, Any]]:

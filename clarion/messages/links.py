@@ -187,8 +187,17 @@ def message_link(
     kind: ChannelKind,
     variant: str,
     token: str,
+    keep_refcode_as: str = KEEP_REFCODE_AS,
 ) -> str:
     """The link a message carries: through the tracking service when there is one, else the CTA itself."""
     if tracking_base:
         return f"{tracking_base}/c/{token}"
-    return cta_url(cta, campaign=campaign, channel=channel, kind=kind, variant=variant, token=token)
+    return cta_url(
+        cta,
+        campaign=campaign,
+        channel=channel,
+        kind=kind,
+        variant=variant,
+        token=token,
+        keep_refcode_as=keep_refcode_as,
+    )
