@@ -108,8 +108,11 @@ class QueryContacts:
     def engine(self) -> Any:
         if self._engine is None:
             from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
 
-            self._engine = create_engine(self.url, pool_pre_ping=True)
+            # no pool: every read opens its connection and closes it when done (or abandoned), so a
+            # campaign loaded many times leaves no connection open on the organiser's database
+            self._engine = create_engine(self.url, poolclass=NullPool)
         return self._engine
 
     def _wrapped(self, tail: str = "") -> Any:
