@@ -342,6 +342,24 @@ class OutboxStore:
         with self._tx(write=True) as conn:
             conn.execute(insert(scheduled_batches).on_conflict_do_nothing(), rows)
 
+    def mark_scheduled(self, run_id: str, channel: str, items: Sequence[tuple[str, datetime]]) -> int:
+        """Sends the provider accepted for a later delivery: `not_before` records when (sent rows only)."""
+        changed = 0
+        with self._tx(write=True) as conn:
+            for recipient, at in items:
+                query = (
+                    update(sends)
+                    .where(
+                        sends.c.run_id == run_id,
+                        sends.c.channel == channel,
+                        sends.c.recipient == recipient,
+                        sends.c.state == SendState.SENT.value,
+                    )
+                    .values(not_before=at)
+                )
+                changed += conn.execute(query).rowcount
+        return changed
+
     def scheduled_batch_ids(self, run_id: str, *, cancelled: bool = False) -> list[tuple[str, str, str]]:
         """(channel, provider, batch id) of a run's scheduled email batches not yet cancelled."""
         b = scheduled_batches.c
