@@ -126,8 +126,9 @@ def retry(url: Annotated[str | None, typer.Option("--url", help="Only this endpo
 def test(
     url: Annotated[str, typer.Argument(help="The endpoint's URL.", show_default=False)],
     secret_env: Annotated[
-        str, typer.Option("--secret-env", help="The environment variable holding its secret.")
-    ] = "CLARION_WEBHOOK_SECRET",
+        str,
+        typer.Option("--secret-env", help="The environment variable holding its secret.", show_default=False),
+    ],
 ) -> None:
     """Post one signed `ping` event to an endpoint now and show its answer (nothing is queued)."""
     from clarion.base import signing
