@@ -121,6 +121,28 @@ def retry(url: Annotated[str | None, typer.Option("--url", help="Only this endpo
     err.print(f"{count:,} dead event(s) pending again", markup=False)
 
 
+@webhooks_app.command("purge")
+@user_errors
+def purge(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Delivered longer ago than this (e.g. 30d, 12h).")
+    ] = "30d",
+) -> None:
+    """Forget delivered events older than the given age (pending and dead ones are kept)."""
+    from datetime import timedelta
+
+    from clarion.base.timing import parse_duration
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise ClarionError(f"--older-than {older_than!r}: {exc}") from None
+    if age < timedelta(0):
+        raise ClarionError("--older-than must not be negative")
+    count = Ledger.open().outbox_purge(datetime.now(UTC) - age)
+    err.print(f"{count:,} delivered event(s) forgotten", markup=False)
+
+
 @webhooks_app.command("test")
 @user_errors
 def test(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clarion.ledger.rows import SendState
@@ -193,6 +193,12 @@ class OutboxStore:
             return int(
                 conn.execute(query.values(state=PENDING, attempts=0, next_at=datetime.now(UTC))).rowcount
             )
+
+    def outbox_purge(self, before: datetime) -> int:
+        """Forget delivered events delivered before `before` (their ids are no longer needed)."""
+        query = delete(outbox).where(outbox.c.state == DELIVERED, outbox.c.delivered_at < before)
+        with self._tx(write=True) as conn:
+            return int(conn.execute(query).rowcount)
 
     # -- the streams ------------------------------------------------------------------------------------
 

@@ -118,3 +118,20 @@ def test_the_serve_thread_delivers_as_events_happen(
     finally:
         worker.stop()
     assert [(e["type"], e["amount"], e["contact"]) for e in found.events] == [("converted", "15.00", "c-002")]
+
+
+def test_purge_forgets_only_delivered_events(
+    campaign_dir: CampaignDir, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _found, url = receiver
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    ledger = planned(campaign_dir, url)
+    ledger.record(click_rows=[Click(RUN, "email", "a", 0, datetime.now(UTC))])
+    CliRunner().invoke(app, ["webhooks", "deliver"])
+    assert "0 delivered event(s) forgotten" in CliRunner().invoke(app, ["webhooks", "purge"]).output
+    assert (
+        "1 delivered event(s) forgotten"
+        in CliRunner().invoke(app, ["webhooks", "purge", "--older-than", "0s"]).output
+    )
+    bad = CliRunner().invoke(app, ["webhooks", "purge", "--older-than", "a while"])
+    assert bad.exit_code == 1 and "--older-than" in bad.output
