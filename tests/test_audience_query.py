@@ -73,7 +73,9 @@ def test_a_bad_row_is_reported_at_its_row_and_column(campaign_dir: CampaignDir) 
     with pytest.raises(CampaignInvalid) as caught:
         validate(load_campaign(campaign_dir.campaign(query_campaign("sqlite:///crm.db"), contacts=None)))
     shown = "\n".join(str(p) for p in caught.value.problems)
-    assert "audience.query:2:" in shown and "not-an-email" in shown
+    assert (
+        "audience.query:2:2:" in shown and "not-an-email" in shown and "(row 2)" in shown
+    )  # row 2, column email
 
 
 @pytest.mark.parametrize(

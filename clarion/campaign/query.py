@@ -78,6 +78,7 @@ class QueryContacts:
     """The audience a query returns: its columns, and its rows from any position on (like ContactsFile)."""
 
     data_offset = 0
+    unit = "row"  # a contact's `line` is its row in the result, 1-based
 
     def __init__(self, url: str, sql: str) -> None:
         self.url = url
@@ -100,6 +101,10 @@ class QueryContacts:
                     f"select a unique, opaque contact id AS {ID_COLUMN}",
                 )
             )
+
+    def column_of(self, name: str) -> int:
+        """The 1-based place of a column in the query's result (1 if it has none such)."""
+        return self.columns.index(name) + 1 if name in self.columns else 1
 
     @property
     def path(self) -> Path:  # what a CSV audience would name; a query has none
