@@ -20,6 +20,7 @@ from clarion.base.errors import ClarionError
 from clarion.base.settings import TrackingSettings
 from clarion.cli.app import err, out, user_errors
 from clarion.ledger import Ledger
+from clarion.tracking.outbound import shown
 
 webhooks_app = typer.Typer(
     help="Outbound events (webhooks_out): what waits, what failed, deliver now, retry the dead.",
@@ -48,7 +49,9 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = 
     table = Table("endpoint", "pending", "delivered", "dead", "next try")
     for url, entry in sorted(summary.items()):
         table.add_row(
-            url, *(f"{entry[k]:,}" for k in ("pending", "delivered", "dead")), str(entry["next_at"] or "-")
+            shown(url),
+            *(f"{entry[k]:,}" for k in ("pending", "delivered", "dead")),
+            str(entry["next_at"] or "-"),
         )
     out.print(table)
 
@@ -66,7 +69,7 @@ def list_events(
     table = Table("event id", "type", "endpoint", "state", "tries", "last error")
     for item in items:
         table.add_row(
-            item.event_id, item.kind, item.url, item.state, str(item.attempts), item.last_error or ""
+            item.event_id, item.kind, shown(item.url), item.state, str(item.attempts), item.last_error or ""
         )
     out.print(table)
 
@@ -173,7 +176,7 @@ def test(
             url, content=payload, headers=headers, timeout=TrackingSettings().clarion_webhooks_timeout
         )
     except httpx.HTTPError as exc:
-        raise ClarionError(f"{url}: cannot reach it ({type(exc).__name__})") from None
-    err.print(f"{url} answered {response.status_code} {response.reason_phrase}", markup=False)
+        raise ClarionError(f"{shown(url)}: cannot reach it ({type(exc).__name__})") from None
+    err.print(f"{shown(url)} answered {response.status_code} {response.reason_phrase}", markup=False)
     if not 200 <= response.status_code < 300:
         raise typer.Exit(1)

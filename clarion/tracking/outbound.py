@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -64,6 +65,15 @@ UNSUBSCRIBED = {
 }
 EVENT_ID_HEADER = "X-Clarion-Event-Id"
 EVENT_TYPE_HEADER = "X-Clarion-Event-Type"
+
+
+def shown(url: str) -> str:
+    """An endpoint's URL as logs and tables show it: no user info, no query (either may hold a key)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "..." if parts.query else "", ""))
 
 
 def endpoint_id(url: str) -> str:
@@ -291,7 +301,9 @@ def deliver(
         if tries >= max_attempts or error.startswith("410"):
             ledger.outbox_settle(item.id, delivered=False, error=error)
             outcome.dead += 1
-            log.warning("event %s to %s is dead after %d tries: %s", item.event_id, item.url, tries, error)
+            log.warning(
+                "event %s to %s is dead after %d tries: %s", item.event_id, shown(item.url), tries, error
+            )
         else:
             retry_at = now() + timedelta(seconds=backoff(tries))
             ledger.outbox_settle(item.id, delivered=False, error=error, retry_at=retry_at)

@@ -158,3 +158,12 @@ def test_a_secret_written_in_the_campaign_file_is_refused(campaign_dir: Campaign
         load_campaign(path)
     message = str(caught.value.problems[0])
     assert "webhooks_out" in message and "environment variable" in message and "hunter2" not in message
+
+
+def test_logs_and_tables_show_an_endpoint_without_its_key() -> None:
+    from clarion.tracking.outbound import shown
+
+    assert (
+        shown("https://user:pw@crm.example.org:8443/in?key=s3cret") == "https://crm.example.org:8443/in?..."
+    )
+    assert shown(CRM) == CRM
