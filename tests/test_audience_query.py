@@ -152,3 +152,22 @@ def test_a_query_audience_on_postgresql(campaign_dir: CampaignDir, postgres_url:
     ledger.migrate()
     plan_run(ledger, loaded, "pg-run")
     assert sum(ledger.arm_counts("pg-run").values()) == 4
+
+
+def test_reading_from_a_later_position_seeks_by_id_and_finds_the_same_rows(tmp_path: Path) -> None:
+    db = tmp_path / "big.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE people (id TEXT PRIMARY KEY, email TEXT)")
+        conn.executemany(
+            "INSERT INTO people VALUES (?, ?)", [(f"p-{i:05d}", f"p{i}@example.org") for i in range(2_500)]
+        )
+    url, sql = f"sqlite:///{db}", "SELECT id, email FROM people"
+    everyone = [c.id for c in QueryContacts(url, sql).records()]
+    assert everyone == sorted(everyone) and len(everyone) == 2_500
+    fresh, warmed = QueryContacts(url, sql), QueryContacts(url, sql)
+    assert len(list(warmed.records())) == 2_500  # a whole read (as planning does) leaves the marks
+    for start in (1, 999, 1_000, 1_001, 2_003, 2_495):
+        for source in (fresh, warmed):  # fresh: one id-only pass finds them first
+            batch = list(source.records(offset=start, seq=start, limit=7))
+            assert [c.id for c in batch] == everyone[start : start + 7]
+            assert [c.seq for c in batch] == list(range(start, start + len(batch)))

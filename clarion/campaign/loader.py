@@ -8,6 +8,7 @@ programmers, and suggest the nearest key for a misspelt one.
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -46,13 +47,8 @@ class LoadedCampaign:
 
     def contacts(self) -> ContactsFile | QueryContacts:
         """The campaign's contacts (file or query), or CampaignInvalid pointing at `audience`."""
-        query = self.campaign.audience.query
-        if query is not None:
-            try:
-                return QueryContacts(resolve_url(query.url, self.base_dir), query.sql)
-            except ContactsError as exc:
-                problem = self.source.problem(("audience", "query"), exc.problem.message)
-                raise CampaignInvalid([problem]) from None
+        if self.campaign.audience.query is not None:
+            return self._query_contacts
         path = self.contacts_path
         if not path.is_file():
             raise CampaignInvalid(
@@ -68,6 +64,17 @@ class LoadedCampaign:
             return ContactsFile(path, display_path(path))
         except ContactsError as exc:
             raise CampaignInvalid([exc.problem]) from None
+
+    @functools.cached_property
+    def _query_contacts(self) -> QueryContacts:
+        """One per loaded campaign: its seek marks serve every batch a launch sends from it."""
+        query = self.campaign.audience.query
+        assert query is not None
+        try:
+            return QueryContacts(resolve_url(query.url, self.base_dir), query.sql)
+        except ContactsError as exc:
+            problem = self.source.problem(("audience", "query"), exc.problem.message)
+            raise CampaignInvalid([problem]) from None
 
 
 def load_campaign(path: Path | str) -> LoadedCampaign:

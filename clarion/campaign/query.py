@@ -12,9 +12,11 @@ and the column's 1-based place). The URL's password never appears in a message.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,6 +27,7 @@ from clarion.base.errors import Problem
 from clarion.campaign.contacts import ID_COLUMN, Contact, ContactsError
 
 YIELD_PER = 2_000
+MARK_EVERY = 1_000
 DISPLAY = "audience.query"
 _ENV = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -85,6 +88,9 @@ class QueryContacts:
         self.sql = sql
         self.display = DISPLAY
         self._engine: Any = None
+        self._lock = threading.Lock()
+        self._marks: dict[int, Any] | None = None  # position -> raw id, every MARK_EVERY-th row
+        self._positions: list[int] = []
         self.columns = self._columns()
         dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
         if dupes:
@@ -140,47 +146,103 @@ class QueryContacts:
         return f"the query failed on {shown_url(self.url)}: {detail}"
 
     def records(self, offset: int | None = None, seq: int = 0, limit: int | None = None) -> Iterator[Contact]:
-        """Rows in id order from position `offset` (default 0), numbered from `seq`."""
+        """Rows in id order from position `offset` (default 0), numbered from `seq`.
+
+        From a later position, the read starts at the nearest known id before it (`WHERE id >= :mark`,
+        which an index on the id column serves) and skips only the rest (OFFSET), so reading the last
+        batch of a million costs about what the first does. The marks (every MARK_EVERY-th id, a few KB)
+        come from any whole read of the audience (planning does one), else from one id-only pass."""
         from sqlalchemy import bindparam
         from sqlalchemy.exc import SQLAlchemyError
 
         start = offset or 0
-        tail = f" ORDER BY {ID_COLUMN}"
-        params: dict[str, int] = {}
+        params: dict[str, Any] = {}
+        where, skip = "", start
+        if start:
+            self._ensure_marks()
+            mark = self._mark_before(start)
+            if mark is not None:
+                where, skip = f" WHERE {ID_COLUMN} >= :mark", start - mark[0]
+                params["mark"] = mark[1]
+        tail = f"{where} ORDER BY {ID_COLUMN}"
         if limit is not None:
             tail += " LIMIT :limit"
             params["limit"] = limit
-        elif start:
+        elif skip:
             tail += " LIMIT -1" if self.engine().dialect.name == "sqlite" else ""
-        if start:
+        if skip:
             tail += " OFFSET :offset"
-            params["offset"] = start
+            params["offset"] = skip
         statement = self._wrapped(tail)
         if params:
             statement = statement.bindparams(*(bindparam(k) for k in params))
+        whole = start == 0 and limit is None
         try:
             with self.engine().connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(
                     statement, params
                 )
                 names = list(result.keys())
+                at_id = names.index(ID_COLUMN)
                 position = start
+                marks: dict[int, Any] = {}
                 for row in result:
+                    if position % MARK_EVERY == 0:
+                        marks[position] = row[at_id]
                     fields = {name: _text(value) for name, value in zip(names, row, strict=True)}
                     if not fields[ID_COLUMN]:
                         raise ContactsError(
                             Problem(
                                 DISPLAY,
                                 position + 1,
-                                names.index(ID_COLUMN) + 1,
+                                at_id + 1,
                                 "id is empty; every contact needs a unique, opaque id",
                             )
                         )
                     yield Contact(seq, position + 1, position, fields)
                     seq += 1
                     position += 1
+                if whole:
+                    self._set_marks(marks)
         except SQLAlchemyError as exc:
             raise ContactsError(Problem(DISPLAY, 0, 0, self._why(exc))) from None
+
+    def _set_marks(self, marks: dict[int, Any]) -> None:
+        with self._lock:
+            self._marks = dict(sorted(marks.items()))
+            self._positions = list(self._marks)
+
+    def _ensure_marks(self) -> None:
+        """One id-only pass over the audience to learn the marks, unless a whole read did already."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        with self._lock:
+            if self._marks is not None:
+                return
+            marks: dict[int, Any] = {}
+            try:
+                with self.engine().connect() as conn:
+                    ids = f"SELECT {ID_COLUMN} FROM ({self.sql}) AS audience ORDER BY {ID_COLUMN}"
+                    result = conn.execution_options(stream_results=True, yield_per=20_000).execute(text(ids))
+                    for position, row in enumerate(result):
+                        if position % MARK_EVERY == 0:
+                            marks[position] = row[0]
+            except SQLAlchemyError as exc:
+                raise ContactsError(Problem(DISPLAY, 0, 0, self._why(exc))) from None
+            self._marks = marks
+            self._positions = list(marks)
+
+    def _mark_before(self, position: int) -> tuple[int, Any] | None:
+        with self._lock:
+            if not self._positions:
+                return None
+            found = bisect.bisect_right(self._positions, position) - 1
+            if found < 0:
+                return None
+            at = self._positions[found]
+            assert self._marks is not None
+            return at, self._marks[at]
 
     def digest(self) -> str:
         """sha256 over every row of the result, so a resume can tell whether the audience changed."""

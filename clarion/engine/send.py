@@ -93,7 +93,8 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
         window, now = SendWindow(config), utcnow()
         deferred: list[tuple[str, datetime]] = []
         contacts = loaded.contacts()
-        for contact in contacts.records(offset=batch.offset, seq=batch.seq_start):
+        span = batch.seq_end - batch.seq_start + 1  # a query audience reads just the batch's rows (LIMIT)
+        for contact in contacts.records(offset=batch.offset, seq=batch.seq_start, limit=span):
             if contact.seq > batch.seq_end:
                 break
             row = pending.get(contact.id)
