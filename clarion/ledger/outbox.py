@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
@@ -131,16 +131,29 @@ class OutboxStore:
             value = conn.execute(query).scalar()
         return None if value is None else str(value)
 
-    def outbox_due(self, now: datetime, limit: int = 200) -> list[OutboxItem]:
-        """Pending events whose time has come, oldest first."""
-        query = (
-            select(outbox)
+    def outbox_due(self, now: datetime, limit: int = 200, *, lease: float = 60.0) -> list[OutboxItem]:
+        """Claim the pending events whose time has come, oldest first: each is leased (its next_at moved
+        `lease` seconds on) to this caller, so two deliverers never post one event at once; one that dies
+        mid-post lets the lease run out and the event is tried again."""
+        due = (
+            select(outbox.c.id)
             .where(outbox.c.state == PENDING, outbox.c.next_at <= now)
             .order_by(outbox.c.next_at, outbox.c.id)
             .limit(limit)
         )
-        with self._tx() as conn:
-            return [_item(row) for row in conn.execute(query).mappings()]
+        until = now + timedelta(seconds=lease)
+        with self._tx(write=True) as conn:
+            ids = [int(i) for i in conn.execute(due).scalars()]
+            if not ids:
+                return []
+            claim = (
+                update(outbox)
+                .where(outbox.c.id.in_(ids), outbox.c.state == PENDING, outbox.c.next_at <= now)
+                .values(next_at=until)
+                .returning(*outbox.c)
+            )
+            claimed = [_item(row) for row in conn.execute(claim).mappings()]
+        return sorted(claimed, key=lambda i: ids.index(i.id))
 
     def outbox_settle(
         self, item_id: int, *, delivered: bool, error: str | None = None, retry_at: datetime | None = None

@@ -11,7 +11,8 @@ Two halves, both idempotent, so any number of processes may run them at once:
   `delivered` events, first clicks, conversions and their refunds, suppressions made since the endpoint was
   first seen) and writes one outbox row per event and endpoint, with a deterministic event id. Nothing on
   the send or webhook path waits for this: sending never slows for an endpoint.
-- `deliver` posts what is due, one JSON event per request, signed like Clarion's own conversion webhook:
+- `deliver` claims what is due (a 60 s lease, so concurrent deliverers never post one event together)
+  and posts it, one JSON event per request, signed like Clarion's own conversion webhook:
   `X-Clarion-Signature: v1=hex(HMAC-SHA256(secret, "<X-Clarion-Timestamp>.<body>"))`, with
   `X-Clarion-Event-Id` (the receiver de-duplicates on it: delivery is at least once) and
   `X-Clarion-Event-Type`. A 2xx settles the event; anything else, or no answer within

@@ -167,3 +167,32 @@ def test_logs_and_tables_show_an_endpoint_without_its_key() -> None:
         shown("https://user:pw@crm.example.org:8443/in?key=s3cret") == "https://crm.example.org:8443/in?..."
     )
     assert shown(CRM) == CRM
+
+
+def test_two_deliverers_at_once_post_each_event_once(ledger: Ledger) -> None:
+    import threading
+    import time as clock
+
+    now = datetime.now(UTC)
+    ledger.record(click_rows=[Click(RUN, "x", "a", None, now) for _ in range(40)])  # a post's clicks: 40 rows
+    endpoint = Endpoint()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        clock.sleep(0.005)
+        return endpoint(request)
+
+    fill(ledger)
+    barrier = threading.Barrier(2)
+
+    def work() -> None:
+        with httpx.Client(transport=httpx.MockTransport(slow)) as client:
+            barrier.wait()
+            deliver(ledger, client, environ=ENV, max_attempts=5)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [e["id"] for e in endpoint.seen if e["url"] == CRM]
+    assert len(ids) == len(set(ids)) == 40
