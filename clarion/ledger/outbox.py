@@ -104,7 +104,8 @@ class OutboxStore:
                 statement = insert(outbox).on_conflict_do_nothing(
                     index_elements=[outbox.c.endpoint, outbox.c.event_id]
                 )
-                added += conn.execute(statement, rows).rowcount
+                # RETURNING counts the rows really inserted (rowcount of a batch is not reliable on psycopg)
+                added += len(conn.execute(statement.returning(outbox.c.id), rows).all())
             for endpoint, run_id, stream, position in cursors:
                 statement = insert(outbox_cursors).values(
                     endpoint=endpoint, run_id=run_id, stream=stream, position=position

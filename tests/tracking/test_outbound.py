@@ -196,3 +196,19 @@ def test_two_deliverers_at_once_post_each_event_once(ledger: Ledger) -> None:
         thread.join()
     ids = [e["id"] for e in endpoint.seen if e["url"] == CRM]
     assert len(ids) == len(set(ids)) == 40
+
+
+@pytest.mark.postgres
+def test_the_outbox_on_postgresql(campaign_dir: CampaignDir, postgres_url: str) -> None:
+    store = Ledger(postgres_url)
+    store.migrate()
+    try:
+        plan_run(store, load_campaign(campaign_dir.campaign(CAMPAIGN + HOOKS)), RUN)
+        activity(store)
+        endpoint = Endpoint()
+        with httpx.Client(transport=httpx.MockTransport(endpoint)) as client:
+            assert fill(store) == 8 and fill(store) == 0
+            assert deliver(store, client, environ=ENV, max_attempts=5).delivered == 8
+        assert store.gift("actblue", "AB1:1") is not None and store.refunded("actblue", "AB1:1") == -2500
+    finally:
+        store.close()
