@@ -190,6 +190,8 @@ conversions = Table(
     Column("refers_to", String),
     UniqueConstraint("run_id", "source", "external_id"),
     Index(None, "run_id", "arm"),
+    Index(None, "source", "external_id"),  # revision 0007: a refund finds its gift, whatever the run
+    Index(None, "source", "refers_to"),
 )
 
 # -- consent (revision 0004) -----------------------------------------------------------------------------

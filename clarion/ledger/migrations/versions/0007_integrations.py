@@ -26,6 +26,9 @@ def upgrade() -> None:
     with op.batch_alter_table("conversions") as batch:
         batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="conversion"))
         batch.add_column(sa.Column("refers_to", sa.String(), nullable=True))
+    # a refund finds its gift by the platform's id, whatever the run
+    op.create_index("ix_conversions_source_external_id", "conversions", ["source", "external_id"])
+    op.create_index("ix_conversions_source_refers_to", "conversions", ["source", "refers_to"])
     op.create_table(
         "outbox",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -74,6 +77,8 @@ def downgrade() -> None:
     op.drop_table("outbox_cursors")
     op.drop_index("ix_outbox_state_next_at", table_name="outbox")
     op.drop_table("outbox")
+    op.drop_index("ix_conversions_source_refers_to", table_name="conversions")
+    op.drop_index("ix_conversions_source_external_id", table_name="conversions")
     with op.batch_alter_table("conversions") as batch:
         batch.drop_column("refers_to")
         batch.drop_column("kind")
