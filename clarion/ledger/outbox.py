@@ -380,6 +380,21 @@ class OutboxStore:
                 changed += conn.execute(query).rowcount
         return changed
 
+    def scheduled_later(self, run_id: str, now: datetime) -> list[tuple[str, datetime, int]]:
+        """Sends a provider accepted for delivery after `now`: (channel, instant, count), soonest first."""
+        query = (
+            select(sends.c.channel, sends.c.not_before, func.count())
+            .where(
+                sends.c.run_id == run_id,
+                sends.c.state == SendState.SENT.value,
+                sends.c.not_before > now,
+            )
+            .group_by(sends.c.channel, sends.c.not_before)
+        )
+        with self._tx() as conn:
+            found = [(c, _utc(at), int(n)) for c, at, n in conn.execute(query)]
+        return sorted(found, key=lambda row: (row[1], row[0]))
+
     def scheduled_batch_ids(self, run_id: str, *, cancelled: bool = False) -> list[tuple[str, str, str]]:
         """(channel, provider, batch id) of a run's scheduled email batches not yet cancelled."""
         b = scheduled_batches.c

@@ -67,6 +67,11 @@ def test_local_time_email_is_scheduled_per_zone_at_launch_and_can_be_cancelled(
     assert len(sent) == len(emails)
     assert {int(r.not_before.timestamp()) for r in sent if r.not_before} == wanted
 
+    status = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["status", "local-email"])
+    assert status.exit_code == 0, status.output
+    assert f"email: {len(emails):,} scheduled at the provider for delivery from" in status.output
+    assert "clarion email cancel local-email" in status.output
+
     cancelled = CliRunner().invoke(app, ["email", "cancel", "local-email"])
     assert cancelled.exit_code == 0, cancelled.output
     assert f"{len(emails):,} scheduled email(s) cancelled" in cancelled.output
