@@ -390,3 +390,28 @@ def test_other_stripe_events_and_unpaid_sessions_are_acknowledged_and_ignored(se
     assert post_stripe(service, unpaid).json() == {"recorded": 0, "unmatched": 0}
     other = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
     assert post_stripe(service, other).json() == {"recorded": 0, "unmatched": 0}
+
+
+def test_the_demo_command_plays_a_gift_through_actblue(campaign_dir: CampaignDir) -> None:
+    from typer.testing import CliRunner
+
+    from clarion.base.settings import ClarionSettings
+    from clarion.campaign.loader import load_campaign
+    from clarion.cli.main import app
+    from clarion.engine.plan import plan_run
+    from clarion.ledger import Ledger, SendState, Settlement
+    from tests.conftest import CAMPAIGN
+
+    text = CAMPAIGN.replace(
+        "https://donate.example.org/appeal", "https://secure.actblue.com/donate/appeal?refcode=tv"
+    )
+    ledger = Ledger(ClarionSettings().ledger_url())
+    ledger.migrate()
+    plan_run(ledger, load_campaign(campaign_dir.campaign(text)), "demo-run")
+    ledger.begin("demo-run", "email", ["c-002"])
+    ledger.settle("demo-run", "email", [Settlement("c-002", SendState.SENT, "sg-1")])
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["donations", "demo", "demo-run"])
+    assert result.exit_code == 0, result.output
+    assert "refcode2=tv" in result.output and "contact c-002" in result.output
+    assert "went from 0 to 1" in result.output
+    assert sum(n for n, *_ in ledger.engagement("demo-run").conversions.values()) == 1
