@@ -19,6 +19,7 @@ from markupsafe import escape
 from pydantic import Field, SecretStr, field_validator
 
 from clarion.base import addresses
+from clarion.base.timing import parse_clock, zone
 from clarion.channels.base import (
     AccountCheck,
     Channel,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 
 SENDGRID_MAX_PERSONALIZATIONS = 1000
+#: SendGrid holds a message with send_at for at most 72 hours; keep an hour's margin.
+SCHEDULE_HORIZON = 71 * 3600.0
 # python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
 logging.getLogger("python_http_client").setLevel(logging.INFO)
 
@@ -71,6 +74,18 @@ class SendGridConfig(ChannelConfig):
         default=None, description="At most `max` emails to one address per `per`, across campaigns."
     )
     batch_size: int = Field(default=SENDGRID_MAX_PERSONALIZATIONS, ge=1, le=SENDGRID_MAX_PERSONALIZATIONS)
+    send_at_local: str | None = Field(
+        default=None,
+        description='Deliver at this local time in each contact\'s zone, e.g. "09:00" (SendGrid send_at).',
+    )
+    default_timezone: str = Field(
+        default="UTC", description="Zone for contacts with no `timezone` column value (IANA name)."
+    )
+
+    _check_send_at = field_validator("send_at_local")(
+        lambda cls, v: None if v is None else parse_clock(v).strftime("%H:%M")
+    )
+    _check_zone = field_validator("default_timezone")(lambda cls, v: zone(v).key)
 
     @field_validator("from_", "reply_to")
     @classmethod
@@ -122,6 +137,8 @@ class SendGridChannel(Channel):
     settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
     #: Email Activity shows a message a few minutes after SendGrid processed it.
     listing_delay: ClassVar[float] = 600.0
+    schedule_horizon: ClassVar[float] = SCHEDULE_HORIZON
+    _batch_id: str | None = None
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
@@ -218,7 +235,7 @@ class SendGridChannel(Channel):
         personalization, so a campaign whose body does not vary per contact goes out 1,000 recipients a
         request; a body that names the contact splits into smaller groups.
         """
-        groups: dict[tuple[str, str], list[Outbound]] = {}
+        groups: dict[tuple[str, str, int | None], list[Outbound]] = {}
         for item in batch:
             m = item.message
             html = (m.html or "").replace(str(escape(m.link)), LINK_HTML).replace(m.link, LINK_HTML)
@@ -226,12 +243,19 @@ class SendGridChannel(Channel):
             if m.unsubscribe:
                 html = html.replace(str(escape(m.unsubscribe)), UNSUB_HTML).replace(m.unsubscribe, UNSUB_HTML)
                 text = text.replace(m.unsubscribe, UNSUB_TEXT)
-            groups.setdefault((html, text), []).append(item)
+            # one zone's local time is one instant: its contacts share a request
+            at = None if item.send_at is None else int(item.send_at.timestamp())
+            groups.setdefault((html, text, at), []).append(item)
         client = self._client()
         results: dict[str, SendResult] = {}
-        for (html, text), items in groups.items():
+        for (html, text, at), items in groups.items():
+            payload = self._payload(html, text, items)
+            if at is not None:
+                payload["send_at"] = at  # per personalization too (see _payload); both, as SendGrid allows
+                if self._batch_id:
+                    payload["batch_id"] = self._batch_id
             try:
-                message_id = self._post(client, self._payload(html, text, items))
+                message_id = self._post(client, payload)
             except ProviderError as exc:
                 results.update((i.recipient, exc.result(i.recipient)) for i in items)
                 continue
@@ -276,6 +300,8 @@ class SendGridChannel(Channel):
                 p.add_header(Header("List-Unsubscribe-Post", ONE_CLICK))
             for key, value in self._custom_args(m).items():
                 p.add_custom_arg(CustomArg(key, value))
+            if item.send_at is not None:
+                p.send_at = int(item.send_at.timestamp())
             mail.add_personalization(p)
         mail.add_content(Content("text/plain", text))
         mail.add_content(Content("text/html", html))
@@ -294,6 +320,34 @@ class SendGridChannel(Channel):
         if message.token:
             args["clarion_token"] = message.token  # signed; how the tracking service matches events
         return args
+
+    def schedule_batch(self) -> str | None:
+        """A batch id (POST /v3/mail/batch) that this adapter's scheduled emails carry, so that
+        `clarion email cancel` can cancel them (POST /v3/user/scheduled_sends); None when SendGrid would
+        not make one (the emails are then sent scheduled, but cannot be cancelled)."""
+        if self._batch_id is None:
+            client = self._client()
+            try:
+                response = client.client.mail.batch.post()
+                self._batch_id = str(_json_body(response).get("batch_id") or "") or None
+            except Exception as exc:  # every way the request can fail: scheduled without a batch id
+                logging.getLogger("clarion.channels.sendgrid").warning(
+                    "SendGrid made no batch id (%s): scheduled emails will not be cancellable",
+                    _why_refused(exc),
+                )
+        return self._batch_id
+
+    def cancel_scheduled(self, batch_id: str) -> None:
+        """Cancel the batch's scheduled emails not yet delivered (SendGrid's Cancel Scheduled Sends)."""
+        from python_http_client import exceptions as sg_errors
+
+        client = self._client()
+        try:
+            client.client.user.scheduled_sends.post(request_body={"batch_id": batch_id, "status": "cancel"})
+        except sg_errors.HTTPError as exc:
+            raise _mapped(exc) from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise Retryable(f"cannot reach SendGrid: {exc}") from exc
 
     def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
         """Each uncertain email looked up in SendGrid's Email Activity API, where the account has it

@@ -9,6 +9,7 @@ plans again, finds everything already there, and gets the same batches.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from clarion.base.settings import ClarionSettings
 from clarion.campaign.contacts import Contact, file_digest
 from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import HOLDOUT, REST
+from clarion.campaign.query import QueryContacts
 from clarion.channels.base import ChannelKind, FrequencyCap
 from clarion.ledger import Ledger, PlannedSend, RunStatus
 from clarion.messages.assign import Assigner
@@ -69,7 +71,11 @@ def campaign_digest(loaded: LoadedCampaign) -> str:
             value = getattr(config, name, None)
             if value and (loaded.base_dir / value).is_file():
                 paths.append(loaded.base_dir / value)
-    return file_digest(*paths)
+    digest = file_digest(*paths)
+    contacts = loaded.contacts()
+    if isinstance(contacts, QueryContacts):  # the query's result, row by row: what a resume must find again
+        digest = hashlib.sha256(f"{digest}:{contacts.digest()}".encode()).hexdigest()
+    return digest
 
 
 def batch_size(kind: ChannelKind, config: object) -> int:
@@ -237,6 +243,11 @@ def plan_run(
             "variants": [v.id for v in campaign.experiment.variants],
             "kinds": {cid: channels.get(c.provider).kind.value for cid, c in campaign.channels.items()},
             "cta": campaign.cta.url,
+            "cta_refcode_keep_as": campaign.cta.refcode_keep_as,
+            "webhooks_out": [
+                {"url": w.url, "events": list(w.events), "secret_env": w.secret_env}
+                for w in campaign.webhooks_out or []
+            ],
             "shares": {arm: share for arm, share in shares.items() if arm != REST},
         }
         if rollout_of is not None:

@@ -209,6 +209,7 @@ class Renderer:
             kind=kind,
             variant=variant_id,
             token=token,
+            keep_refcode_as=self.campaign.cta.refcode_keep_as,
         )
 
     def render(
