@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from clarion import channels
 from clarion.base.timing import parse_duration, zone
+from clarion.campaign.measurement import Attribution, AutomatedClicks, Expected
 from clarion.channels.base import ChannelConfig
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -107,6 +108,14 @@ class Experiment(_Strict):
         default=0, ge=0, lt=1, description="Share of contacts that get nothing: the control group."
     )
     variants: list[Variant] = Field(default_factory=_default_variants, min_length=1)
+    channel_holdouts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per channel id, the share of contacts that channel is withheld from, drawn "
+        "independently of the variant arm: what identifies the channel's own effect.",
+    )
+    expected: Expected | None = Field(
+        default=None, description="The baseline rate (and lift) hoped for: validation states the power."
+    )
 
     @model_validator(mode="after")
     def _arms(self) -> Experiment:
@@ -121,6 +130,13 @@ class Experiment(_Strict):
             seen.add(variant.id)
         if sum(v.weight for v in self.variants) <= 0:
             raise ValueError("every variant has weight 0; give at least one a positive weight")
+        for cid, share in self.channel_holdouts.items():
+            if not 0 < share < 1:
+                raise PydanticCustomError(
+                    "channel_holdout",
+                    "channel holdout of '{cid}' is {share}; give a share between 0 and 1 (e.g. 0.1)",
+                    {"cid": cid, "share": share, "at": ("channel_holdouts", cid)},
+                )
         return self
 
 
@@ -130,6 +146,7 @@ class Tracking(_Strict):
     base_url: str | None = Field(
         default=None, description="Public URL of `clarion serve`, e.g. https://go.example.org."
     )
+    automated_clicks: AutomatedClicks = Field(default_factory=AutomatedClicks)
 
     _check_url = field_validator("base_url")(lambda cls, v: v if v is None else _http_url(v).rstrip("/"))
 
@@ -276,6 +293,7 @@ class Campaign(_Strict):
     audience: Audience
     experiment: Experiment = Field(default_factory=Experiment)
     tracking: Tracking = Field(default_factory=Tracking)
+    attribution: Attribution = Field(default_factory=Attribution)
     channels: dict[str, AnyChannelConfig] = Field(min_length=1)
     schedule: Schedule | None = Field(default=None, description="For `clarion deploy`: when it launches.")
     steps: list[Step] | None = Field(
@@ -305,6 +323,14 @@ class Campaign(_Strict):
             _check_steps(self.steps, list(self.channels))
         if self.rollout is not None:
             _check_rollout(self.rollout, self)
+        for cid in self.experiment.channel_holdouts:
+            if cid not in self.channels:
+                raise _problem(
+                    "channel holdout names channel '{cid}', which `channels:` does not define ({known})",
+                    ("experiment", "channel_holdouts", cid),
+                    cid=cid,
+                    known=", ".join(self.channels),
+                )
         seen: set[str] = set()
         for i, kit in enumerate(self.share_kits or []):
             if kit.name in seen:

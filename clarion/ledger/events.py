@@ -13,14 +13,15 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from clarion.ledger.measurement import Reach, reach_times
 from clarion.ledger.rows import RunRecord
-from clarion.ledger.schema import assignments, clicks, conversions, events, runs
+from clarion.ledger.schema import assignments, clicks, conversions, events, link_hits, runs
 
 RUN_KEY_BYTES = 5
 METRICS = "metrics"  # the event kind of a social post's public-metrics snapshot (detail: JSON)
@@ -38,6 +39,11 @@ class Click:
     variant: str
     contact_seq: int | None  # None for a social post's link, which names no one
     at: datetime
+    # revision 0008: what kind of request (click, unsubscribe_view, beacon) and, when its user agent or
+    # network is a known scanner's, why (scanner_agent / scanner_network) and whose (agent)
+    kind: str = "click"
+    automated: str | None = None
+    agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,27 @@ class Engagement:
     currencies: set[str] = field(default_factory=set)
     click_times: list[tuple[str, str, datetime]] = field(default_factory=list)
     conversion_times: list[tuple[str, str | None, datetime, int]] = field(default_factory=list)
+    # with an attribution window: the run's launch, the conversions it claims per contact (count, amount in
+    # minor units), and those outside the window, kept apart and never counted
+    launch: datetime | None = None
+    window: timedelta | None = None
+    per_contact: dict[int, tuple[int, int]] = field(default_factory=dict)
+    outside: list[Outside] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """A conversion the run does not claim: before the contact's first send (`before`) or after the
+    attribution window closed (`after`)."""
+
+    arm: str
+    channel: str | None
+    contact_seq: int | None
+    at: datetime
+    amount_minor: int
+    currency: str
+    why: str
+    start: datetime | None  # the moment the contact's window opened (None: nothing sent yet)
 
 
 @dataclass(frozen=True)
@@ -147,8 +174,11 @@ class EngagementStore:
         received = _now()
         with self._tx(write=True) as conn:
             statements = _statements(conn.dialect.name)
-            known = [c for c in click_rows if c.contact_seq is not None]
-            anonymous = [c for c in click_rows if c.contact_seq is None]
+            if click_rows:
+                conn.execute(link_hits.insert(), [_hit_row(c) for c in click_rows])
+            counted = [c for c in click_rows if c.kind == "click"]
+            known = [c for c in counted if c.contact_seq is not None]
+            anonymous = [c for c in counted if c.contact_seq is None]
             if known:
                 conn.execute(statements.click, [_click_row(c) for c in known])
             if anonymous:
@@ -166,10 +196,18 @@ class EngagementStore:
         with self._tx() as conn:
             return latest_metrics((r[0], r[1], r[2], r[3]) for r in conn.execute(query))
 
-    def engagement(self, run_id: str) -> Engagement:
-        """A run's clicks, events and conversions, aggregated per channel x variant (and per arm)."""
-        found = Engagement()
+    def engagement(self, run_id: str, window: timedelta | None = None) -> Engagement:
+        """A run's clicks, events and conversions, aggregated per channel x variant (and per arm).
+
+        With `window`, only conversions between the contact's first send (for contacts the run sent nothing,
+        the holdout among them: its launch) and `window` after it are counted; the rest are listed in
+        `outside`."""
+        found = Engagement(window=window)
+        reach: Reach | None = None
         with self._tx() as conn:
+            if window is not None:
+                reach = reach_times(conn, run_id)
+                found.launch = reach.launch
             key = (clicks.c.channel, clicks.c.variant)
             query = select(*key, func.count(), func.sum(clicks.c.count)).where(clicks.c.run_id == run_id)
             for channel, variant, unique, total in conn.execute(query.group_by(*key)):
@@ -200,8 +238,30 @@ class EngagementStore:
                 conversions.c.occurred_at,
             ).where(conversions.c.run_id == run_id)
             rows = list(conn.execute(query))
+        if reach is not None and window is not None:
+            rows = _within(found, rows, reach, window)
         _aggregate_conversions(found, rows)
         return found
+
+
+CLOCK_SKEW = timedelta(seconds=5)  # a landing page's or provider's clock may run a little behind ours
+
+
+def _within(found: Engagement, rows: Sequence[Any], reach: Reach, window: timedelta) -> list[Any]:
+    kept = []
+    for row in rows:
+        arm, channel, seq, amount, currency, at = row
+        start = reach.first.get(seq, reach.launch) if seq is not None else reach.launch
+        why = None
+        if start is None or at < start - CLOCK_SKEW:
+            why = "before"
+        elif at > start + window:
+            why = "after"
+        if why is None:
+            kept.append(row)
+        else:
+            found.outside.append(Outside(arm, channel, seq, at, int(amount), currency, why, start))
+    return kept
 
 
 def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
@@ -216,6 +276,8 @@ def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
             anonymous.append((arm, channel, int(amount)))
             continue
         by_channel.setdefault((arm, channel, seq), []).append(int(amount))
+        count_, total_ = found.per_contact.get(seq, (0, 0))
+        found.per_contact[seq] = (count_ + 1, total_ + int(amount))
         count, total = by_arm.get((arm, seq), (0, 0))
         by_arm[(arm, seq)] = (count + 1, total + int(amount))
     for (arm, channel, _seq), amounts in by_channel.items():
@@ -240,6 +302,19 @@ def _click_row(click: Click) -> dict[str, Any]:
         "count": 1,
         "first_at": click.at,
         "last_at": click.at,
+    }
+
+
+def _hit_row(click: Click) -> dict[str, Any]:
+    return {
+        "run_id": click.run_id,
+        "channel": click.channel,
+        "variant": click.variant,
+        "contact_seq": click.contact_seq,
+        "kind": click.kind,
+        "at": click.at,
+        "automated": click.automated,
+        "agent": click.agent,
     }
 
 
