@@ -144,3 +144,19 @@ def plan_power(
 
 
 __all__ = ["POWER", "PowerCheck", "mde", "needed", "plan_power", "power"]
+
+
+def campaign_power(
+    arms: Mapping[str, int], channel_groups: Mapping[str, tuple[int, int]], experiment: Any
+) -> list[PowerCheck]:
+    """The power of a campaign's planned comparisons (its `experiment.expected`); [] without one."""
+    expected = experiment.expected
+    if expected is None:
+        return []
+    variants = [v.id for v in experiment.variants if v.weight > 0]
+    return plan_power(arms, variants, channel_groups, expected.baseline, expected.lift)
+
+
+def power_lines(checks: list[PowerCheck]) -> list[tuple[bool, str]]:
+    """(is a warning, text) per check: what `clarion validate` and the approval preview print."""
+    return [(c.enough is False, c.text) for c in checks]
