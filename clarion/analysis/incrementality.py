@@ -223,7 +223,8 @@ def _with_text(lift: ChannelLift, alpha: float) -> ChannelLift:
         else:
             text = (
                 f"{c}: no incremental effect detected: {span}{extra}; "
-                f"p = {(lift.p_adjusted or 1):.2g} after Holm."
+                f"p = {(lift.p_adjusted or 1):.2g} after Holm across the channels "
+                f"({(lift.p_value or 1):.2g} alone)."
             )
     return replace(lift, text=text)
 

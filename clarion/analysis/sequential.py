@@ -13,7 +13,12 @@ V = p1 q1 / n1 + p2 q2 / n2 and s2 = V * N:
 
     rho^2 = (-2 ln alpha + ln(1 - 2 ln alpha)) / tuning
     half-width = sqrt(s2) * sqrt(2 (N rho^2 + 1) / (N^2 rho^2) * ln(sqrt(N rho^2 + 1) / alpha))
-    e-value = exp(rho^2 * d^2 N / V / (2 (N rho^2 + 1))) / sqrt(N rho^2 + 1),  p = min(1, 1 / e-value)
+    e-value = exp(rho^2 * d^2 N / V0 / (2 (N rho^2 + 1))) / sqrt(N rho^2 + 1),  p = min(1, 1 / e-value)
+
+One departure from gbstats, on the side of caution: the p-value tests p1 = p2, so its variance is the one
+under that null, pooled, V0 = pbar (1 - pbar) (1/n1 + 1/n2), as the report's fixed-horizon z-test uses
+(with V, a holdout of 190 with one conversion would look a thousand times more certain than the z-test
+says). With V in place of V0 the figures are gbstats' own (tests check both).
 
 `tuning` is the total sample size at which the sequence is tightest: the planned size of the comparison
 when it is known (GrowthBook's default otherwise, 5,000). The price of peeking freely is width: at the
@@ -75,9 +80,15 @@ def always_valid_p(
     variance = _variance(s1, n1, s2, n2)
     if variance == 0:
         return 1.0
-    n = n1 + n2
+    pooled = (s1 + s2) / (n1 + n2)
+    return evalue_p(s1 / n1 - s2 / n2, pooled * (1 - pooled) * (1 / n1 + 1 / n2), n1 + n2, alpha, tuning)
+
+
+def evalue_p(diff: float, variance: float, n: int, alpha: float, tuning: float) -> float:
+    """1 / e-value (capped at 1) of a difference with this variance over n observations (eq. 155)."""
+    if variance <= 0:
+        return 1.0
     r2 = rho(alpha, tuning) ** 2
-    diff = s1 / n1 - s2 / n2
     st2 = diff * diff * n / variance
     log_e = r2 * st2 / (2 * (n * r2 + 1)) - 0.5 * math.log(n * r2 + 1)
     return 1.0 if log_e <= 0 else min(1.0, math.exp(-log_e))
@@ -168,6 +179,7 @@ __all__ = [
     "SequentialComparison",
     "always_valid_p",
     "confidence_sequence",
+    "evalue_p",
     "rho",
     "sequential_analysis",
 ]

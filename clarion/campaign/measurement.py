@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from clarion.base.timing import parse_duration
 
@@ -40,11 +40,12 @@ class Attribution(_Strict):
         default=DEFAULT_WINDOW, description="How long after a contact's first send a conversion still counts."
     )
 
-    @model_validator(mode="after")
-    def _positive(self) -> Attribution:
-        if not timedelta(minutes=1) <= self.window <= timedelta(days=365):
-            raise ValueError("attribution.window must be between 1m and 365d (e.g. 7d)")
-        return self
+    @field_validator("window")
+    @classmethod
+    def _span(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(days=365):
+            raise ValueError("must be between 1m and 365d (e.g. 7d)")
+        return value
 
 
 class AutomatedClicks(_Strict):

@@ -331,6 +331,13 @@ class Campaign(_Strict):
                     cid=cid,
                     known=", ".join(self.channels),
                 )
+            if channels.get(self.channels[cid].provider).kind.value == "social":
+                raise _problem(
+                    "channel '{cid}' is a public post, which cannot be withheld from some contacts; "
+                    "channel holdouts apply to email and SMS",
+                    ("experiment", "channel_holdouts", cid),
+                    cid=cid,
+                )
         seen: set[str] = set()
         for i, kit in enumerate(self.share_kits or []):
             if kit.name in seen:

@@ -71,6 +71,7 @@ def _print_power(report: Any) -> None:
             "for) to learn whether the holdouts can detect it",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     for warning, text in power_lines(checks):
         if warning:
