@@ -49,7 +49,9 @@ def test_power_by_simulation_at_the_mde() -> None:
     rng = np.random.default_rng(7)
     s1 = rng.binomial(n1, p2 + d, 4000)
     s2 = rng.binomial(n2, p2, 4000)
-    rejected = np.mean([two_proportion_ztest(int(a), n1, int(b), n2)[1] < 0.05 for a, b in zip(s1, s2, strict=True)])
+    rejected = np.mean(
+        [two_proportion_ztest(int(a), n1, int(b), n2)[1] < 0.05 for a, b in zip(s1, s2, strict=True)]
+    )
     assert rejected == pytest.approx(0.8, abs=0.025)
 
 
