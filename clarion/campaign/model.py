@@ -266,6 +266,32 @@ class Rollout(_Strict):
         default="baseline",
         description="What the rest gets when nothing wins: `baseline` (the first variant) or a variant id.",
     )
+    decide: Literal["at_wait", "sequential"] = Field(
+        default="at_wait",
+        description="`at_wait`: one fixed-horizon test after `wait`; `sequential`: an always-valid test read "
+        "every `check_every`, deciding as soon as it allows, at the latest after `max_wait`.",
+    )
+    check_every: Duration = Field(
+        default=timedelta(minutes=10), description="How often a sequential rollout looks."
+    )
+    max_wait: Duration | None = Field(
+        default=None, description="A sequential rollout's longest wait (default: `wait`); then the fallback."
+    )
+
+    @model_validator(mode="after")
+    def _sequential(self) -> Rollout:
+        if self.decide == "at_wait" and self.max_wait is not None:
+            raise ValueError("`max_wait` applies to `decide: sequential`; for a fixed test, set `wait` only")
+        if not timedelta(seconds=1) <= self.check_every <= timedelta(days=1):
+            raise ValueError("check_every must be between 1s and 1d (e.g. 10m)")
+        if self.max_wait is not None and self.max_wait < self.wait:
+            raise ValueError("max_wait is the longest wait: give at least `wait`")
+        return self
+
+    @property
+    def latest(self) -> timedelta:
+        """How long after the launch the rollout goes out at the latest."""
+        return self.max_wait if self.decide == "sequential" and self.max_wait is not None else self.wait
 
 
 class ShareKit(_Strict):
