@@ -102,6 +102,11 @@ def _check(
     name = f"{treated} vs {control}"
     shown = "no lift up to 100%" if found is None else f"{found * 100:.2f} pts"
     text = f"{name} ({n_t:,} vs {n_c:,} contacts): detects a lift of {shown} from {baseline:.2%} at 80% power"
+    if min(n_t, n_c) * baseline < 10:
+        text += (
+            f" (under 10 conversions expected in {treated if n_t < n_c else control}: the normal "
+            "approximation is rough there; benchmarks/power_planning.py simulates it)"
+        )
     enough = need_t = need_c = None
     if lift is not None and kind != "variants":
         enough = found is not None and lift >= found
