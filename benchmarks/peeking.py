@@ -134,7 +134,8 @@ def main() -> None:
     total = args.per_look * args.looks
     print(f"formulas agree with clarion.analysis to {worst:.1e}")
     print(
-        f"\nA/A tests: {args.sims:,} simulated, {args.looks} looks each, {total:,} contacts per arm at the end, "
+        f"\nA/A tests: {args.sims:,} simulated, {args.looks} looks each, "
+        f"{total:,} contacts per arm at the end, "
         f"true rate {args.rate:.1%} in both arms, alpha {ALPHA}"
     )
     for name, value in peeking(rng, args.sims, args.looks, args.per_look, args.rate).items():
@@ -144,7 +145,8 @@ def main() -> None:
     for name, value in coverage(rng, args.sims):
         print(f"  {name:<45} {value:6.1%}")
     print(
-        f"\n({time.monotonic() - started:.0f} s; a shared, noisy machine: the figures are simulated, not timed)"
+        f"\n({time.monotonic() - started:.0f} s on a shared, noisy machine; "
+        "the figures are simulated, not timed)"
     )
 
 

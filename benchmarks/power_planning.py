@@ -88,7 +88,8 @@ def main() -> None:
         end_z, end_seq, any_seq = simulate(rng, p2, d, n1, n2, args.sims)
         print(f"  smallest lift detected at 80% power: {d * 100:.2f} pts")
         print(
-            f"  simulated power at that lift: z-test {end_z:.1%}; always-valid at the end {end_seq:.1%}, at any of 144 looks {any_seq:.1%}"
+            f"  simulated power at that lift: z-test {end_z:.1%}; always-valid at the end {end_seq:.1%}, "
+            f"at any of 144 looks {any_seq:.1%}"
         )
         if hoped < d:
             t, c = needed(p2, hoped, n1, n2)
