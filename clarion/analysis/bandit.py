@@ -7,7 +7,8 @@ commercial anchor).
   `uniform_share / k`, so a bad early draw cannot starve an arm for good.
 - Contacts are allocated deterministically, as variant assignment is: a uniform number from
   sha256(salt, contact id) decides first whether the contact is in the uniform share (then an arm at equal
-  odds from a second number), else an arm by P(best): overall, the wave's shares. The same inputs give the same allocation.
+  odds from a second number), else an arm by P(best): overall, the wave's shares. The same inputs give
+  the same allocation.
 - Lift is estimated from the uniform share only (`uniform_arms`): adaptive allocation makes an arm's pooled
   rate depend on when it was favoured (the later waves' traffic differs from the earlier ones'), so pooling
   every wave biases the comparison; the uniform share is a randomised experiment throughout.
