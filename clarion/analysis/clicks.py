@@ -135,6 +135,22 @@ def automated_clickers(
     return {seq for seq, flags in by_contact.items() if flags and all(flags)}
 
 
+def human_click_times(
+    hits: Iterable[Hit], reached: Mapping[tuple[str, int], datetime], rules: Rules
+) -> dict[int, list[tuple[datetime, str]]]:
+    """Per contact, the (time, channel) of every human click, in time order: what touch attribution reads."""
+    by_message: dict[tuple[str, int], list[Hit]] = defaultdict(list)
+    for hit in hits:
+        if hit.contact_seq is not None:
+            by_message[(hit.channel, hit.contact_seq)].append(hit)
+    found: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    for (channel, seq), group in by_message.items():
+        for hit in group:
+            if hit.kind == CLICK and classify(hit, reached.get((channel, seq)), group, rules) is None:
+                found[seq].append((hit.at, channel))
+    return {seq: sorted(times) for seq, times in found.items()}
+
+
 __all__ = [
     "BEACON",
     "CLICK",
@@ -143,5 +159,6 @@ __all__ = [
     "Rules",
     "automated_clickers",
     "classify",
+    "human_click_times",
     "split_clicks",
 ]

@@ -92,6 +92,7 @@ class Engagement:
     launch: datetime | None = None
     window: timedelta | None = None
     per_contact: dict[int, tuple[int, int]] = field(default_factory=dict)
+    first_conversion: dict[int, datetime] = field(default_factory=dict)  # per contact, of those counted
     outside: list[Outside] = field(default_factory=list)
 
 
@@ -278,6 +279,8 @@ def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
         by_channel.setdefault((arm, channel, seq), []).append(int(amount))
         count_, total_ = found.per_contact.get(seq, (0, 0))
         found.per_contact[seq] = (count_ + 1, total_ + int(amount))
+        if seq not in found.first_conversion or at < found.first_conversion[seq]:
+            found.first_conversion[seq] = at
         count, total = by_arm.get((arm, seq), (0, 0))
         by_arm[(arm, seq)] = (count + 1, total + int(amount))
     for (arm, channel, _seq), amounts in by_channel.items():

@@ -106,8 +106,21 @@ def test_the_experiment_section(run: Ledger) -> None:
     assert sequential is not None and sequential["baseline"] == "holdout"
     assert "always" in sequential["text"].lower() or "does not decide" in sequential["text"]
 
+    touches = {t["channel"]: t for t in section["touches"]}
+    # the one counted conversion, 3 h after the first send of a contact whose click (if any) was 2 s after
+    # delivery (a scanner) or 61 s (a person): credited to email when a person clicked, else to no click
+    assert sum(t["first"] for t in touches.values()) == 1
+    expected = "email" if first.seq % 2 == 0 else None
+    assert touches[expected]["any"] == 1
+
     page = render_html(report)
-    for anchor in ('id="attribution"', 'id="clicks"', 'id="incrementality"', "after the window"):
+    for anchor in (
+        'id="attribution"',
+        'id="clicks"',
+        'id="incrementality"',
+        'id="touches"',
+        "after the window",
+    ):
         assert anchor in page
     console = Console(record=True, width=200)
     console.print(terminal(report))

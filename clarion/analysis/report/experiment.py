@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from clarion.analysis.clicks import ClickCounts, Rules, split_clicks
+from clarion.analysis.clicks import ClickCounts, Rules, human_click_times, split_clicks
 from clarion.analysis.incrementality import ChannelLift, channel_lifts
 from clarion.analysis.sequential import SequentialAnalysis, sequential_analysis
 from clarion.analysis.stats import Analysis, Arm
@@ -73,6 +73,21 @@ class ClickSplit:
     reasons: dict[str, int]
 
 
+@dataclass(frozen=True)
+class TouchRow:
+    """Descriptive credit (not cause): converting contacts whose human clicks before converting touched
+    the channel (any), came first on it (first), or last (last). `channel` None: no click before
+    converting."""
+
+    channel: str | None
+    first: int
+    last: int
+    any: int
+
+
+NO_TOUCH = None
+
+
 @dataclass
 class ExperimentSection:
     attribution: AttributionSummary
@@ -80,6 +95,7 @@ class ExperimentSection:
     incrementality: list[ChannelLift]
     sequential: SequentialAnalysis | None
     rules: dict[str, Any]
+    touches: list[TouchRow] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +103,7 @@ class ExperimentSection:
             "clicks": [asdict(c) for c in self.clicks],
             "click_rules": self.rules,
             "incrementality": [lift.as_dict() for lift in self.incrementality],
+            "touches": [asdict(t) for t in self.touches],
             "sequential": self.sequential.as_dict() if self.sequential else None,
         }
 
@@ -99,6 +116,30 @@ def window_of(options: dict[str, Any]) -> timedelta:
 def click_splits(ledger: Ledger, run_id: str, options: dict[str, Any]) -> dict[tuple[str, str], ClickCounts]:
     rules = Rules.from_options(options.get("automated_clicks"))
     return split_clicks(ledger.link_hits(run_id), ledger.delivered_times(run_id), rules)
+
+
+def touches(ledger: Ledger, run_id: str, options: dict[str, Any], engagement: Engagement) -> list[TouchRow]:
+    """First-, last- and any-touch counts of the converting contacts, from their human clicks."""
+    if not engagement.first_conversion:
+        return []
+    rules = Rules.from_options(options.get("automated_clicks"))
+    clicks = human_click_times(ledger.link_hits(run_id), ledger.delivered_times(run_id), rules)
+    first: Counter[str | None] = Counter()
+    last: Counter[str | None] = Counter()
+    anyone: Counter[str | None] = Counter()
+    for seq, converted in engagement.first_conversion.items():
+        before = [(at, channel) for at, channel in clicks.get(seq, []) if at <= converted]
+        if not before:
+            first[NO_TOUCH] += 1
+            last[NO_TOUCH] += 1
+            anyone[NO_TOUCH] += 1
+            continue
+        first[before[0][1]] += 1
+        last[before[-1][1]] += 1
+        for channel in {c for _, c in before}:
+            anyone[channel] += 1
+    keys = sorted(k for k in anyone if k is not None) + ([NO_TOUCH] if NO_TOUCH in anyone else [])
+    return [TouchRow(k, first[k], last[k], anyone[k]) for k in keys]
 
 
 def build_experiment(
@@ -124,6 +165,7 @@ def build_experiment(
             "beacon": Rules.from_options(options.get("automated_clicks")).beacon,
         },
     )
+    section.touches = touches(ledger, run_id, options, engagement)
     holdouts = {str(k): float(v) for k, v in (options.get("channel_holdouts") or {}).items()}
     if holdouts:
         groups = ledger.channel_groups(run_id, list(holdouts))

@@ -78,6 +78,18 @@ def experiment_terminal(section: ExperimentSection) -> list[Any]:
             )
         parts.append(table)
         parts.extend(Text("→ " + lift.text) for lift in section.incrementality)
+    if section.touches:
+        table = Table(title="Touches before converting (descriptive: credit, not cause)")
+        for name in ("channel", "first touch", "last touch", "any touch"):
+            table.add_column(name, justify="left" if name == "channel" else "right")
+        for touch in section.touches:
+            table.add_row(
+                Text(touch.channel or "no click before converting"),
+                f"{touch.first:,}",
+                f"{touch.last:,}",
+                f"{touch.any:,}",
+            )
+        parts.append(table)
     if section.sequential is not None:
         parts.append(Text("Read live: " + section.sequential.text))
     return parts
