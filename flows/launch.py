@@ -199,7 +199,7 @@ class _Waves:
         store.decide(run.run_id, f"wave:{wave.name}", utcnow().isoformat())  # when it began, for the record
         if wave.only_if is not None:
             for channel in wave.channels:
-                skipped = store.skip_engaged(target, channel, wave.only_if)
+                skipped = store.skip_engaged(target, channel, wave.only_if, machines=self._machines(target))
                 if skipped:
                     get_run_logger().info(
                         "step %s: %d %s contacts already acted", wave.name, skipped, channel
@@ -212,6 +212,15 @@ class _Waves:
             and b.number in due[b.channel]
             and _channel_key(wave, b.channel) not in self.errors
         ]
+
+    def _machines(self, target: str) -> set[int]:
+        """Contacts whose every click was a scanner's: a step's `not_clicked` still reaches them."""
+        from clarion.analysis.clicks import Rules, automated_clickers
+
+        store = self.run.ledger
+        record = store.get_run(target)
+        rules = Rules.from_options((record.options if record else {}).get("automated_clicks"))
+        return automated_clickers(store.link_hits(target), store.delivered_times(target), rules)
 
     def _target(self, wave: Wave) -> str:
         if wave.kit is not None:
