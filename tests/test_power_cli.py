@@ -29,3 +29,24 @@ def test_without_expectations_validate_says_how_to_get_the_power(campaign_dir: C
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.stderr
     assert "give experiment.expected" in result.stdout
+
+
+def test_the_approval_preview_warns_about_an_underpowered_holdout() -> None:
+    from clarion.analysis.design import plan_power
+    from clarion.engine.preflight import preview_markdown
+
+    checks = plan_power({"holdout": 190, "a": 4900}, ["a"], {}, 0.005, 0.004)
+    request = {
+        "run_id": "r",
+        "campaign": "c",
+        "checks": [],
+        "arms": {"holdout": 190, "a": 4900},
+        "skipped": {},
+        "messages": [],
+        "kits": [],
+        "power": [c.as_dict() for c in checks],
+    }
+    text = preview_markdown(request)
+    assert "## Power (80%, two-sided 5%)" in text
+    assert "- **WARNING**: a vs holdout (4,900 vs 190 contacts)" in text
+    assert "in holdout at this split" in text
