@@ -238,6 +238,11 @@ class Behaviour(_Strict):
     unsubscribe: float = Field(default=0.0, ge=0, le=1)
     spam_report: float = Field(default=0.0, ge=0, le=1)
     stop: float = Field(default=0.0, ge=0, le=1)
+    # corporate mail security: a share of recipients sit behind a scanner that GETs every link of a message
+    # on delivery (the tracked link and the unsubscribe page), half of them announcing themselves in the
+    # User-Agent, the rest looking like a browser (the timing rules catch those)
+    scanner: float = Field(default=0.0, ge=0, le=1)
+    scanner_agent: float = Field(default=0.5, ge=0, le=1)
 
 
 def rate(value: Rate | int | dict[str, int], variant: str) -> float:

@@ -30,11 +30,22 @@ from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.campaign.model import Rollout
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import Coordination, LocalCoordination
 from clarion.engine.outcome import ChildOutcome, RolloutOutcome, RunOutcome
 from clarion.engine.plan import Batch
-from clarion.engine.schedule import LAUNCHED, ROLLOUT, Wave, decide_rollout, rollout_run_id, utcnow, waves
+from clarion.engine.schedule import (
+    LAUNCHED,
+    ROLLOUT,
+    RolloutDecision,
+    Wave,
+    decide_rollout,
+    rollout_run_id,
+    sequential_rollout,
+    utcnow,
+    waves,
+)
 from clarion.engine.send import BatchOutcome, ChannelStopped
 from clarion.engine.shared import RedisCoordination
 from clarion.flows.approval import approval_gate
@@ -92,10 +103,10 @@ def launch(
     _not_before(slot)
     launched = datetime.fromisoformat(store.decide(run_id, LAUNCHED, utcnow().isoformat()))
     plan = waves(loaded.campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
-    sending = _Waves(run, batches, retry_failed)
+    sending = _Waves(run, batches, retry_failed, launched)
     while True:
         now, sent = utcnow(), False
-        for wave in (w for w in plan if w.at <= now):
+        for wave in (w for w in plan if w.at <= now or sending.decided_early(w, now)):
             if run.coordination.stop_requested():
                 break
             todo = sending.due(wave)
@@ -105,6 +116,9 @@ def launch(
         if why := run.coordination.stop_requested():
             return _interrupted(run, why)
         wake = _next_wake(store, run_id, plan, now, set(sending.errors))
+        look = sending.next_look(plan)
+        if look is not None and (wake is None or look < wake):
+            wake = max(look, now)
         if wake is None or (wake <= now and not sent):
             break
         if _continue_later(loaded, run_id, wake):
@@ -156,8 +170,17 @@ def _interrupted(run: RunContext, why: str) -> RunOutcome:
 class _Waves:
     """The batches of a launch's runs (its own, a rollout's, its kits') and what stopped their channels."""
 
-    def __init__(self, run: RunContext, batches: list[Batch], retry_failed: bool = False) -> None:
+    def __init__(
+        self,
+        run: RunContext,
+        batches: list[Batch],
+        retry_failed: bool = False,
+        launched: datetime | None = None,
+    ) -> None:
         self.run = run
+        self.launched = launched or utcnow()
+        self._look = 1  # a sequential rollout's next look, counted in check_every from the launch
+        self._early: RolloutDecision | None = None
         self.retry_failed = retry_failed  # a resume's --retry-failed reaches the rollout and kit runs too
         self.batches: dict[str, list[Batch]] = {run.run_id: batches}  # target run id -> its batches
         self.errors: dict[str, list[str]] = {}  # channel key -> why it stopped
@@ -176,7 +199,7 @@ class _Waves:
         store.decide(run.run_id, f"wave:{wave.name}", utcnow().isoformat())  # when it began, for the record
         if wave.only_if is not None:
             for channel in wave.channels:
-                skipped = store.skip_engaged(target, channel, wave.only_if)
+                skipped = store.skip_engaged(target, channel, wave.only_if, machines=self._machines(target))
                 if skipped:
                     get_run_logger().info(
                         "step %s: %d %s contacts already acted", wave.name, skipped, channel
@@ -190,16 +213,59 @@ class _Waves:
             and _channel_key(wave, b.channel) not in self.errors
         ]
 
+    def _machines(self, target: str) -> set[int]:
+        """Contacts whose every click was a scanner's: a step's `not_clicked` still reaches them."""
+        from clarion.analysis.clicks import Rules, automated_clickers
+
+        store = self.run.ledger
+        record = store.get_run(target)
+        rules = Rules.from_options((record.options if record else {}).get("automated_clicks"))
+        return automated_clickers(store.link_hits(target), store.delivered_times(target), rules)
+
     def _target(self, wave: Wave) -> str:
         if wave.kit is not None:
             return kit_run_id(self.run.run_id, wave.kit)
         return rollout_run_id(self.run.run_id) if wave.rollout else self.run.run_id
 
+    def _sequential(self) -> Rollout | None:
+        rollout = self.run.loaded.campaign.rollout
+        return rollout if rollout is not None and rollout.decide == "sequential" else None
+
+    def decided_early(self, wave: Wave, now: datetime) -> bool:
+        """A sequential rollout's wave is due before `max_wait` once the always-valid test names a winner,
+        read every `check_every` (reading it more often would be valid too; it would only cost queries)."""
+        rollout = self._sequential()
+        if not wave.rollout or rollout is None:
+            return False
+        run = self.run
+        if self._early is not None or rollout_run_id(run.run_id) in self.batches:
+            return True
+        record = run.ledger.get_run(run.run_id)
+        if record is not None and ROLLOUT in (record.decisions or {}):
+            return True  # decided before a resume
+        if now < self.launched + self._look * rollout.check_every:
+            return False
+        while self.launched + self._look * rollout.check_every <= now:
+            self._look += 1
+        self._early = sequential_rollout(run.ledger, run.run_id, run.loaded.campaign, rollout)
+        if self._early is None:
+            get_run_logger().info("run %s: the always-valid test does not decide yet", run.run_id)
+        return self._early is not None
+
+    def next_look(self, plan: list[Wave]) -> datetime | None:
+        """When a sequential rollout that has not decided looks next (None otherwise)."""
+        rollout = self._sequential()
+        if rollout is None or self._early is not None or rollout_run_id(self.run.run_id) in self.batches:
+            return None
+        look = self.launched + self._look * rollout.check_every
+        latest = next((w.at for w in plan if w.rollout), None)
+        return look if latest is None or look < latest else None
+
     def _decide_rollout(self) -> str:
         run = self.run
         campaign = run.loaded.campaign
         assert campaign.rollout is not None
-        decision = decide_rollout(run.ledger, run.run_id, campaign, campaign.rollout)
+        decision = self._early or decide_rollout(run.ledger, run.run_id, campaign, campaign.rollout)
         recorded = run.ledger.decide(run.run_id, ROLLOUT, decision.as_dict())
         get_run_logger().info(
             "run %s: rollout sends %s: %s", run.run_id, recorded["winner"], recorded["text"]

@@ -50,3 +50,30 @@ def test_zero_weight_variant_gets_nobody() -> None:
 def test_no_holdout_arm_without_holdout() -> None:
     assigner = Assigner("appeal", _experiment(0, {"a": 1}))
     assert assigner.arms == ["a"]
+
+
+def test_channel_holdouts_are_deterministic_at_their_share_and_independent_of_the_arm() -> None:
+    """A factorial design: the channel's holdout draw is independent of the variant's (chi-square test of
+    independence on 100,000 ids), at its planned share, and the same for every instance."""
+    from scipy.stats import binomtest, chi2_contingency
+
+    exp = Experiment(
+        holdout=0.02,
+        variants=[Variant(id="a"), Variant(id="b")],
+        channel_holdouts={"sms": 0.1, "email": 0.05},
+    )
+    one, two = Assigner("appeal", exp), Assigner("appeal", exp)
+    ids = [f"sup-{i:06d}" for i in range(100_000)]
+    sms = [one.withheld(c, "sms") for c in ids]
+    assert sms == [two.withheld(c, "sms") for c in ids]
+    assert binomtest(sum(sms), len(ids), 0.1).pvalue > 0.001
+    arms = [one.arm(c) for c in ids]
+    table = [
+        [sum(1 for a, w in zip(arms, sms, strict=True) if a == arm and w is flag) for flag in (True, False)]
+        for arm in ("a", "b", HOLDOUT)
+    ]
+    assert chi2_contingency(table).pvalue > 0.001
+    email = [one.withheld(c, "email") for c in ids]
+    both = sum(1 for s, e in zip(sms, email, strict=True) if s and e)
+    assert binomtest(both, len(ids), 0.1 * 0.05).pvalue > 0.001  # the channels' draws are independent too
+    assert not any(one.withheld(c, "x") for c in ids[:1000])  # a channel without a holdout is never withheld

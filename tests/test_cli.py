@@ -58,7 +58,8 @@ def test_validate_both_examples_reports_each_valid_with_its_contact_count() -> N
 
     _no_crash(result)
     assert result.exit_code == 0, result.output
-    assert result.stderr == ""
+    # only the power warnings of the debate example's hoped-for lift (its 2% holdout cannot detect it)
+    assert all(line.startswith("warning: power: ") for line in result.stderr.splitlines()), result.stderr
     for path in (DEBATE, B2B):
         line = _summary(result.stdout, path)
         assert line.startswith("valid: ")

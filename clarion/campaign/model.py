@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from clarion import channels
 from clarion.base.timing import parse_duration, zone
+from clarion.campaign.measurement import Attribution, AutomatedClicks, Expected
 from clarion.channels.base import ChannelConfig
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -191,6 +192,14 @@ class Experiment(_Strict):
         default=0, ge=0, lt=1, description="Share of contacts that get nothing: the control group."
     )
     variants: list[Variant] = Field(default_factory=_default_variants, min_length=1)
+    channel_holdouts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per channel id, the share of contacts that channel is withheld from, drawn "
+        "independently of the variant arm: what identifies the channel's own effect.",
+    )
+    expected: Expected | None = Field(
+        default=None, description="The baseline rate (and lift) hoped for: validation states the power."
+    )
 
     @model_validator(mode="after")
     def _arms(self) -> Experiment:
@@ -205,6 +214,13 @@ class Experiment(_Strict):
             seen.add(variant.id)
         if sum(v.weight for v in self.variants) <= 0:
             raise ValueError("every variant has weight 0; give at least one a positive weight")
+        for cid, share in self.channel_holdouts.items():
+            if not 0 < share < 1:
+                raise PydanticCustomError(
+                    "channel_holdout",
+                    "channel holdout of '{cid}' is {share}; give a share between 0 and 1 (e.g. 0.1)",
+                    {"cid": cid, "share": share, "at": ("channel_holdouts", cid)},
+                )
         return self
 
 
@@ -214,6 +230,7 @@ class Tracking(_Strict):
     base_url: str | None = Field(
         default=None, description="Public URL of `clarion serve`, e.g. https://go.example.org."
     )
+    automated_clicks: AutomatedClicks = Field(default_factory=AutomatedClicks)
 
     _check_url = field_validator("base_url")(lambda cls, v: v if v is None else _http_url(v).rstrip("/"))
 
@@ -333,6 +350,32 @@ class Rollout(_Strict):
         default="baseline",
         description="What the rest gets when nothing wins: `baseline` (the first variant) or a variant id.",
     )
+    decide: Literal["at_wait", "sequential"] = Field(
+        default="at_wait",
+        description="`at_wait`: one fixed-horizon test after `wait`; `sequential`: an always-valid test read "
+        "every `check_every`, deciding as soon as it allows, at the latest after `max_wait`.",
+    )
+    check_every: Duration = Field(
+        default=timedelta(minutes=10), description="How often a sequential rollout looks."
+    )
+    max_wait: Duration | None = Field(
+        default=None, description="A sequential rollout's longest wait (default: `wait`); then the fallback."
+    )
+
+    @model_validator(mode="after")
+    def _sequential(self) -> Rollout:
+        if self.decide == "at_wait" and self.max_wait is not None:
+            raise ValueError("`max_wait` applies to `decide: sequential`; for a fixed test, set `wait` only")
+        if not timedelta(seconds=1) <= self.check_every <= timedelta(days=1):
+            raise ValueError("check_every must be between 1s and 1d (e.g. 10m)")
+        if self.max_wait is not None and self.max_wait < self.wait:
+            raise ValueError("max_wait is the longest wait: give at least `wait`")
+        return self
+
+    @property
+    def latest(self) -> timedelta:
+        """How long after the launch the rollout goes out at the latest."""
+        return self.max_wait if self.decide == "sequential" and self.max_wait is not None else self.wait
 
 
 class ShareKit(_Strict):
@@ -360,6 +403,7 @@ class Campaign(_Strict):
     audience: Audience
     experiment: Experiment = Field(default_factory=Experiment)
     tracking: Tracking = Field(default_factory=Tracking)
+    attribution: Attribution = Field(default_factory=Attribution)
     channels: dict[str, AnyChannelConfig] = Field(min_length=1)
     schedule: Schedule | None = Field(default=None, description="For `clarion deploy`: when it launches.")
     steps: list[Step] | None = Field(
@@ -392,6 +436,21 @@ class Campaign(_Strict):
             _check_steps(self.steps, list(self.channels))
         if self.rollout is not None:
             _check_rollout(self.rollout, self)
+        for cid in self.experiment.channel_holdouts:
+            if cid not in self.channels:
+                raise _problem(
+                    "channel holdout names channel '{cid}', which `channels:` does not define ({known})",
+                    ("experiment", "channel_holdouts", cid),
+                    cid=cid,
+                    known=", ".join(self.channels),
+                )
+            if channels.get(self.channels[cid].provider).kind.value == "social":
+                raise _problem(
+                    "channel '{cid}' is a public post, which cannot be withheld from some contacts; "
+                    "channel holdouts apply to email and SMS",
+                    ("experiment", "channel_holdouts", cid),
+                    cid=cid,
+                )
         seen: set[str] = set()
         for i, kit in enumerate(self.share_kits or []):
             if kit.name in seen:

@@ -48,9 +48,38 @@ def validate(
             f"; reachable: {reach}" if reach else ""
         )
         out.print(Text.assemble(("valid", "green"), summary), highlight=False, soft_wrap=True)
+        _print_power(report)
     if failed:
         err.print(f"{failed} of {len(files)} campaign file(s) invalid", markup=False)
         raise typer.Exit(1)
+
+
+def _print_power(report: Any) -> None:
+    """The smallest lift each planned comparison detects at 80% power; a warning where a holdout is too
+    small for the lift the organiser hopes for (`experiment.expected`). Warnings do not fail validation."""
+    from clarion.analysis.design import campaign_power, power_lines
+
+    experiment = report.loaded.campaign.experiment
+    groups = {
+        cid: (report.reachable[cid] - report.withheld[cid], report.withheld[cid])
+        for cid in experiment.channel_holdouts
+    }
+    checks = campaign_power(report.arms, groups, experiment)
+    if not checks and (experiment.holdout or experiment.channel_holdouts):
+        out.print(
+            "  power: give experiment.expected (baseline: the rate without a message; lift: the one hoped "
+            "for) to learn whether the holdouts can detect it",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    for warning, text in power_lines(checks):
+        if warning:
+            err.print(
+                Text.assemble(("warning", "yellow"), f": power: {text}"), highlight=False, soft_wrap=True
+            )
+        else:
+            out.print(f"  power: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _validate_responder(path: Path) -> int:

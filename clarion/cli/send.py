@@ -371,7 +371,9 @@ def status(
     record = store.get_run(rid)
     if record is None:
         raise RunNotFound(rid)
-    engagement = store.engagement(rid)
+    from clarion.analysis.report.experiment import window_of
+
+    engagement = store.engagement(rid, window_of(record.options))  # what the report counts, too
     waits = Explainer(store).explain(rid)
     channels = {cid: asdict(t) for cid, t in channel_totals(run_results(store, rid)).items()}
     for cid, counts in channels.items():

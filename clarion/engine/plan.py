@@ -32,6 +32,7 @@ from clarion.messages.render import Renderer
 from clarion.messages.validate import ValidationReport, scan
 
 CHUNK = 5_000
+CHANNEL_HOLDOUT = "channel_holdout"  # the skip reason of a send withheld by experiment.channel_holdouts
 OPENING_BATCH = 50  # every channel's first batch is small, so its first message leaves at once
 DEFAULT_BATCH = {ChannelKind.EMAIL: 1000, ChannelKind.SMS: 250, ChannelKind.SOCIAL: 1}
 
@@ -100,6 +101,8 @@ class _Planner:
         self.ledger, self.run_id = ledger, run_id
         # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
         self.winner = winner
+        campaign = loaded.campaign
+        self._assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
         self.assignments: list[tuple[int, str, str]] = []
         self.sends: list[PlannedSend] = []
         self.batches: list[Batch] = []
@@ -153,6 +156,8 @@ class _Planner:
             key: str | None = None
             if address:
                 reason, key = self._refusal(cid, contact, address)
+                if self._assigner.withheld(contact.id, cid):
+                    reason = CHANNEL_HOLDOUT  # randomised away from this channel: its control group
             number = self._numbers[cid] if reason is None else -1
             self.sends.append(
                 PlannedSend(
@@ -249,6 +254,13 @@ def plan_run(
                 for w in campaign.webhooks_out or []
             ],
             "shares": {arm: share for arm, share in shares.items() if arm != REST},
+            "channel_holdouts": dict(campaign.experiment.channel_holdouts),
+            "attribution_window": campaign.attribution.window.total_seconds(),
+            "automated_clicks": {
+                "fast_click": campaign.tracking.automated_clicks.fast_click.total_seconds(),
+                "burst": campaign.tracking.automated_clicks.burst.total_seconds(),
+                "beacon": campaign.tracking.automated_clicks.beacon,
+            },
         }
         if rollout_of is not None:
             rest, holdout = shares.get(REST, 0.0), shares.get(HOLDOUT, 0.0)

@@ -138,7 +138,23 @@ def approval_request(run: RunContext, checks: list[Check], asked_at: datetime) -
             {"name": kit.name, "campaign": kit.campaign, "after": format_duration(kit.after or timedelta())}
             for kit in loaded.campaign.share_kits or []
         ],
+        "power": _power(run),
     }
+
+
+def _power(run: RunContext) -> list[dict[str, Any]]:
+    """The planned comparisons' power with the audience as assigned (clarion.analysis.design)."""
+    from clarion.analysis.design import campaign_power  # scipy: only when a run asks for approval
+
+    experiment = run.loaded.campaign.experiment
+    if experiment.expected is None:
+        return []
+    groups = run.ledger.channel_groups(run.run_id, list(experiment.channel_holdouts))
+    sizes = {
+        cid: (sum(1 for m in members if not m.withheld), sum(1 for m in members if m.withheld))
+        for cid, members in groups.items()
+    }
+    return [c.as_dict() for c in campaign_power(run.ledger.arm_counts(run.run_id), sizes, experiment)]
 
 
 def preview_markdown(request: dict[str, Any]) -> str:
@@ -159,6 +175,10 @@ def preview_markdown(request: dict[str, Any]) -> str:
         subject = f" - subject: {message['subject']}" if message["subject"] else ""
         text = message["text"].replace("\n", " ")[:500]
         lines.append(f"- {head}{subject}\n\n  > {text}\n")
+    if request.get("power"):
+        lines += ["", "## Power (80%, two-sided 5%)", ""] + [
+            f"- {'**WARNING**: ' if p['enough'] is False else ''}{p['text']}" for p in request["power"]
+        ]
     if request["kits"]:
         lines += ["", "## Share kits", ""] + [
             f"- **{kit['name']}** ({kit['campaign']}), at T+{kit['after']}: "

@@ -53,7 +53,7 @@ def waves(
         )
     if campaign.rollout is not None:
         per_contact = tuple(cid for cid, c in campaign.channels.items() if _per_contact(c.provider))
-        found.append(Wave("rollout", launched + campaign.rollout.wait, per_contact, rollout=True))
+        found.append(Wave("rollout", launched + campaign.rollout.latest, per_contact, rollout=True))
     return sorted(found, key=lambda w: w.at)
 
 
@@ -136,26 +136,22 @@ class RolloutDecision:
 def decide_rollout(ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rollout) -> RolloutDecision:
     """Compare the test cell's variants on the rollout's metric; the winner, or the fallback, said plainly.
 
-    Per variant: contacts assigned, and contacts who converted (any route) or clicked (any channel)."""
-    from clarion.analysis.stats import (  # scipy: loaded when a rollout decides, not at every launch
-        Arm,
-        analyse,
-    )
+    Per variant: contacts assigned, and contacts who converted (any route, inside the attribution window)
+    or clicked (any channel; people's clicks, not scanners'). A sequential rollout decides on the
+    always-valid test (clarion.analysis.sequential), whenever it is read."""
+    from clarion.analysis.stats import analyse  # scipy: loaded when a rollout decides, not at every launch
 
-    variants = [v.id for v in campaign.experiment.variants if v.weight > 0]
-    assigned = ledger.arm_counts(run_id)
-    if rollout.metric == "conversion_rate":
-        people = {arm: found[0] for arm, found in ledger.engagement(run_id).arm_conversions.items()}
-    else:
-        people = ledger.clicked_per_arm(run_id)
-    arms = [
-        Arm(name=v, exposures=assigned.get(v, 0), successes=min(people.get(v, 0), assigned.get(v, 0)))
-        for v in variants
-    ]
-    fallback = variants[0] if rollout.fallback == "baseline" else rollout.fallback
-    metric = rollout.metric.replace("_", " ")
+    arms, fallback, metric = _test_cell(ledger, run_id, campaign, rollout)
     if any(a.exposures == 0 for a in arms):
         text = f"A variant reached no one: nothing to compare. Sending the fallback, {fallback}."
+        return RolloutDecision(fallback, False, text, metric)
+    if rollout.decide == "sequential":
+        found = sequential_rollout(ledger, run_id, campaign, rollout)
+        if found is not None:
+            return found
+        text = (
+            f"The always-valid test did not decide by max_wait on {metric}. Sending the fallback, {fallback}."
+        )
         return RolloutDecision(fallback, False, text, metric)
     analysis = analyse(arms, alpha=1 - rollout.min_confidence, confidence=rollout.min_confidence)
     verdict = analysis.verdict
@@ -163,6 +159,52 @@ def decide_rollout(ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rol
         return RolloutDecision(verdict.winner, True, verdict.text, metric)
     text = f"No variant won at {rollout.min_confidence:.0%} confidence on {metric}: {verdict.text}"
     return RolloutDecision(fallback, False, f"{text} Sending the fallback, {fallback}.", metric)
+
+
+def _test_cell(
+    ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rollout
+) -> tuple[list[Any], str, str]:
+    from clarion.analysis.clicks import Rules, automated_clickers
+    from clarion.analysis.stats import Arm
+
+    variants = [v.id for v in campaign.experiment.variants if v.weight > 0]
+    assigned = ledger.arm_counts(run_id)
+    if rollout.metric == "conversion_rate":
+        engagement = ledger.engagement(run_id, campaign.attribution.window)
+        people = {arm: found[0] for arm, found in engagement.arm_conversions.items()}
+    else:
+        people = ledger.clicked_per_arm(run_id)
+        rules = Rules(
+            campaign.tracking.automated_clicks.fast_click,
+            campaign.tracking.automated_clicks.burst,
+            campaign.tracking.automated_clicks.beacon,
+        )
+        machines = automated_clickers(ledger.link_hits(run_id), ledger.delivered_times(run_id), rules)
+        for arm in ledger.arms_of(run_id, machines).values():
+            people[arm] = people.get(arm, 0) - 1
+    arms = [
+        Arm(name=v, exposures=assigned.get(v, 0), successes=max(0, min(people.get(v, 0), assigned.get(v, 0))))
+        for v in variants
+    ]
+    fallback = variants[0] if rollout.fallback == "baseline" else rollout.fallback
+    return arms, fallback, rollout.metric.replace("_", " ")
+
+
+def sequential_rollout(
+    ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rollout
+) -> RolloutDecision | None:
+    """The winner if the always-valid test names one now (a gain over the first variant, or the first
+    variant beating every other); None while it does not decide. Safe to call at every look."""
+    from clarion.analysis.sequential import sequential_analysis
+
+    arms, _fallback, metric = _test_cell(ledger, run_id, campaign, rollout)
+    if len(arms) < 2 or any(a.exposures == 0 for a in arms):
+        return None
+    planned = sum(a.exposures for a in arms)
+    found = sequential_analysis(arms, alpha=1 - rollout.min_confidence, tuning=max(planned, 1))
+    if found.winner is None:
+        return None
+    return RolloutDecision(found.winner, True, found.text, metric)
 
 
 def rollout_run_id(run_id: str) -> str:
@@ -182,5 +224,6 @@ __all__ = [
     "decide_rollout",
     "describe",
     "rollout_run_id",
+    "sequential_rollout",
     "waves",
 ]

@@ -11,7 +11,7 @@ See store.py for the guarantees, database.py for how SQLite and PostgreSQL are s
 """
 
 from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
-from clarion.ledger.events import Click, Conversion, Engagement, ProviderEvent, run_key_hex
+from clarion.ledger.events import Click, Conversion, Engagement, Outside, ProviderEvent, run_key_hex
 from clarion.ledger.rows import (
     RESENDABLE,
     PlannedSend,
@@ -35,6 +35,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerNotMigrated",
+    "Outside",
     "PlannedSend",
     "ProviderEvent",
     "RunExists",

@@ -13,14 +13,15 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from clarion.ledger.measurement import Reach, reach_times
 from clarion.ledger.rows import RunRecord
-from clarion.ledger.schema import assignments, clicks, conversions, events, runs
+from clarion.ledger.schema import assignments, clicks, conversions, events, link_hits, runs
 
 RUN_KEY_BYTES = 5
 METRICS = "metrics"  # the event kind of a social post's public-metrics snapshot (detail: JSON)
@@ -38,6 +39,11 @@ class Click:
     variant: str
     contact_seq: int | None  # None for a social post's link, which names no one
     at: datetime
+    # revision 0008: what kind of request (click, unsubscribe_view, beacon) and, when its user agent or
+    # network is a known scanner's, why (scanner_agent / scanner_network) and whose (agent)
+    kind: str = "click"
+    automated: str | None = None
+    agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,28 @@ class Engagement:
     currencies: set[str] = field(default_factory=set)
     click_times: list[tuple[str, str, datetime]] = field(default_factory=list)
     conversion_times: list[tuple[str, str | None, datetime, int]] = field(default_factory=list)
+    # with an attribution window: the run's launch, the conversions it claims per contact (count, amount in
+    # minor units), and those outside the window, kept apart and never counted
+    launch: datetime | None = None
+    window: timedelta | None = None
+    per_contact: dict[int, tuple[int, int]] = field(default_factory=dict)
+    first_conversion: dict[int, datetime] = field(default_factory=dict)  # per contact, of those counted
+    outside: list[Outside] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """A conversion the run does not claim: before the contact's first send (`before`) or after the
+    attribution window closed (`after`)."""
+
+    arm: str
+    channel: str | None
+    contact_seq: int | None
+    at: datetime
+    amount_minor: int
+    currency: str
+    why: str
+    start: datetime | None  # the moment the contact's window opened (None: nothing sent yet)
 
 
 @dataclass(frozen=True)
@@ -153,8 +181,11 @@ class EngagementStore:
         received = _now()
         with self._tx(write=True) as conn:
             statements = _statements(conn.dialect.name)
-            known = [c for c in click_rows if c.contact_seq is not None]
-            anonymous = [c for c in click_rows if c.contact_seq is None]
+            if click_rows:
+                conn.execute(link_hits.insert(), [_hit_row(c) for c in click_rows])
+            counted = [c for c in click_rows if c.kind == "click"]
+            known = [c for c in counted if c.contact_seq is not None]
+            anonymous = [c for c in counted if c.contact_seq is None]
             if known:
                 conn.execute(statements.click, [_click_row(c) for c in known])
             if anonymous:
@@ -172,10 +203,18 @@ class EngagementStore:
         with self._tx() as conn:
             return latest_metrics((r[0], r[1], r[2], r[3]) for r in conn.execute(query))
 
-    def engagement(self, run_id: str) -> Engagement:
-        """A run's clicks, events and conversions, aggregated per channel x variant (and per arm)."""
-        found = Engagement()
+    def engagement(self, run_id: str, window: timedelta | None = None) -> Engagement:
+        """A run's clicks, events and conversions, aggregated per channel x variant (and per arm).
+
+        With `window`, only conversions between the contact's first send (for contacts the run sent nothing,
+        the holdout among them: its launch) and `window` after it are counted; the rest are listed in
+        `outside`."""
+        found = Engagement(window=window)
+        reach: Reach | None = None
         with self._tx() as conn:
+            if window is not None:
+                reach = reach_times(conn, run_id)
+                found.launch = reach.launch
             key = (clicks.c.channel, clicks.c.variant)
             query = select(*key, func.count(), func.sum(clicks.c.count)).where(clicks.c.run_id == run_id)
             for channel, variant, unique, total in conn.execute(query.group_by(*key)):
@@ -208,8 +247,41 @@ class EngagementStore:
                 func.coalesce(conversions.c.refers_to, conversions.c.external_id),
             ).where(conversions.c.run_id == run_id)
             rows = list(conn.execute(query))
+        if reach is not None and window is not None:
+            rows = _within(found, rows, reach, window)
         _aggregate_conversions(found, rows)
         return found
+
+
+CLOCK_SKEW = timedelta(seconds=5)  # a landing page's or provider's clock may run a little behind ours
+
+
+def _within(found: Engagement, rows: Sequence[Any], reach: Reach, window: timedelta) -> list[Any]:
+    """The conversions inside their contact's window; the rest go to `found.outside`. A refund or a
+    cancellation follows its gift: kept when the gift was (whenever it came), else judged by its own time."""
+    kept, gifts_kept, reversals = [], set(), []
+    for row in rows:
+        arm, channel, seq, amount, currency, at, kind, gift = row
+        if kind != "conversion":
+            reversals.append(row)
+            continue
+        start = reach.first.get(seq, reach.launch) if seq is not None else reach.launch
+        why = None
+        if start is None or at < start - CLOCK_SKEW:
+            why = "before"
+        elif at > start + window:
+            why = "after"
+        if why is None:
+            kept.append(row)
+            gifts_kept.add(gift)
+        else:
+            found.outside.append(Outside(arm, channel, seq, at, int(amount), currency, why, start))
+    for row in reversals:
+        arm, channel, seq, amount, currency, at, kind, gift = row
+        start = reach.first.get(seq, reach.launch) if seq is not None else reach.launch
+        if gift in gifts_kept or (start is not None and start - CLOCK_SKEW <= at <= start + window):
+            kept.append(row)
+    return kept
 
 
 def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
@@ -219,15 +291,19 @@ def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
     # pair with their reversals through the gift's external id.
     by_channel: dict[tuple[str, str | None, int | str], list[int]] = {}
     by_arm: dict[tuple[str, int | str], list[int]] = {}
+    per_contact: dict[int, list[int]] = {}
     for arm, channel, seq, amount, currency, at, kind, gift in rows:
         found.currencies.add(currency)
         found.conversion_times.append((arm, channel, at, int(amount)))
         count = -1 if kind in UNDOES else (1 if kind == "conversion" else 0)
         who: int | str = seq if seq is not None else f"gift:{gift}"
-        for tally in (
-            by_channel.setdefault((arm, channel, who), [0, 0]),
-            by_arm.setdefault((arm, who), [0, 0]),
-        ):
+        tallies = [by_channel.setdefault((arm, channel, who), [0, 0]), by_arm.setdefault((arm, who), [0, 0])]
+        if seq is not None:
+            tallies.append(per_contact.setdefault(seq, [0, 0]))
+            first = found.first_conversion.get(seq)
+            if kind == "conversion" and (first is None or at < first):
+                found.first_conversion[seq] = at
+        for tally in tallies:
             tally[0] += count
             tally[1] += int(amount)
     for (arm, channel, _who), (count, amount) in by_channel.items():
@@ -236,6 +312,11 @@ def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
     for (arm, _who), (count, amount) in by_arm.items():
         if count > 0 or amount > 0:
             _add(found.arm_conversions, arm, max(count, 1), amount)
+    for seq, (count, amount) in per_contact.items():
+        if count > 0 or amount > 0:
+            found.per_contact[seq] = (max(count, 1), amount)
+        else:  # every gift refunded: not a converter
+            found.first_conversion.pop(seq, None)
 
 
 def _add(table: dict[Any, tuple[int, int, int, int]], key: Any, count: int, amount: int) -> None:
@@ -252,6 +333,19 @@ def _click_row(click: Click) -> dict[str, Any]:
         "count": 1,
         "first_at": click.at,
         "last_at": click.at,
+    }
+
+
+def _hit_row(click: Click) -> dict[str, Any]:
+    return {
+        "run_id": click.run_id,
+        "channel": click.channel,
+        "variant": click.variant,
+        "contact_seq": click.contact_seq,
+        "kind": click.kind,
+        "at": click.at,
+        "automated": click.automated,
+        "agent": click.agent,
     }
 
 

@@ -349,3 +349,25 @@ scheduled_batches = Table(
     Column("cancelled_at", UTCDateTime),
     PrimaryKeyConstraint("run_id", "channel", "batch_id"),
 )
+
+# -- experiment validity (revision 0008_experiment) ------------------------------------------------------
+
+# Every request to one of a message's links, one row each: a tracked-link GET (`click`), a view of its
+# unsubscribe page (`unsubscribe_view`), the landing page's beacon (`beacon`). What a request's user agent
+# or network says is decided when it arrives (`automated`: scanner_agent, scanner_network; `agent`: the
+# scanner's name) so no address is kept; the timing rules are applied when the report is built
+# (clarion.analysis.clicks).
+link_hits = Table(
+    "link_hits",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String, nullable=False),
+    Column("variant", String, nullable=False),
+    Column("contact_seq", Integer),
+    Column("kind", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("automated", String(32)),
+    Column("agent", String(64)),
+    Index(None, "run_id", "channel", "contact_seq"),
+)

@@ -5,7 +5,7 @@ so a resumed or continued run makes each decision once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from clarion.ledger.rows import SendState
 from clarion.ledger.schema import clicks, conversions, runs, sends
 
 #: A step's `only_if` and the engagement that excludes a contact from it.
+SKIP_CHUNK = 500  # contact positions per UPDATE (SQLite's bound-parameter limit)
 CONDITIONS = {
     "not_clicked": ("clicked",),
     "not_converted": ("converted",),
@@ -97,33 +98,45 @@ class SequencingStore:
         with self._tx() as conn:
             return {channel: _utc(at) for channel, at in conn.execute(query) if at is not None}
 
-    def skip_engaged(self, run_id: str, channel: str, condition: str, *, since_run: str | None = None) -> int:
+    def skip_engaged(
+        self,
+        run_id: str,
+        channel: str,
+        condition: str,
+        *,
+        since_run: str | None = None,
+        machines: Collection[int] = (),
+    ) -> int:
         """A step with `only_if`: its planned sends to contacts who already clicked or converted (in
-        `since_run`, default this run) are skipped, the reason naming what they did. Returns how many."""
+        `since_run`, default this run) are skipped, the reason naming what they did. Returns how many.
+
+        `machines`: contacts every one of whose clicks was a scanner's (clarion.analysis.clicks); they have
+        not clicked, so their reminder still goes."""
         source = since_run or run_id
         skipped = 0
         with self._tx(write=True) as conn:
             for what in CONDITIONS[condition]:
-                if what == "clicked":
-                    seqs = select(clicks.c.contact_seq).where(
-                        clicks.c.run_id == source, clicks.c.contact_seq.is_not(None)
-                    )
-                else:
-                    seqs = select(conversions.c.contact_seq).where(
-                        conversions.c.run_id == source, conversions.c.contact_seq.is_not(None)
-                    )
-                query = (
-                    update(sends)
-                    .where(
-                        sends.c.run_id == run_id,
-                        sends.c.channel == channel,
-                        sends.c.state == SendState.PLANNED.value,
-                        sends.c.contact_id.is_not(None),
-                        sends.c.seq.in_(seqs),
-                    )
-                    .values(state=SendState.SKIPPED.value, reason=f"already_{what}", not_before=None)
+                table = clicks if what == "clicked" else conversions
+                found = select(table.c.contact_seq).where(
+                    table.c.run_id == source, table.c.contact_seq.is_not(None)
                 )
-                skipped += conn.execute(query).rowcount
+                seqs = sorted(
+                    {int(seq) for (seq,) in conn.execute(found)}
+                    - (set(machines) if what == "clicked" else set())
+                )
+                for start in range(0, len(seqs), SKIP_CHUNK):
+                    query = (
+                        update(sends)
+                        .where(
+                            sends.c.run_id == run_id,
+                            sends.c.channel == channel,
+                            sends.c.state == SendState.PLANNED.value,
+                            sends.c.contact_id.is_not(None),
+                            sends.c.seq.in_(seqs[start : start + SKIP_CHUNK]),
+                        )
+                        .values(state=SendState.SKIPPED.value, reason=f"already_{what}", not_before=None)
+                    )
+                    skipped += conn.execute(query).rowcount
         return skipped
 
     def decisions(self, run_id: str) -> dict[str, Any]:

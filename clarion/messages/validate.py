@@ -83,6 +83,7 @@ class ValidationReport:
     arms: Counter[str] = field(default_factory=Counter)
     reachable: Counter[str] = field(default_factory=Counter)  # channel -> contacts with an address
     consented: Counter[str] = field(default_factory=Counter)  # channel -> of those, who agreed (SMS)
+    withheld: Counter[str] = field(default_factory=Counter)  # channel -> of the reachable, its holdout
     samples: dict[str, Message] = field(default_factory=dict)
 
 
@@ -214,6 +215,8 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                     continue  # checked all the same: the file is wrong, whoever the contact is
                 addresses[cid] = address
                 report.reachable[cid] += 1
+                if assigner.withheld(contact.id, cid):
+                    report.withheld[cid] += 1
                 if adapter.consent_column and agreed:
                     report.consented[cid] += 1
                 # the rest of a rollout gets whichever variant wins: each must render for them

@@ -9,7 +9,11 @@ channel shares is here:
 - a click is a GET of the message's tracked link; a conversion, after a click, is a signed POST to
   /webhooks/conversion (clarion.base.signing);
 - a message's channel and variant are learnt as a link scanner would: HEAD on its tracked link (which the
-  tracking service answers without counting) reveals utm_source and utm_content.
+  tracking service answers without counting) reveals utm_source and utm_content;
+- some recipients sit behind a mail-security scanner (`scanner` per channel): on delivery it GETs every
+  link of the message at once, as Safe Links or Mimecast do, with a scanner's or a browser's User-Agent;
+- people take their time: with `click_delay_s`, a click (and its conversion) happens that many seconds
+  after delivery, scheduled without holding a worker.
 
 Randomness is seeded per message, so a run engages the same way whatever the threads' timing. Tracked
 links' hosts are replaced by `tracking_url` (a campaign's public tracking domain does not resolve here).
@@ -18,6 +22,7 @@ links' hosts are replaced by `tracking_url` (a campaign's public tracking domain
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import queue
@@ -26,7 +31,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,16 @@ log = logging.getLogger("clarion.sandbox")
 
 TOKEN = re.compile(r"(?:/c/|[?&]ct=)([A-Za-z0-9_-]{16,64})")
 RETRIES = 3
+HUMAN_AGENT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Safari/605.1.15"
+)
+SCANNER_AGENTS = (
+    "Mozilla/5.0 (compatible; BingPreview/1.0b)",
+    "Mimecast URL Protect",
+    "Proofpoint URL Defense",
+)
+BROWSER_LIKE = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+UNSUBSCRIBE = re.compile(r"/u/([A-Za-z0-9_-]{16,64})")
 
 
 class _Strict(BaseModel):
@@ -61,6 +76,7 @@ class EngagementConfig(_Strict):
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     seed: int = 0
     delay_ms: Delay = Field(default_factory=Delay)
+    click_delay_s: Delay = Field(default_factory=Delay)  # how long after delivery a person clicks
     channels: dict[str, Behaviour] = Field(default_factory=dict)  # channel id, or "*" for any other
     max_social_clicks: int = Field(default=500, ge=0)
     workers: int = Field(default=4, ge=1, le=32)
@@ -103,7 +119,10 @@ class SimulatedRecipients:
         self.tracking_url = config.tracking_url.rstrip("/")
         self.max_social_clicks = config.max_social_clicks
         self._emulators = emulators
-        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[Mapping[str, Any] | Callable[[], None] | None] = queue.Queue()
+        self._later: list[tuple[float, int, Callable[[], None]]] = []  # (due, order, action): a heap
+        self._later_ready = threading.Condition()
+        self._order = 0
         self._seen: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()
@@ -113,6 +132,8 @@ class SimulatedRecipients:
             threading.Thread(target=self._work, name=f"sandbox-engage-{i}", daemon=True)
             for i in range(config.workers)
         ]
+        self._threads.append(threading.Thread(target=self._schedule, name="sandbox-later", daemon=True))
+        self._closing = False
         for thread in self._threads:
             thread.start()
 
@@ -131,7 +152,7 @@ class SimulatedRecipients:
 
     def wait(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
+        while self._queue.unfinished_tasks or self._later:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"engagement still has {self._queue.unfinished_tasks} messages after {timeout} s"
@@ -146,6 +167,7 @@ class SimulatedRecipients:
             "queued",
             "done",
             "clicks",
+            "scanner_clicks",
             "opens",
             "conversions",
             "events_posted",
@@ -159,11 +181,34 @@ class SimulatedRecipients:
             return {**{k: self.stats[k] for k in keys}, "last_error": self.last_error}
 
     def close(self) -> None:
+        with self._later_ready:
+            self._closing = True
+            self._later_ready.notify_all()
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
             thread.join(5)
         self._client.close()
+
+    def later(self, delay: float, action: Callable[[], None]) -> None:
+        """Run `action` on a worker after `delay` seconds (a person reading before clicking)."""
+        with self._later_ready:
+            self._order += 1
+            heapq.heappush(self._later, (time.monotonic() + delay, self._order, action))
+            self._later_ready.notify()
+
+    def _schedule(self) -> None:
+        with self._later_ready:
+            while not self._closing:
+                if not self._later:
+                    self._later_ready.wait()
+                    continue
+                due = self._later[0][0] - time.monotonic()
+                if due > 0:
+                    self._later_ready.wait(due)
+                    continue
+                _, _, action = heapq.heappop(self._later)
+                self._queue.put(action)
 
     # -- one recipient --------------------------------------------------------------------------------
 
@@ -173,6 +218,9 @@ class SimulatedRecipients:
             try:
                 if record is None:
                     return
+                if callable(record):
+                    record()
+                    continue
                 self._engage(record)
                 self.count("done")
             except Exception as exc:  # a simulated recipient never takes the sandbox down
@@ -201,8 +249,27 @@ class SimulatedRecipients:
                 return
         behaviour = self.config.behaviour(channel)
         delivered = emulator.engage(self, record, rng, behaviour, token, str(variant))
+        if delivered and behaviour.scanner and rng.random() < behaviour.scanner:
+            self._scan(rng, token, text, behaviour)
         if delivered and rng.random() < rate(behaviour.click, str(variant)):
-            self.click(rng, token, str(variant), behaviour, f"{record.get('provider_id')}-{record.get('to')}")
+            key = f"{record.get('provider_id')}-{record.get('to')}"
+            wait = self.config.click_delay_s
+            if wait.max:
+                pause = rng.uniform(wait.min, max(wait.min, wait.max))
+                self.later(pause, lambda: self.click(rng, token, str(variant), behaviour, key))
+            else:
+                self.click(rng, token, str(variant), behaviour, key)
+
+    def _scan(self, rng: random.Random, token: str, text: str, behaviour: Behaviour) -> None:
+        """A mail-security scanner fetches every link of the message on delivery."""
+        agent = rng.choice(SCANNER_AGENTS) if rng.random() < behaviour.scanner_agent else BROWSER_LIKE
+        headers = {"User-Agent": agent}
+        response = self.request("GET", f"/c/{token}", headers=headers)
+        if response is not None and response.status_code == 302:
+            self.count("scanner_clicks")
+        unsubscribe = UNSUBSCRIBE.search(text)
+        if unsubscribe:
+            self.request("GET", f"/u/{unsubscribe.group(1)}", headers=headers)
 
     def _learn(self, token: str) -> tuple[str | None, str | None]:
         response = self.request("HEAD", f"/c/{token}")
@@ -217,7 +284,7 @@ class SimulatedRecipients:
         return self.config.secret(name)
 
     def click(self, rng: random.Random, token: str, variant: str, behaviour: Behaviour, key: str) -> None:
-        response = self.request("GET", f"/c/{token}")
+        response = self.request("GET", f"/c/{token}", headers={"User-Agent": HUMAN_AGENT})
         if response is None or response.status_code != 302:
             return
         self.count("clicks")

@@ -10,7 +10,8 @@ still donate, and the donation platform's export names them by email or phone. E
 run's audience (never stored by address: the ledger keeps the contact's position and arm), and is recorded
 once: by its `id` column when the export has one, else by a digest of (who, amount, currency, time), so
 importing the same file twice changes nothing. Rows that match no contact are counted and listed, not
-dropped silently.
+dropped silently. A row's `time` is ISO 8601, or an offset from the run's launch (`+2h30m`, `-1d`): how
+the demo's donations are dated, so they fall where they would for a run launched whenever it is.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clarion.base.errors import ClarionError
+from clarion.base.timing import parse_duration
 from clarion.channels.webhooks import Refused
 from clarion.ledger import Conversion, Ledger, RunNotFound
 from clarion.tracking.runs import AddressIndex, RunFacts
@@ -48,6 +50,7 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
     if record is None:
         raise RunNotFound(run_id)
     index = AddressIndex.read(Path(RunFacts.of(record).campaign_file))
+    launch = ledger.reach_times(run_id).launch
     result = ImportResult()
     pending: list[tuple[int, Conversion]] = []
     try:
@@ -65,7 +68,7 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
                 if seq is None:
                     result.unmatched_lines.append(line)
                     continue
-                pending.append((seq, _conversion(path, line, row, run_id, seq, currency)))
+                pending.append((seq, _conversion(path, line, row, run_id, seq, currency, launch)))
                 if len(pending) >= BATCH:
                     result.recorded += _write(ledger, run_id, pending)
                     pending = []
@@ -100,7 +103,13 @@ def _get(row: dict[str, str | None], name: str) -> str:
 
 
 def _conversion(
-    path: Path, line: int, row: dict[str, str | None], run_id: str, seq: int, default_currency: str
+    path: Path,
+    line: int,
+    row: dict[str, str | None],
+    run_id: str,
+    seq: int,
+    default_currency: str,
+    launch: datetime | None = None,
 ) -> Conversion:
     raw_amount = _get(row, "amount")
     try:
@@ -113,7 +122,7 @@ def _conversion(
     if len(currency) != 3 or not currency.isalpha():
         raise ClarionError(f"{path}:{line}: currency: {currency!r} is not a 3-letter code such as USD")
     raw_time = _get(row, "time") or _get(row, "occurred_at")
-    at = _when(path, line, raw_time)
+    at = _when(path, line, raw_time, launch)
     external = (
         _get(row, "id")
         or hashlib.sha256(f"{seq}|{amount}|{currency}|{at.isoformat()}".encode()).hexdigest()[:32]
@@ -130,9 +139,11 @@ def _conversion(
     )
 
 
-def _when(path: Path, line: int, raw: str) -> datetime:
+def _when(path: Path, line: int, raw: str, launch: datetime | None = None) -> datetime:
     if not raw:
         return datetime.now(UTC)
+    if raw[0] in "+-":
+        return _offset(path, line, raw, launch)
     try:
         at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -140,6 +151,23 @@ def _when(path: Path, line: int, raw: str) -> datetime:
             f"{path}:{line}: time: {raw!r} is not an ISO 8601 time (e.g. 2026-11-22T21:05:00Z)"
         ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _offset(path: Path, line: int, raw: str, launch: datetime | None) -> datetime:
+    """`+2h30m` / `-1d`: that long after (before) the run's launch."""
+    try:
+        span = parse_duration(raw[1:])
+    except ValueError:
+        raise ClarionError(
+            f"{path}:{line}: time: {raw!r} is neither an ISO 8601 time nor an offset from the launch "
+            "(e.g. +2h30m, -1d)"
+        ) from None
+    if launch is None:
+        raise ClarionError(
+            f"{path}:{line}: time: {raw!r} is an offset from the run's launch, but the run has sent nothing "
+            "yet; import after the launch, or give ISO 8601 times"
+        )
+    return launch + (span if raw[0] == "+" else -span)
 
 
 def _write(ledger: Ledger, run_id: str, pending: list[tuple[int, Conversion]]) -> int:

@@ -1,6 +1,8 @@
 """The tracking service: tracked-link redirects and the provider and conversion webhooks, into the ledger.
 
-    GET  /c/{token}            record the click, 302 to the run's CTA page (HEAD: redirect, record nothing)
+    GET  /c/{token}            record the click, 302 to the run's CTA page (HEAD: redirect, record nothing);
+                               a known scanner's GET is recorded flagged (clarion.tracking.scanners)
+    GET  /b/{token}            the landing page's beacon: its script calls it with the page's `ct` (204)
     GET  /u/{token}            the unsubscribe page (a button; a GET never unsubscribes)
     POST /u/{token}            unsubscribe: the page's button, or RFC 8058 one-click from a mail client
     POST /webhooks/conversion  donations and sign-ups (HMAC-SHA256 over timestamp + body, replay window)
@@ -52,6 +54,7 @@ from clarion.tracking.donations.routes import donation_routes
 from clarion.tracking.optouts import ClientLimits, unsubscribe_page
 from clarion.tracking.recorder import Recorder
 from clarion.tracking.runs import RunDirectory, Target
+from clarion.tracking.scanners import Scanners
 
 if TYPE_CHECKING:
     from clarion.responders.loader import LoadedResponder
@@ -132,6 +135,7 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(ledger.migrate)
+        await anyio.to_thread.run_sync(Scanners.default)  # compiled once, before the first click
         await service.recorder.start()
         if answering is not None and service.replies is not None:
             from clarion.responders.lookups import warm
@@ -171,12 +175,37 @@ def build_app(
         if target.run.responder and target.contact_seq is not None:
             location = await anyio.to_thread.run_sync(service.directory.responder_redirect, target)
         if request.method == "GET":
-            record = Click(target.run.run_id, target.channel, target.variant, target.contact_seq, _now())
-            try:
-                await service.recorder.write(clicks=[record])
-            except Exception as exc:  # the supporter still reaches the page; the loss is logged, not silent
-                log.error("click on run %s not recorded: %s", target.run.run_id, exc)
+            await hit(request, target, "click")
         return RedirectResponse(location, status_code=302, headers=_NO_STORE)
+
+    async def hit(request: Request, target: Target, kind: str) -> None:
+        """Record one request to a message's link, flagged when a known scanner made it."""
+        scanner = Scanners.default().match(request.headers.get("user-agent"), _client(request))
+        record = Click(
+            target.run.run_id,
+            target.channel,
+            target.variant,
+            target.contact_seq,
+            _now(),
+            kind=kind,
+            automated=scanner.reason if scanner else None,
+            agent=scanner.name if scanner else None,
+        )
+        try:
+            await service.recorder.write(clicks=[record])
+        except Exception as exc:  # the supporter still reaches the page; the loss is logged, not silent
+            log.error("%s on run %s not recorded: %s", kind, target.run.run_id, exc)
+
+    async def beacon(request: Request) -> Response:
+        """The landing page's script says a browser ran it (scanners do not): no content, any origin."""
+        headers = {**_NO_STORE, "Access-Control-Allow-Origin": "*"}
+        if not limits.allow_link(_client(request)) or limits.blocked(_client(request)):
+            return PlainTextResponse(TOO_MANY, status_code=429, headers={"Retry-After": "60", **headers})
+        target = service.directory.resolve(request.path_params["token"])
+        if target is None:
+            return rejected_link(request, request.path_params["token"])
+        await hit(request, target, "beacon")
+        return Response(status_code=204, headers=headers)
 
     def rejected_link(request: Request, token: str) -> Response:
         service.rejected += 1
@@ -281,6 +310,7 @@ def build_app(
             return rejected_link(request, token)
         assert kind is not None and target.contact_seq is not None
         if request.method == "GET":
+            await hit(request, target, "unsubscribe_view")  # a scanner fetches every link at once
             page = unsubscribe_page(str(request.url.path), done=False, kind=kind.value)
             return HTMLResponse(page, headers=_NO_STORE)
         try:
@@ -332,6 +362,7 @@ def build_app(
     routes = [
         Route("/c/{token}", click, methods=["GET", "HEAD"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/b/{token}", beacon, methods=["GET"]),
         Route("/webhooks/conversion", conversion, methods=["POST"]),
         *donation_routes(
             service, settings, read_body=_read_body, rejected=rejected, record=record, client=_client

@@ -27,6 +27,11 @@ from tests.tracking.conftest import AppClient
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 TRACKED = CAMPAIGN  # sets tracking.base_url
+# the tests' people click the instant a message arrives, which the fast-click rule calls a scanner's
+INSTANT = TRACKED.replace(
+    "  base_url: https://go.example.org\n",
+    "  base_url: https://go.example.org\n  automated_clicks: {fast_click: 0s}\n",
+)
 TOKEN = re.compile(r"https://go\.example\.org/c/([A-Za-z0-9_=-]+)")
 
 
@@ -69,17 +74,19 @@ def _finish(thread: threading.Thread, out: dict[str, Any], timeout: float = 240)
     return result
 
 
-def _click(client: AppClient, message: dict[str, Any]) -> None:
+def _click(client: AppClient, message: dict[str, Any], agent: str = "") -> None:
     text = message.get("html") or message.get("text") or ""
     token = TOKEN.search(text)
     assert token, text
-    assert client.get(f"/c/{token.group(1)}").status_code == 302
+    browser = agent or "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    response = client.get(f"/c/{token.group(1)}", headers={"User-Agent": browser})  # a person, not a library
+    assert response.status_code == 302
 
 
 def test_three_staggered_steps_and_a_reminder_only_to_those_who_did_not_click(
     tmp_path: Path, providers: Sandbox
 ) -> None:
-    text = TRACKED + (
+    text = INSTANT + (
         "steps:\n"
         "  - {name: post, channels: [x]}\n"
         "  - {name: mail, after: 3s, channels: [email]}\n"
@@ -94,6 +101,9 @@ def test_three_staggered_steps_and_a_reminder_only_to_those_who_did_not_click(
         emails = providers.messages("sendgrid")[:40]
         for message in emails:  # 40 recipients click their email's link before the reminder
             _click(client, message)
+        scanned = providers.messages("sendgrid")[40:55]
+        for message in scanned:  # a mail scanner fetches 15 others' links: they have not clicked
+            _click(client, message, agent="Mimecast URL Protect")
     finally:
         client.close()
     assert not providers.messages("twilio"), "the reminder went before its time"
@@ -117,6 +127,8 @@ def test_three_staggered_steps_and_a_reminder_only_to_those_who_did_not_click(
     assert skipped == clicked & reachable_by_sms and skipped
     texted = {contacts[("phone", m["to"])] for m in texts}
     assert not (texted & clicked)
+    by_scanner = {contacts[("email", m["to"])] for m in scanned} - clicked
+    assert by_scanner & reachable_by_sms and by_scanner & reachable_by_sms <= texted  # still reminded
     assert max(Counter(m["to"] for m in texts).values()) == 1
 
 
@@ -215,7 +227,7 @@ def test_a_failed_preflight_stops_the_run_before_anyone_is_asked_and_sends_nothi
 def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
     tmp_path: Path, providers: Sandbox
 ) -> None:
-    text = TRACKED + "rollout: {test_share: 0.4, wait: 4s, metric: click_rate, min_confidence: 0.95}\n"
+    text = INSTANT + "rollout: {test_share: 0.4, wait: 4s, metric: click_rate, min_confidence: 0.95}\n"
     path = write_campaign(tmp_path, 1000, text)
     thread, out = _in_background(launch, str(path), "rollout-run")
     store = Ledger.open()
@@ -231,7 +243,7 @@ def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
     result = _finish(thread, out)
 
     assert result.rollout is not None
-    assert result.rollout.winner == "b" and result.rollout.decided is True
+    assert result.rollout.winner == "b" and result.rollout.decided is True, result.rollout.text
     child = result.rollout.run_id
     assigned = _assignments(store, "rollout-run")
     rest = {row.contact_id for row in store.sends(child, "email")}
@@ -244,6 +256,44 @@ def test_rollout_sends_the_winner_to_the_rest_and_leaves_the_holdout_alone(
     emails = Counter(m["to"] for m in providers.messages("sendgrid"))
     assert max(emails.values()) == 1  # nobody got the test and the rollout
     assert len(providers.messages("x")) == 2  # the posts went once, in the test
+
+
+def test_a_sequential_rollout_decides_as_soon_as_the_always_valid_test_allows(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    """max_wait is 90 s; the test cell's b is clicked by everyone who got it, a by no one: the
+    always-valid test decides at a look every 2 s, long before max_wait."""
+    rollout = (
+        "{test_share: 0.4, wait: 2s, max_wait: 90s, check_every: 2s, decide: sequential, metric: click_rate}"
+    )
+    path = write_campaign(tmp_path, 1000, INSTANT + f"rollout: {rollout}\n")
+    thread, out = _in_background(launch, str(path), "sequential-run")
+    store = Ledger.open()
+
+    def test_cell_sent() -> bool:  # this run's emails all sent (the sandbox also holds earlier tests')
+        if store.get_run("sequential-run") is None:
+            return False
+        states = Counter(row.state for row in store.sends("sequential-run", "email"))
+        return states["sent"] > 0 and not states["planned"] and not states["in_flight"]
+
+    _wait_for(test_cell_sent)
+    client = AppClient(_tracking(store))
+    try:
+        for message in providers.messages("sendgrid"):
+            if "Join the supporters." in (message.get("subject") or ""):
+                _click(client, message)
+    finally:
+        client.close()
+    result = _finish(thread, out)
+    assert result.rollout is not None
+    assert result.rollout.winner == "b" and result.rollout.decided is True
+    assert "always valid" in result.rollout.text
+    record = store.get_run("sequential-run")
+    assert record is not None
+    launched = datetime.fromisoformat(record.decisions[LAUNCHED])
+    began = datetime.fromisoformat(record.decisions["wave:rollout"])
+    assert began - launched < timedelta(seconds=60)  # before max_wait
+    assert {row.variant for row in store.sends(result.rollout.run_id)} == {"b"}
 
 
 def test_rollout_without_a_winner_sends_the_fallback_and_says_so(tmp_path: Path, providers: Sandbox) -> None:

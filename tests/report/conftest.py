@@ -52,7 +52,8 @@ def simulated(tmp_path: Path) -> Simulated:
     plan_run(ledger, load_campaign(path), RUN)
     sim = Simulated(ledger, RUN, path)
     rng = random.Random(20261122)
-    start = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
+    # after the sends below (attribution counts from each contact's first send)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
     clicks: list[Click] = []
     events: list[ProviderEvent] = []
     conversions: list[Conversion] = []
@@ -92,7 +93,7 @@ def simulated(tmp_path: Path) -> Simulated:
                         )
                     )
                 if rng.random() < CLICK[key]:
-                    at = start + timedelta(seconds=rng.randrange(3600))
+                    at = start + timedelta(seconds=60 + rng.randrange(3600))  # a person, not a scanner
                     clicks.append(Click(RUN, channel, row.variant, row.seq, at))
                     clicks.append(
                         Click(RUN, channel, row.variant, row.seq, at + timedelta(seconds=5))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qsl
@@ -41,11 +42,16 @@ class Receiver:
         self.fail = fail
         verifier = EventWebhook(public_key=sandbox.webhook_environment()["SENDGRID_WEBHOOK_PUBLIC_KEY"])
 
+        self.agents: list[str] = []
+        self.click_times: list[float] = []
+
         async def click(request: Request) -> Response:
             token = request.path_params["token"]
             variant = token.split("-")[1]
             if request.method == "GET":
                 self.seen[f"click-{variant}"] += 1
+                self.agents.append(request.headers.get("user-agent", ""))
+                self.click_times.append(time.monotonic())
             return RedirectResponse(
                 f"https://cta.example/?utm_source=email&utm_content={variant}&ct={token}", 302
             )
@@ -140,6 +146,32 @@ def test_recipients_act_per_variant_with_signatures_that_verify(sb: Sandbox) -> 
     assert receiver.seen["click-b"] > 2 * receiver.seen["click-a"] > 0
     assert 0 < receiver.seen["conversion"] <= receiver.seen["click-a"] + receiver.seen["click-b"]
     assert stats["clicks"] == receiver.seen["click-a"] + receiver.seen["click-b"]
+
+
+def test_scanners_fetch_on_delivery_and_people_click_later(sb: Sandbox) -> None:
+    """A share of recipients sit behind a mail scanner (half announce themselves in the User-Agent); people
+    click `click_delay_s` after delivery, scheduled without holding the workers."""
+    receiver = Receiver(sb)
+    config = settings("", click_delay_s={"min": 1, "max": 2})
+    config["channels"]["email"] = {**config["channels"]["email"], "scanner": 0.3, "click": 0.2}
+    with BackgroundServer(receiver.app, lifespan="off") as server:
+        config["tracking_url"] = server.url
+        sb.set_engagement(config)
+        try:
+            started = time.monotonic()
+            send_emails(sb, 300)
+            stats = sb.wait_engaged(timeout=60)
+        finally:
+            sb.set_engagement(None)
+    from clarion.sandbox.recipients import HUMAN_AGENT, SCANNER_AGENTS
+
+    people = [t for a, t in zip(receiver.agents, receiver.click_times, strict=True) if a == HUMAN_AGENT]
+    scanners = [a for a in receiver.agents if a != HUMAN_AGENT]
+    assert stats["failures"] == 0
+    assert stats["scanner_clicks"] == len(scanners) and 40 < len(scanners) < 120  # 30% of ~270 delivered
+    assert any(a in SCANNER_AGENTS for a in scanners) and any(a not in SCANNER_AGENTS for a in scanners)
+    assert people and min(people) - started >= 1.0  # nobody clicks before the delay
+    assert stats["clicks"] == len(people)
 
 
 def test_engagement_is_reproducible_for_a_seed(sb: Sandbox) -> None:

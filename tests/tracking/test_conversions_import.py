@@ -96,3 +96,28 @@ def test_an_unknown_run_or_a_missing_file_is_a_clear_error(tracked: Tracked, tmp
     result = runner.invoke(app, ["conversions", "import", str(export), "--run", "no-such-run"])
     assert result.exit_code == 1
     assert "no-such-run" in result.stderr
+
+
+def test_times_may_be_offsets_from_the_runs_launch(tracked: Tracked, tmp_path: Path) -> None:
+    """How the demo's donations are dated: relative to whenever the run launched."""
+    from datetime import timedelta
+
+    from clarion.ledger import SendState, Settlement
+
+    export = tmp_path / "export.csv"
+    export.write_text("email,amount,time\nada@example.org,5,+2h30m\nben@example.org,7,-1d\n")
+    code, _out, err = run_import(export)
+    assert code == 1 and "the run has sent nothing yet" in err and "export.csv:2: time: '+2h30m'" in err
+    store = tracked.ledger
+    rows = store.pending(RUN, "sms", store.batches(RUN, "sms")[0])
+    store.begin(RUN, "sms", [r.recipient for r in rows])
+    store.settle(RUN, "sms", [Settlement(r.recipient, SendState.SENT, f"p-{r.id}") for r in rows])
+    launch = store.reach_times(RUN).launch
+    assert launch is not None
+    assert run_import(export)[0] == 0
+    found = sorted(at for _arm, _channel, at, _amount in store.engagement(RUN).conversion_times)
+    assert found == [launch - timedelta(days=1), launch + timedelta(hours=2, minutes=30)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,amount,time\nada@example.org,5,+soon\n")
+    code, _out, err = run_import(bad)
+    assert code == 1 and "bad.csv:2: time: '+soon' is neither an ISO 8601 time nor an offset" in err

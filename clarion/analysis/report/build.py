@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
+from clarion.analysis.clicks import ClickCounts
+from clarion.analysis.report.experiment import build_experiment, click_splits, window_of
 from clarion.analysis.report.model import (
     ChannelReport,
     ChannelRow,
@@ -49,7 +51,8 @@ def build_report(ledger: Ledger, run_id: str) -> Report:
     kinds: dict[str, str] = dict(options.get("kinds", {}))
     shares: dict[str, float] = {str(k): float(v) for k, v in options.get("shares", {}).items()}
     assigned = ledger.arm_counts(run_id)
-    engagement = ledger.engagement(run_id)
+    engagement = ledger.engagement(run_id, window_of(options))
+    splits = click_splits(ledger, run_id, options)
     metrics = ledger.post_metrics(run_id)
     sends = {(r.channel, r.variant): r for r in run_results(ledger, run_id)}
     has_conversions = bool(engagement.conversions or engagement.arm_conversions)
@@ -58,11 +61,17 @@ def build_report(ledger: Ledger, run_id: str) -> Report:
     for cid in channel_ids:
         kind = kinds.get(cid, "")
         rows = [
-            _channel_row(cid, kind, v, sends.get((cid, v)), engagement, metrics.get((cid, v), {}))
+            _channel_row(
+                cid, kind, v, sends.get((cid, v)), engagement, metrics.get((cid, v), {}), splits.get((cid, v))
+            )
             for v in variants
             if (cid, v) in sends
         ]
         channels.append(_channel_report(cid, kind, rows, assigned, shares, has_conversions))
+    overall = _overall(variants, assigned, shares, engagement)
+    experiment = build_experiment(
+        ledger, run_id, options, engagement, splits, engagement.unique_clicks, overall.analysis
+    )
     return Report(
         run=RunInfo(
             id=run.id,
@@ -74,8 +83,9 @@ def build_report(ledger: Ledger, run_id: str) -> Report:
         metric="conversion_rate" if has_conversions else "click_rate",
         currency=_currency(engagement),
         channels=channels,
-        overall=_overall(variants, assigned, shares, engagement),
+        overall=overall,
         timeline=_timeline(engagement),
+        experiment=experiment,
     )
 
 
@@ -86,8 +96,11 @@ def _channel_row(
     sent: ChannelVariantResult | None,
     engagement: Engagement,
     metrics: dict[str, int],
+    split: ClickCounts | None,
 ) -> ChannelRow:
     people, _count, revenue, squares = engagement.conversions.get((variant, cid), (0, 0, 0, 0))
+    clicks = engagement.unique_clicks.get((cid, variant), 0)
+    automated = split.automated if split else 0
     return ChannelRow(
         channel=cid,
         variant=variant,
@@ -99,11 +112,13 @@ def _channel_row(
         delivered=engagement.events.get((cid, variant, DELIVERED), 0),
         impressions=metrics.get(IMPRESSIONS) if kind == "social" else None,
         social=metrics if kind == "social" else None,
-        clicks=engagement.unique_clicks.get((cid, variant), 0),
+        clicks=clicks,
         total_clicks=engagement.total_clicks.get((cid, variant), 0),
         conversions=people,
         revenue=revenue / 100,
         revenue_sq=squares / 10_000,
+        human_clicks=max(0, clicks - automated),
+        automated_clicks=automated,
     )
 
 
@@ -154,7 +169,7 @@ def _analyse(
             Arm(
                 name=row.variant,
                 exposures=exposures,
-                successes=min(row.conversions if conversions else row.clicks, exposures),
+                successes=min(row.conversions if conversions else _human(row), exposures),
                 revenue=row.revenue if conversions else None,
                 revenue_sq=row.revenue_sq if conversions else None,
                 assigned=assigned.get(row.variant),
@@ -164,6 +179,11 @@ def _analyse(
     if not arms:
         return None
     return analyse(arms)
+
+
+def _human(row: ChannelRow) -> int:
+    """The clicks a verdict is on: people's, not scanners' (every click when none were classified)."""
+    return row.clicks if row.human_clicks is None else row.human_clicks
 
 
 def _overall(
@@ -196,11 +216,14 @@ def _currency(engagement: Engagement) -> str | None:
 
 
 def _timeline(engagement: Engagement) -> Timeline:
-    """Cumulative clicks and conversions over time, in at most TIMELINE_POINTS steps."""
+    """Cumulative clicks and conversions over time, in at most TIMELINE_POINTS steps, from the launch
+    (the first click or conversion for a run that has no launch recorded)."""
     times = [t for _c, _v, t in engagement.click_times] + [t for _a, _c, t, _m in engagement.conversion_times]
     if not times:
         return Timeline()
     start, end = min(times), max(times)
+    if engagement.launch is not None:
+        start = min(engagement.launch, start)
     span = max((end - start).total_seconds(), 1.0)
     step = span / TIMELINE_POINTS
 

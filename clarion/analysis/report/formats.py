@@ -243,6 +243,10 @@ def terminal(report: Report) -> Group:
                     style="bold red",
                 )
             )
+    if report.experiment is not None:
+        from clarion.analysis.report.experiment_formats import experiment_terminal
+
+        parts.extend(experiment_terminal(report.experiment))
     return Group(*parts)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from clarion.analysis.report.experiment import ExperimentSection
 from clarion.analysis.stats import Analysis, Verdict
 
 
@@ -38,6 +39,8 @@ class ChannelRow:
     revenue: float
     revenue_sq: float = 0.0  # for Welch's test; not shown
     exposures: int | None = None  # what the rates are over: deliveries, sends or impressions
+    human_clicks: int | None = None  # of `clicks`, those a person made (clarion.analysis.clicks); verdicts
+    automated_clicks: int = 0  # contacts (requests, for a post) whose every click was a scanner's
 
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -110,9 +113,11 @@ class Report:
     channels: list[ChannelReport]
     overall: Overall
     timeline: Timeline
+    experiment: ExperimentSection | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "experiment": self.experiment.as_dict() if self.experiment else None,
             "run": asdict(self.run),
             "metric": self.metric,
             "currency": self.currency,

@@ -1,0 +1,76 @@
+"""What the experiment's analysis reads from the ledger: reach times, the attribution window, channel
+holdout groups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from clarion.campaign.loader import load_campaign
+from clarion.engine.plan import plan_run
+from clarion.ledger import Conversion, Ledger, SendState, Settlement
+from tests.conftest import CAMPAIGN, CampaignDir
+
+RUN = "test-appeal-20261203t120000-ab12"
+CONTACTS = "id,email,phone,first_name,timezone,persona,sms_consent\n" + "".join(
+    f"c-{i:03d},p{i}@example.org,+1415555{i:04d},P{i},America/New_York,cfo,yes\n" for i in range(60)
+)
+
+
+def sent(ledger: Ledger, channel: str) -> None:
+    for batch in ledger.batches(RUN, channel):
+        rows = ledger.pending(RUN, channel, batch)
+        ledger.begin(RUN, channel, [r.recipient for r in rows])
+        ledger.settle(RUN, channel, [Settlement(r.recipient, SendState.SENT, f"p-{r.id}") for r in rows])
+
+
+def test_conversions_count_only_inside_the_window_from_each_contacts_first_send(
+    ledger: Ledger, campaign_dir: CampaignDir
+) -> None:
+    text = CAMPAIGN.replace("  holdout: 0\n", "  holdout: 0.3\n") + "attribution:\n  window: 2d\n"
+    plan_run(ledger, load_campaign(campaign_dir.campaign(text, CONTACTS)), RUN)
+    sent(ledger, "sms")
+    reach = ledger.reach_times(RUN)
+    assert reach.launch is not None and reach.first
+    seq, first = next(iter(reach.first.items()))
+    holdout = next(s for s, arm in ledger.arms_of(RUN, range(60)).items() if arm == "holdout")
+    rows = [
+        Conversion(RUN, "import", "before", "a", 500, "USD", first - timedelta(hours=1), None, seq),
+        Conversion(RUN, "import", "inside", "a", 700, "USD", first + timedelta(days=1), None, seq),
+        Conversion(RUN, "import", "after", "a", 900, "USD", first + timedelta(days=3), None, seq),
+        Conversion(RUN, "import", "skew", "a", 100, "USD", first - timedelta(seconds=2), None, seq),
+        Conversion(
+            RUN, "import", "holdout", "holdout", 300, "USD", reach.launch + timedelta(hours=5), None, holdout
+        ),
+    ]
+    ledger.record(conversion_rows=rows)
+    found = ledger.engagement(RUN, timedelta(days=2))
+    assert {o.why: o.amount_minor for o in found.outside} == {"before": 500, "after": 900}
+    assert found.per_contact[seq] == (2, 800)  # inside, and the one within the clock-skew allowance
+    assert found.per_contact[holdout] == (1, 300)  # the holdout's window opens at the launch
+    assert found.launch == reach.launch
+    # without a window (older callers), everything counts, as before
+    assert len(ledger.engagement(RUN).conversion_times) == 5
+
+
+def test_nothing_sent_yet_means_no_conversion_counts(ledger: Ledger, campaign_dir: CampaignDir) -> None:
+    plan_run(ledger, load_campaign(campaign_dir.campaign(contacts=CONTACTS)), RUN)
+    now = datetime.now(UTC)
+    ledger.record(conversion_rows=[Conversion(RUN, "import", "x", "a", 100, "USD", now, None, 0)])
+    found = ledger.engagement(RUN, timedelta(days=7))
+    assert found.launch is None and [o.why for o in found.outside] == ["before"]
+
+
+def test_channel_holdouts_are_planned_as_skips_and_read_back_as_groups(
+    ledger: Ledger, campaign_dir: CampaignDir
+) -> None:
+    text = CAMPAIGN.replace("  holdout: 0\n", "  holdout: 0\n  channel_holdouts: {sms: 0.5}\n")
+    plan_run(ledger, load_campaign(campaign_dir.campaign(text, CONTACTS)), RUN)
+    groups = ledger.channel_groups(RUN, ["sms"])["sms"]
+    withheld = {m.seq for m in groups if m.withheld}
+    assert withheld and len(withheld) < len(groups)
+    skipped = {r.seq for r in ledger.sends(RUN) if r.channel == "sms" and r.reason == "channel_holdout"}
+    assert skipped == withheld
+    emailed = {r.seq for r in ledger.sends(RUN) if r.channel == "email" and r.state == SendState.PLANNED}
+    assert withheld & emailed  # withheld from SMS only: email still goes to them
+    run = ledger.get_run(RUN)
+    assert run is not None and run.options["channel_holdouts"] == {"sms": 0.5}
