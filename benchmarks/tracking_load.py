@@ -118,10 +118,11 @@ def prepare(folder: Path, contacts: int, url: str) -> tuple[str, Renderer, list[
     ledger = Ledger(url)
     ledger.migrate()
     run_id = f"tracking-bench-{int(time.time())}"
-    plan_run(ledger, folder / "campaign.yaml", run_id)
+    loaded = load_campaign(folder / "campaign.yaml")
+    plan_run(ledger, loaded, run_id)
     arms = ledger.arms_of(run_id, range(contacts))
     ledger.close()
-    renderer = Renderer(load_campaign(folder / "campaign.yaml"), LinkSigner(SECRET.encode()), run_id)
+    renderer = Renderer(loaded, LinkSigner(SECRET.encode()), run_id)
     return run_id, renderer, sorted(arms.items())
 
 

@@ -258,13 +258,15 @@ CLOCK_SKEW = timedelta(seconds=5)  # a landing page's or provider's clock may ru
 
 def _within(found: Engagement, rows: Sequence[Any], reach: Reach, window: timedelta) -> list[Any]:
     """The conversions inside their contact's window; the rest go to `found.outside`. A refund or a
-    cancellation follows its gift: kept when the gift was (whenever it came), else judged by its own time."""
-    kept, gifts_kept, reversals = [], set(), []
+    cancellation follows its gift: kept when the gift was (whenever it came), dropped when it was not, and
+    judged by its own time only when its gift is not in the ledger."""
+    kept, gifts_kept, gifts, reversals = [], set(), set(), []
     for row in rows:
         arm, channel, seq, amount, currency, at, kind, gift = row
         if kind != "conversion":
             reversals.append(row)
             continue
+        gifts.add(gift)
         start = reach.first.get(seq, reach.launch) if seq is not None else reach.launch
         why = None
         if start is None or at < start - CLOCK_SKEW:
@@ -279,7 +281,8 @@ def _within(found: Engagement, rows: Sequence[Any], reach: Reach, window: timede
     for row in reversals:
         arm, channel, seq, amount, currency, at, kind, gift = row
         start = reach.first.get(seq, reach.launch) if seq is not None else reach.launch
-        if gift in gifts_kept or (start is not None and start - CLOCK_SKEW <= at <= start + window):
+        alone = gift not in gifts  # its gift is not in the ledger: judged by its own time
+        if gift in gifts_kept or (alone and start is not None and start - CLOCK_SKEW <= at <= start + window):
             kept.append(row)
     return kept
 

@@ -74,3 +74,26 @@ def test_channel_holdouts_are_planned_as_skips_and_read_back_as_groups(
     assert withheld & emailed  # withheld from SMS only: email still goes to them
     run = ledger.get_run(RUN)
     assert run is not None and run.options["channel_holdouts"] == {"sms": 0.5}
+
+
+def test_a_refund_follows_its_gift_through_the_window(ledger: Ledger, campaign_dir: CampaignDir) -> None:
+    # A gift inside the window refunded after it is undone (the supporter gave nothing in the end); a gift
+    # made before the send and refunded inside the window is neither counted nor undone twice.
+    text = CAMPAIGN + "attribution:\n  window: 2d\n"
+    plan_run(ledger, load_campaign(campaign_dir.campaign(text, CONTACTS)), RUN)
+    sent(ledger, "sms")
+    reach = ledger.reach_times(RUN)
+    (one, first), (two, _) = list(reach.first.items())[:2]
+    day = timedelta(days=1)
+    rows = [
+        Conversion(RUN, "webhook", "g1", "a", 700, "USD", first + day, None, one),
+        Conversion(RUN, "webhook", "r1", "a", -700, "USD", first + 5 * day, None, one, "refund", "g1"),
+        Conversion(RUN, "webhook", "g2", "a", 400, "USD", first - day, None, two),
+        Conversion(RUN, "webhook", "r2", "a", -400, "USD", first + day / 2, None, two, "refund", "g2"),
+        Conversion(RUN, "webhook", "g3", "a", 900, "USD", first + day / 4, None, two),
+    ]
+    ledger.record(conversion_rows=rows)
+    found = ledger.engagement(RUN, timedelta(days=2))
+    assert one not in found.per_contact and one not in found.first_conversion
+    assert found.per_contact[two] == (1, 900)
+    assert [(o.why, o.amount_minor) for o in found.outside] == [("before", 400)]
