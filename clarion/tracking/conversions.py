@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clarion.base.errors import ClarionError
+from clarion.base.files import not_text
 from clarion.channels.webhooks import Refused
 from clarion.ledger import Conversion, Ledger, RunNotFound
 from clarion.tracking.runs import AddressIndex, RunFacts
@@ -56,8 +57,8 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
         raise ClarionError(f"{path}: cannot read ({exc.strerror}); give the path of a CSV export") from None
     with handle:
         reader = csv.DictReader(handle, strict=True)
-        _check_header(path, reader.fieldnames)
         try:
+            _check_header(path, reader.fieldnames)
             for row in reader:
                 result.rows += 1
                 line = reader.line_num
@@ -66,12 +67,13 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
                     result.unmatched_lines.append(line)
                     continue
                 pending.append((seq, _conversion(path, line, row, run_id, seq, currency)))
-                if len(pending) >= BATCH:
-                    result.recorded += _write(ledger, run_id, pending)
-                    pending = []
         except csv.Error as exc:
             raise ClarionError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
-    result.recorded += _write(ledger, run_id, pending)
+        except UnicodeDecodeError as exc:
+            raise not_text(path, exc, "a donation platform's CSV export") from None
+    # written once the whole file has been read: a bad line anywhere leaves the ledger as it was
+    for start in range(0, len(pending), BATCH):
+        result.recorded += _write(ledger, run_id, pending[start : start + BATCH])
     return result
 
 
