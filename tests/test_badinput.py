@@ -14,13 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.badinput import cli, environment, http
+from tests.badinput.world import CLEARED, World, endpoints, prepare, send, services
 from tests.conftest import CampaignDir
-
-RUN = "test-appeal-20261122t190000-ab12"
 
 LONG = os.environ.get("CLARION_FUZZ") == "long"
 CASES = settings(
-    max_examples=200 if LONG else 8,
+    max_examples=200 if LONG else 5,
     derandomize=not LONG,  # seeded in CI: the same inputs every run
     deadline=None,
     database=None,
@@ -33,46 +32,37 @@ CASES = settings(
 PARAMS = cli.parameters()
 
 
+@pytest.fixture(scope="session")
+def case_files(tmp_path_factory: pytest.TempPathFactory) -> cli.Files:
+    """The files the path cases name (empty, binary, 14 MB...), written once: the cases only read them."""
+    return cli.Files(tmp_path_factory.mktemp("cases"))
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory, case_files: cli.Files) -> World:
+    """The world prepared once (its ledger migrated, a run planned); each test gets a copy of the ledger."""
+    root = tmp_path_factory.mktemp("template")
+    saved = os.environ.get("CLARION_HOME")
+    os.environ["CLARION_HOME"] = str(root / "home")
+    try:
+        return prepare(root, case_files)
+    finally:
+        if saved is not None:
+            os.environ["CLARION_HOME"] = saved
+
+
 @pytest.fixture
-def world(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[cli.Files, dict[str, str], list[Path]]]:
-    """A working folder with a valid campaign, the path cases' files, and a ledger with one suppression."""
-    from clarion.base.consent import Kind, Reason
-    from clarion.campaign.loader import load_campaign
-    from clarion.engine.plan import plan_run
-    from clarion.ledger import Ledger, Suppression
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: World) -> World:
+    import shutil
 
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    for var in (
-        "PREFECT_API_URL",
-        "SENDGRID_API_KEY",
-        "TWILIO_ACCOUNT_SID",
-        "TWILIO_AUTH_TOKEN",
-        "X_ACCESS_TOKEN",
-    ):
+    for var in CLEARED:
         monkeypatch.delenv(var, raising=False)
-    campaign = CampaignDir(work / "campaign").campaign()
-    files = cli.Files(tmp_path / "cases")
-    ledger = Ledger.open()
-    plan_run(ledger, load_campaign(campaign), RUN)  # base run ids name it: the bad value is the only fault
-    ledger.suppress([Suppression(Kind.EMAIL.value, "gone@example.org", Reason.MANUAL.value, "test")])
-    ledger.close()
-    base = {
-        "campaign": str(campaign),
-        "identifier": RUN,
-        "name": "ana",
-        "text": "hello",
-        "address": "ada@example.org",
-        "region": "US",
-        "currency": "USD",
-        "duration": "60s",
-        "json": "{}",
-        "host": "127.0.0.1",
-    }
-    yield files, base, [Path(os.environ["CLARION_HOME"]), work]
+    home = Path(os.environ["CLARION_HOME"])
+    shutil.copyfile(template.watched[0] / "clarion.db", home / "clarion.db")
+    return World(template.files, template.base, [home, work, *template.watched[1:]])
 
 
 def test_every_parameter_has_wrong_values() -> None:
@@ -92,13 +82,11 @@ def test_every_parameter_has_wrong_values() -> None:
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 @pytest.mark.parametrize("param", PARAMS, ids=lambda p: p.id)
 def test_a_wrong_value_ends_in_a_clear_message_and_writes_nothing(param: cli.Param, world) -> None:  # type: ignore[no-untyped-def]
-    files, base, watched = world
-
     @CASES
     @given(value=st.data())
     def case(value: st.DataObject) -> None:
         bad = value.draw(cli.strategy_for(param), label=param.id)
-        outcome = cli.run_case(param, bad, files, base, watched)
+        outcome = cli.run_case(param, bad, world.files, world.base, world.watched)
         assert not outcome.problems, (
             f"clarion {' '.join(a if len(a) < 100 else a[:60] + f'...({len(a)} chars)' for a in outcome.argv)!r}: "
             f"exit {outcome.exit_code}\n"
@@ -112,94 +100,25 @@ def test_a_wrong_value_ends_in_a_clear_message_and_writes_nothing(param: cli.Par
 # -- endpoints ----------------------------------------------------------------------------------------
 
 
-def _serve_endpoints() -> list[http.Endpoint]:
-    from clarion.console import build_console, mount
-    from clarion.ledger import Ledger
-    from clarion.tracking import build_app
-
-    ledger = Ledger("sqlite://")
-    app = mount(build_app(ledger, environ={}), build_console(ledger))
-    return http.endpoints(app, "serve")
-
-
-def _sandbox_endpoints() -> list[http.Endpoint]:
-    from clarion.sandbox.routes import SandboxState
-
-    return http.endpoints(SandboxState().app, "sandbox")
-
-
-ENDPOINTS = _serve_endpoints() + _sandbox_endpoints()
+ENDPOINTS = endpoints()
 
 
 @pytest.fixture
-def services(campaign_dir: CampaignDir) -> Iterator[dict[str, Any]]:
-    """`clarion serve`'s app as the command builds it (tracking service + console) with every webhook
-    key set, so that requests reach the signature checks, on a ledger holding a planned run; and the
-    provider sandbox's app."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from clarion.base.settings import ClarionSettings, TrackingSettings
-    from clarion.campaign.loader import load_campaign
-    from clarion.console import build_console, mount
-    from clarion.engine.plan import plan_run
-    from clarion.ledger import Ledger
-    from clarion.messages.links import LinkSigner
-    from clarion.sandbox.routes import SandboxState
-    from clarion.tracking import build_app
-    from tests.tracking.conftest import CONVERSION_SECRET, RUN, TWILIO_TOKEN, AppClient, public_key_text
-
-    ledger = Ledger(ClarionSettings().ledger_url())
-    ledger.migrate()
-    plan_run(ledger, load_campaign(campaign_dir.campaign()), RUN)
-    keys = {
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key_text(ec.generate_private_key(ec.SECP256R1())),
-        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "X_CONSUMER_SECRET": "x-consumer-secret-for-tests-000000",
-    }
-    settings = TrackingSettings(
-        clarion_conversion_secret=CONVERSION_SECRET, clarion_rate_limit="off", clarion_reject_limit="off"
-    )
-    app = build_app(ledger, signer=LinkSigner.from_settings(), settings=settings, environ=keys)
-    clients = {
-        "serve": AppClient(mount(app, build_console(ledger))),
-        "sandbox": AppClient(SandboxState().app),
-    }
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
-            client.close()
-        ledger.close()
+def clients(campaign_dir: CampaignDir) -> Iterator[dict[str, Any]]:
+    with services(campaign_dir) as found:
+        yield found
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
-def test_a_wrong_request_gets_a_4xx_and_records_nothing(endpoint: http.Endpoint, services) -> None:  # type: ignore[no-untyped-def]
-    import logging
-
-    from tests.badinput.state import snapshot
-
-    client = services[endpoint.service]
+def test_a_wrong_request_gets_a_4xx_and_records_nothing(endpoint: http.Endpoint, clients) -> None:  # type: ignore[no-untyped-def]
+    client = clients[endpoint.service]
     home = Path(os.environ["CLARION_HOME"])
 
     @CASES
     @given(request=http.requests(endpoint))
     def case(request: http.Request) -> None:
-        catcher = http.Tracebacks()
-        logging.getLogger().addHandler(catcher)
-        before = snapshot(home)
-        try:
-            response = client.request(
-                request.method, request.url, content=request.body, headers=request.headers, timeout=30
-            )
-        finally:
-            logging.getLogger().removeHandler(catcher)
-        outcome = http.judge(endpoint, request, response.status_code, catcher.records)
-        changes = before.changes(snapshot(home))
-        if changes:
-            outcome.problems.append("wrote: " + "; ".join(changes))
-        assert not outcome.problems, (
-            f"{request!r}\n" + "\n".join(outcome.problems) + f"\n{response.text[:500]}"
-        )
+        outcome = send(client, request, endpoint, home)
+        assert not outcome.problems, f"{request!r}\n" + "\n".join(outcome.problems) + f"\n{outcome.body}"
 
     case()
 
@@ -228,21 +147,16 @@ def test_a_wrong_setting_is_named_before_anything_happens(
 ) -> None:  # type: ignore[no-untyped-def]
     """Any command (here `clarion runs`, which reads the ledger) stops at a malformed setting: exit 1,
     the variable named, no traceback, nothing written."""
-    from typer.testing import CliRunner
-
-    from clarion.cli.main import app
     from tests.badinput.state import snapshot
-
-    files, _, watched = world
 
     @CASES
     @given(value=environment.strategy_for(name))
     def case(value: str) -> None:
-        value = str(files.root / value[1:]) if value.startswith("@") else value
-        before = snapshot(*watched)
+        value = world.files.resolve(value)
+        before = snapshot(*world.watched)
         with monkeypatch.context() as env:
             env.setenv(name, value)
-            result = CliRunner().invoke(app, ["runs"], catch_exceptions=True)
+            result = cli.invoke(["runs"])
         problems = []
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             problems.append(f"raised {type(result.exception).__name__}: {result.exception}")
@@ -258,7 +172,7 @@ def test_a_wrong_setting_is_named_before_anything_happens(
             and value.strip() in result.output
         ):
             problems.append("the message shows the secret")
-        changes = before.changes(snapshot(*watched))
+        changes = before.changes(snapshot(*world.watched))
         if changes:
             problems.append("wrote: " + "; ".join(changes))
         assert not problems, f"{name}={value[:80]!r}\n" + "\n".join(problems) + f"\n{result.output[-1000:]}"

@@ -126,7 +126,8 @@ class TrackingSettings(BaseSettings):
             items = parse_many(value)
         except ValueError:
             items = []
-        if not items or any(item.amount < 1 for item in items):
+        zero_window = re.search(r"(/|\bper)\s*0+\s*[a-z]", value.lower())  # `limits` reads 1/0 s as 1/s
+        if not items or zero_window or any(item.amount < 1 for item in items):
             raise ValueError(
                 f"{value!r} is not a rate limit: use e.g. 30/second, 20/minute or 100 per hour ('off' "
                 "turns it off)"

@@ -234,7 +234,7 @@ class Files:
             "binary": bytes(range(256)) * 64,
             "not-utf8": "name: caf\u00e9\nid,email\n".encode("latin-1") + b"\xff\xfe\x00bad",
             "huge": b"id,email,phone\n" + b"c-1,not an address,12\n" * 600_000,  # 14 MB of wrong rows
-            "csv": b"id,email\nc-1,a@example.org\n",
+            "csv": b"id,email\nc-1,not-an-email\n",  # a CSV no command takes (no valid address, no amount)
             "yaml-list": b"- a\n- b\n",
             "unreadable": b"name: x\n",
             "nul-yaml": b"name: a\x00b\n",
@@ -310,16 +310,7 @@ def run_case(p: Param, value: str, files: Files, base: dict[str, str], watched: 
     value = files.resolve(value)
     argv = argv_for(p, value, base)
     before = snapshot(*watched)
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(CASE_SECONDS)
-    build = typer.testing._get_command  # type: ignore[attr-defined]
-    typer.testing._get_command = lambda given: root() if given is app else build(given)  # type: ignore[attr-defined]
-    try:
-        result = CliRunner().invoke(app, argv, catch_exceptions=True)
-    finally:
-        typer.testing._get_command = build  # type: ignore[attr-defined]
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    result = invoke(argv)
     output = result.output + (getattr(result, "stderr", "") if _separate(result) else "")
     outcome = Outcome(argv, result.exit_code, output)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -335,6 +326,20 @@ def run_case(p: Param, value: str, files: Files, base: dict[str, str], watched: 
     if changes:
         outcome.problems.append("wrote: " + "; ".join(changes[:5]))
     return outcome
+
+
+def invoke(argv: list[str]) -> Any:
+    """`clarion ARGV` in-process (typer's runner on the command built once), stopped after CASE_SECONDS."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_SECONDS)
+    build = typer.testing._get_command  # type: ignore[attr-defined]
+    typer.testing._get_command = lambda given: root() if given is app else build(given)  # type: ignore[attr-defined]
+    try:
+        return CliRunner().invoke(app, argv, catch_exceptions=True)
+    finally:
+        typer.testing._get_command = build  # type: ignore[attr-defined]
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _separate(result: Any) -> bool:

@@ -165,6 +165,7 @@ def requests(draw: st.DrawFn, endpoint: Endpoint) -> Request:
 class Outcome:
     status: int
     problems: list[str] = field(default_factory=list)
+    body: str = ""
 
 
 class Tracebacks(logging.Handler):
