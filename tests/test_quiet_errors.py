@@ -84,3 +84,20 @@ def test_prefect_telemetry_is_off_for_every_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
     assert "telemetry" not in done.stderr.lower()
+
+
+@pytest.mark.parametrize("command", ["serve", "sandbox"])
+def test_a_port_in_use_is_said_before_anything_is_written(command: str, tmp_path: Path) -> None:
+    """uvicorn said it (exit 3) after `clarion serve` had created the ledger."""
+    import socket
+
+    home = Path(os.environ["CLARION_HOME"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _clarion(command, f"--port={port}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not any(home.iterdir())

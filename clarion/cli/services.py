@@ -13,6 +13,28 @@ from clarion.cli import params
 from clarion.cli.app import app, err, out, user_errors
 
 
+def _check_address(host: str, port: int) -> None:
+    """Bind the address once before anything is opened or written: a port in use or a host that does not
+    resolve is said plainly (exit 1), not by the server after the ledger was created (exit 3)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ClarionError(
+            f"--host {host!r}: cannot be resolved ({exc}); use an address of this machine"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ClarionError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port, or stop what uses it"
+            ) from None
+
+
 @app.command("sandbox")
 @user_errors
 def sandbox_command(
@@ -39,6 +61,7 @@ def sandbox_command(
     ] = None,
 ) -> None:
     """Serve the provider sandbox (SendGrid, Twilio, X emulators) until Ctrl-C."""
+    _check_address("127.0.0.1", port)
     from clarion.base.files import read_mapping
     from clarion.sandbox import EngagementConfig, serve
     from clarion.sandbox.routes import SandboxState
@@ -102,6 +125,7 @@ def serve(
     from clarion.responders.validation import validate_responder
     from clarion.tracking import build_app
 
+    _check_address(host, port)
     loaded = [validate_responder(path).loaded for path in responders or []]
     for item in loaded:  # the reply credentials, checked before anyone writes in
         for cid, channel in item.responder.channels.items():
