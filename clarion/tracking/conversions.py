@@ -200,7 +200,7 @@ class ConversionIn(BaseModel):
 def parse_conversion(body: bytes) -> ConversionIn:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Refused(400, "conversion body is not JSON") from None
     try:
         conversion = ConversionIn.model_validate(data)

@@ -34,7 +34,15 @@ class Endpoint:
 
 
 def endpoints(app: Any, service: str, prefix: str = "") -> list[Endpoint]:
-    """Every route of a Starlette app, mounted sub-apps included (static files count as one)."""
+    """Every path of a Starlette app with the methods its routes take (routes sharing a path merged),
+    mounted sub-apps included (static files count as one)."""
+    merged: dict[str, frozenset[str]] = {}
+    for endpoint in _routes(app, service, prefix):
+        merged[endpoint.path] = merged.get(endpoint.path, frozenset()) | endpoint.methods
+    return [Endpoint(service, path, methods) for path, methods in merged.items()]
+
+
+def _routes(app: Any, service: str, prefix: str) -> list[Endpoint]:
     found = []
     for route in app.routes:
         if isinstance(route, Route):
@@ -47,7 +55,7 @@ def endpoints(app: Any, service: str, prefix: str = "") -> list[Endpoint]:
             while getattr(inner, "routes", None) is None and getattr(inner, "app", None) is not None:
                 inner = inner.app  # through middleware (the console's security headers)
             if getattr(inner, "routes", None) is not None:
-                found += endpoints(inner, service, prefix + route.path)
+                found += _routes(inner, service, prefix + route.path)
             else:
                 found.append(
                     Endpoint(service, prefix + route.path + "/{path:path}", frozenset({"GET", "HEAD"}))
