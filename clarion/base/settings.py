@@ -198,7 +198,15 @@ def check_environment(extra: Iterable[type[BaseSettings]] = ()) -> None:
     """
     from clarion.base.errors import ClarionError
 
-    problems = [problem for name, value in os.environ.items() if (problem := _generic(name, value))]
+    providers = _PROVIDER_VARIABLES | {
+        str(field.validation_alias)
+        for model in extra
+        for field in model.model_fields.values()
+        if isinstance(field.validation_alias, str)
+    }
+    problems = [
+        problem for name, value in os.environ.items() if (problem := _generic(name, value, providers))
+    ]
     for model in (ClarionSettings, TrackingSettings, ConsoleSettings):
         try:
             settings = model()
@@ -228,10 +236,10 @@ URL_SCHEMES = {
 MIN_SECRET = {"CLARION_CONVERSION_SECRET": 16}
 
 
-def _generic(name: str, value: str) -> str | None:
-    """What is wrong with a Clarion variable whatever its type: control characters, blanks around it,
-    a URL that is not one."""
-    if not name.startswith("CLARION_") and name not in _PROVIDER_VARIABLES:
+def _generic(name: str, value: str, providers: set[str]) -> str | None:
+    """What is wrong with a Clarion variable (or a provider's, `providers`) whatever its type: control
+    characters, blanks around it, a URL that is not one."""
+    if not name.startswith("CLARION_") and name not in providers:
         return None
     shown = "its value" if _secret(name) else repr(value if len(value) <= 60 else value[:57] + "...")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
@@ -254,7 +262,9 @@ def _generic(name: str, value: str) -> str | None:
     return None
 
 
-#: Provider variables checked for control characters and blanks (their types by the providers' models).
+#: Provider variables checked for control characters and blanks (their types by the providers' models):
+#: the webhook keys read by channels/<provider>/webhooks.py; every registered provider's settings model
+#: adds its own variables (check_environment's `extra`).
 _PROVIDER_VARIABLES = {
     "SENDGRID_API_KEY",
     "SENDGRID_WEBHOOK_PUBLIC_KEY",

@@ -39,7 +39,7 @@ def variables() -> list[str]:
             if len(cells) < 2 or set(cells[0].strip()) <= {"-", " "}:
                 continue
             where = cells[0] if cells[0].strip().startswith("`") else cells[1]  # Credentials: 2nd column
-            names += [n for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", where) if n not in names]
+            names += [n for n in re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", where) if n not in names]
     return list(dict.fromkeys(names))
 
 
@@ -92,6 +92,8 @@ def strategy_for(name: str) -> st.SearchStrategy[str]:
         return st.one_of(GENERIC, st.sampled_from(["AC12", "SK" + "0" * 32, "AC" + "g" * 32]))
     if name == "CLARION_SMS_HELP_REPLY":
         return st.one_of(GENERIC, st.just("x" * 2000))
-    if re.search(r"(KEY|SECRET|TOKEN)$", name) or name.startswith(("SENDGRID_", "TWILIO_", "X_")):
-        return GENERIC  # a provider's secret: any printable value may be theirs
+    if field is not None or re.search(r"(KEY|SECRET|TOKEN|PASSWORD)$", name):
+        return (
+            GENERIC  # a provider's setting (from the registry) or a secret: any printable value may be theirs
+        )
     raise NoRule(f"{name}: no rule for its wrong values in tests/badinput/environment.py")
