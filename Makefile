@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PREFECT_HOME ?= $(CURDIR)/.clarion/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: demo test lint typecheck pytest install clean browser axe
+.PHONY: demo test lint typecheck pytest install clean browser axe fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,13 @@ axe:
 	  else echo "npm not installed: the console's accessibility checks will be skipped"; fi; }
 
 test: lint typecheck pytest
+
+# The bad-input harness for a fixed budget (FUZZ_SECONDS, default 900): prints inputs and failures per
+# command, setting and endpoint. `make test` runs a short seeded version (tests/test_badinput.py).
+FUZZ_SECONDS ?= 900
+fuzz: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
+	$(BIN)/python benchmarks/bad_input.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .clarion .mypy_cache .ruff_cache .pytest_cache tests/console/node_modules

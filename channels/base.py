@@ -163,7 +163,9 @@ class ProviderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    timeout: float = Field(default=20.0, gt=0, validation_alias="CLARION_HTTP_TIMEOUT")
+    timeout: float = Field(
+        default=20.0, gt=0, le=600, allow_inf_nan=False, validation_alias="CLARION_HTTP_TIMEOUT"
+    )
 
     @classmethod
     def load(cls, channel: str) -> ProviderSettings:

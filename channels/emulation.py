@@ -161,11 +161,13 @@ def json_response(
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON, or ValueError."""
+    """The body as JSON, or ValueError (nested too deeply included: Python's parser recurses)."""
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def bearer_token(request: Request) -> str | None:

@@ -105,7 +105,7 @@ def verifier(public_key: str) -> Callable[[bytes, Mapping[str, str]], None]:
 def read_events(body: bytes, context: Context) -> WebhookRead:
     try:
         items = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Refused(400, "SendGrid body is not JSON") from None
     if not isinstance(items, list):
         raise Refused(400, "SendGrid body is not a JSON array of events")

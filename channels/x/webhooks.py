@@ -96,7 +96,7 @@ def parse_webhook(payload: bytes | Mapping[str, Any], *, own_app_ids: Iterable[s
     if isinstance(payload, bytes):
         try:
             payload = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ValueError("X webhook body is not JSON") from None
     if not isinstance(payload, Mapping):
         raise ValueError("X webhook body is not a JSON object")

@@ -18,10 +18,13 @@ CLARION_SHARDS         shards per wave when a send pool is set (default 2)
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_LENGTH = 32
@@ -34,11 +37,26 @@ class ClarionSettings(BaseSettings):
     secret_key: SecretStr | None = None
     database_url: str | None = None
     max_workers: int = Field(default=8, ge=1, le=256)
-    sleep_within: float = Field(default=120.0, ge=0)
-    approval_poll: float = Field(default=2.0, gt=0, le=60)
+    sleep_within: float = Field(default=120.0, ge=0, le=7 * 86_400, allow_inf_nan=False)
+    approval_poll: float = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
     redis_url: str | None = None
     send_pool: str | None = None
     shards: int = Field(default=2, ge=1, le=256)
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        for folder in (value, *value.parents):
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{str(folder)!r} is a file, not a folder; CLARION_HOME names a folder")
+        return value
+
+    @field_validator("send_pool")
+    @classmethod
+    def _pool(cls, value: str | None) -> str | None:
+        from clarion.base.identifiers import check_identifier
+
+        return None if not value else check_identifier(value, "work pool name")
 
     def ledger_url(self) -> str:
         """CLARION_DATABASE_URL, else a SQLite file in CLARION_HOME."""
@@ -101,13 +119,32 @@ class TrackingSettings(BaseSettings):
     clarion_public_url: str | None = None
     clarion_rate_limit: str = "30/second"
     clarion_reject_limit: str = "20/minute"
-    clarion_sms_help_reply: str | None = None
+    clarion_sms_help_reply: str | None = Field(default=None, max_length=1600)
     clarion_actblue_username: str | None = None
     clarion_actblue_password: SecretStr | None = None
     clarion_actionnetwork_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     clarion_webhooks_timeout: float = Field(default=10.0, gt=0, le=120)
     clarion_webhooks_max_attempts: int = Field(default=12, ge=1, le=100)
+
+    @field_validator("clarion_rate_limit", "clarion_reject_limit")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        if value.strip().lower() == "off":
+            return value
+        from limits import parse_many
+
+        try:
+            items = parse_many(value)
+        except ValueError:
+            items = []
+        zero_window = re.search(r"(/|\bper)\s*0+\s*[a-z]", value.lower())  # `limits` reads 1/0 s as 1/s
+        if not items or zero_window or any(item.amount < 1 for item in items):
+            raise ValueError(
+                f"{value!r} is not a rate limit: use e.g. 30/second, 20/minute or 100 per hour ('off' "
+                "turns it off)"
+            )
+        return value
 
 
 class ConsoleSettings(BaseSettings):
@@ -124,4 +161,161 @@ class ConsoleSettings(BaseSettings):
 
     clarion_console_user_header: str | None = None
     clarion_console_trusted_proxies: str = ""
-    clarion_console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    clarion_console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30, allow_inf_nan=False)
+
+    @field_validator("clarion_console_user_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value):
+            raise ValueError(f"{value!r} is not an HTTP header name (e.g. X-Forwarded-User)")
+        return value
+
+    @field_validator("clarion_console_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (part.strip() for part in value.split(",") if value.strip()):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an address or network (e.g. 127.0.0.1,10.0.0.0/8)"
+                ) from None
+        return value
+
+
+#: Prefect phones home from its server (a telemetry heartbeat) and its client (analytics events): neither
+#: can reach anything from an offline machine, and the server's failure printed a traceback before
+#: Clarion's own output. Off unless the user set them.
+QUIET_ENVIRONMENT = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def quiet_dependencies() -> None:
+    """Turn off the dependencies' telemetry (the user's own setting wins), for this process and the
+    servers it starts (they inherit the environment)."""
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
+def check_environment(extra: Iterable[type[BaseSettings]] = ()) -> None:
+    """Read every Clarion setting now: a malformed one is a ClarionError naming the variable and what it
+    must be, never a traceback later (or a server that starts and refuses every request).
+
+    `extra`: more settings classes (the providers'), whose variables are checked only when set (a
+    provider's credentials are needed only by the commands that reach it).
+    """
+    from clarion.base.errors import ClarionError
+
+    providers = _PROVIDER_VARIABLES | {
+        str(field.validation_alias)
+        for model in extra
+        for field in model.model_fields.values()
+        if isinstance(field.validation_alias, str)
+    }
+    problems = [
+        problem for name, value in os.environ.items() if (problem := _generic(name, value, providers))
+    ]
+    for model in (ClarionSettings, TrackingSettings, ConsoleSettings):
+        try:
+            settings = model()
+        except ValidationError as exc:
+            problems += [_named(model, error) for error in exc.errors()]
+            continue
+        if isinstance(settings, ClarionSettings) and settings.secret_key is not None:
+            try:
+                settings.signing_key()  # too short: said now, not at the first link
+            except ClarionError as exc:
+                problems.append(str(exc))
+    for provider in extra:
+        problems += _set_fields(provider)
+    if problems:
+        raise ClarionError("; ".join(dict.fromkeys(problems)))
+
+
+#: The variables whose value is a URL, with the schemes each takes.
+URL_SCHEMES = {
+    "CLARION_DATABASE_URL": ("sqlite", "postgresql", "postgres"),
+    "CLARION_REDIS_URL": ("redis", "rediss", "unix"),
+    "CLARION_PUBLIC_URL": ("http", "https"),
+    "CLARION_SENDGRID_URL": ("http", "https"),
+    "CLARION_TWILIO_URL": ("http", "https"),
+    "CLARION_X_URL": ("http", "https"),
+}
+MIN_SECRET = {"CLARION_CONVERSION_SECRET": 16}
+
+
+def _generic(name: str, value: str, providers: set[str]) -> str | None:
+    """What is wrong with a Clarion variable (or a provider's, `providers`) whatever its type: control
+    characters, blanks around it, a URL that is not one."""
+    if not name.startswith("CLARION_") and name not in providers:
+        return None
+    shown = "its value" if _secret(name) else repr(value if len(value) <= 60 else value[:57] + "...")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{name}: {shown} holds control characters (a newline pasted with it?); remove them"
+    if value != value.strip():
+        return f"{name}: {shown} starts or ends with blanks; remove them"
+    if name in URL_SCHEMES and value:
+        from urllib.parse import urlsplit
+
+        schemes = URL_SCHEMES[name]
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises for a port out of range)
+        except ValueError as exc:
+            return f"{name}: {shown} is not a URL ({exc})"
+        if parts.scheme.split("+", 1)[0] not in schemes or not (parts.netloc or parts.path.strip("/")):
+            return f"{name}: {shown} is not a {' or '.join(schemes)} URL"
+    if name in MIN_SECRET and 0 < len(value) < MIN_SECRET[name]:
+        return f"{name}: too short ({len(value)} characters); use at least {MIN_SECRET[name]}"
+    return None
+
+
+#: Provider variables checked for control characters and blanks (their types by the providers' models):
+#: the webhook keys read by channels/<provider>/webhooks.py; every registered provider's settings model
+#: adds its own variables (check_environment's `extra`).
+_PROVIDER_VARIABLES = {
+    "SENDGRID_API_KEY",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "X_ACCESS_TOKEN",
+    "X_API_KEY",
+    "X_API_SECRET",
+    "X_ACCESS_TOKEN_SECRET",
+    "X_CONSUMER_SECRET",
+}
+
+
+def _secret(name: str) -> bool:
+    return any(word in name for word in ("KEY", "SECRET", "TOKEN", "PASSWORD"))
+
+
+def _named(model: type[BaseSettings], error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    prefix = model.model_config.get("env_prefix", "") or ""
+    name = (prefix + field).upper()
+    value = "its value" if _secret(name) else repr(error.get("input"))[:60]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}: {value}: {message}; fix it or unset it"
+
+
+def _set_fields(model: type[BaseSettings]) -> list[str]:
+    """The problems of the variables of `model` that are set, each field checked on its own."""
+    from pydantic import TypeAdapter
+
+    problems = []
+    for field in model.model_fields.values():
+        name = field.validation_alias
+        if not isinstance(name, str) or name not in os.environ:
+            continue
+        try:
+            shape: Any = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+            TypeAdapter(shape).validate_python(os.environ[name])
+        except ValidationError as exc:
+            value = "its value" if _secret(name) else repr(os.environ[name])[:60]
+            problems.append(f"{name}: {value}: {exc.errors()[0]['msg']}; fix it or unset it")
+    return problems

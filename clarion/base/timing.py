@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 DURATION_HINT = "write it as days, hours, minutes and seconds, e.g. 90s, 5m, 3h, 1h30m or 2d"
 
 
@@ -49,7 +49,7 @@ def format_duration(value: timedelta) -> str:
 
 def parse_clock(value: object) -> time:
     """`"09:00"` (24-hour, minutes required) as a time; ValueError otherwise."""
-    match = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", str(value).strip())
+    match = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)\Z", str(value).strip())
     if match is None:
         raise ValueError(f"{value!r} is not a local time: write HH:MM on a 24-hour clock, e.g. 09:00")
     return time(int(match.group(1)), int(match.group(2)))

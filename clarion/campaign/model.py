@@ -23,12 +23,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from clarion import channels
+from clarion.base.identifiers import check_identifier, check_name
 from clarion.base.timing import parse_duration, zone
 from clarion.campaign.measurement import Attribution, AutomatedClicks, Expected
 from clarion.channels.base import ChannelConfig
 
-SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-SLUG_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 63)"
 HOLDOUT = "holdout"
 REST = "rest"  # with a rollout: the contacts who wait for the winner
 
@@ -46,9 +45,7 @@ class _Strict(BaseModel):
 
 
 def _slug(value: str, what: str) -> str:
-    if not re.match(SLUG, value):
-        raise ValueError(f"{value!r} is not a valid {what}: {SLUG_HINT}")
-    return value
+    return check_name(value, what)  # the one identifier pattern: clarion/base/identifiers.py
 
 
 def _http_url(value: str) -> str:
@@ -236,7 +233,6 @@ class Tracking(_Strict):
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-EVENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
 
 
@@ -261,11 +257,7 @@ class Schedule(_Strict):
     @field_validator("on_event")
     @classmethod
     def _event(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(EVENT_NAME, value):
-            raise ValueError(
-                f"{value!r} is not an event name: letters, digits and . _ : - (e.g. debate.ended)"
-            )
-        return value
+        return None if value is None else check_identifier(value, "event name (e.g. debate.ended)")
 
     @field_validator("cron")
     @classmethod

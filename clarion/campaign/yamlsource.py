@@ -19,6 +19,9 @@ PathKey = tuple[str | int, ...]
 
 #: Deeper than any campaign needs; PyYAML composes nodes recursively and would hit Python's recursion limit.
 MAX_DEPTH = 100
+#: A campaign or responder file is a few kilobytes; a larger one is a wrong file (an export, a log),
+#: and PyYAML would spend minutes on it before saying so.
+MAX_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,13 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, SourceMap]:
     """Parse `path` into plain data and its source map; syntax errors raise CampaignInvalid."""
     name = display or str(path)
     try:
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_BYTES:
+            message = (
+                f"is {size:,} bytes: not a campaign or responder file (those are a few KB; at most "
+                f"{MAX_BYTES:,})"
+            )
+            raise CampaignInvalid([Problem(name, 0, 0, message)])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CampaignInvalid([Problem(name, 0, 0, "file not found")]) from None

@@ -29,6 +29,22 @@ app = typer.Typer(
 out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 140)
 
+
+@app.callback()
+def _startup() -> None:
+    """Before any command: dependencies kept quiet, and every setting read from the environment checked,
+    so that a malformed one is named before anything starts (or writes)."""
+    from clarion import channels
+    from clarion.base.settings import check_environment, quiet_dependencies
+
+    quiet_dependencies()
+    try:
+        check_environment(extra=[adapter.settings_model for adapter in channels.adapters()])
+    except ClarionError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

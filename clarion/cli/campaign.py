@@ -13,6 +13,7 @@ from rich.text import Text
 
 from clarion.base.errors import CampaignInvalid
 from clarion.channels.base import Message
+from clarion.cli import params
 from clarion.cli.app import FileArg, app, err, out, user_errors
 
 
@@ -125,7 +126,7 @@ def _message_row(message: Message) -> dict[str, Any]:
 def preview(
     file: FileArg,
     contact: Annotated[
-        str | None, typer.Option(help="Contact id to render for (default: the first).")
+        str | None, typer.Option(parser=params.CONTACT, help="Contact id to render for (default: the first).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:

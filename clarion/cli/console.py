@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from clarion.cli import params
 from clarion.cli.app import err, out, user_errors
 
 console_app = typer.Typer(
@@ -19,7 +20,9 @@ console_app = typer.Typer(
 @console_app.command("add-user")
 @user_errors
 def add_user(
-    name: Annotated[str, typer.Argument(help="The operator's name (as campaigns list approvers).")],
+    name: Annotated[
+        str, typer.Argument(parser=params.NAME, help="The operator's name (as campaigns list approvers).")
+    ],
     new_token: Annotated[
         bool, typer.Option("--new-token", help="The user exists: issue a new token (the old one stops).")
     ] = False,
@@ -46,7 +49,9 @@ def add_user(
 
 @console_app.command("remove-user")
 @user_errors
-def remove_user(name: Annotated[str, typer.Argument(help="The operator's name.")]) -> None:
+def remove_user(
+    name: Annotated[str, typer.Argument(parser=params.NAME, help="The operator's name.")],
+) -> None:
     """Remove an operator: their token stops working and their sessions end."""
     from clarion.base.errors import ClarionError
     from clarion.ledger import Ledger

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from clarion.cli import params
 from clarion.cli.app import err, resolve_run, user_errors
 from clarion.ledger import Ledger
 
@@ -18,9 +19,15 @@ donations_app = typer.Typer(
 @donations_app.command("demo")
 @user_errors
 def demo(
-    run_id: Annotated[str, typer.Argument(help="The run (or `latest`).", show_default=False)] = "latest",
-    channel: Annotated[str, typer.Option("--channel", help="Whose link the donor follows.")] = "email",
-    amount: Annotated[float, typer.Option("--amount", min=1, help="The gift, in dollars.")] = 25.0,
+    run_id: Annotated[
+        str, typer.Argument(parser=params.RUN_ID, help="The run (or `latest`).", show_default=False)
+    ] = "latest",
+    channel: Annotated[
+        str, typer.Option("--channel", parser=params.CHANNEL, help="Whose link the donor follows.")
+    ] = "email",
+    amount: Annotated[
+        float, typer.Option("--amount", min=1, max=100_000, help="The gift, in dollars.")
+    ] = 25.0,
 ) -> None:
     """A supporter follows the run's tracked link to ActBlue and gives; ActBlue's webhook (sent twice)
     is attributed to the contact's channel and variant by refcode. In-process: nothing leaves the machine."""

@@ -19,6 +19,7 @@ import typer
 from clarion.base.errors import ClarionError
 from clarion.campaign.loader import load_campaign
 from clarion.channels.base import ProviderError
+from clarion.cli import params
 from clarion.cli.app import err, out, resolve_run, user_errors
 from clarion.engine.context import make_adapter
 from clarion.ledger import Ledger, RunNotFound
@@ -31,7 +32,9 @@ email_app = typer.Typer(
 @email_app.command("cancel")
 @user_errors
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="The run (or `latest`).", show_default=False)],
+    run_id: Annotated[
+        str, typer.Argument(parser=params.RUN_ID, help="The run (or `latest`).", show_default=False)
+    ],
     campaign: Annotated[
         Path | None, typer.Option("--campaign", help="The campaign file, if it moved since the run.")
     ] = None,

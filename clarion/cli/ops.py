@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from clarion.base.errors import ClarionError
+from clarion.cli import params
 from clarion.cli.app import app, err, out, resolve_run, user_errors
 
 
@@ -34,19 +35,28 @@ def deploy(
     files: Annotated[list[Path], typer.Argument(help="Campaign files (YAML).", show_default=False)],
     pool: Annotated[
         str | None,
-        typer.Option("--pool", help="Register on this work pool (for `prefect worker start --pool NAME`)."),
+        typer.Option(
+            "--pool",
+            parser=params.POOL,
+            help="Register on this work pool (for `prefect worker start --pool NAME`).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     send_pool: Annotated[
         str | None,
         typer.Option(
             "--send-pool",
+            parser=params.POOL,
             help="Also register the send deployment on this work pool, where launches with "
             "CLARION_SEND_POOL send their shards.",
         ),
     ] = None,
 ) -> None:
     """Register campaigns as Prefect deployments, with their schedule or event trigger."""
+    from clarion.campaign.loader import load_campaign
+
+    for path in files:  # each file's problems, with file and line, before the server is asked
+        load_campaign(path)
     _need_server("clarion deploy")
     from clarion.flows.deploy import register, register_send_deployment
 
@@ -69,10 +79,11 @@ def worker(
     paths: Annotated[
         list[Path], typer.Argument(help="Campaign files, or folders of them.", show_default=False)
     ],
-    limit: Annotated[int | None, typer.Option(help="At most this many runs at once.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="At most this many runs at once.")
+    ] = None,
 ) -> None:
     """Serve the campaigns' deployments: run what their schedules and triggers start, until Ctrl-C."""
-    _need_server("clarion worker")
     from clarion.campaign.loader import load_campaign
     from clarion.flows.deploy import campaign_files, serve
 
@@ -90,6 +101,7 @@ def worker(
         )
     for path in files:
         load_campaign(path)  # each file's problems, with file and line, before anything is served
+    _need_server("clarion worker")
     err.print(
         f"serving {len(files)} campaign(s) from {os.environ['PREFECT_API_URL']}; Ctrl-C stops", markup=False
     )
@@ -99,29 +111,23 @@ def worker(
 @app.command()
 @user_errors
 def trigger(
-    event: Annotated[str, typer.Argument(help="Event name, e.g. debate.ended.", show_default=False)],
-    payload: Annotated[str | None, typer.Option(help="JSON object carried with the event.")] = None,
+    event: Annotated[
+        str, typer.Argument(parser=params.EVENT, help="Event name, e.g. debate.ended.", show_default=False)
+    ],
+    payload: Annotated[
+        str | None, typer.Option(parser=params.JSON_OBJECT, help="JSON object carried with the event.")
+    ] = None,
     key: Annotated[
         str | None,
-        typer.Option(help="Idempotency key: the same key is the same event, which launches only once."),
+        typer.Option(
+            parser=params.TEXT,
+            help="Idempotency key: the same key is the same event, which launches only once.",
+        ),
     ] = None,
 ) -> None:
     """Emit an event; campaigns deployed with `schedule: {on_event: NAME}` launch on it."""
-    import re
-
-    from clarion.campaign.model import EVENT_NAME
-
     _need_server("clarion trigger")
-    if not re.match(EVENT_NAME, event):
-        raise ClarionError(f"{event!r} is not an event name: letters, digits and . _ : - (e.g. debate.ended)")
-    data: dict[str, Any] = {}
-    if payload is not None:
-        try:
-            data = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise ClarionError(f"--payload is not JSON: {exc.msg} at character {exc.pos}") from None
-        if not isinstance(data, dict):
-            raise ClarionError('--payload must be a JSON object, e.g. \'{"debate": "first"}\'')
+    data: dict[str, Any] = json.loads(payload) if payload is not None else {}  # checked by its parser
     event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"clarion:{event}:{key}") if key else uuid.uuid4()
     sent = emit(event, data, event_id)
     out.print(f"emitted {event} (id {sent})", markup=False, highlight=False)
@@ -213,8 +219,12 @@ def _answer(run_id: str, *, approved: bool, approver: str | None, reason: str) -
 @app.command()
 @user_errors
 def approve(
-    run_id: Annotated[str, typer.Argument(help="Run id (or `latest`).", show_default=False)],
-    as_: Annotated[str | None, typer.Option("--as", help="Approver name (default: your user name).")] = None,
+    run_id: Annotated[
+        str, typer.Argument(parser=params.RUN_ID, help="Run id (or `latest`).", show_default=False)
+    ],
+    as_: Annotated[
+        str | None, typer.Option("--as", parser=params.NAME, help="Approver name (default: your user name).")
+    ] = None,
 ) -> None:
     """Approve a run waiting at its approval gate: it starts sending."""
     _answer(run_id, approved=True, approver=as_, reason="")
@@ -223,9 +233,13 @@ def approve(
 @app.command()
 @user_errors
 def reject(
-    run_id: Annotated[str, typer.Argument(help="Run id (or `latest`).", show_default=False)],
-    reason: Annotated[str, typer.Option(help="Why (kept with the run).")] = "",
-    as_: Annotated[str | None, typer.Option("--as", help="Approver name (default: your user name).")] = None,
+    run_id: Annotated[
+        str, typer.Argument(parser=params.RUN_ID, help="Run id (or `latest`).", show_default=False)
+    ],
+    reason: Annotated[str, typer.Option(parser=params.TEXT, help="Why (kept with the run).")] = "",
+    as_: Annotated[
+        str | None, typer.Option("--as", parser=params.NAME, help="Approver name (default: your user name).")
+    ] = None,
 ) -> None:
     """Reject a run waiting at its approval gate: it sends nothing."""
     if not reason.strip():

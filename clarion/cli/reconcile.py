@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clarion.base.errors import ClarionError
+from clarion.cli import params
 from clarion.cli.app import app, err, out, resolve_run, user_errors
 
 
@@ -19,12 +20,18 @@ from clarion.cli.app import app, err, out, resolve_run, user_errors
 @user_errors
 def reconcile(
     run_id: Annotated[
-        str, typer.Argument(help="Run id (see `clarion runs`), or `latest`.", show_default=False)
+        str,
+        typer.Argument(
+            parser=params.RUN_ID, help="Run id (see `clarion runs`), or `latest`.", show_default=False
+        ),
     ],
     campaign: Annotated[
         Path | None,
         typer.Option(
             "--campaign",
+            exists=True,
+            dir_okay=False,
+            readable=True,
             help="The run's campaign file, when it is no longer at the path `clarion run` was given.",
         ),
     ] = None,
@@ -32,6 +39,7 @@ def reconcile(
         str | None,
         typer.Option(
             "--grace",
+            parser=params.DURATION,
             help="Settle a send as not received only when it was attempted longer ago than this (e.g. "
             "0s, 5m); default: the time each provider may take to list a message (Twilio and X 60 s, "
             "SendGrid 10 min).",

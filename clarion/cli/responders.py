@@ -16,6 +16,7 @@ import typer
 from rich.text import Text
 
 from clarion.base.errors import ClarionError
+from clarion.cli import params
 from clarion.cli.app import err, out, user_errors
 
 responders_app = typer.Typer(help="Responders: answering people who text or DM you.", no_args_is_help=True)
@@ -34,12 +35,20 @@ def is_responder_file(path: Path) -> bool:
 @responders_app.command("test")
 @user_errors
 def test_message(
-    file: Annotated[Path, typer.Argument(help="Responder file (YAML).", show_default=False)],
-    text: Annotated[str, typer.Option("--text", help="What the person writes.")],
-    channel: Annotated[str, typer.Option(help="Channel id, or sms / dm for the provider's channel.")] = "sms",
-    sender: Annotated[str, typer.Option("--from", help="Who writes: a phone number, or an X user id.")] = (
-        "+14155550100"
-    ),
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="Responder file (YAML).", show_default=False
+        ),
+    ],
+    text: Annotated[str, typer.Option("--text", parser=params.TEXT, help="What the person writes.")],
+    channel: Annotated[
+        str, typer.Option(parser=params.CHANNEL, help="Channel id, or sms / dm for the provider's channel.")
+    ] = "sms",
+    sender: Annotated[
+        str,
+        typer.Option("--from", parser=params.ADDRESS, help="Who writes: a phone number, or an X user id."),
+    ] = ("+14155550100"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Show which rule answers a message and the reply it gets; sends nothing, records nothing."""
@@ -66,13 +75,20 @@ def test_message(
 def poll(
     files: Annotated[list[Path], typer.Argument(help="Responder files with an X channel.")],
     every: Annotated[
-        int, typer.Option(help="Seconds between polls, served as a Prefect deployment (0: poll once).")
+        int,
+        typer.Option(
+            min=0, max=86_400, help="Seconds between polls, served as a Prefect deployment (0: poll once)."
+        ),
     ] = 0,
 ) -> None:
     """Answer X direct messages by polling (GET /2/dm_events), for accounts without webhook access."""
     import os
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from clarion.responders.validation import validate_responder
+
+    for file in files:  # each file's problems, with file and line, before Prefect starts
+        validate_responder(file)
     from clarion.flows.dm_poll import poll_direct_messages, serve_polling
 
     names = [str(f.resolve()) for f in files]
@@ -89,9 +105,14 @@ def poll(
 @responders_app.command("demo")
 @user_errors
 def demo(
-    file: Annotated[Path, typer.Argument(help="Responder file (YAML).", show_default=False)],
-    people: Annotated[int, typer.Option(help="How many simulated people write in.")] = 12,
-    seed: Annotated[int, typer.Option(help="Seed of what they write.")] = 7,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="Responder file (YAML).", show_default=False
+        ),
+    ],
+    people: Annotated[int, typer.Option(min=1, max=1000, help="How many simulated people write in.")] = 12,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed of what they write.")] = 7,
 ) -> None:
     """Simulated people text and DM the responder through the sandbox and the tracking service; then its
     funnel. Nothing leaves this machine."""

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from clarion.base.errors import ClarionError
+from clarion.cli import params
 from clarion.cli.app import app, err, out, resolve_run, user_errors
 
 
@@ -19,6 +20,7 @@ def report(
     run_id: Annotated[
         str,
         typer.Argument(
+            parser=params.RUN_OR_FILE,
             help="Run id (see `clarion runs`), `latest`, or a responder file (its funnel per rule).",
             show_default=False,
         ),
@@ -28,7 +30,10 @@ def report(
         bool, typer.Option("--csv", help="Print one row per channel x variant as CSV.")
     ] = False,
     html: Annotated[
-        Path | None, typer.Option("--html", help="Write a self-contained HTML page to this file.")
+        Path | None,
+        typer.Option(
+            "--html", dir_okay=False, writable=True, help="Write a self-contained HTML page to this file."
+        ),
     ] = None,
 ) -> None:
     """Compare the variants of a run per channel (and against the holdout), with verdicts; for a
@@ -58,12 +63,23 @@ def report(
 @app.command()
 @user_errors
 def compare(
-    counts: Annotated[Path, typer.Argument(help="CSV: variant,exposures,conversions[,revenue,revenue_sq].")],
+    counts: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV: variant,exposures,conversions[,revenue,revenue_sq].",
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")] = False,
     mde: Annotated[
-        float | None, typer.Option(help="Absolute lift to detect (e.g. 0.01): recipients needed per arm.")
+        float | None,
+        typer.Option(min=0, max=1, help="Absolute lift to detect (e.g. 0.01): recipients needed per arm."),
     ] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level, after Holm's adjustment.")] = 0.05,
+    alpha: Annotated[
+        float, typer.Option(min=0.0001, max=0.5, help="Significance level, after Holm's adjustment.")
+    ] = 0.05,
 ) -> None:
     """The report's statistics on counts from elsewhere; the first row is the baseline."""
     from clarion.analysis.compare import compare_command
@@ -80,9 +96,24 @@ app.add_typer(conversions_app, name="conversions")
 @conversions_app.command("import")
 @user_errors
 def conversions_import(
-    file: Annotated[Path, typer.Argument(help="CSV export: email or phone, amount, time (id, currency).")],
-    run: Annotated[str, typer.Option("--run", help="The run the conversions are measured for, or `latest`.")],
-    currency: Annotated[str, typer.Option(help="Currency of rows without a currency column.")] = "USD",
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV export: email or phone, amount, time (id, currency).",
+        ),
+    ],
+    run: Annotated[
+        str,
+        typer.Option(
+            "--run", parser=params.RUN_ID, help="The run the conversions are measured for, or `latest`."
+        ),
+    ],
+    currency: Annotated[
+        str, typer.Option(parser=params.CURRENCY, help="Currency of rows without a currency column.")
+    ] = "USD",
 ) -> None:
     """Record conversions from a CSV export, joined to the run's contacts (how the holdout is measured)."""
     from clarion.ledger import Ledger
@@ -107,7 +138,9 @@ def conversions_import(
 @app.command()
 @user_errors
 def collect(
-    run_id: Annotated[str, typer.Argument(help="Run id, or `latest`.", show_default=False)],
+    run_id: Annotated[
+        str, typer.Argument(parser=params.RUN_ID, help="Run id, or `latest`.", show_default=False)
+    ],
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Ask the local provider sandbox.")] = False,
 ) -> None:
     """Pull the public metrics (impressions, likes, reposts...) of a run's social posts into the ledger."""

@@ -65,7 +65,6 @@ def local_service(box: Any, engagement: Path | None, *, console: bool = False) -
     Twilio with the dummy auth token), and the conversions are signed with a secret made up here; the
     service is given exactly those, so every request goes through the same verification as in production.
     """
-    import yaml
 
     from clarion.base.serving import BackgroundServer
     from clarion.base.settings import TrackingSettings
@@ -74,12 +73,9 @@ def local_service(box: Any, engagement: Path | None, *, console: bool = False) -
 
     config: dict[str, Any] = {}
     if engagement is not None:
-        try:
-            config = yaml.safe_load(engagement.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ClarionError(f"{engagement}: cannot read the engagement file ({exc})") from None
-        if not isinstance(config, dict):
-            raise ClarionError(f"{engagement}: expected a mapping of engagement settings")
+        from clarion.base.files import read_mapping
+
+        config = read_mapping(engagement, "a YAML file of engagement settings (see README)")
     conversion_secret = secrets.token_urlsafe(32)
     webhook_keys = box.webhook_environment()
     settings = TrackingSettings(

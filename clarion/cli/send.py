@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clarion.base.errors import ClarionError
+from clarion.cli import params
 from clarion.cli.app import FileArg, app, err, out, resolve_run, user_errors
 from clarion.cli.interrupt import Interrupted
 from clarion.engine.outcome import RunOutcome
@@ -51,7 +52,11 @@ def run(
     file: FileArg,
     run_id: Annotated[
         str | None,
-        typer.Option("--run-id", help="Resume this run (after a crash or Ctrl-C) instead of a new one."),
+        typer.Option(
+            "--run-id",
+            parser=params.NEW_RUN_ID,
+            help="Resume this run (after a crash or Ctrl-C) instead of a new one.",
+        ),
     ] = None,
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Send to the local provider sandbox with dummy credentials.")
@@ -69,6 +74,9 @@ def run(
         Path | None,
         typer.Option(
             "--engage",
+            exists=True,
+            dir_okay=False,
+            readable=True,
             help="With --sandbox: simulated recipients click and convert as this file says, through the "
             "tracking service (started here); the report follows.",
         ),
@@ -77,6 +85,7 @@ def run(
         str | None,
         typer.Option(
             "--approved-by",
+            parser=params.NAME,
             help="For a campaign with `approval:`: you are one of its approvers and approve it now.",
         ),
     ] = None,
@@ -84,6 +93,7 @@ def run(
         str | None,
         typer.Option(
             "--send-pool",
+            parser=params.POOL,
             help="Send the batches as shards on this Prefect work pool's workers (CLARION_SEND_POOL; "
             "needs PREFECT_API_URL, CLARION_REDIS_URL and a PostgreSQL ledger).",
         ),
@@ -320,7 +330,7 @@ def _finish_engagement(box: Any, run_id: str, *, quiet: bool) -> None:
 @app.command()
 @user_errors
 def runs(
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="How many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List runs recorded in the ledger."""
@@ -354,7 +364,10 @@ def runs(
 @user_errors
 def status(
     run_id: Annotated[
-        str, typer.Argument(help="Run id (see `clarion runs`), or `latest`.", show_default=False)
+        str,
+        typer.Argument(
+            parser=params.RUN_ID, help="Run id (see `clarion runs`), or `latest`.", show_default=False
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -9,15 +9,44 @@ from typing import Annotated, Any
 import typer
 
 from clarion.base.errors import ClarionError
+from clarion.cli import params
 from clarion.cli.app import app, err, out, user_errors
+
+
+def _check_address(host: str, port: int) -> None:
+    """Bind the address once before anything is opened or written: a port in use or a host that does not
+    resolve is said plainly (exit 1), not by the server after the ledger was created (exit 3)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ClarionError(
+            f"--host {host!r}: cannot be resolved ({exc}); use an address of this machine"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ClarionError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port, or stop what uses it"
+            ) from None
 
 
 @app.command("sandbox")
 @user_errors
 def sandbox_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8025,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8025,
     faults: Annotated[
-        Path | None, typer.Option(help="YAML or JSON file of fault settings per provider.", exists=True)
+        Path | None,
+        typer.Option(
+            help="YAML or JSON file of fault settings per provider.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
     ] = None,
     engage: Annotated[
         Path | None,
@@ -26,21 +55,29 @@ def sandbox_command(
             help="Engagement settings (YAML, with tracking_url and the webhook secrets): simulated "
             "recipients click and convert through the tracking service at tracking_url.",
             exists=True,
+            dir_okay=False,
+            readable=True,
         ),
     ] = None,
 ) -> None:
     """Serve the provider sandbox (SendGrid, Twilio, X emulators) until Ctrl-C."""
+    _check_address("127.0.0.1", port)
+    from clarion.base.files import read_mapping
     from clarion.sandbox import EngagementConfig, serve
+    from clarion.sandbox.routes import SandboxState
 
-    config = None
+    config: dict[str, Any] | None = None
     if faults is not None:
-        import yaml
-
-        config = yaml.safe_load(faults.read_text())
+        config = read_mapping(faults, "a YAML file of fault settings per provider (see README)")
+        try:
+            SandboxState(config)  # checked as the sandbox will read them
+        except ValueError as exc:
+            raise ClarionError(f"{faults}: {exc}") from None
     engagement = None
     if engage is not None:
+        settings = read_mapping(engage, "a YAML file of engagement settings (see README)")
         try:
-            engagement = EngagementConfig.load(engage)
+            engagement = EngagementConfig.load(settings)
         except ValueError as exc:
             raise ClarionError(f"{engage}: {exc}") from None
     err.print(f"provider sandbox on http://127.0.0.1:{port}/ (Ctrl-C to stop)", markup=False)
@@ -50,8 +87,10 @@ def sandbox_command(
 @app.command()
 @user_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 behind a proxy).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    host: Annotated[
+        str, typer.Option(parser=params.HOST, help="Interface to listen on (0.0.0.0 behind a proxy).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
     responders: Annotated[
         list[Path] | None,
@@ -93,6 +132,7 @@ def serve(
     from clarion.responders.validation import validate_responder
     from clarion.tracking import build_app
 
+    _check_address(host, port)
     loaded = [validate_responder(path).loaded for path in responders or []]
     for item in loaded:  # the reply credentials, checked before anyone writes in
         for cid, channel in item.responder.channels.items():
@@ -156,14 +196,17 @@ def devstack_up(
     workers: Annotated[int, typer.Option(min=1, max=32, help="Process workers in the send pool.")] = 2,
     database_url: Annotated[
         str,
-        typer.Option(help="PostgreSQL for the ledger (the Prefect server gets a database beside it)."),
+        typer.Option(
+            parser=params.DATABASE_URL,
+            help="PostgreSQL for the ledger (the Prefect server gets a database beside it).",
+        ),
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-    redis_url: Annotated[str, typer.Option(help="Redis for the launches' shared coordination.")] = (
-        "redis://127.0.0.1:6379/0"
-    ),
-    root: Annotated[Path, typer.Option(help="Folder for the server's and workers' homes and logs.")] = Path(
-        ".clarion/devstack"
-    ),
+    redis_url: Annotated[
+        str, typer.Option(parser=params.REDIS_URL, help="Redis for the launches' shared coordination.")
+    ] = ("redis://127.0.0.1:6379/0"),
+    root: Annotated[
+        Path, typer.Option(file_okay=False, help="Folder for the server's and workers' homes and logs.")
+    ] = Path(".clarion/devstack"),
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Also run the provider sandbox; every worker sends to it.")
     ] = False,

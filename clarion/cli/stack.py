@@ -136,7 +136,10 @@ def stack(
 ) -> Iterator[Stack]:
     """Server, pool, send deployment and `workers` workers, stopped on exit. `env` is what every worker and
     launch shares besides the ledger and Redis (provider credentials, CLARION_SECRET_KEY, ...)."""
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClarionError(f"--root {root}: cannot make the folder ({exc.strerror}); name a folder") from None
     database = prefect_database(database_url, f"clarion_prefect_{secrets.token_hex(3)}")
     shared = {
         **dict(env or {}),

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from clarion.base.errors import ClarionError
 from clarion.base.settings import TrackingSettings
+from clarion.cli import params
 from clarion.cli.app import err, out, user_errors
 from clarion.ledger import Ledger
 from clarion.tracking.outbound import shown
@@ -59,8 +60,10 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = 
 @webhooks_app.command("list")
 @user_errors
 def list_events(
-    state: Annotated[str | None, typer.Option("--state", help="pending, delivered or dead.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    state: Annotated[
+        str | None, typer.Option("--state", parser=params.OUTBOX_STATE, help="pending, delivered or dead.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="How many, newest first.")] = 20,
 ) -> None:
     """The newest outbound events, with their tries and last error."""
     if state not in (None, "pending", "delivered", "dead"):
@@ -79,7 +82,9 @@ def list_events(
 def deliver_now(
     every: Annotated[
         float | None,
-        typer.Option("--every", min=1, help="Keep delivering, a round every SECONDS (Ctrl-C stops)."),
+        typer.Option(
+            "--every", min=1, max=86_400, help="Keep delivering, a round every SECONDS (Ctrl-C stops)."
+        ),
     ] = None,
     prefect: Annotated[
         bool, typer.Option("--prefect", help="Run each round as the Prefect flow clarion-webhooks.")
@@ -118,7 +123,11 @@ def deliver_now(
 
 @webhooks_app.command("retry")
 @user_errors
-def retry(url: Annotated[str | None, typer.Option("--url", help="Only this endpoint.")] = None) -> None:
+def retry(
+    url: Annotated[
+        str | None, typer.Option("--url", parser=params.HTTP_URL, help="Only this endpoint.")
+    ] = None,
+) -> None:
     """Dead events (their tries ran out) are tried again from now."""
     count = Ledger.open().outbox_requeue(url=url)
     err.print(f"{count:,} dead event(s) pending again", markup=False)
@@ -128,7 +137,10 @@ def retry(url: Annotated[str | None, typer.Option("--url", help="Only this endpo
 @user_errors
 def purge(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Delivered longer ago than this (e.g. 30d, 12h).")
+        str,
+        typer.Option(
+            "--older-than", parser=params.DURATION, help="Delivered longer ago than this (e.g. 30d, 12h)."
+        ),
     ] = "30d",
 ) -> None:
     """Forget delivered events older than the given age (pending and dead ones are kept)."""
@@ -149,10 +161,17 @@ def purge(
 @webhooks_app.command("test")
 @user_errors
 def test(
-    url: Annotated[str, typer.Argument(help="The endpoint's URL.", show_default=False)],
+    url: Annotated[
+        str, typer.Argument(parser=params.HTTP_URL, help="The endpoint's URL.", show_default=False)
+    ],
     secret_env: Annotated[
         str,
-        typer.Option("--secret-env", help="The environment variable holding its secret.", show_default=False),
+        typer.Option(
+            "--secret-env",
+            parser=params.ENV_NAME,
+            help="The environment variable holding its secret.",
+            show_default=False,
+        ),
     ],
 ) -> None:
     """Post one signed `ping` event to an endpoint now and show its answer (nothing is queued)."""

@@ -28,15 +28,15 @@ from clarion.ledger.console import ConsoleSession
 
 COOKIE = "clarion_console"
 PRE_COOKIE = "clarion_console_signin"  # the sign-in form's double-submit CSRF cookie
-TOKEN = re.compile(r"^clc_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+TOKEN = re.compile(r"^clc_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _DUMMY = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32  # checked against when the id is unknown
 
 
 def check_name(name: str) -> str:
     """A console user's name: what approvers are listed as in campaign files."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ClarionError(
             f"{name!r} is not a console user name: 1 to 64 letters, digits and . _ @ -, starting with a "
             "letter or digit (use the name the campaigns' `approval.approvers` list)"

@@ -28,7 +28,7 @@ from clarion.messages.links import LinkSigner
 from clarion.messages.render import PREVIEW_RUN, Renderer, RenderProblem
 
 EXAMPLES_SHOWN = 3
-_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -15,11 +15,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 
 from clarion.base import addresses
+from clarion.base.identifiers import check_name
 from clarion.base.timing import parse_clock, parse_duration, zone
 
-SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-SLUG_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 63)"
-IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,31}$"
+IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
 #: The compliance families' own rule ids in the ledger and the report.
 COMPLIANCE_IDS = ("stop", "start", "help")
 FALLBACK = "fallback"
@@ -34,9 +33,7 @@ class _Strict(BaseModel):
 
 
 def _slug(value: str, what: str) -> str:
-    if not re.match(SLUG, value):
-        raise ValueError(f"{value!r} is not a valid {what}: {SLUG_HINT}")
-    return value
+    return check_name(value, what)  # the one identifier pattern: clarion/base/identifiers.py
 
 
 def _problem(message: str, at: tuple[str | int, ...], **context: Any) -> PydanticCustomError:
@@ -139,7 +136,7 @@ class Answering(_Strict):
     @classmethod
     def _names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not re.match(IDENT, name):
+            if not re.fullmatch(IDENT, name):
                 raise ValueError(f"lookup name {name!r} must be an identifier (letters, digits, _)")
         return value
 

@@ -22,7 +22,7 @@ from clarion.responders.lookups import Lookups
 from clarion.responders.model import Answering
 
 Path = tuple[str | int, ...]
-_HTTP = re.compile(r"^https?://[^\s/]+\S*$")
+_HTTP = re.compile(r"^https?://[^\s/]+\S*\Z")
 
 
 class ContactFields(dict[str, str]):

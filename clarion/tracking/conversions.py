@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clarion.base.errors import ClarionError
+from clarion.base.files import not_text
 from clarion.base.timing import parse_duration
 from clarion.channels.webhooks import Refused
 from clarion.ledger import Conversion, Ledger, RunNotFound
@@ -59,8 +60,8 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
         raise ClarionError(f"{path}: cannot read ({exc.strerror}); give the path of a CSV export") from None
     with handle:
         reader = csv.DictReader(handle, strict=True)
-        _check_header(path, reader.fieldnames)
         try:
+            _check_header(path, reader.fieldnames)
             for row in reader:
                 result.rows += 1
                 line = reader.line_num
@@ -69,12 +70,13 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
                     result.unmatched_lines.append(line)
                     continue
                 pending.append((seq, _conversion(path, line, row, run_id, seq, currency, launch)))
-                if len(pending) >= BATCH:
-                    result.recorded += _write(ledger, run_id, pending)
-                    pending = []
         except csv.Error as exc:
             raise ClarionError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
-    result.recorded += _write(ledger, run_id, pending)
+        except UnicodeDecodeError as exc:
+            raise not_text(path, exc, "a donation platform's CSV export") from None
+    # written once the whole file has been read: a bad line anywhere leaves the ledger as it was
+    for start in range(0, len(pending), BATCH):
+        result.recorded += _write(ledger, run_id, pending[start : start + BATCH])
     return result
 
 
@@ -226,7 +228,7 @@ class ConversionIn(BaseModel):
 def parse_conversion(body: bytes) -> ConversionIn:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Refused(400, "conversion body is not JSON") from None
     try:
         conversion = ConversionIn.model_validate(data)
