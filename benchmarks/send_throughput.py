@@ -333,17 +333,19 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     raise RuntimeError("prefect server did not start")
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, bytes]:
-    """Wall seconds, peak RSS (MB) and stdout of one process."""
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes]:
+    """Wall seconds, CPU seconds, peak RSS (MB) and stdout of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, errors = proc.communicate()
     wall = time.perf_counter() - start
     # the child was reaped by communicate(); RUSAGE_CHILDREN holds the largest peak so far
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[1]} failed:\n{errors.decode()[-3000:]}")
-    return wall, peak, out
+    return wall, cpu, after.ru_maxrss / 1024, out
 
 
 def side_by_side(count: int, home: Path, api: str, database: str | None) -> None:
@@ -354,7 +356,7 @@ def side_by_side(count: int, home: Path, api: str, database: str | None) -> None
     (baseline_sink, baseline_url), (clarion_sink, clarion_url) = start_sink(), start_sink()
     try:
         # the baseline first: it is small, and RUSAGE_CHILDREN's peak then grows only with Clarion's
-        base_wall, base_rss, out = timed(
+        base_wall, base_cpu, base_rss, out = timed(
             [sys.executable, str(BENCH / "baseline_sendgrid.py"), str(contacts), baseline_url],
             dict(os.environ),
         )
@@ -370,7 +372,7 @@ def side_by_side(count: int, home: Path, api: str, database: str | None) -> None
         }
         if database:
             env["CLARION_DATABASE_URL"] = database
-        wall, rss, out = timed(
+        wall, cpu, rss, out = timed(
             [sys.executable, "-m", "clarion", "run", str(folder / "campaign.yaml"), "--json"], env
         )
         result = json.loads(out)
@@ -382,16 +384,17 @@ def side_by_side(count: int, home: Path, api: str, database: str | None) -> None
             proc.terminate()
             proc.wait()
     rows = [
-        ("SDK loop", int(base_sent), base_wall, base_counts, base_rss),
-        ("clarion run", sent, wall, counts, rss),
+        ("SDK loop", int(base_sent), base_wall, base_cpu, base_counts, base_rss),
+        ("clarion run", sent, wall, cpu, counts, rss),
     ]
     print(f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger), one run, side by side:")
     print(
-        f"  {'':12} {'emails':>9} {'wall s':>7} {'emails/s':>9} {'requests':>8} {'distinct':>9} {'RSS MB':>7}"
+        f"  {'':12} {'emails':>9} {'wall s':>7} {'CPU s':>6} {'emails/s':>9} {'requests':>8} {'distinct':>9} "
+        f"{'RSS MB':>7}"
     )
-    for name, n, seconds, c, peak in rows:
+    for name, n, seconds, used, c, peak in rows:
         print(
-            f"  {name:12} {n:9,} {seconds:7.2f} {n / seconds:9,.0f} {c['requests']:8,} "
+            f"  {name:12} {n:9,} {seconds:7.2f} {used:6.2f} {n / seconds:9,.0f} {c['requests']:8,} "
             f"{c['distinct']:9,} {peak:7.0f}"
         )
     print(f"  the SDK loop's own timer (after its imports): {float(base_inner):.2f} s")

@@ -76,7 +76,7 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
     campaign = loaded.campaign
     config = campaign.channels[batch.channel]
     outcome = BatchOutcome(batch)
-    pending = {row.recipient: row for row in ledger.pending(batch.run_id, batch.channel, batch.number)}
+    pending = {row.recipient: row for row in ledger.due_in_batch(batch.run_id, batch.channel, batch.number)}
     if not pending:
         return outcome
     adapter = run.adapter(batch.run_id, batch.channel)

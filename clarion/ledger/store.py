@@ -31,6 +31,7 @@ from clarion.ledger.events import EngagementStore, run_key_hex
 from clarion.ledger.rows import (
     RESENDABLE,
     RESOLVED_STATES,
+    DueSend,
     PlannedSend,
     RunRecord,
     RunStatus,
@@ -295,6 +296,18 @@ class Ledger(EngagementStore, SequencingStore, ConsentStore, ConversationStore, 
             .order_by(sends.c.seq, sends.c.id)
         )
         return self._read_rows(run_id, query)
+
+    def due_in_batch(self, run_id: str, channel: str, batch: int) -> list[DueSend]:
+        """`pending`, narrowed to what sending needs (recipient, variant, not_before): what a send task
+        reads for each batch, without building whole rows."""
+        self._statistics.refresh(self._tx)
+        query = (
+            select(sends.c.recipient, sends.c.variant, sends.c.not_before)
+            .where(*_planned(run_id, channel), sends.c.batch == batch, due(utcnow()))
+            .order_by(sends.c.seq, sends.c.id)
+        )
+        with self._tx() as conn:
+            return _found(conn, run_id, [DueSend(*row) for row in conn.execute(query)])
 
     def batches(self, run_id: str, channel: str) -> list[int]:
         """The batch numbers of `channel` that have planned sends due now, in order."""
