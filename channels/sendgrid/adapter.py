@@ -66,7 +66,14 @@ class SendGridConfig(ChannelConfig):
     frequency_cap: FrequencyCap | None = Field(
         default=None, description="At most `max` emails to one address per `per`, across campaigns."
     )
-    batch_size: int = Field(default=SENDGRID_MAX_PERSONALIZATIONS, ge=1, le=SENDGRID_MAX_PERSONALIZATIONS)
+    batch_size: int = Field(
+        default=5 * SENDGRID_MAX_PERSONALIZATIONS,
+        ge=1,
+        le=10 * SENDGRID_MAX_PERSONALIZATIONS,
+        description="Recipients per send task; a task sends them in requests of at most 1,000 (fewer when "
+        "this is smaller). Five requests a task by default: Prefect's cost per task run is then paid "
+        "once per 5,000 emails.",
+    )
 
     @field_validator("from_", "reply_to")
     @classmethod

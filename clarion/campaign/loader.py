@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from clarion import channels
 from clarion.base.errors import CampaignInvalid, Problem, display_path
-from clarion.campaign.contacts import ContactsError, ContactsFile
+from clarion.campaign.contacts import ContactsError, ContactsFile, file_digest
 from clarion.campaign.model import Campaign
 from clarion.campaign.yamlsource import PathKey, SourceMap, load_yaml
 
@@ -192,3 +192,14 @@ def _shown(value: Any) -> str:
         return "nothing (null)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def campaign_digest(loaded: LoadedCampaign) -> str:
+    """What a resume must find unchanged: the campaign file, its contacts, its template files."""
+    paths = [loaded.path, loaded.contacts_path]
+    for config in loaded.campaign.channels.values():
+        for name in ("template", "text_template"):
+            value = getattr(config, name, None)
+            if value and (loaded.base_dir / value).is_file():
+                paths.append(loaded.base_dir / value)
+    return file_digest(*paths)

@@ -118,7 +118,9 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
         ledger.skip(batch.run_id, batch.channel, [(r, "render_error", e) for r, e in failures])
         outcome.counts["skipped"] = len(failures)
     outbounds = _without_opt_outs(ledger, adapter, batch, outbounds, outcome)
-    chunk = adapter.max_batch if adapter.max_batch > 1 else PER_MESSAGE_CLAIM
+    chunk = PER_MESSAGE_CLAIM
+    if adapter.max_batch > 1:  # a request's recipients, at most what a task carries (`batch_size`)
+        chunk = min(adapter.max_batch, int(getattr(config, "batch_size", 0) or adapter.max_batch))
     coordination = run.coordination
     for start in range(0, len(outbounds), chunk):
         if why := coordination.stopped(batch.run_id, batch.channel):

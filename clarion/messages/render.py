@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -120,6 +121,16 @@ def _text_from_html(html: str) -> str:
     return str(converter.handle(html)).strip()
 
 
+@dataclass(frozen=True)
+class _ChannelInfo:
+    """What every message of one channel shares, worked out at its first message."""
+
+    adapter: type[Channel]
+    channel: dict[str, str]
+    postal_address: str
+    shares: bool  # its templates call share_<provider>(): the helpers go in the context
+
+
 class Renderer:
     """Compiled templates of one campaign; `render()` makes one channel's message for one contact."""
 
@@ -177,6 +188,7 @@ class Renderer:
             for key in self._templates
         }
         self._shapes: dict[tuple[str, str, str | None], Shape] = {}
+        self._infos: dict[str, _ChannelInfo] = {}
 
     def _part_source(
         self, cid: str, config: ChannelConfig, part: Part, inline: dict[str, str], problems: list[Problem]
@@ -237,26 +249,27 @@ class Renderer:
     def render(
         self, channel_id: str, variant: Variant, contact: Contact | None, *, address: str | None = None
     ) -> Message:
-        config = self.campaign.channels[channel_id]
-        adapter: type[Channel] = channels.get(config.provider)
-        per_contact = adapter.kind is not ChannelKind.SOCIAL
+        info = self._info(channel_id)
+        adapter, kind = info.adapter, info.adapter.kind
+        per_contact = kind is not ChannelKind.SOCIAL
         contact_id = contact.id if (contact is not None and per_contact) else None
         seq = contact.seq if (contact is not None and per_contact) else None
         token = self.token(channel_id, variant.id, seq)
-        link = self.link(channel_id, adapter.kind, variant.id, token)
+        link = self.link(channel_id, kind, variant.id, token)
         base = self.campaign.tracking.base_url
-        unsubscribe = f"{base}/u/{token}" if base and adapter.kind is ChannelKind.EMAIL else None
+        unsubscribe = f"{base}/u/{token}" if base and kind is ChannelKind.EMAIL else None
         context: dict[str, Any] = {
             "variant": VariantVars(variant.vars, id=variant.id),
             "campaign": self.context_campaign,
             "link": link,
-            "channel": {"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
-            **share_helpers(link),
+            "channel": info.channel,
         }
-        if adapter.kind is ChannelKind.EMAIL:
+        if info.shares:
+            context.update(share_helpers(link))
+        if kind is ChannelKind.EMAIL:
             # a missing tracking.base_url is reported by the channel's rules, not as an undefined name
             context["unsubscribe_url"] = unsubscribe or ""
-            context["postal_address"] = getattr(config, "postal_address", None) or ""
+            context["postal_address"] = info.postal_address
         if per_contact and contact is not None:
             context["contact"] = ContactFields(contact.fields)
         rendered: dict[str, str] = {}
@@ -310,6 +323,32 @@ class Renderer:
         )
         message.metrics = adapter.measure(message)
         return message
+
+    def _info(self, channel_id: str) -> _ChannelInfo:
+        info = self._infos.get(channel_id)
+        if info is None:
+            config = self.campaign.channels[channel_id]
+            adapter: type[Channel] = channels.get(config.provider)
+            sources = [self._source(channel_id, part.name) for part in adapter.parts]
+            info = self._infos[channel_id] = _ChannelInfo(
+                adapter=adapter,
+                channel={"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
+                postal_address=getattr(config, "postal_address", None) or "",
+                shares=any("share_" in source for source in sources),
+            )
+        return info
+
+    def _source(self, channel_id: str, part: str) -> str:
+        """A part's template source ("" without one); a source that cannot be read counts as using all."""
+        template = self._templates.get((channel_id, part))
+        if template is None or template.name is None:
+            return ""
+        env = template.environment
+        assert env.loader is not None
+        try:
+            return env.loader.get_source(env, template.name)[0]
+        except jinja2.TemplateError:
+            return "share_"
 
     def _shape(
         self,

@@ -31,6 +31,7 @@ from markupsafe import escape
 
 KEY_PREFIX = "CLRNK"
 _KEY = re.compile(KEY_PREFIX + r"\d{4}[HT]Z")
+_SPECIAL = re.compile("[&<>\"']")  # what HTML escaping changes; a value without any is its own escape
 #: Statements a hole may sit in: their bodies run once per skeleton, whatever the recipient.
 _PLAIN = (nodes.Template, nodes.Output, nodes.If, nodes.For)
 #: Statements that make a template depend on others, or reuse their output in ways keys would not survive.
@@ -62,7 +63,9 @@ class Hole:
         if self.direct is not None:
             found = _read(context, self.direct)
             if found is not None:
-                return str(escape(found)) if self.escaped else found
+                if self.escaped and _SPECIAL.search(found):
+                    return str(escape(found))
+                return found
         memo_key: tuple[Any, ...] | None = None
         if self.reads is not None:
             fields = context.get("contact") or {}
