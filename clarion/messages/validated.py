@@ -108,10 +108,12 @@ def _code() -> str:
     """Clarion's own code and bundled templates, by size and modification time (cheap, and any edit or
     upgrade changes it)."""
     digest = hashlib.sha256()
-    for path in sorted(CODE.rglob("*")):
-        if path.suffix in (".py", ".j2") and path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(CODE)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    for root, dirs, files in os.walk(CODE, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".py", ".j2")):
+                stat = os.stat(os.path.join(root, name))
+                digest.update(f"{root}/{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
