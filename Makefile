@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/clarion validate examples/debate-night/campaign.yaml examples/b2b-cta-test/campaign.yaml
 	$(BIN)/clarion preview examples/debate-night/campaign.yaml --contact sup-000002
 	$(BIN)/clarion run examples/debate-night/campaign.yaml --sandbox --engage examples/debate-night/engagement.yaml --console
+	$(BIN)/clarion donations demo latest
 	$(BIN)/clarion conversions import examples/debate-night/donations.csv --run latest
 	$(BIN)/clarion report latest --html .clarion/debate-night-report.html
 	$(BIN)/clarion report latest

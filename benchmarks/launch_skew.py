@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/launch_skew.py [--runs 3] [--campaign examples/debate-night/campaign.yaml]
 
-Runs the campaign against a sandbox in a separate process and prints, per run, the time of the first
-X post, email and SMS after the first message of any channel (the goal: all within 1 s).
+Runs the campaign against a sandbox in a separate process and prints, per run, the time of each channel's
+first accepted message (posts on X, Bluesky and Mastodon, the first email and SMS) after the first message
+of any channel (the goal: all within 1 s).
 """
 
 from __future__ import annotations
@@ -19,7 +20,21 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from send_throughput import CREDENTIALS, ROOT, start_sandbox
+from send_throughput import ROOT, start_sandbox
+
+
+def sandbox_environment(url: str) -> dict[str, str]:
+    """Every registered provider's dummy credentials, and its adapter pointed at the sandbox."""
+    from clarion import channels
+
+    found: dict[str, str] = {}
+    for adapter in channels.adapters():
+        emulator = adapter.emulator()
+        if emulator is not None:
+            found.update(emulator.credentials)
+            if emulator.url_variable:
+                found[emulator.url_variable] = url
+    return found
 
 
 def main() -> None:
@@ -34,11 +49,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as home:
                 env = {
                     **os.environ,
-                    **CREDENTIALS,
+                    **sandbox_environment(url),
                     "CLARION_HOME": home,
-                    "CLARION_SENDGRID_URL": url,
-                    "CLARION_TWILIO_URL": url,
-                    "CLARION_X_URL": url,
                     "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".clarion" / "prefect")),
                     "PREFECT_LOGGING_LEVEL": "CRITICAL",
                 }
@@ -59,7 +71,8 @@ def main() -> None:
                 f"{p} +{(t - start).total_seconds():.3f} s" for p, t in sorted(firsts.items())
             )
             skew = (max(firsts.values()) - start).total_seconds()
-            print(f"run {i + 1}: first message per channel: {offsets}; skew {skew:.3f} s")
+            verdict = "within 1 s" if skew <= 1.0 else "OVER 1 s"
+            print(f"run {i + 1}: first message per channel: {offsets}; skew {skew:.3f} s ({verdict})")
     finally:
         sandbox.terminate()
         sandbox.wait()

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale_out.py                      # throughput by workers, pacing, kills
     .venv/bin/python benchmarks/scale_out.py --million            # also 1,000,000 contacts on two workers
+    .venv/bin/python benchmarks/scale_out.py --only skew --only kills   # some parts only
 
 Starts `clarion sandbox` in its own process, then `prefect server` on PostgreSQL with Redis messaging and a
 process work pool with 4 workers (clarion.cli.stack, what `clarion devstack up` runs), the ledger on
@@ -335,6 +336,10 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=8_000, help="audience of the throughput runs")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--million", action="store_true")
+    parts = ("throughput", "pacing", "skew", "kills")
+    parser.add_argument(
+        "--only", action="append", choices=parts, help="run only these parts (repeatable; default all)"
+    )
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
@@ -350,13 +355,18 @@ def main() -> None:
         with stack(
             work / "stack", workers=4, database_url=database, redis_url=args.redis_url, env=env
         ) as pool:
-            throughput(pool, box, work, args.contacts)
-            pacing(pool, box, work)
-            skew(pool, box, work)
+            only = set(args.only or parts)
+            if "throughput" in only:
+                throughput(pool, box, work, args.contacts)
+            if "pacing" in only:
+                pacing(pool, box, work)
+            if "skew" in only:
+                skew(pool, box, work)
             while len(pool.workers) > 3:  # kills: three workers, one of them killed
                 last = pool.workers.pop()
                 os.killpg(last.pid, 15)
-            kills(pool, box, work, args.trials, database)
+            if "kills" in only:
+                kills(pool, box, work, args.trials, database)
             if args.million:
                 million(pool, box, work)
     finally:

@@ -24,7 +24,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -239,6 +239,10 @@ class Channel:
     #: Seconds the provider may take to list a message it accepted: before that, a message missing from
     #: its listing proves nothing (`reconcile` leaves the send uncertain).
     listing_delay: ClassVar[float] = 120.0
+    #: Seconds ahead the provider can hold a message for a later delivery (SendGrid's send_at: 72 h); a
+    #: per-contact local time within it is handed to the provider (`Outbound.send_at`), beyond it the send
+    #: waits in the ledger. 0: the provider sends at once, and Clarion waits for every local time.
+    schedule_horizon: ClassVar[float] = 0.0
 
     def __init__(
         self,
@@ -262,10 +266,25 @@ class Channel:
         why; this never raises for the provider's answer, and never shows a credential."""
         return []
 
+    def verify_content(self, messages: Sequence[Message]) -> list[AccountCheck]:
+        """Check rendered messages against limits that only the provider's account knows (a Mastodon
+        instance's own character limit), at pre-flight; like `verify`, never raises for the provider's
+        answer. Limits known beforehand are `check`ed at validation instead."""
+        return []
+
     def send(self, batch: Sequence[Outbound]) -> list[SendResult]:
         """Send a batch (at most `max_batch` messages); one result per message, in order, never raising
         for a provider error: those are mapped to results."""
         raise NotImplementedError
+
+    def schedule_batch(self) -> str | None:
+        """An id under which this adapter's scheduled messages can be cancelled together (SendGrid's
+        batch id), made once per adapter before its first scheduled send; None if the provider has none."""
+        return None
+
+    def cancel_scheduled(self, batch_id: str) -> None:
+        """Cancel every scheduled message of a batch id not yet delivered; raises ProviderError."""
+        raise NotImplementedError(f"{self.provider} cannot cancel scheduled messages")
 
     def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
         """Ask the provider whether it has each of these uncertain sends (channels/reconcile.py); one
@@ -315,6 +334,13 @@ class Channel:
         return {}
 
     @classmethod
+    def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int] | None:
+        """The message's length and the provider's limit for it, both counted as the provider counts
+        (weighted characters, graphemes, septets, bytes...): `length` and `limit` in `clarion preview`.
+        None where the provider sets no limit on what this channel sends."""
+        return None
+
+    @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
         """The provider's content rules: a list of (rule code, message) for each rule the message breaks."""
         return []
@@ -347,6 +373,7 @@ class Outbound:
 
     recipient: str
     message: Message
+    send_at: datetime | None = None  # the provider delivers it then (within Channel.schedule_horizon)
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,99 @@ class Recipients(Protocol):
         """Follow the tracked link of `token` (and maybe convert), as a person would."""
 
 
+def audience(
+    people: Recipients, rng: random.Random, behaviour: Behaviour, token: str, variant: str
+) -> dict[str, int]:
+    """A social post's audience: `impressions` people see it, some click its link (at most
+    `max_social_clicks`, through the tracking service), and some like, repost, reply, quote or bookmark
+    it. Returns those counts, for the emulator to report in the provider's own metric names."""
+    impressions = int(rate(behaviour.impressions, variant))
+    clicks = sum(rng.random() < rate(behaviour.click, variant) for _ in range(impressions))
+    for i in range(min(clicks, people.max_social_clicks)):
+        people.click(rng, token, variant, behaviour, str(i))
+
+    def share(p: float) -> int:
+        return sum(rng.random() < p for _ in range(impressions))
+
+    return {
+        "impressions": impressions,
+        "clicks": clicks,
+        "likes": share(behaviour.likes),
+        "reposts": share(behaviour.reposts),
+        "replies": share(behaviour.replies),
+        "quotes": share(behaviour.quotes),
+        "bookmarks": share(behaviour.bookmarks),
+    }
+
+
+class Posts:
+    """A sandbox account's published posts (id -> text, when, metrics in the provider's own names),
+    newest last; thread-safe. Social emulators keep theirs here, and tests set metrics through it."""
+
+    def __init__(self, metric_names: Sequence[str]) -> None:
+        self.metric_names = tuple(metric_names)
+        self._lock = threading.Lock()
+        self._posts: dict[str, Record] = {}
+
+    def add(self, post_id: str, text: str, created_at: str, **extra: Any) -> None:
+        with self._lock:
+            self._posts[post_id] = {
+                "id": post_id,
+                "text": text,
+                "created_at": created_at,
+                "metrics": dict.fromkeys(self.metric_names, 0),
+                **extra,
+            }
+
+    def get(self, post_id: str) -> Record | None:
+        with self._lock:
+            post = self._posts.get(post_id)
+            return None if post is None else {**post, "metrics": dict(post["metrics"])}
+
+    def newest_first(self) -> list[Record]:
+        with self._lock:
+            return [{**p, "metrics": dict(p["metrics"])} for p in reversed(self._posts.values())]
+
+    def texts(self) -> set[str]:
+        with self._lock:
+            return {str(p["text"]) for p in self._posts.values()}
+
+    def set_metrics(self, post_id: str, metrics: Mapping[str, Any]) -> dict[str, int]:
+        """Set some of a post's metrics; KeyError for an unknown post, ValueError for a bad name or value."""
+        unknown = set(metrics) - set(self.metric_names)
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(sorted(unknown))} (known: {', '.join(self.metric_names)})"
+            )
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        with self._lock:
+            post = self._posts.get(post_id)
+            if post is None:
+                raise KeyError(f"no post with id {post_id!r} in the sandbox")
+            post["metrics"].update(metrics)
+            return dict(post["metrics"])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._posts.clear()
+
+    def control(self, request: Request, body: bytes) -> Response:
+        """`PUT /_sandbox/<provider>/metrics/{post_id}` with {"<metric>": n, ...}."""
+        post_id = request.path_params["post_id"]
+        try:
+            payload = parse_json(body)
+            if not isinstance(payload, dict):
+                raise ValueError("expected an object of metric names and counts")
+            updated = self.set_metrics(post_id, payload)
+        except KeyError as exc:
+            return json_response({"error": str(exc.args[0])}, 404)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
+        return json_response({"id": post_id, "metrics": updated})
+
+
 # -- the emulator ----------------------------------------------------------------------------------------
 
 
@@ -400,12 +493,14 @@ __all__ = [
     "Behaviour",
     "Emulator",
     "Handler",
+    "Posts",
     "Rate",
     "ReadOnlyRecord",
     "Recipients",
     "Record",
     "Route",
     "Store",
+    "audience",
     "basic_credentials",
     "bearer_token",
     "json_response",

@@ -124,7 +124,7 @@ def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: fl
     """Empty the sandbox, clear its faults, and send every adapter there with dummy credentials."""
     sandbox.reset()
     sandbox.set_opted_out([])  # numbers an earlier test had reply STOP
-    for provider in ("sendgrid", "twilio", "x"):
+    for provider in sandbox.state.store.providers:
         sandbox.set_faults(provider, None)
     for key, value in sandbox.environment().items():
         monkeypatch.setenv(key, value)

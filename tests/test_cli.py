@@ -144,11 +144,18 @@ def test_preview_json_has_every_channel_and_variant_with_its_measures(path: Path
         assert {"channel", "provider", "variant", "contact", "text", "link"} <= row.keys()
         assert isinstance(row["text"], str) and row["text"].strip()
         assert str(row["link"]).startswith("https://go.example.")  # both examples set tracking.base_url
-        if row["provider"] == "x":
+        # every channel's length and limit, as its platform counts them
+        assert isinstance(row["length"], int) and isinstance(row["limit"], int), row
+        assert 0 < row["length"] <= row["limit"]
+        if row["kind"] == "social":
             assert row["contact"] is None  # a post goes to everyone
+        if row["provider"] == "x":
             assert isinstance(row["weighted_length"], int) and 0 < row["weighted_length"] <= 280
+            assert (row["length"], row["limit"]) == (row["weighted_length"], 280)
+        elif row["provider"] in ("bluesky", "mastodon"):
+            assert row["limit"] == {"bluesky": 300, "mastodon": 500}[row["provider"]]
         else:
-            assert row["contact"] == first
+            assert row["kind"] == "social" or row["contact"] == first
         if row["provider"] == "sendgrid":
             assert isinstance(row["subject"], str) and row["subject"].strip()
             assert isinstance(row["html"], str) and str(escape(row["link"])) in row["html"]

@@ -46,4 +46,4 @@ def test_the_wheel_declares_the_command_and_the_providers(wheel: zipfile.ZipFile
     assert "clarion = clarion.cli.main:main" in text
     section = text.split("[clarion.channels]", 1)[1].split("[", 1)[0]
     declared = {line.split("=")[0].strip() for line in section.strip().splitlines()}
-    assert declared == {"sendgrid", "twilio", "x"}
+    assert declared == {"sendgrid", "twilio", "x", "bluesky", "mastodon", "linkedin", "threads"}

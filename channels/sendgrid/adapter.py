@@ -19,6 +19,7 @@ from markupsafe import escape
 from pydantic import Field, SecretStr, field_validator
 
 from clarion.base import addresses
+from clarion.base.timing import parse_clock, zone
 from clarion.channels.base import (
     AccountCheck,
     Channel,
@@ -45,8 +46,14 @@ if TYPE_CHECKING:
 
 
 SENDGRID_MAX_PERSONALIZATIONS = 1000
+#: SendGrid holds a message with send_at for at most 72 hours; keep an hour's margin.
+SCHEDULE_HORIZON = 71 * 3600.0
 # python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
 logging.getLogger("python_http_client").setLevel(logging.INFO)
+
+
+#: SendGrid refuses an email (parts and attachments) of 30 MB or more (v3 Mail Send).
+MAX_EMAIL_BYTES = 30_000_000
 
 
 class SendGridConfig(ChannelConfig):
@@ -74,6 +81,18 @@ class SendGridConfig(ChannelConfig):
         "this is smaller). Five requests a task by default: Prefect's cost per task run is then paid "
         "once per 5,000 emails.",
     )
+    send_at_local: str | None = Field(
+        default=None,
+        description='Deliver at this local time in each contact\'s zone, e.g. "09:00" (SendGrid send_at).',
+    )
+    default_timezone: str = Field(
+        default="UTC", description="Zone for contacts with no `timezone` column value (IANA name)."
+    )
+
+    _check_send_at = field_validator("send_at_local")(
+        lambda cls, v: None if v is None else parse_clock(v).strftime("%H:%M")
+    )
+    _check_zone = field_validator("default_timezone")(lambda cls, v: zone(v).key)
 
     @field_validator("from_", "reply_to")
     @classmethod
@@ -125,6 +144,8 @@ class SendGridChannel(Channel):
     settings_model: ClassVar[type[ProviderSettings]] = SendGridSettings
     #: Email Activity shows a message a few minutes after SendGrid processed it.
     listing_delay: ClassVar[float] = 600.0
+    schedule_horizon: ClassVar[float] = SCHEDULE_HORIZON
+    _batch_id: str | None = None
 
     @classmethod
     def normalise_address(cls, raw: str, config: ChannelConfig) -> str:
@@ -137,6 +158,12 @@ class SendGridChannel(Channel):
     @classmethod
     def measure(cls, message: Message) -> dict[str, Any]:
         return {"html_bytes": len((message.html or "").encode())}
+
+    @classmethod
+    def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int]:
+        """The message's bytes (subject, text and HTML parts) against SendGrid's 30 MB per email."""
+        parts = (message.subject or "", message.text, message.html or "")
+        return sum(len(part.encode()) for part in parts), MAX_EMAIL_BYTES
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
@@ -218,11 +245,13 @@ class SendGridChannel(Channel):
         in full has its links replaced by keys the same way, and is grouped with those whose content is then
         the same.
         """
-        groups: dict[tuple[str, str], list[tuple[Outbound, dict[str, str]]]] = {}
+        groups: dict[tuple[str, str, int | None], list[tuple[Outbound, dict[str, str]]]] = {}
         for item in batch:
             m = item.message
+            # one zone's local time is one instant: its contacts share a request
+            at = None if item.send_at is None else int(item.send_at.timestamp())
             if m.shared is not None and "html" in m.shared and "text" in m.shared:
-                groups.setdefault((m.shared["html"], m.shared["text"]), []).append((item, m.values))
+                groups.setdefault((m.shared["html"], m.shared["text"], at), []).append((item, m.values))
                 continue
             html = (m.html or "").replace(str(escape(m.link)), LINK_HTML).replace(m.link, LINK_HTML)
             text = m.text.replace(m.link, LINK_TEXT)
@@ -231,12 +260,17 @@ class SendGridChannel(Channel):
                 html = html.replace(str(escape(m.unsubscribe)), UNSUB_HTML).replace(m.unsubscribe, UNSUB_HTML)
                 text = text.replace(m.unsubscribe, UNSUB_TEXT)
                 values.update({UNSUB_HTML: str(escape(m.unsubscribe)), UNSUB_TEXT: m.unsubscribe})
-            groups.setdefault((html, text), []).append((item, values))
+            groups.setdefault((html, text, at), []).append((item, values))
         client = self._client()
         results: dict[str, SendResult] = {}
-        for (html, text), items in groups.items():
+        for (html, text, at), items in groups.items():
+            payload = self._payload(html, text, items)
+            if at is not None:
+                payload["send_at"] = at  # per personalization too (see _payload); both, as SendGrid allows
+                if self._batch_id:
+                    payload["batch_id"] = self._batch_id
             try:
-                message_id = self._post(client, self._payload(html, text, items))
+                message_id = self._post(client, payload)
             except ProviderError as exc:
                 results.update((i.recipient, exc.result(i.recipient)) for i, _ in items)
                 continue
@@ -260,6 +294,8 @@ class SendGridChannel(Channel):
             if m.unsubscribe:
                 p["headers"] = {"List-Unsubscribe": f"<{m.unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK}
             p["custom_args"] = self._custom_args(m)
+            if item.send_at is not None:
+                p["send_at"] = int(item.send_at.timestamp())
             personalizations.append(p)
         payload: dict[str, Any] = {
             "from": {"email": address, **({"name": name} if name else {})},
@@ -284,6 +320,34 @@ class SendGridChannel(Channel):
         if message.token:
             args["clarion_token"] = message.token  # signed; how the tracking service matches events
         return args
+
+    def schedule_batch(self) -> str | None:
+        """A batch id (POST /v3/mail/batch) that this adapter's scheduled emails carry, so that
+        `clarion email cancel` can cancel them (POST /v3/user/scheduled_sends); None when SendGrid would
+        not make one (the emails are then sent scheduled, but cannot be cancelled)."""
+        if self._batch_id is None:
+            client = self._client()
+            try:
+                response = client.client.mail.batch.post()
+                self._batch_id = str(_json_body(response).get("batch_id") or "") or None
+            except Exception as exc:  # every way the request can fail: scheduled without a batch id
+                logging.getLogger("clarion.channels.sendgrid").warning(
+                    "SendGrid made no batch id (%s): scheduled emails will not be cancellable",
+                    _why_refused(exc),
+                )
+        return self._batch_id
+
+    def cancel_scheduled(self, batch_id: str) -> None:
+        """Cancel the batch's scheduled emails not yet delivered (SendGrid's Cancel Scheduled Sends)."""
+        from python_http_client import exceptions as sg_errors
+
+        client = self._client()
+        try:
+            client.client.user.scheduled_sends.post(request_body={"batch_id": batch_id, "status": "cancel"})
+        except sg_errors.HTTPError as exc:
+            raise _mapped(exc) from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise Retryable(f"cannot reach SendGrid: {exc}") from exc
 
     def reconcile(self, lookups: Sequence[Lookup]) -> list[Found]:
         """Each uncertain email looked up in SendGrid's Email Activity API, where the account has it

@@ -39,6 +39,8 @@ from clarion.channels.sendgrid import activity
 from clarion.channels.sendgrid.mail import MAX_BODY_BYTES, error, validate_and_expand
 from clarion.channels.sendgrid.webhooks import PUBLIC_KEY_VARIABLE, EventSigner
 
+SCHEDULE_LIMIT = 72 * 3600  # SendGrid holds a scheduled message at most this long
+
 UNAUTHORIZED = {
     "errors": [
         {
@@ -77,6 +79,7 @@ class SendGridEmulator(Emulator):
         self._events: list[dict[str, Any]] = []
         self._events_lock = threading.Lock()
         self._activity = activity.Activity()
+        self.batches: dict[str, str] = {}  # batch id -> "scheduled", "cancel" or "pause"
 
     @property
     def sendgrid_account(self) -> SendGridAccount:
@@ -93,7 +96,41 @@ class SendGridEmulator(Emulator):
             ("GET", "/v3/scopes", self.scopes),
             ("GET", "/v3/user/credits", self.credits),
             ("GET", "/v3/messages", self.email_activity),
+            ("POST", "/v3/mail/batch", self.new_batch),
+            ("POST", "/v3/user/scheduled_sends", self.scheduled_sends),
+            ("GET", "/v3/user/scheduled_sends", self.list_scheduled_sends),
         ]
+
+    def new_batch(self, request: Request, body: bytes) -> Response:
+        """A batch id for scheduled sends (Mail Send batch_id), as SendGrid makes one."""
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401)
+        batch_id = secrets.token_urlsafe(24)
+        self.batches[batch_id] = "scheduled"
+        return json_response({"batch_id": batch_id}, 201)
+
+    def scheduled_sends(self, request: Request, body: bytes) -> Response:
+        """Cancel or pause a batch's scheduled sends ({batch_id, status: cancel|pause})."""
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401)
+        try:
+            payload = parse_json(body)
+        except ValueError:
+            return json_response({"errors": [error("Bad Request", None)]}, 400)
+        batch_id = payload.get("batch_id") if isinstance(payload, dict) else None
+        status = payload.get("status") if isinstance(payload, dict) else None
+        if status not in ("cancel", "pause"):
+            return json_response({"errors": [error("status must be cancel or pause", "status")]}, 400)
+        if batch_id not in self.batches:
+            return json_response({"errors": [error("invalid batch id", "batch_id")]}, 400)
+        self.batches[batch_id] = status
+        return json_response({"batch_id": batch_id, "status": status}, 201)
+
+    def list_scheduled_sends(self, request: Request, body: bytes) -> Response:
+        if not self._authorized(request):
+            return json_response(UNAUTHORIZED, 401)
+        found = [{"batch_id": b, "status": s} for b, s in self.batches.items() if s != "scheduled"]
+        return json_response(found)
 
     def _authorized(self, request: Request) -> bool:
         key = bearer_token(request)  # "Bearer None" is what the SDK sends with no key set
@@ -153,10 +190,30 @@ class SendGridEmulator(Emulator):
             return json_response({"errors": [error("Bad Request", None)]}, 400)
         message_id = secrets.token_urlsafe(16)  # 22 characters, like SendGrid's
         records, errors = validate_and_expand(payload, message_id, utc_now_iso())
+        errors.extend(self._schedule_errors(payload))
         if errors:
             return json_response({"errors": errors}, 400)
         self.store.add_messages(records)
         return Response(status_code=202, headers={"X-Message-Id": message_id})
+
+    def _schedule_errors(self, payload: Any) -> list[dict[str, Any]]:
+        """send_at (top level or per personalization) at most 72 hours ahead; a batch_id SendGrid made."""
+        if not isinstance(payload, dict):
+            return []
+        found = []
+        times = [payload.get("send_at")]
+        times += [p.get("send_at") for p in payload.get("personalizations") or [] if isinstance(p, dict)]
+        for at in times:
+            if at is None:
+                continue
+            if not isinstance(at, int) or isinstance(at, bool):
+                found.append(error("send_at must be a unix timestamp (an integer)", "send_at"))
+            elif at > time.time() + SCHEDULE_LIMIT:
+                found.append(error("send_at cannot be scheduled more than 72 hours in advance", "send_at"))
+        batch_id = payload.get("batch_id")
+        if batch_id is not None and batch_id not in self.batches:
+            found.append(error("invalid batch id", "batch_id"))
+        return found[:1] if found else []
 
     def rate_limited(self, retry_after: float) -> Response:
         reset = math.ceil(time.time() + retry_after)
@@ -254,6 +311,7 @@ class SendGridEmulator(Emulator):
 
     def reset(self) -> None:
         super().reset()
+        self.batches.clear()
         with self._events_lock:
             self._events.clear()
         self._activity = activity.Activity()

@@ -212,6 +212,7 @@ def validate_and_expand(payload: Any, message_id: str, received_at: str) -> tupl
             "categories": mail.categories,
             "headers": {**mail.headers, **headers},
             "send_at": p.get("send_at", mail.send_at),
+            "batch_id": payload.get("batch_id"),
             "template_id": mail.template_id,
             "dynamic_template_data": p.get("dynamic_template_data"),
             "status_callback": None,

@@ -36,7 +36,15 @@ from clarion.channels.base import (
     Uncertain,
     retry_after_seconds,
 )
-from clarion.channels.twilio.rules import non_gsm_characters, sms_length, tells_how_to_opt_out
+from clarion.channels.twilio.rules import (
+    GSM7_MULTI,
+    GSM7_SINGLE,
+    UCS2_MULTI,
+    UCS2_SINGLE,
+    non_gsm_characters,
+    sms_length,
+    tells_how_to_opt_out,
+)
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
@@ -149,6 +157,14 @@ class TwilioChannel(Channel):
     def measure(cls, message: Message) -> dict[str, Any]:
         length = sms_length(message.text)
         return {"encoding": length.encoding, "segments": length.segments, "units": length.units}
+
+    @classmethod
+    def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int]:
+        """Septets (GSM-7) or UTF-16 units (UCS-2), against what `max_segments` segments hold."""
+        assert isinstance(config, TwilioConfig)
+        length = sms_length(message.text)
+        single, multi = (GSM7_SINGLE, GSM7_MULTI) if length.encoding == "GSM-7" else (UCS2_SINGLE, UCS2_MULTI)
+        return length.units, single if config.max_segments == 1 else multi * config.max_segments
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:

@@ -152,6 +152,11 @@ class XChannel(Channel):
         return {"weighted_length": x_weighted_length(message.text)}
 
     @classmethod
+    def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int]:
+        length = message.metrics.get("weighted_length", x_weighted_length(message.text))
+        return int(length), cls.max_weighted_length
+
+    @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
         problems = []
         length = message.metrics.get("weighted_length", x_weighted_length(message.text))

@@ -86,6 +86,12 @@ class TrackingSettings(BaseSettings):
     CLARION_REJECT_LIMIT         refused requests (forged, malformed) a client may make before every
                                  request of its gets 429 without being read ("off" turns it off)
     CLARION_SMS_HELP_REPLY       the answer to an SMS HELP (who you are, how to stop); none: no reply
+    CLARION_ACTBLUE_USERNAME     the HTTP Basic credentials given to ActBlue for its webhooks
+    CLARION_ACTBLUE_PASSWORD
+    CLARION_ACTIONNETWORK_KEY    the key in the URL registered with Action Network (?key=...)
+    STRIPE_WEBHOOK_SECRET        the Stripe endpoint's signing secret (whsec_...)
+    CLARION_WEBHOOKS_TIMEOUT     seconds an outbound event's endpoint has to answer (default 10)
+    CLARION_WEBHOOKS_MAX_ATTEMPTS  tries per outbound event before it is dead (default 12, about a day)
     A webhook whose key is not set is refused (403): nothing unverified is ever recorded.
     """
 
@@ -96,6 +102,12 @@ class TrackingSettings(BaseSettings):
     clarion_rate_limit: str = "30/second"
     clarion_reject_limit: str = "20/minute"
     clarion_sms_help_reply: str | None = None
+    clarion_actblue_username: str | None = None
+    clarion_actblue_password: SecretStr | None = None
+    clarion_actionnetwork_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    clarion_webhooks_timeout: float = Field(default=10.0, gt=0, le=120)
+    clarion_webhooks_max_attempts: int = Field(default=12, ge=1, le=100)
 
 
 class ConsoleSettings(BaseSettings):

@@ -73,6 +73,12 @@ class ContactsFile:
                 )
             )
 
+    unit = "line"  # what a contact's `line` counts
+
+    def column_of(self, name: str) -> int:
+        """Where a field's problems point in a record: its line's start (a CSV record may span lines)."""
+        return 1
+
     def _decode(self, raw: bytes, line: int) -> str:
         try:
             return raw.decode("utf-8")

@@ -8,6 +8,8 @@ programmers, and suggest the nearest key for a misspelt one.
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import types
 import typing
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from clarion import channels
 from clarion.base.errors import CampaignInvalid, Problem, display_path
 from clarion.campaign.contacts import ContactsError, ContactsFile, file_digest
 from clarion.campaign.model import Campaign
+from clarion.campaign.query import QueryContacts, resolve_url
 from clarion.campaign.yamlsource import PathKey, SourceMap, load_yaml
 
 
@@ -38,10 +41,15 @@ class LoadedCampaign:
 
     @property
     def contacts_path(self) -> Path:
+        """The contacts CSV (for an audience from a query: the campaign file, which holds the query)."""
+        if self.campaign.audience.contacts is None:
+            return self.path
         return self.base_dir / self.campaign.audience.contacts
 
-    def contacts(self) -> ContactsFile:
-        """The campaign's contacts file, or CampaignInvalid pointing at `audience.contacts`."""
+    def contacts(self) -> ContactsFile | QueryContacts:
+        """The campaign's contacts (file or query), or CampaignInvalid pointing at `audience`."""
+        if self.campaign.audience.query is not None:
+            return self._query_contacts
         path = self.contacts_path
         if not path.is_file():
             raise CampaignInvalid(
@@ -57,6 +65,17 @@ class LoadedCampaign:
             return ContactsFile(path, display_path(path))
         except ContactsError as exc:
             raise CampaignInvalid([exc.problem]) from None
+
+    @functools.cached_property
+    def _query_contacts(self) -> QueryContacts:
+        """One per loaded campaign: its seek marks serve every batch a launch sends from it."""
+        query = self.campaign.audience.query
+        assert query is not None
+        try:
+            return QueryContacts(resolve_url(query.url, self.base_dir), query.sql)
+        except ContactsError as exc:
+            problem = self.source.problem(("audience", "query"), exc.problem.message)
+            raise CampaignInvalid([problem]) from None
 
 
 def load_campaign(path: Path | str) -> LoadedCampaign:
@@ -202,4 +221,8 @@ def campaign_digest(loaded: LoadedCampaign) -> str:
             value = getattr(config, name, None)
             if value and (loaded.base_dir / value).is_file():
                 paths.append(loaded.base_dir / value)
-    return file_digest(*paths)
+    digest = file_digest(*paths)
+    contacts = loaded.contacts()
+    if isinstance(contacts, QueryContacts):  # the query's result, row by row: what a resume must find again
+        digest = hashlib.sha256(f"{digest}:{contacts.digest()}".encode()).hexdigest()
+    return digest

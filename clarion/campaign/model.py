@@ -61,14 +61,98 @@ class Cta(_Strict):
     """The call to action: the page every message links to."""
 
     url: str = Field(description="Landing page of the call to action; UTM parameters are added to it.")
+    refcode_keep_as: str = Field(
+        default="refcode2",
+        pattern=r"^refcode[A-Za-z0-9_]*$",
+        description="On an ActBlue page the token takes `refcode`; the page's own refcode moves here.",
+    )
 
     _check_url = field_validator("url")(lambda cls, v: _http_url(v))
 
 
-class Audience(_Strict):
-    contacts: str = Field(
-        description="CSV file relative to the campaign file: id,email,phone,first_name,timezone + any others."
+class AudienceQuery(_Strict):
+    """Contacts read from a database through SQLAlchemy, streamed (clarion.campaign.query)."""
+
+    url: str = Field(
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://crm@db/crm, or ${ENV_VAR} naming one; a "
+        "relative sqlite:/// path is relative to the campaign file."
     )
+    sql: str = Field(
+        min_length=1, description="A SELECT whose columns are the contact fields (id, email...)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if ENV_REF.fullmatch(value.strip()):
+            return value.strip()
+        if "://" not in value:
+            raise ValueError(
+                "not a database URL: give a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/db) or "
+                "${ENV_VAR} naming the variable that holds it"
+            )
+        return value.strip()
+
+    @field_validator("sql")
+    @classmethod
+    def _select(cls, value: str) -> str:
+        text = value.strip().rstrip(";").strip()
+        if not re.match(r"(?is)^(select|with)\b", text) or ";" in text:
+            raise ValueError(
+                "must be one SELECT (or WITH ... SELECT) statement, without a trailing second one"
+            )
+        return text
+
+
+class Audience(_Strict):
+    contacts: str | None = Field(
+        default=None,
+        description="CSV file relative to the campaign file: id,email,phone,first_name,timezone + others.",
+    )
+    query: AudienceQuery | None = Field(default=None, description="Or: contacts read from a database.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Audience:
+        if (self.contacts is None) == (self.query is None):
+            raise _problem(
+                "give the audience as exactly one of `contacts:` (a CSV file) or `query: {url, sql}`",
+                ("audience",),
+            )
+        return self
+
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+OutEvent = Literal["sent", "delivered", "clicked", "converted", "unsubscribed", "suppressed"]
+OUT_EVENTS: tuple[OutEvent, ...] = ("sent", "delivered", "clicked", "converted", "unsubscribed", "suppressed")
+
+
+class WebhookOut(_Strict):
+    """An endpoint Clarion posts the run's events to, signed (clarion.tracking.outbound)."""
+
+    url: str = Field(description="Where events are POSTed (https in production).")
+    events: list[OutEvent] = Field(default_factory=lambda: list(OUT_EVENTS), min_length=1)
+    secret: str = Field(
+        description="${ENV_VAR} naming the environment variable that holds the signing secret (never the "
+        "secret itself: campaign files are shared and copied)."
+    )
+
+    _check_url = field_validator("url")(lambda cls, v: _http_url(v))
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ref(cls, value: str) -> str:
+        if not ENV_REF.fullmatch(value.strip()):
+            raise ValueError(
+                "give the name of an environment variable that holds the secret, as ${CRM_WEBHOOK_SECRET}; "
+                "a secret written in the campaign file would travel with it"
+            )
+        return value.strip()
+
+    @property
+    def secret_env(self) -> str:
+        found = ENV_REF.fullmatch(self.secret)
+        assert found is not None
+        return found.group(1)
 
 
 class Variant(_Strict):
@@ -285,6 +369,9 @@ class Campaign(_Strict):
     rollout: Rollout | None = None
     share_kits: list[ShareKit] | None = Field(
         default=None, description="Ambassadors relay the CTA from their own accounts, at their own offsets."
+    )
+    webhooks_out: list[WebhookOut] | None = Field(
+        default=None, description="Endpoints the run's events are posted to, signed (a CRM, ActionKit...)."
     )
 
     @field_validator("name")

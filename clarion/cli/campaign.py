@@ -118,7 +118,7 @@ def preview(
         if m.subject is not None:
             body.append("Subject: ", style="bold").append(f"{m.subject}\n\n")
         body.append(m.text)
-        size = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in m.metrics.items())
+        size = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in m.metrics.items() if v is not None)
         table.add_row(Text(f"{m.channel}\n({m.provider})"), Text(m.variant), body, Text(size))
     out.print(table)
 

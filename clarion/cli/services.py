@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -63,6 +63,13 @@ def serve(
     console: Annotated[
         bool, typer.Option("--console/--no-console", help="Serve the operators' console at /console.")
     ] = True,
+    webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--webhooks/--no-webhooks",
+            help="Deliver the campaigns' outbound events (webhooks_out) from this process.",
+        ),
+    ] = True,
 ) -> None:
     """Serve the tracking service: tracked links, SendGrid/Twilio/X webhooks and conversions, into the
     ledger; with --responders, answer people who text or DM you; and the operators' console at /console
@@ -105,15 +112,38 @@ def serve(
         )
     if console:
         err.print(f"console on http://{host}:{port}/console/", markup=False)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        access_log=access_log,
-        proxy_headers=False,
-        log_level="info",
-        timeout_graceful_shutdown=5,  # live pages' streams end with the server
+    worker = outbox_worker(ledger) if webhooks else None
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            access_log=access_log,
+            proxy_headers=False,
+            log_level="info",
+            timeout_graceful_shutdown=5,  # live pages' streams end with the server
+        )
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def outbox_worker(ledger: Any) -> Any:
+    """The outbound events' delivery, in a thread beside the service (clarion.tracking.outbound)."""
+    import os
+
+    from clarion.base.settings import TrackingSettings
+    from clarion.tracking.outbound import OutboxWorker
+
+    settings = TrackingSettings()
+    worker = OutboxWorker(
+        ledger,
+        environ=os.environ,
+        timeout=settings.clarion_webhooks_timeout,
+        max_attempts=settings.clarion_webhooks_max_attempts,
     )
+    worker.start()
+    return worker
 
 
 devstack_app = typer.Typer(help="A local production-shaped stack, for trying scale-out on one machine.")

@@ -227,6 +227,11 @@ def plan_run(
             "variants": [v.id for v in campaign.experiment.variants],
             "kinds": {cid: channels.get(c.provider).kind.value for cid, c in campaign.channels.items()},
             "cta": campaign.cta.url,
+            "cta_refcode_keep_as": campaign.cta.refcode_keep_as,
+            "webhooks_out": [
+                {"url": w.url, "events": list(w.events), "secret_env": w.secret_env}
+                for w in campaign.webhooks_out or []
+            ],
             "shares": {arm: share for arm, share in shares.items() if arm != REST},
         }
         if rollout_of is not None:

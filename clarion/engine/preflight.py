@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from clarion import channels
+from clarion.base.errors import ClarionError
 from clarion.base.timing import format_duration
-from clarion.channels.base import ChannelKind
+from clarion.channels.base import ChannelKind, Message
 from clarion.engine.context import RunContext
 from clarion.ledger import SendState
 from clarion.messages.validate import preview
@@ -49,6 +50,7 @@ def preflight(run: RunContext) -> list[Check]:
         if row.state is SendState.PLANNED:
             planned[row.channel] = planned.get(row.channel, 0) + row.count
     checks = []
+    rendered = _rendered_posts(run)
     for campaign, label in [(loaded, ""), *((kit, f"kit {kit.campaign.name}: ") for kit in kits)]:
         for cid, config in campaign.campaign.channels.items():
             adapter = channels.get(config.provider)
@@ -65,7 +67,8 @@ def preflight(run: RunContext) -> list[Check]:
             if label:
                 continue
             volume = planned.get(cid, 0)
-            for answer in run.adapter(run_id, cid).verify(volume):
+            live = run.adapter(run_id, cid)
+            for answer in [*live.verify(volume), *live.verify_content(rendered.get(cid, []))]:
                 checks.append(Check(f"{cid} {answer.what}", answer.ok, answer.detail))
             rate = getattr(config.pacing, "messages_per_second", None)
             if adapter.kind is not ChannelKind.SOCIAL and rate:
@@ -77,6 +80,26 @@ def preflight(run: RunContext) -> list[Check]:
                     )
                 )
     return checks
+
+
+def _rendered_posts(run: RunContext) -> dict[str, list[Message]]:
+    """Each social channel's posts (one per variant), rendered, for checks only the provider can make."""
+    social = [
+        cid
+        for cid, config in run.loaded.campaign.channels.items()
+        if channels.get(config.provider).kind is ChannelKind.SOCIAL
+    ]
+    found: dict[str, list[Message]] = {}
+    if not social:
+        return found
+    try:
+        messages = preview(run.loaded)
+    except ClarionError:  # nothing to render (an empty audience): validation has said so already
+        return found
+    for message in messages:
+        if message.channel in social:
+            found.setdefault(message.channel, []).append(message)
+    return found
 
 
 def approval_request(run: RunContext, checks: list[Check], asked_at: datetime) -> dict[str, Any]:

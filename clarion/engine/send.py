@@ -93,7 +93,8 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
         window, now = SendWindow(config), utcnow()
         deferred: list[tuple[str, datetime]] = []
         contacts = loaded.contacts()
-        for contact in contacts.records(offset=batch.offset, seq=batch.seq_start):
+        span = batch.seq_end - batch.seq_start + 1  # a query audience reads just the batch's rows (LIMIT)
+        for contact in contacts.records(offset=batch.offset, seq=batch.seq_start, limit=span):
             if contact.seq > batch.seq_end:
                 break
             row = pending.get(contact.id)
@@ -104,20 +105,27 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
                 address = adapter.send_address(raw, config)
                 # a send deferred before is due now: its time was chosen inside the window
                 wait = window.not_before(contact, address, now) if row.not_before is None else None
-                if wait is not None:
+                scheduled = wait is not None and (wait - now).total_seconds() <= adapter.schedule_horizon
+                if wait is not None and not scheduled:
                     deferred.append((contact.id, wait))
                     continue
                 message = renderer.render(batch.channel, variants[row.variant], contact, address=address)
             except (ValueError, RenderProblem) as exc:
                 failures.append((contact.id, str(exc)))
                 continue
-            outbounds.append(Outbound(contact.id, message))
+            # within the provider's horizon, the provider holds it until the contact's local time
+            outbounds.append(Outbound(contact.id, message, send_at=wait if scheduled else None))
         if deferred:
             outcome.counts["deferred"] = ledger.defer(batch.run_id, batch.channel, deferred)
     if failures:
         ledger.skip(batch.run_id, batch.channel, [(r, "render_error", e) for r, e in failures])
         outcome.counts["skipped"] = len(failures)
     outbounds = _without_opt_outs(ledger, adapter, batch, outbounds, outcome)
+    later = [(o.recipient, o.send_at) for o in outbounds if o.send_at is not None]
+    if later:  # the batch id is in the ledger before any email that carries it is sent
+        batch_id = adapter.schedule_batch()
+        if batch_id:
+            ledger.remember_batches(batch.run_id, batch.channel, adapter.provider, [batch_id])
     chunk = PER_MESSAGE_CLAIM
     if adapter.max_batch > 1:  # a request's recipients, at most what a task carries (`batch_size`)
         chunk = min(adapter.max_batch, int(getattr(config, "batch_size", 0) or adapter.max_batch))
@@ -132,6 +140,8 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
             _send_chunk(run, adapter, batch, outbounds[start : start + chunk], sleep, outcome, gate)
         finally:
             coordination.leave_request()
+    if later:  # when each accepted email will be delivered (status, `clarion email cancel`)
+        ledger.mark_scheduled(batch.run_id, batch.channel, later)
     return outcome
 
 

@@ -5,7 +5,8 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
 
 - **Opening instant.** The launch arms a run's opening with the number of opening batches; each opening
   batch, ready to send, registers (`SADD ready`), then waits for the instant. The launcher (a thread of the
-  launch flow) waits until all are ready or GATE_TIMEOUT passed, then sets one instant a quarter second
+  launch flow) waits until all are ready or OPENING_TIMEOUT passed (longer than the in-process gate's:
+  each shard starts a process on a worker first), then sets one instant a quarter second
   ahead on Redis' clock (`SET opening NX`: a restarted launcher re-reads the same one); every shard sleeps
   until it, correcting for its own clock's offset from Redis'. Later batches wait for the instant too.
 - **Breaker.** Chunks in a row with exhausted retries are counted per run and channel (`INCR`, reset by
@@ -31,7 +32,7 @@ from typing import Any
 
 from clarion.base.errors import ClarionError
 from clarion.channels.base import Pacing
-from clarion.engine.coordination import GATE_TIMEOUT, INTERRUPTED, STOP_AFTER, Coordination, Gate
+from clarion.engine.coordination import INTERRUPTED, STOP_AFTER, Coordination, Gate
 
 log = logging.getLogger("clarion.engine")
 
@@ -39,6 +40,8 @@ TTL = 24 * 3600  # seconds a run's keys outlive their last use
 LEAD = 0.25  # seconds between the moment every opening batch is ready and the opening instant
 LEASE_TTL = 6.0  # a shard silent for this long is dead
 LEASE_REFRESH = 1.5
+LEASE_DONE = 600.0  # seconds a finished shard's lease stays, saying "done", while Prefect records its end
+OPENING_TIMEOUT = 60.0  # seconds the opening waits for every shard's opening batch (each starts a process)
 STOP_POLL = 0.1  # seconds a shard may go without re-reading its launch's stop request
 
 # A chunk enters only while no stop was requested: checked and counted in one step.
@@ -89,7 +92,7 @@ class _SharedGate(Gate):
             return  # no opening in progress: send now
         if self._opening:
             c.redis.sadd(c.key(self._run_id, "ready"), f"{c.instance}:{threading.get_ident()}")
-        instant = c.wait_instant(self._run_id, GATE_TIMEOUT * (1 if self._opening else 2))
+        instant = c.wait_instant(self._run_id, OPENING_TIMEOUT * (1 if self._opening else 2))
         if instant is not None:
             c.sleep_until(instant)
 
@@ -192,7 +195,7 @@ class RedisCoordination(Coordination):
         threading.Thread(target=self._release, args=(run_id, parties), daemon=True).start()
 
     def _release(self, run_id: str, parties: int) -> None:
-        deadline = time.monotonic() + GATE_TIMEOUT
+        deadline = time.monotonic() + OPENING_TIMEOUT
         ready = self.key(run_id, "ready")
         while time.monotonic() < deadline and int(self.redis.scard(ready)) < parties:
             time.sleep(0.01)
@@ -308,7 +311,9 @@ class RedisCoordination(Coordination):
     # -- liveness -----------------------------------------------------------------------------------
 
     def lease(self, run_id: str, shard: str) -> threading.Event:
-        """Keep this shard's lease fresh until the returned event is set (the shard is done)."""
+        """Keep this shard's lease fresh until the returned event is set (the shard is done). A finished
+        shard's lease says so for LEASE_DONE seconds: its flow run is still Running until Prefect records
+        the end, and a lease gone meanwhile would read as a death (and start the shard again)."""
         key = self.key(run_id, "lease", shard)
         done = threading.Event()
 
@@ -316,7 +321,7 @@ class RedisCoordination(Coordination):
             while not done.is_set():
                 self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
                 done.wait(LEASE_REFRESH)
-            self.redis.delete(key)
+            self.redis.set(key, "done", px=int(LEASE_DONE * 1000))
 
         self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
         threading.Thread(target=refresh, daemon=True, name=f"lease-{shard}").start()

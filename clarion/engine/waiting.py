@@ -63,6 +63,8 @@ class RunWaits:
     deferred: dict[str, list[Deferral]] = field(default_factory=dict)  # channel -> soonest first
     steps: list[WaitingStep] = field(default_factory=list)
     approval: PendingApproval | None = None
+    # channel -> (instant, count): accepted by the provider for delivery then (local-time email)
+    scheduled: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
 
     def deferred_count(self, channel: str) -> int:
         return sum(d.count for d in self.deferred.get(channel, []))
@@ -89,6 +91,18 @@ class RunWaits:
             )
         for channel in self.deferred:
             found.append(f"{channel}: {self.channel_text(channel)}")
+        for channel, groups in self.scheduled.items():
+            count = sum(n for _, n in groups)
+            first, last = groups[0][0], groups[-1][0]
+            span = (
+                f"at {first:%Y-%m-%d %H:%M} UTC"
+                if first == last
+                else (f"from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
+            )
+            found.append(
+                f"{channel}: {count:,} scheduled at the provider for delivery {span}; "
+                f"clarion email cancel {self.run_id} takes them back"
+            )
         for step in self.steps:
             found.append(
                 f"step {step.name} ({', '.join(step.channels) or 'nothing planned yet'}) due "
@@ -105,6 +119,10 @@ class RunWaits:
             "steps": [
                 {"name": s.name, "channels": list(s.channels), "due": s.due.isoformat()} for s in self.steps
             ],
+            "scheduled": {
+                channel: [{"at": at.isoformat(), "count": n} for at, n in groups]
+                for channel, groups in self.scheduled.items()
+            },
             "approval": None
             if self.approval is None
             else {
@@ -149,6 +167,8 @@ class Explainer:
             zone = zones.get((run_id, channel, contact or ""))
             local = f"{due.astimezone(_zone(zone)):%H:%M} {zone}" if zone else None
             waits.deferred.setdefault(channel, []).append(Deferral(channel, count, due, local))
+        for channel, at, count in self.ledger.scheduled_later(run_id, now):
+            waits.scheduled.setdefault(channel, []).append((at, count))
         if loaded is not None:
             waits.steps = _waiting_steps(record, loaded, now)
             if record.status is RunStatus.AWAITING_APPROVAL:

@@ -64,6 +64,12 @@ class Conversion:
     at: datetime
     channel: str | None = None
     contact_seq: int | None = None
+    kind: str = "conversion"  # or a reversal: "refund" (undoes the gift), "partial_refund", "cancellation"
+    refers_to: str | None = None  # a reversal's gift (its external id)
+
+
+#: Reversals that undo their gift: the contact no longer counts as converted by it.
+UNDOES = frozenset({"refund"})
 
 
 @dataclass
@@ -198,6 +204,8 @@ class EngagementStore:
                 conversions.c.amount_minor,
                 conversions.c.currency,
                 conversions.c.occurred_at,
+                conversions.c.kind,
+                func.coalesce(conversions.c.refers_to, conversions.c.external_id),
             ).where(conversions.c.run_id == run_id)
             rows = list(conn.execute(query))
         _aggregate_conversions(found, rows)
@@ -206,24 +214,28 @@ class EngagementStore:
 
 def _aggregate_conversions(found: Engagement, rows: Sequence[Any]) -> None:
     # Per contact first (revenue per recipient is a per-contact quantity), then per arm x channel and per arm.
-    by_channel: dict[tuple[str, str | None, int | None], list[int]] = {}
-    by_arm: dict[tuple[str, int | None], tuple[int, int]] = {}
-    anonymous: list[tuple[str, str | None, int]] = []
-    for arm, channel, seq, amount, currency, at in rows:
+    # A refund counts -1 gift and its (negative) amount; a partial refund or a cancellation only its amount:
+    # a contact whose gifts were all refunded has not converted. Anonymous conversions (a social post's link)
+    # pair with their reversals through the gift's external id.
+    by_channel: dict[tuple[str, str | None, int | str], list[int]] = {}
+    by_arm: dict[tuple[str, int | str], list[int]] = {}
+    for arm, channel, seq, amount, currency, at, kind, gift in rows:
         found.currencies.add(currency)
         found.conversion_times.append((arm, channel, at, int(amount)))
-        if seq is None:
-            anonymous.append((arm, channel, int(amount)))
-            continue
-        by_channel.setdefault((arm, channel, seq), []).append(int(amount))
-        count, total = by_arm.get((arm, seq), (0, 0))
-        by_arm[(arm, seq)] = (count + 1, total + int(amount))
-    for (arm, channel, _seq), amounts in by_channel.items():
-        _add(found.conversions, (arm, channel), len(amounts), sum(amounts))
-    for arm, channel, amount in anonymous:  # a social post's conversion: one anonymous converter each
-        _add(found.conversions, (arm, channel), 1, amount)
-    for (arm, _seq), (count, amount) in by_arm.items():
-        _add(found.arm_conversions, arm, count, amount)
+        count = -1 if kind in UNDOES else (1 if kind == "conversion" else 0)
+        who: int | str = seq if seq is not None else f"gift:{gift}"
+        for tally in (
+            by_channel.setdefault((arm, channel, who), [0, 0]),
+            by_arm.setdefault((arm, who), [0, 0]),
+        ):
+            tally[0] += count
+            tally[1] += int(amount)
+    for (arm, channel, _who), (count, amount) in by_channel.items():
+        if count > 0 or amount > 0:
+            _add(found.conversions, (arm, channel), max(count, 1), amount)
+    for (arm, _who), (count, amount) in by_arm.items():
+        if count > 0 or amount > 0:
+            _add(found.arm_conversions, arm, max(count, 1), amount)
 
 
 def _add(table: dict[Any, tuple[int, int, int, int]], key: Any, count: int, amount: int) -> None:
@@ -270,6 +282,8 @@ def _conversion_row(conversion: Conversion, received: datetime) -> dict[str, Any
         "currency": conversion.currency,
         "occurred_at": conversion.at,
         "received_at": received,
+        "kind": conversion.kind,
+        "refers_to": conversion.refers_to,
     }
 
 

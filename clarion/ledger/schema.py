@@ -184,8 +184,14 @@ conversions = Table(
     Column("currency", String(3), nullable=False),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # revision 0007: "conversion", or a reversal of one ("refund", "cancellation": amount_minor <= 0) whose
+    # `refers_to` is the external id of the conversion it reverses
+    Column("kind", String(16), nullable=False, server_default="conversion"),
+    Column("refers_to", String),
     UniqueConstraint("run_id", "source", "external_id"),
     Index(None, "run_id", "arm"),
+    Index(None, "source", "external_id"),  # revision 0007: a refund finds its gift, whatever the run
+    Index(None, "source", "refers_to"),
 )
 
 # -- consent (revision 0004) -----------------------------------------------------------------------------
@@ -291,4 +297,55 @@ console_sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("flash", Text),
     Index(None, "expires_at"),
+)
+
+# -- integrations (revision 0007_integrations) -----------------------------------------------------------
+
+# Outbound events (webhooks_out): one row per (endpoint, event id), written from the ledger's own tables by
+# clarion.tracking.outbound and delivered with retries; the body is the exact JSON that is signed. The
+# endpoint's secret is never stored: `secret_env` names the environment variable that holds it.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret_env", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("run_id", String),
+    Column("body", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, delivered, dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("endpoint", "event_id"),
+    Index(None, "state", "next_at"),
+)
+
+# How far the outbox has read each stream (sent, delivered, clicked, converted, suppressed) for an endpoint
+# and run ("" for the ledger-wide suppression stream).
+outbox_cursors = Table(
+    "outbox_cursors",
+    metadata,
+    Column("endpoint", String(32), nullable=False),
+    Column("run_id", String, nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("position", String(64), nullable=False),
+    PrimaryKeyConstraint("endpoint", "run_id", "stream"),
+)
+
+# SendGrid batch ids of a run's scheduled email (send_at), so `clarion email cancel` can cancel them.
+scheduled_batches = Table(
+    "scheduled_batches",
+    metadata,
+    Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String, nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("batch_id", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("cancelled_at", UTCDateTime),
+    PrimaryKeyConstraint("run_id", "channel", "batch_id"),
 )

@@ -30,6 +30,7 @@ from clarion.ledger.conversations import ConversationStore
 from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
 from clarion.ledger.errors import RunExists, RunNotFound
 from clarion.ledger.events import EngagementStore, run_key_hex
+from clarion.ledger.outbox import OutboxStore
 from clarion.ledger.rows import (
     RESENDABLE,
     RESOLVED_STATES,
@@ -59,7 +60,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger(EngagementStore, SequencingStore, ConsentStore, ConversationStore, ConsoleStore):
+class Ledger(EngagementStore, SequencingStore, ConsentStore, ConversationStore, ConsoleStore, OutboxStore):
     """The send ledger on one database (SQLite or PostgreSQL); thread-safe, one Engine per process."""
 
     def __init__(self, url: str | URL | None = None) -> None:

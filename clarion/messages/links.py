@@ -21,6 +21,7 @@ from clarion.base.settings import ClarionSettings
 from clarion.channels.base import ChannelKind
 
 TOKEN_PARAM = "ct"
+KEEP_REFCODE_AS = "refcode2"  # where an ActBlue CTA's own refcode goes when the token takes `refcode`
 RUN_KEY_BYTES = 5
 _MAC_BYTES = 10
 _CONTACT, _POST = 1, 2  # token kinds, the first byte
@@ -126,8 +127,21 @@ class LinkSigner:
         return None
 
 
-def cta_url(url: str, *, campaign: str, channel: str, kind: ChannelKind, variant: str, token: str) -> str:
-    """The CTA URL with Clarion's UTM parameters and token; the page's own parameters are kept."""
+def cta_url(
+    url: str,
+    *,
+    campaign: str,
+    channel: str,
+    kind: ChannelKind,
+    variant: str,
+    token: str,
+    keep_refcode_as: str = KEEP_REFCODE_AS,
+) -> str:
+    """The CTA URL with Clarion's UTM parameters and token; the page's own parameters are kept.
+
+    A donation platform's page also gets the token where the platform hands it back in its webhook
+    (`platform_param`): ActBlue's `refcode` (the organiser's own refcode moves to `keep_refcode_as`,
+    `refcode2` by default), Action Network's `source`, a Stripe Payment Link's `client_reference_id`."""
     parts = urlsplit(url)
     ours = {
         "utm_source": channel,
@@ -136,9 +150,32 @@ def cta_url(url: str, *, campaign: str, channel: str, kind: ChannelKind, variant
         "utm_content": variant,
         TOKEN_PARAM: token,
     }
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+    theirs = parse_qsl(parts.query, keep_blank_values=True)
+    platform = platform_param(url)
+    if platform is not None:
+        ours[platform] = token
+        if platform == "refcode" and keep_refcode_as and keep_refcode_as not in dict(theirs):
+            theirs = [(keep_refcode_as if k == "refcode" else k, v) for k, v in theirs]
+    query = [(k, v) for k, v in theirs if k not in ours]
     query.extend(ours.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+#: Donation pages whose webhooks hand back one URL parameter: the host (or a parent domain) -> parameter.
+PLATFORM_PARAMS = {
+    "actblue.com": "refcode",
+    "actionnetwork.org": "source",
+    "buy.stripe.com": "client_reference_id",
+}
+
+
+def platform_param(url: str) -> str | None:
+    """The parameter a donation platform's webhook reports back for this page, if it is one's page."""
+    host = (urlsplit(url).hostname or "").lower()
+    for domain, param in PLATFORM_PARAMS.items():
+        if host == domain or host.endswith("." + domain):
+            return param
+    return None
 
 
 def message_link(
@@ -150,8 +187,17 @@ def message_link(
     kind: ChannelKind,
     variant: str,
     token: str,
+    keep_refcode_as: str = KEEP_REFCODE_AS,
 ) -> str:
     """The link a message carries: through the tracking service when there is one, else the CTA itself."""
     if tracking_base:
         return f"{tracking_base}/c/{token}"
-    return cta_url(cta, campaign=campaign, channel=channel, kind=kind, variant=variant, token=token)
+    return cta_url(
+        cta,
+        campaign=campaign,
+        channel=channel,
+        kind=kind,
+        variant=variant,
+        token=token,
+        keep_refcode_as=keep_refcode_as,
+    )

@@ -126,6 +126,7 @@ class _ChannelInfo:
     """What every message of one channel shares, worked out at its first message."""
 
     adapter: type[Channel]
+    config: ChannelConfig
     channel: dict[str, str]
     postal_address: str
     shares: bool  # its templates call share_<provider>(): the helpers go in the context
@@ -244,6 +245,7 @@ class Renderer:
             kind=kind,
             variant=variant_id,
             token=token,
+            keep_refcode_as=self.campaign.cta.refcode_keep_as,
         )
 
     def render(
@@ -322,6 +324,8 @@ class Renderer:
             values=values if shared else {},
         )
         message.metrics = adapter.measure(message)
+        size = adapter.size(message, info.config)
+        message.metrics["length"], message.metrics["limit"] = size if size is not None else (None, None)
         return message
 
     def _info(self, channel_id: str) -> _ChannelInfo:
@@ -332,6 +336,7 @@ class Renderer:
             sources = [self._source(channel_id, part.name) for part in adapter.parts]
             info = self._infos[channel_id] = _ChannelInfo(
                 adapter=adapter,
+                config=config,
                 channel={"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
                 postal_address=getattr(config, "postal_address", None) or "",
                 shares=any("share_" in source for source in sources),

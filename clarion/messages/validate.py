@@ -21,6 +21,7 @@ from clarion.campaign.contacts import Contact, ContactsError, ContactsFile
 from clarion.campaign.kits import load_kits
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import HOLDOUT, REST, ShareKit, Variant
+from clarion.campaign.query import QueryContacts
 from clarion.channels.base import Channel, ChannelKind, Message
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
@@ -43,12 +44,13 @@ class ProblemGroups:
 
     def __init__(self) -> None:
         self._groups: dict[tuple[str, ...], _Group] = {}
+        self.unit = "line"  # how the contacts' source numbers them ("row" for a query's result)
 
     def add(self, key: tuple[str, ...], problem: Problem, contact: Contact | None = None) -> None:
         group = self._groups.setdefault(key, _Group(problem))
         group.count += 1
         if contact is not None and len(group.examples) < EXAMPLES_SHOWN:
-            group.examples.append(f"{contact.id or '(no id)'} (line {contact.line})")
+            group.examples.append(f"{contact.id or '(no id)'} ({self.unit} {contact.line})")
 
     def problems(self) -> list[Problem]:
         out = []
@@ -143,6 +145,7 @@ def scan(
     contacts = loaded.contacts()
     report = ValidationReport(loaded)
     groups = ProblemGroups()
+    groups.unit = contacts.unit
     campaign = loaded.campaign
     variants = {v.id: v for v in campaign.experiment.variants}
     per_contact: list[tuple[str, type[Channel]]] = []
@@ -197,7 +200,10 @@ def scan(
                     try:
                         agreed = consent_given(contact.fields.get(adapter.consent_column, ""))
                     except ValueError as exc:
-                        problem = Problem(contacts.display, contact.line, 1, str(exc), adapter.consent_column)
+                        at = contacts.column_of(adapter.consent_column)
+                        problem = Problem(
+                            contacts.display, contact.line, at, str(exc), adapter.consent_column
+                        )
                         groups.add(("consent_value", cid), problem, contact)
                         continue
                 if not raw:
@@ -205,7 +211,8 @@ def scan(
                 try:
                     address = adapter.normalise_address(raw, config)
                 except ValueError as exc:
-                    problem = Problem(contacts.display, contact.line, 1, str(exc), f"channels.{cid}")
+                    at = contacts.column_of(adapter.address_column or "")
+                    problem = Problem(contacts.display, contact.line, at, str(exc), f"channels.{cid}")
                     groups.add(("address", cid), problem, contact)
                     continue
                 if arm == HOLDOUT:
@@ -230,11 +237,14 @@ def scan(
     return report
 
 
-def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups: ProblemGroups) -> bool:
+def _contact_ok(
+    contact: Contact, contacts: ContactsFile | QueryContacts, seen: set[str], groups: ProblemGroups
+) -> bool:
     cid = contact.id
 
     def bad(code: str, message: str) -> bool:
-        groups.add(("id", code), Problem(contacts.display, contact.line, 1, message, "id"), contact)
+        column = contacts.column_of("id")
+        groups.add(("id", code), Problem(contacts.display, contact.line, column, message, "id"), contact)
         return False
 
     if not cid:
@@ -260,7 +270,7 @@ def _contact_ok(contact: Contact, contacts: ContactsFile, seen: set[str], groups
                 Problem(
                     contacts.display,
                     contact.line,
-                    1,
+                    contacts.column_of("timezone"),
                     f"timezone {tz!r} is not an IANA time zone (e.g. America/Chicago)",
                     "timezone",
                 ),

@@ -23,7 +23,7 @@ from clarion.campaign.loader import load_campaign
 from clarion.channels.base import ChannelKind
 from clarion.channels.webhooks import Target as WebhookTarget
 from clarion.ledger import Ledger, RunRecord
-from clarion.messages.links import LinkClaims, LinkSigner, cta_url
+from clarion.messages.links import KEEP_REFCODE_AS, LinkClaims, LinkSigner, cta_url
 
 MAX_RUNS = 256
 
@@ -40,6 +40,7 @@ class RunFacts:
     kinds: dict[str, ChannelKind]
     cta: str
     responder: bool = False  # a responder's run: its links lead where each reply pointed them
+    keep_refcode_as: str = KEEP_REFCODE_AS  # an ActBlue CTA's own refcode moves there (cta.refcode_keep_as)
 
     @classmethod
     def of(cls, run: RunRecord) -> RunFacts:
@@ -54,6 +55,7 @@ class RunFacts:
             kinds=kinds,
             cta=str(options.get("cta", "")),
             responder="responder" in options,
+            keep_refcode_as=str(options.get("cta_refcode_keep_as") or KEEP_REFCODE_AS),
         )
 
 
@@ -82,6 +84,7 @@ class Target:
             kind=self.run.kinds[self.channel],
             variant=self.variant,
             token=self.token,
+            keep_refcode_as=self.run.keep_refcode_as,
         )
 
 

@@ -4,6 +4,7 @@
     GET  /u/{token}            the unsubscribe page (a button; a GET never unsubscribes)
     POST /u/{token}            unsubscribe: the page's button, or RFC 8058 one-click from a mail client
     POST /webhooks/conversion  donations and sign-ups (HMAC-SHA256 over timestamp + body, replay window)
+    POST /webhooks/actblue, /webhooks/actionnetwork, /webhooks/stripe   donation platforms (donations/)
     POST /webhooks/<provider>  every registered provider's webhooks (channels/<provider>/webhooks.py), e.g.
                                SendGrid's Event Webhook, Twilio's status callbacks and inbound texts
     GET  /healthz
@@ -47,6 +48,7 @@ from clarion.channels.webhooks import Target as WebhookTarget
 from clarion.ledger import Click, Conversion, Ledger, Suppression
 from clarion.messages.links import LinkSigner
 from clarion.tracking.conversions import ConversionIn, parse_conversion
+from clarion.tracking.donations.routes import donation_routes
 from clarion.tracking.optouts import ClientLimits, unsubscribe_page
 from clarion.tracking.recorder import Recorder
 from clarion.tracking.runs import RunDirectory, Target
@@ -331,6 +333,9 @@ def build_app(
         Route("/c/{token}", click, methods=["GET", "HEAD"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/webhooks/conversion", conversion, methods=["POST"]),
+        *donation_routes(
+            service, settings, read_body=_read_body, rejected=rejected, record=record, client=_client
+        ),
         *(Route(w.path, endpoint(w), methods=["POST"]) for w in provided),
         *(Route(w.path, challenge(w), methods=["GET"]) for w in provided if w.challenge is not None),
         Route("/healthz", health, methods=["GET"]),

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 TWILIO_SID = "AC" + "5e1f" * 8  # an identifier, not a secret: it is in every Twilio URL
 CONTACTS = 50
 X_OAUTH1 = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN_SECRET")
-SECRET_PREFIXES = ("SENDGRID_", "TWILIO_", "X_", "CLARION_")
+SECRET_PREFIXES = ("SENDGRID_", "TWILIO_", "X_", "CLARION_", "BLUESKY_", "MASTODON_", "LINKEDIN_", "THREADS_")
 
 APPROVAL = "approval:\n  required: true\n  approvers: [ana]\n  timeout: 30s\n"
 INVALID = CAMPAIGN.replace('from: "+15005550006"', 'from: "+1555"').replace(
@@ -68,6 +68,10 @@ KINDS = {
     "X_ACCESS_TOKEN_SECRET": "xtoksec",
     "CLARION_SECRET_KEY": "signing",
     "CLARION_CONVERSION_SECRET": "conv",
+    "BLUESKY_APP_PASSWORD": "bsky",
+    "MASTODON_ACCESS_TOKEN": "masto",
+    "LINKEDIN_ACCESS_TOKEN": "lnkd",
+    "THREADS_ACCESS_TOKEN": "thrd",
     "database password": "dbpw",
 }
 
@@ -162,10 +166,12 @@ class WitnessedSandbox:
         await self.state.app(scope, receive, send)
 
     def refuse_everything(self) -> None:
-        """A revoked SendGrid key, a suspended Twilio account, a revoked X token."""
+        """A revoked SendGrid key, a suspended Twilio account, revoked X, Bluesky, Mastodon, LinkedIn and
+        Threads credentials."""
         self.state.control("sendgrid").update_account({"revoked": True})
         self.state.control("twilio").update_account({"status": "suspended"})
-        self.state.control("x").update_account({"revoked": True})
+        for network in ("x", "bluesky", "mastodon", "linkedin", "threads"):
+            self.state.control(network).update_account({"revoked": True})
 
 
 @dataclass
@@ -241,6 +247,12 @@ def desk(
                 "CLARION_SENDGRID_URL": box.server.url,
                 "CLARION_TWILIO_URL": box.server.url,
                 "CLARION_X_URL": box.server.url,
+                "CLARION_BLUESKY_URL": box.server.url,
+                "BLUESKY_HANDLE": "clarion-sandbox.bsky.social",
+                "MASTODON_INSTANCE": box.server.url,
+                "CLARION_LINKEDIN_URL": box.server.url,
+                "LINKEDIN_ORGANIZATION": "2414183",
+                "CLARION_THREADS_URL": box.server.url,
                 "CLARION_HTTP_TIMEOUT": "5",
                 "SENDGRID_WEBHOOK_PUBLIC_KEY": box.state.webhook_environment()["SENDGRID_WEBHOOK_PUBLIC_KEY"],
                 "PREFECT_API_URL": prefect_server,
@@ -485,6 +497,68 @@ def test_no_secret_in_any_output(desk: Desk, caplog: pytest.LogCaptureFixture) -
     )
     files = desk.outputs.blobs
     assert {"file report.html", "file home/clarion.db"} <= set(files), sorted(files)
+    assert not leaks, "secrets in outputs:\n" + "\n".join(leaks)
+
+
+SOCIAL = """\
+  bluesky:
+    provider: bluesky
+    body: "{{ variant.headline }} {{ link }}"
+  mastodon:
+    provider: mastodon
+    body: "{{ variant.headline }} {{ link }}"
+  linkedin:
+    provider: linkedin
+    body: "{{ variant.headline }} {{ link }}"
+  threads:
+    provider: threads
+    body: "{{ variant.headline }} {{ link }}"
+"""
+
+
+def test_no_secret_of_the_social_networks_in_any_output(desk: Desk) -> None:
+    """Bluesky, Mastodon, LinkedIn and Threads beside the others: sending (their SDKs' and httpx's loggers
+    at DEBUG), refusals, pre-flight, metrics, reconcile and reports."""
+    campaign = desk.work / "social.yaml"
+    campaign.write_text(CAMPAIGN + SOCIAL)
+    gated = desk.work / "social-gated.yaml"
+    gated.write_text(APPROVAL + CAMPAIGN + SOCIAL)
+    debugging = {
+        **desk.oauth2(),
+        "PREFECT_LOGGING_ROOT_LEVEL": "DEBUG",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "clarion,channels,httpx,httpcore,atproto,atproto_client,mastodon,"
+        "requests,urllib3",
+    }
+
+    ok = desk.clarion(["run", str(campaign), "--run-id", "social-ok", "--json", "--verbose"], debugging)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    networks = {"bluesky", "mastodon", "linkedin", "threads"}
+    assert networks <= {m["provider"] for m in desk.box.state.store.messages()}
+    desk.box.refuse_everything()
+    refused = desk.clarion(["run", str(campaign), "--run-id", "social-refused", "--json"], debugging)
+    assert refused.returncode == 0, refused.stderr[-3000:]
+    results = json.loads(refused.stdout)["results"]
+    assert all(r["failed"] and not r["sent"] for r in results if r["channel"] in networks), results
+    preflight = desk.clarion(["run", str(gated), "--run-id", "social-preflight"], desk.oauth2())
+    assert preflight.returncode == 1
+    for emulator in desk.box.state.emulators.values():
+        emulator.reset()
+    assert desk.clarion(["collect", "social-ok"], desk.oauth2()).returncode == 0
+    for args in [
+        ["status", "social-preflight"],
+        ["report", "social-ok"],
+        ["report", "social-ok", "--json"],
+        ["reconcile", "social-ok", "--json"],
+    ]:
+        assert desk.clarion(args, desk.oauth2()).returncode == 0
+
+    leaks = desk.leaks(["social-ok", "social-refused", "social-preflight", "collect-social-ok"])
+
+    auth = "\n".join(desk.box.authorizations)
+    for name in ("MASTODON_ACCESS_TOKEN", "LINKEDIN_ACCESS_TOKEN", "THREADS_ACCESS_TOKEN"):
+        assert f"Bearer {desk.canaries.values[name]}" in auth, name
+    sessions = [r for r in desk.box.state.store.requests("bluesky") if r["path"].endswith("createSession")]
+    assert sessions, "Bluesky was signed in to with the canary app password"
     assert not leaks, "secrets in outputs:\n" + "\n".join(leaks)
 
 

@@ -84,7 +84,7 @@ def test_the_migration_scripts_ship_inside_the_package(
     monkeypatch.chdir(tmp_path)  # found from the package, wherever the process runs
     assert MIGRATIONS.is_relative_to(Path(clarion.__file__).parent)
     assert (MIGRATIONS / "env.py").is_file()
-    assert head_revisions() == {"0006_console"}
+    assert head_revisions() == {"0007_integrations"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

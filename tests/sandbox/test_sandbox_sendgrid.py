@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -88,18 +89,19 @@ def test_accepted_mail_is_202_with_a_message_id_and_one_record_per_recipient(
 def test_personalization_values_override_the_top_level_ones(
     sb: Sandbox, sendgrid_client: SendGridAPIClient
 ) -> None:
+    soon = int(time.time()) + 3600  # SendGrid schedules at most 72 hours ahead
     body = payload(
         2,
         subject="Top subject",
         custom_args={"run": "r1", "variant": "top"},
         headers={"X-Campaign": "c1"},
-        send_at=1800000000,
+        send_at=soon,
     )
     body["personalizations"][0] = {
         "to": [{"email": "ada@example.org", "name": "Ada"}],
         "cc": [{"email": "cc@example.org"}],
         "custom_args": {"variant": "a"},
-        "send_at": 1800000100,
+        "send_at": soon + 100,
     }
     del body["personalizations"][1]["subject"]
     sendgrid_client.send(body)
@@ -108,10 +110,10 @@ def test_personalization_values_override_the_top_level_ones(
     assert by_to["ada@example.org"]["subject"] == "Top subject"
     assert by_to["ada@example.org"]["name"] == "Ada"
     assert by_to["ada@example.org"]["custom_args"] == {"run": "r1", "variant": "a"}
-    assert by_to["ada@example.org"]["send_at"] == 1800000100
+    assert by_to["ada@example.org"]["send_at"] == soon + 100
     assert by_to["cc@example.org"]["recipient_type"] == "cc"
     assert by_to["p1-0@example.org"]["custom_args"] == {"run": "r1", "variant": "top"}
-    assert by_to["p1-0@example.org"]["send_at"] == 1800000000
+    assert by_to["p1-0@example.org"]["send_at"] == soon
     assert by_to["p1-0@example.org"]["headers"] == {"X-Campaign": "c1"}
 
 
@@ -249,3 +251,19 @@ def test_an_address_twice_in_one_personalization_is_refused(sendgrid_client: Sen
     with pytest.raises(BadRequestsError) as exc:
         sendgrid_client.send(body)
     assert errors_of(exc)[0]["field"] == "personalizations.0.bcc.0.email"
+
+
+def test_scheduling_past_72_hours_or_with_an_unknown_batch_id_is_refused_and_batches_cancel(
+    sb: Sandbox, sendgrid_client: SendGridAPIClient
+) -> None:
+    with pytest.raises(BadRequestsError) as too_far:
+        sendgrid_client.send(payload(1, send_at=int(time.time()) + 73 * 3600))
+    assert "72 hours" in too_far.value.body.decode()
+    with pytest.raises(BadRequestsError):
+        sendgrid_client.send({**payload(1, send_at=int(time.time()) + 60), "batch_id": "made-up"})
+    batch_id = json.loads(sendgrid_client.client.mail.batch.post().body)["batch_id"]
+    sendgrid_client.send({**payload(1, send_at=int(time.time()) + 60), "batch_id": batch_id})
+    assert sb.messages("sendgrid")[0]["batch_id"] == batch_id
+    sendgrid_client.client.user.scheduled_sends.post(request_body={"batch_id": batch_id, "status": "cancel"})
+    listed = json.loads(sendgrid_client.client.user.scheduled_sends.get().body)
+    assert listed == [{"batch_id": batch_id, "status": "cancel"}]

@@ -127,13 +127,19 @@ def _channel_report(
     clicks = _analyse(rows, "clicks", assigned, shares) if measurable else None
     conversions = _analyse(rows, "conversions", assigned, shares) if measurable and has_conversions else None
     primary = conversions if has_conversions else clicks
-    verdict = (
-        primary.verdict
-        if primary is not None
-        else Verdict(
+    if primary is not None:
+        verdict = primary.verdict
+    elif kind == "social" and rows and all(row.social and row.impressions is None for row in rows):
+        # Bluesky and Mastodon publish engagement counts but no impressions: nothing to divide by
+        verdict = Verdict(
+            None,
+            "This network publishes no impressions: no rates to compare; clicks, conversions and "
+            "engagement (likes, reposts, replies) are counted.",
+        )
+    else:
+        verdict = Verdict(
             None, "No exposures measured yet (for a post: collect its impressions with `clarion collect`)."
         )
-    )
     return ChannelReport(cid, kind, basis, rows, clicks, conversions, verdict)
 
 

@@ -155,6 +155,29 @@ def points(low: float | None, high: float | None) -> str:
     return f"{low * 100:+.2f} to {high * 100:+.2f} pts"
 
 
+#: A post's public metrics as every provider reports them (channels map their own names onto these).
+ENGAGEMENT = (
+    ("impression_count", "impressions"),
+    ("like_count", "likes"),
+    ("retweet_count", "reposts"),
+    ("reply_count", "replies"),
+    ("quote_count", "quotes"),
+    ("bookmark_count", "bookmarks"),
+)
+
+
+def _engagement(rows: Any) -> str:
+    """`variant: 85 likes, 15 reposts, ...` for each post whose metrics were collected."""
+    found = []
+    for row in rows:
+        if row.social:
+            counts = ", ".join(
+                f"{row.social[key]:,} {label}" for key, label in ENGAGEMENT if key in row.social
+            )
+            found.append(f"{row.variant}: {counts}")
+    return "; ".join(found)
+
+
 def terminal(report: Report) -> Group:
     """Rich renderables: a table per channel and its verdict, then the overall comparison with the holdout."""
     parts: list[Any] = []
@@ -192,6 +215,8 @@ def terminal(report: Report) -> Group:
             )
         parts.append(table)
         parts.append(Text("→ " + channel.verdict.text, style="bold green" if channel.verdict.winner else ""))
+        if engagement := _engagement(channel.rows):
+            parts.append(Text(f"  engagement: {engagement}"))
     overall = report.overall.analysis
     if overall:
         table = Table(title=f"All channels, per arm (baseline: {report.overall.baseline})")

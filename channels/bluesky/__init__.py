@@ -1,0 +1,5 @@
+"""bluesky"""
+
+from clarion.channels.bluesky.adapter import BlueskyChannel
+
+__all__ = ["BlueskyChannel"]

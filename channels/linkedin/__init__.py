@@ -1,0 +1,5 @@
+"""linkedin"""
+
+from clarion.channels.linkedin.adapter import LinkedInChannel
+
+__all__ = ["LinkedInChannel"]

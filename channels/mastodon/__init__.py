@@ -1,0 +1,5 @@
+"""mastodon"""
+
+from clarion.channels.mastodon.adapter import MastodonChannel
+
+__all__ = ["MastodonChannel"]

@@ -1,0 +1,5 @@
+"""threads"""
+
+from clarion.channels.threads.adapter import ThreadsChannel
+
+__all__ = ["ThreadsChannel"]
