@@ -1,12 +1,23 @@
-"""Send throughput, memory and overhead: an email + SMS campaign to the provider sandbox.
+"""Send throughput, memory and overhead: Clarion beside the hand-written SDK loop, and a mixed campaign.
 
-    .venv/bin/python benchmarks/send_throughput.py                   # 10,000 and 100,000 contacts
-    .venv/bin/python benchmarks/send_throughput.py --contacts 20000 --baseline
+    .venv/bin/python benchmarks/send_throughput.py                   # side by side, 100,000 emails
+    .venv/bin/python benchmarks/send_throughput.py --side-by-side 100000 1000000
+    .venv/bin/python benchmarks/send_throughput.py --mixed 10000 100000 [--baseline]
 
-For each audience size: wall time of `clarion run` (validation, planning, sending), recipients per second
-per channel over its sending window (first attempt to last settlement, from the ledger), and the peak RSS
-of the clarion process. With --baseline, the same provider calls made by a plain loop over the SDKs
-against the same sandbox, for Clarion's overhead. The sandbox runs in a separate process.
+Side by side (the default; ../shared/bench/README.md): one contacts file, two fast SendGrid stand-ins
+(../shared/bench/sink.py), a `prefect server` already running (started here unless PREFECT_API_URL is set),
+then in turn the hand-written loop (../shared/bench/baseline_sendgrid.py: the sendgrid SDK, 1,000
+personalizations a request, per-recipient substitutions for the first name, a tracked link and an
+unsubscribe link, RFC 8058 headers) and `clarion run` on a campaign that says the same (first name, tracked
+link, unsubscribe link, postal address; the headers are Clarion's own). For each: wall time of the whole
+process (interpreter start-up and imports included, and for Clarion validation and planning), emails/s,
+the requests and distinct recipients the stand-in counted, and the process's peak RSS; then the ratio.
+
+Mixed (--mixed): an email + SMS campaign to the provider sandbox: wall time of `clarion run`, recipients
+per second per channel over its sending window (from the ledger), peak RSS; with --baseline, the same
+provider calls replayed by a plain loop over the SDKs, for Clarion's overhead.
+
+The machine is shared (2 cores, other jobs running): figures move by tens of percent between runs.
 """
 
 from __future__ import annotations
@@ -190,14 +201,10 @@ def replay(sandbox: str) -> dict[str, tuple[int, float]]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contacts", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--baseline", action="store_true", help="also time a plain SDK loop")
-    args = parser.parse_args()
+def mixed(counts: list[int], baseline: bool) -> None:
     sandbox, url = start_sandbox()
     try:
-        for count in args.contacts:
+        for count in counts:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 path = write_campaign(folder, count)
@@ -220,7 +227,7 @@ def main() -> None:
                 for channel, (sent, span) in sorted(spans.items()):
                     rate = sent / span if span else float("inf")
                     print(f"  {channel:6} {sent:8,} sent in {span:7.2f} s  = {rate:8,.0f} recipients/s")
-                if args.baseline:
+                if baseline:
                     requests = request_counts(env, str(result["run_id"]))
                     plain = replay(url)
                     total = 0.0
@@ -245,6 +252,193 @@ def main() -> None:
     finally:
         sandbox.terminate()
         sandbox.wait()
+
+
+BENCH = ROOT.parent / "shared" / "bench"
+SIDE_CAMPAIGN = """\
+name: side-by-side
+cta:
+  url: https://donate.example.org/tonight
+tracking:
+  base_url: https://t.example.org
+audience:
+  contacts: contacts.csv
+channels:
+  email:
+    provider: sendgrid
+    from: "Example Committee <team@example.org>"
+    subject: "Polls just closed. Chip in $5 tonight."
+    postal_address: "Paid for by Example Committee, 100 Main St, Springfield, IL 62701."
+    body: |
+      <html><body><p>Hi {{ contact.first_name }},</p><p>Polls just closed. Chip in $5 tonight.</p>
+      <p><a href="{{ link }}">Chip in now</a></p><p>{{ postal_address }}</p>
+      <p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>
+    text: |
+      Hi {{ contact.first_name }}, chip in: {{ link }} {{ postal_address }}
+      Unsubscribe: {{ unsubscribe_url }}
+"""
+FIRST_NAMES = ["Ada", "Alex", "Amara", "Ben", "Chen", "Dana", "Elena", "Farah", "Jose", "Kai", "Maya", "Noah"]
+
+
+def write_contacts(path: Path, count: int) -> None:
+    """id, email, first_name, last_name: streamed, so that a million rows cost no memory here."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["id", "email", "first_name", "last_name"])
+        for i in range(1, count + 1):
+            first = FIRST_NAMES[i % len(FIRST_NAMES)]
+            writer.writerow([f"sup-{i:07d}", f"{first.lower()}.{i}@example.org", first, "Doe"])
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "sink.py"), str(port)])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{url}/count", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("sink did not start")
+
+
+def start_prefect(home: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    if os.environ.get("PREFECT_API_URL"):
+        return None, os.environ["PREFECT_API_URL"]
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    for _ in range(1200):
+        try:
+            if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                return proc, api
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError("prefect server did not start")
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes]:
+    """Wall seconds, CPU seconds, peak RSS (MB) and stdout of one process (its own rusage, from wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        errors.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[1]} failed:\n{errors.read().decode()[-3000:]}")
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
+
+
+def side_by_side(count: int, home: Path, api: str, database: str | None) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="clarion-side-", dir=home))
+    contacts = folder / "contacts.csv"
+    write_contacts(contacts, count)
+    (folder / "campaign.yaml").write_text(SIDE_CAMPAIGN)
+    (baseline_sink, baseline_url), (clarion_sink, clarion_url) = start_sink(), start_sink()
+    try:
+        base_wall, base_cpu, base_rss, out = timed(
+            [sys.executable, str(BENCH / "baseline_sendgrid.py"), str(contacts), baseline_url],
+            dict(os.environ),
+        )
+        base_sent, base_inner = out.split()
+        env = {
+            **os.environ,
+            **CREDENTIALS,
+            "CLARION_HOME": str(folder / "home"),
+            "CLARION_SENDGRID_URL": clarion_url,
+            "CLARION_SECRET_KEY": "benchmark-signing-key-0123456789abcdef",
+            "PREFECT_API_URL": api,
+            "PREFECT_LOGGING_LEVEL": "CRITICAL",
+        }
+        if database:
+            env["CLARION_DATABASE_URL"] = database
+        wall, cpu, rss, out = timed(
+            [sys.executable, "-m", "clarion", "run", str(folder / "campaign.yaml"), "--json"], env
+        )
+        result = json.loads(out)
+        sent = sum(int(r["sent"]) for r in result["results"])
+        base_counts = httpx.get(f"{baseline_url}/count").json()
+        counts = httpx.get(f"{clarion_url}/count").json()
+    finally:
+        for proc in (baseline_sink, clarion_sink):
+            proc.terminate()
+            proc.wait()
+    rows = [
+        ("SDK loop", int(base_sent), base_wall, base_cpu, base_counts, base_rss),
+        ("clarion run", sent, wall, cpu, counts, rss),
+    ]
+    print(f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger), one run, side by side:")
+    print(
+        f"  {'':12} {'emails':>9} {'wall s':>7} {'CPU s':>6} {'emails/s':>9} {'requests':>8} {'distinct':>9} "
+        f"{'RSS MB':>7}"
+    )
+    for name, n, seconds, used, c, peak in rows:
+        print(
+            f"  {name:12} {n:9,} {seconds:7.2f} {used:6.2f} {n / seconds:9,.0f} {c['requests']:8,} "
+            f"{c['distinct']:9,} {peak:7.0f}"
+        )
+    print(f"  the SDK loop's own timer (after its imports): {float(base_inner):.2f} s")
+    print(
+        f"  ratio (SDK loop wall / clarion wall): {base_wall / wall:.2f}   "
+        f"(against the loop's own timer: {float(base_inner) / wall:.2f})"
+    )
+    print(f"  ratio of CPU seconds (SDK loop / clarion): {base_cpu / cpu:.2f}")
+    load = os.getloadavg()[0]
+    print(
+        f"  load average when it ended: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--side-by-side",
+        type=int,
+        nargs="*",
+        metavar="CONTACTS",
+        help="contacts per side-by-side run (default 100000)",
+    )
+    parser.add_argument("--postgres", metavar="URL", help="the ledger on this PostgreSQL database")
+    parser.add_argument(
+        "--mixed",
+        type=int,
+        nargs="*",
+        metavar="CONTACTS",
+        help="the email + SMS campaign to the sandbox instead (default 10000 100000)",
+    )
+    parser.add_argument("--baseline", action="store_true", help="with --mixed: also time a plain SDK loop")
+    args = parser.parse_args()
+    if args.mixed is not None:
+        mixed(args.mixed or [10_000, 100_000], args.baseline)
+        return
+    with tempfile.TemporaryDirectory(prefix="clarion-bench-") as tmp:
+        server, api = start_prefect(Path(tmp) / "prefect")
+        try:
+            for count in args.side_by_side or [100_000]:
+                side_by_side(count, Path(tmp), api, args.postgres)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait()
 
 
 if __name__ == "__main__":

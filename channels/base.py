@@ -151,6 +151,11 @@ class Message:
     token: str = ""  # the tracked link's token: provider events carry it back (custom_args, callback URL)
     unsubscribe: str | None = None  # the recipient's own unsubscribe URL (email)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: The parts (subject, html, text) as rendered once for every recipient, with a key where each
+    #: per-recipient value goes, and this recipient's `values` by key: a provider that substitutes values
+    #: itself sends the shared parts once for many. None: this message's parts are its own.
+    shared: dict[str, str] | None = None
+    values: dict[str, str] = field(default_factory=dict)
 
 
 class ProviderSettings(BaseSettings):

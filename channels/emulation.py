@@ -392,6 +392,10 @@ class Emulator(ABC):
     url_variable: ClassVar[str | None] = None
     #: Environment variables that would send the adapter elsewhere or change how it signs in: unset.
     cleared_variables: ClassVar[tuple[str, ...]] = ()
+    #: Requests with bodies larger than this are handled in a worker thread, so that one big request (1,000
+    #: personalizations to expand) does not hold up the event loop and every other provider's requests.
+    #: Only for emulators whose handlers are thread-safe; None: always on the event loop.
+    offload_bytes: ClassVar[int | None] = None
 
     def __init__(self, store: Store) -> None:
         self.store = store

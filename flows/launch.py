@@ -16,6 +16,9 @@ requests: the batches settle what is in flight and return, the flow marks the ru
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -184,6 +187,7 @@ class _Waves:
         self.retry_failed = retry_failed  # a resume's --retry-failed reaches the rollout and kit runs too
         self.batches: dict[str, list[Batch]] = {run.run_id: batches}  # target run id -> its batches
         self.errors: dict[str, list[str]] = {}  # channel key -> why it stopped
+        self.warmed = False  # the report's statistics are loading beside the sending
 
     def due(self, wave: Wave) -> list[Batch]:
         """The batches of `wave` that have sends due now (after its condition skipped whoever acted), but
@@ -305,6 +309,9 @@ class _Waves:
         _tag_flow_run([f"step:{wave.name}", *(f"channel:{c}" for c in sorted({b.channel for b in todo}))])
         for done, future in enumerate(as_completed(list(futures)), start=1):
             batch = futures[future]
+            if not self.warmed:  # a batch is done, so the openings went out: nothing left to slow down
+                self.warmed = True
+                _warm_report()
             if done == len(futures) or done % max(1, len(futures) // 20) == 0:
                 update_progress_artifact(progress, progress=100.0 * done / len(futures))
             try:  # waits for the task's final state (the state seen first may not be final yet)
@@ -382,6 +389,18 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
         publish_results(store, child, child_results, {})
         outcome.kits[name] = ChildOutcome(child, child_results)
     return outcome
+
+
+def _warm_report() -> None:
+    """Load the report's statistics (scipy, about a second of imports) beside the sending, which mostly
+    waits on the network and the ledger, instead of after it: the run's results are published the moment
+    its last batch settles."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # publishing imports it again, and reports any failure
+            importlib.import_module("clarion.analysis.report")
+
+    threading.Thread(target=load, name="clarion-warm-report", daemon=True).start()
 
 
 def _tag_flow_run(tags: list[str]) -> None:

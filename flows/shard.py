@@ -29,9 +29,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
-from clarion.campaign.loader import load_campaign
+from clarion.campaign.loader import campaign_digest, load_campaign
 from clarion.engine.context import RunContext
-from clarion.engine.plan import Batch, campaign_digest
+from clarion.engine.plan import Batch
 from clarion.engine.send import BatchOutcome, ChannelStopped
 from clarion.engine.shared import LEASE_TTL, RedisCoordination
 from clarion.flows.tasks import send_batch_task

@@ -71,6 +71,7 @@ class SendGridEmulator(Emulator):
     account_type: ClassVar[type[Account]] = SendGridAccount
     credentials: ClassVar[dict[str, str]] = {"SENDGRID_API_KEY": "SG.sandbox-key"}
     url_variable: ClassVar[str | None] = "CLARION_SENDGRID_URL"
+    offload_bytes: ClassVar[int | None] = 64 * 1024  # mail_send: pure checks, then the store's lock
 
     def __init__(self, store: Any) -> None:
         super().__init__(store)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import types
 import typing
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pydantic_core import ErrorDetails
 
 from clarion import channels
 from clarion.base.errors import CampaignInvalid, Problem, display_path
-from clarion.campaign.contacts import ContactsError, ContactsFile
+from clarion.campaign.contacts import ContactsError, ContactsFile, file_digest
 from clarion.campaign.model import Campaign
 from clarion.campaign.query import QueryContacts, resolve_url
 from clarion.campaign.yamlsource import PathKey, SourceMap, load_yaml
@@ -210,3 +211,18 @@ def _shown(value: Any) -> str:
         return "nothing (null)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def campaign_digest(loaded: LoadedCampaign) -> str:
+    """What a resume must find unchanged: the campaign file, its contacts, its template files."""
+    paths = [loaded.path, loaded.contacts_path]
+    for config in loaded.campaign.channels.values():
+        for name in ("template", "text_template"):
+            value = getattr(config, name, None)
+            if value and (loaded.base_dir / value).is_file():
+                paths.append(loaded.base_dir / value)
+    digest = file_digest(*paths)
+    contacts = loaded.contacts()
+    if isinstance(contacts, QueryContacts):  # the query's result, row by row: what a resume must find again
+        digest = hashlib.sha256(f"{digest}:{contacts.digest()}".encode()).hexdigest()
+    return digest

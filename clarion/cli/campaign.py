@@ -24,8 +24,9 @@ def validate(
 ) -> None:
     """Check campaign files (templates, every contact) and responder files (rules, replies, examples);
     exit 1 listing every problem."""
+    from clarion.campaign.loader import load_campaign
     from clarion.cli.responders import is_responder_file
-    from clarion.messages.validate import validate_campaign
+    from clarion.messages.validated import validate_once
 
     failed = 0
     for path in files:
@@ -33,7 +34,7 @@ def validate(
             failed += _validate_responder(path)
             continue
         try:
-            report = validate_campaign(path)
+            report = validate_once(load_campaign(path))
         except CampaignInvalid as exc:
             failed += 1
             for problem in exc.problems:

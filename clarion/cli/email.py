@@ -36,7 +36,14 @@ def cancel(
         str, typer.Argument(parser=params.RUN_ID, help="The run (or `latest`).", show_default=False)
     ],
     campaign: Annotated[
-        Path | None, typer.Option("--campaign", help="The campaign file, if it moved since the run.")
+        Path | None,
+        typer.Option(
+            "--campaign",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="The campaign file, if it moved since the run.",
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
 ) -> None:

@@ -19,7 +19,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clarion.analysis.report.formats import safe_cell
 from clarion.base.addresses import kind_of, suppression_form
 from clarion.base.consent import Kind, Reason
 from clarion.base.errors import ClarionError
@@ -156,6 +155,8 @@ def export(
     include_lifted: Annotated[bool, typer.Option(help="Also those who opted back in.")] = False,
 ) -> None:
     """Export the suppression store as CSV (kind, address, reason, source, created_at, lifted_at)."""
+    from clarion.analysis.report.formats import safe_cell  # the report's stack (scipy) loads only here
+
     try:
         handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     except OSError as exc:

@@ -9,7 +9,6 @@ plans again, finds everything already there, and gets the same batches.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -20,21 +19,21 @@ from clarion.base.addresses import address_key, stored_form
 from clarion.base.consent import Kind, consent_given, kind_of_channel
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
-from clarion.campaign.contacts import Contact, file_digest
-from clarion.campaign.loader import LoadedCampaign
+from clarion.campaign.contacts import Contact
+from clarion.campaign.loader import LoadedCampaign, campaign_digest
 from clarion.campaign.model import HOLDOUT, REST
-from clarion.campaign.query import QueryContacts
 from clarion.channels.base import ChannelKind, FrequencyCap
 from clarion.ledger import Ledger, PlannedSend, RunStatus
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
 from clarion.messages.validate import ValidationReport, scan
+from clarion.messages.validated import recall, remember, validation_digest
 
 CHUNK = 5_000
 CHANNEL_HOLDOUT = "channel_holdout"  # the skip reason of a send withheld by experiment.channel_holdouts
 OPENING_BATCH = 50  # every channel's first batch is small, so its first message leaves at once
-DEFAULT_BATCH = {ChannelKind.EMAIL: 1000, ChannelKind.SMS: 250, ChannelKind.SOCIAL: 1}
+DEFAULT_BATCH = {ChannelKind.EMAIL: 5000, ChannelKind.SMS: 250, ChannelKind.SOCIAL: 1}
 
 
 @dataclass(frozen=True)
@@ -62,21 +61,6 @@ class Plan:
 def new_run_id(campaign: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%S")
     return f"{campaign}-{stamp}-{secrets.token_hex(2)}"
-
-
-def campaign_digest(loaded: LoadedCampaign) -> str:
-    """What a resume must find unchanged: the campaign file, its contacts, its template files."""
-    paths = [loaded.path, loaded.contacts_path]
-    for config in loaded.campaign.channels.values():
-        for name in ("template", "text_template"):
-            value = getattr(config, name, None)
-            if value and (loaded.base_dir / value).is_file():
-                paths.append(loaded.base_dir / value)
-    digest = file_digest(*paths)
-    contacts = loaded.contacts()
-    if isinstance(contacts, QueryContacts):  # the query's result, row by row: what a resume must find again
-        digest = hashlib.sha256(f"{digest}:{contacts.digest()}".encode()).hexdigest()
-    return digest
 
 
 def batch_size(kind: ChannelKind, config: object) -> int:
@@ -278,8 +262,14 @@ def plan_run(
         )
     renderer = Renderer(loaded, LinkSigner.from_settings(), run_id)
     planner = _Planner(ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None)
+    # files validated before need no second rendering of every message; a campaign with share kits is
+    # recorded by `clarion validate` only (planning checks the campaign, not its kits)
+    digest = validation_digest(loaded)
+    known = recall(loaded, digest) is not None
     try:
-        plan.report = scan(loaded, renderer, planner.visit)
+        plan.report = scan(loaded, renderer, planner.visit, render=not known)
+        if not known and not loaded.campaign.share_kits:
+            remember(plan.report, digest)
     except ClarionError as exc:
         ledger.set_run_status(run_id, RunStatus.FAILED, error=f"campaign invalid: {str(exc)[:500]}")
         raise

@@ -28,11 +28,10 @@ from typing import Any
 
 from clarion import channels
 from clarion.base.errors import ClarionError
-from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.campaign.loader import LoadedCampaign, campaign_digest, load_campaign
 from clarion.channels.base import Channel, ChannelKind
 from clarion.channels.reconcile import Found, Lookup, Verdict, in_order
 from clarion.engine.context import make_adapter
-from clarion.engine.plan import campaign_digest
 from clarion.engine.schedule import utcnow
 from clarion.ledger import Ledger, RunNotFound, RunRecord, SendReason, SendRow, SendState, Settlement
 from clarion.messages.links import LinkSigner

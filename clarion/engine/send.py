@@ -76,7 +76,7 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
     campaign = loaded.campaign
     config = campaign.channels[batch.channel]
     outcome = BatchOutcome(batch)
-    pending = {row.recipient: row for row in ledger.pending(batch.run_id, batch.channel, batch.number)}
+    pending = {row.recipient: row for row in ledger.due_in_batch(batch.run_id, batch.channel, batch.number)}
     if not pending:
         return outcome
     adapter = run.adapter(batch.run_id, batch.channel)
@@ -126,7 +126,9 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
         batch_id = adapter.schedule_batch()
         if batch_id:
             ledger.remember_batches(batch.run_id, batch.channel, adapter.provider, [batch_id])
-    chunk = adapter.max_batch if adapter.max_batch > 1 else PER_MESSAGE_CLAIM
+    chunk = PER_MESSAGE_CLAIM
+    if adapter.max_batch > 1:  # a request's recipients, at most what a task carries (`batch_size`)
+        chunk = min(adapter.max_batch, int(getattr(config, "batch_size", 0) or adapter.max_batch))
     coordination = run.coordination
     for start in range(0, len(outbounds), chunk):
         if why := coordination.stopped(batch.run_id, batch.channel):

@@ -14,6 +14,7 @@ from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMig
 from clarion.ledger.events import Click, Conversion, Engagement, Outside, ProviderEvent, run_key_hex
 from clarion.ledger.rows import (
     RESENDABLE,
+    DueSend,
     PlannedSend,
     RunRecord,
     RunStatus,
@@ -31,6 +32,7 @@ __all__ = [
     "Click",
     "Conversion",
     "DatabaseUnavailable",
+    "DueSend",
     "Engagement",
     "Ledger",
     "LedgerError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Row, RowMapping
 
@@ -145,6 +145,14 @@ class SendRow:
         values = row._asdict()
         values["state"] = SendState(values["state"])
         return cls(**values)
+
+
+class DueSend(NamedTuple):
+    """What sending needs of a planned send: who, which variant, and whether it was deferred before."""
+
+    recipient: str
+    variant: str
+    not_before: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,10 @@ exist, so it can be repeated; see bulk.py and transitions.py for the SQL of the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Sequence
-from contextlib import AbstractContextManager
+import os
+import threading
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,6 +35,7 @@ from clarion.ledger.outbox import OutboxStore
 from clarion.ledger.rows import (
     RESENDABLE,
     RESOLVED_STATES,
+    DueSend,
     PlannedSend,
     RunRecord,
     RunStatus,
@@ -73,6 +76,7 @@ class Ledger(
         self.url = resolve_url(url)
         self._engines = ForkSafeEngine(self.url)
         self._postgres = self.url.get_backend_name() == "postgresql"
+        self._write_lock = (os.getpid(), threading.RLock())
         self._bulk = BulkWriter(self.engine.dialect)
         self._moves = Transitions(self.engine.dialect)
         self._statistics = Statistics(self._postgres)
@@ -104,7 +108,22 @@ class Ledger(
         self.close()
 
     def _tx(self, *, write: bool = False) -> AbstractContextManager[Connection]:
+        if write and not self._postgres:
+            return self._queued_write()
         return transaction(self.engine, self.url, write=write)
+
+    @contextmanager
+    def _queued_write(self) -> Iterator[Connection]:
+        """A SQLite write transaction, queued behind this process's other writers on a lock.
+
+        SQLite lets one writer in at a time; the others wait in its busy handler, which sleeps in steps of
+        up to 100 ms whether or not the lock is free meanwhile: with a launch's send threads all writing,
+        most of a run went to those sleeps. Threads of one process now take turns on a lock that wakes the
+        next at once; other processes still wait in SQLite's busy timeout."""
+        if self._write_lock[0] != os.getpid():  # a forked child: its parent's lock may be held for good
+            self._write_lock = (os.getpid(), threading.RLock())
+        with self._write_lock[1], transaction(self.engine, self.url, write=True) as conn:
+            yield conn
 
     def migrate(self) -> None:
         """Create or upgrade the ledger's tables (Alembic, to head); idempotent, safe from two processes."""
@@ -305,6 +324,18 @@ class Ledger(
             .order_by(sends.c.seq, sends.c.id)
         )
         return self._read_rows(run_id, query)
+
+    def due_in_batch(self, run_id: str, channel: str, batch: int) -> list[DueSend]:
+        """`pending`, narrowed to what sending needs (recipient, variant, not_before): what a send task
+        reads for each batch, without building whole rows."""
+        self._statistics.refresh(self._tx)
+        query = (
+            select(sends.c.recipient, sends.c.variant, sends.c.not_before)
+            .where(*_planned(run_id, channel), sends.c.batch == batch, due(utcnow()))
+            .order_by(sends.c.seq, sends.c.id)
+        )
+        with self._tx() as conn:
+            return _found(conn, run_id, [DueSend(*row) for row in conn.execute(query)])
 
     def batches(self, run_id: str, channel: str) -> list[int]:
         """The batch numbers of `channel` that have planned sends due now, in order."""

@@ -26,6 +26,8 @@ from clarion.ledger.bulk import CHUNK, chunked
 from clarion.ledger.rows import SendState, Settlement
 from clarion.ledger.schema import sends
 
+IN_CHUNK = 1_000  # recipients per statement naming them
+
 
 def _among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
     """column IN (values): one array parameter on PostgreSQL, a list of parameters on SQLite."""
@@ -108,18 +110,41 @@ class Transitions:
     def settle(
         self, conn: Connection, run_id: str, channel: str, results: Sequence[Settlement], now: datetime
     ) -> int:
-        """in_flight -> sent | failed | uncertain, with what the provider said; returns how many moved."""
-        rows = [
-            {
-                "recipient": r.recipient,
-                "state": SendState(r.state).value,
-                "provider_id": r.provider_id,
-                "reason": r.reason,
-                "error": r.error,
-            }
-            for r in results
-        ]
-        return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now})
+        """in_flight -> sent | failed | uncertain, with what the provider said; returns how many moved.
+
+        Results that say the same (a SendGrid request's 1,000 recipients share one message id) are settled
+        by one statement per 1,000 recipients, in recipient order."""
+        same: dict[tuple[str, str | None, str | None, str | None], list[str]] = {}
+        for r in results:
+            same.setdefault((SendState(r.state).value, r.provider_id, r.reason, r.error), []).append(
+                r.recipient
+            )
+        if len(same) > len(results) // 4 + 1:  # mostly different answers: one statement with a row each
+            rows = [
+                {
+                    "recipient": r.recipient,
+                    "state": SendState(r.state).value,
+                    "provider_id": r.provider_id,
+                    "reason": r.reason,
+                    "error": r.error,
+                }
+                for r in results
+            ]
+            return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now})
+        moved = 0
+        for (state, provider_id, reason, error), recipients in same.items():
+            values = {"state": state, "provider_id": provider_id, "reason": reason, "error": error}
+            for chunk in chunked(sorted(recipients), IN_CHUNK):
+                query = (
+                    update(sends)
+                    .where(
+                        *_of(run_id, channel, SendState.IN_FLIGHT),
+                        _among(sends.c.recipient, chunk, self.postgres),
+                    )
+                    .values(**values, settled_at=now)
+                )
+                moved += int(conn.execute(query).rowcount)
+        return moved
 
     def resolve(
         self, conn: Connection, run_id: str, channel: str, results: Sequence[Settlement], now: datetime

@@ -82,7 +82,7 @@ class LinkSigner:
         return cls((settings or ClarionSettings()).signing_key())
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, _DOMAIN + payload, "sha256")[:_MAC_BYTES]
 
     def sign(self, claims: LinkClaims) -> str:
         """The token for `claims`; ValueError for claims no token can carry (verify would misread them)."""

@@ -5,12 +5,17 @@ own templates/ folder). They run in an immutable SandboxedEnvironment with Stric
 cannot reach Python internals, and a field the contacts file lacks is an error that names the template
 line, never a blank at send time. HTML parts are autoescaped; an email without a text part gets one
 derived from its HTML.
+
+Each part is rendered once per run (and variant, where the variant steers it) with keys where the
+per-recipient values go (skeleton.py); a message is that skeleton filled with its recipient's values, and
+carries both, so that a provider that substitutes values itself sends the skeleton once for many.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +32,15 @@ from clarion.campaign.model import Variant
 from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
 from clarion.messages.links import LinkClaims, LinkSigner, message_link, run_key
 from clarion.messages.share import share_helpers
+from clarion.messages.skeleton import (
+    MAX_VALUES_BYTES,
+    PartPlan,
+    Planner,
+    Shape,
+    has_key_text,
+    text_keys,
+    unescaped,
+)
 
 BUNDLED_TEMPLATES = (Path(__file__).resolve().parent.parent / "templates").resolve()
 PREVIEW_RUN = "preview"
@@ -107,10 +121,24 @@ def _text_from_html(html: str) -> str:
     return str(converter.handle(html)).strip()
 
 
+@dataclass(frozen=True)
+class _ChannelInfo:
+    """What every message of one channel shares, worked out at its first message."""
+
+    adapter: type[Channel]
+    config: ChannelConfig
+    channel: dict[str, str]
+    postal_address: str
+    shares: bool  # its templates call share_<provider>(): the helpers go in the context
+
+
 class Renderer:
     """Compiled templates of one campaign; `render()` makes one channel's message for one contact."""
 
-    def __init__(self, loaded: LoadedCampaign, signer: LinkSigner, run_id: str = PREVIEW_RUN) -> None:
+    def __init__(
+        self, loaded: LoadedCampaign, signer: LinkSigner, run_id: str = PREVIEW_RUN, *, skeletons: bool = True
+    ) -> None:
+        """`skeletons=False` renders every part per recipient (what skeletons are checked against)."""
         self.loaded = loaded
         self.campaign = loaded.campaign
         self.signer = signer
@@ -154,6 +182,14 @@ class Renderer:
         }
         if problems:
             raise CampaignInvalid(problems)
+        per_recipient = frozenset({"contact", "link", "unsubscribe_url", *share_helpers("").keys()})
+        planner = Planner(per_recipient, frozenset({"variant", "campaign", "channel", "postal_address"}))
+        self._plans: dict[tuple[str, str], PartPlan | None] = {
+            key: planner.plan(self._envs[sources[key][1]], sources[key][0], key[0]) if skeletons else None
+            for key in self._templates
+        }
+        self._shapes: dict[tuple[str, str, str | None], Shape] = {}
+        self._infos: dict[str, _ChannelInfo] = {}
 
     def _part_source(
         self, cid: str, config: ChannelConfig, part: Part, inline: dict[str, str], problems: list[Problem]
@@ -215,37 +251,61 @@ class Renderer:
     def render(
         self, channel_id: str, variant: Variant, contact: Contact | None, *, address: str | None = None
     ) -> Message:
-        config = self.campaign.channels[channel_id]
-        adapter: type[Channel] = channels.get(config.provider)
-        per_contact = adapter.kind is not ChannelKind.SOCIAL
+        info = self._info(channel_id)
+        adapter, kind = info.adapter, info.adapter.kind
+        per_contact = kind is not ChannelKind.SOCIAL
         contact_id = contact.id if (contact is not None and per_contact) else None
         seq = contact.seq if (contact is not None and per_contact) else None
         token = self.token(channel_id, variant.id, seq)
-        link = self.link(channel_id, adapter.kind, variant.id, token)
+        link = self.link(channel_id, kind, variant.id, token)
         base = self.campaign.tracking.base_url
-        unsubscribe = f"{base}/u/{token}" if base and adapter.kind is ChannelKind.EMAIL else None
+        unsubscribe = f"{base}/u/{token}" if base and kind is ChannelKind.EMAIL else None
         context: dict[str, Any] = {
             "variant": VariantVars(variant.vars, id=variant.id),
             "campaign": self.context_campaign,
             "link": link,
-            "channel": {"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
-            **share_helpers(link),
+            "channel": info.channel,
         }
-        if adapter.kind is ChannelKind.EMAIL:
+        if info.shares:
+            context.update(share_helpers(link))
+        if kind is ChannelKind.EMAIL:
             # a missing tracking.base_url is reported by the channel's rules, not as an undefined name
             context["unsubscribe_url"] = unsubscribe or ""
-            context["postal_address"] = getattr(config, "postal_address", None) or ""
+            context["postal_address"] = info.postal_address
         if per_contact and contact is not None:
             context["contact"] = ContactFields(contact.fields)
         rendered: dict[str, str] = {}
+        shared: dict[str, str] = {}
+        values: dict[str, str] = {}
         for part in adapter.parts:
             template = self._templates.get((channel_id, part.name))
-            if template is not None:
+            if template is None:
+                continue
+            plan = self._plans.get((channel_id, part.name))
+            if plan is None:
                 rendered[part.name] = self._run(template, context, adapter)
+                continue
+            shape = self._shape(channel_id, part.name, plan, variant, context, adapter)
+            holes = plan.by_key
+            for key in shape.keys:
+                if key not in values:
+                    values[key] = holes[key].value(context, lambda t, c: self._run(t, c, adapter))
+            rendered[part.name] = shape.fill(values)
+            shared[part.name] = shape.text
         html = rendered.get("html")
         text = rendered.get("text")
+        if text is None and html is not None and "html" in shared:
+            shape = self._derived_text(channel_id, shared["html"])
+            for key in shape.keys:
+                values[key] = unescaped(values[key[:-2] + "HZ"])
+            text = shape.fill(values)
+            shared["text"] = shape.text
         if text is None:
             text = _text_from_html(html) if html is not None else ""
+        if any(name not in shared for name in rendered):
+            shared = {}  # some part is the recipient's own: the message is sent as it is
+        elif has_key_text(values.values()) or sum(map(len, values.values())) > MAX_VALUES_BYTES:
+            shared = {}  # a value that looks like a key, or too much to substitute: sent as it is
         message = Message(
             channel=channel_id,
             provider=adapter.provider,
@@ -260,13 +320,70 @@ class Renderer:
             run=self.run_id,
             token=token,
             unsubscribe=unsubscribe,
+            shared=shared or None,
+            values=values if shared else {},
         )
         message.metrics = adapter.measure(message)
-        size = adapter.size(message, config)
+        size = adapter.size(message, info.config)
         message.metrics["length"], message.metrics["limit"] = size if size is not None else (None, None)
         return message
 
-    def _run(self, template: jinja2.Template, context: dict[str, Any], adapter: type[Channel]) -> str:
+    def _info(self, channel_id: str) -> _ChannelInfo:
+        info = self._infos.get(channel_id)
+        if info is None:
+            config = self.campaign.channels[channel_id]
+            adapter: type[Channel] = channels.get(config.provider)
+            sources = [self._source(channel_id, part.name) for part in adapter.parts]
+            info = self._infos[channel_id] = _ChannelInfo(
+                adapter=adapter,
+                config=config,
+                channel={"id": channel_id, "provider": adapter.provider, "kind": adapter.kind.value},
+                postal_address=getattr(config, "postal_address", None) or "",
+                shares=any("share_" in source for source in sources),
+            )
+        return info
+
+    def _source(self, channel_id: str, part: str) -> str:
+        """A part's template source ("" without one); a source that cannot be read counts as using all."""
+        template = self._templates.get((channel_id, part))
+        if template is None or template.name is None:
+            return ""
+        env = template.environment
+        assert env.loader is not None
+        try:
+            return env.loader.get_source(env, template.name)[0]
+        except jinja2.TemplateError:
+            return "share_"
+
+    def _shape(
+        self,
+        channel_id: str,
+        part: str,
+        plan: PartPlan,
+        variant: Variant,
+        context: dict[str, Any],
+        adapter: type[Channel],
+    ) -> Shape:
+        """The part's skeleton, rendered once (once per variant when the variant steers the template)."""
+        cache_key = (channel_id, part, variant.id if plan.variant_fixed else None)
+        shape = self._shapes.get(cache_key)
+        if shape is None:
+            names = ("campaign", "channel", "postal_address")
+            constant: dict[str, Any] = {k: context[k] for k in names if k in context}
+            if plan.variant_fixed:
+                constant["variant"] = context["variant"]
+            shape = self._shapes[cache_key] = Shape.of(self._run(plan.skeleton, constant, adapter))
+        return shape
+
+    def _derived_text(self, channel_id: str, html_skeleton: str) -> Shape:
+        """The text part derived from an HTML skeleton (html2text once), keyed for plain values."""
+        cache_key = (channel_id, "text<-html", html_skeleton)
+        shape = self._shapes.get(cache_key)
+        if shape is None:
+            shape = self._shapes[cache_key] = Shape.of(text_keys(_text_from_html(html_skeleton)))
+        return shape
+
+    def _run(self, template: jinja2.Template, context: Mapping[str, Any], adapter: type[Channel]) -> str:
         try:
             return template.render(context)
         except jinja2.UndefinedError as exc:

@@ -136,8 +136,13 @@ def check_kits(parent: LoadedCampaign) -> list[tuple[ShareKit, LoadedCampaign]]:
     return kits
 
 
-def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None) -> ValidationReport:
-    """One pass over the audience: check and render every contact, telling `visitor` about each."""
+def scan(
+    loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None, *, render: bool = True
+) -> ValidationReport:
+    """One pass over the audience: check and render every contact, telling `visitor` about each.
+
+    `render=False`: these very files validated before (validated.py), so each contact's messages need not
+    be rendered and checked again; the contacts are still read, checked and told to `visitor`."""
     contacts = loaded.contacts()
     report = ValidationReport(loaded)
     groups = ProblemGroups()
@@ -219,6 +224,8 @@ def scan(loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = N
                     report.withheld[cid] += 1
                 if adapter.consent_column and agreed:
                     report.consented[cid] += 1
+                if not render:
+                    continue
                 # the rest of a rollout gets whichever variant wins: each must render for them
                 for variant in [variants[arm]] if arm != REST else list(variants.values()):
                     _render_checked(renderer, cid, variant, contact, address, groups, report)

@@ -138,7 +138,11 @@ def _provider_endpoint(state: SandboxState, emulator: Emulator, handler: Handler
             await asyncio.sleep(decision.latency)
         kind = decision.kind
         if kind is None or decision.accepted:  # an accepted stall: stored now, answered too late
-            response = handler(request, body)
+            limit = emulator.offload_bytes
+            if limit is not None and len(body) > limit:
+                response = await asyncio.to_thread(handler, request, body)
+            else:
+                response = handler(request, body)
         elif kind is FaultKind.RATE_LIMIT:
             response = emulator.rate_limited(decision.retry_after)
         else:

@@ -351,7 +351,7 @@ def test_sendgrid_groups_recipients_whose_content_differs_only_by_link(wire: San
         )
         batch.append(Outbound(f"c-{i}", message))
     results = _adapter(case).send(batch)
-    assert all(r.outcome is SendOutcome.SENT for r in results)
+    assert all(r.outcome is SendOutcome.SENT for r in results), {(r.outcome, r.error) for r in results}
     assert len([r for r in wire.requests("sendgrid") if r["path"] == case.path]) == 1
     stored = {m["to"]: m for m in wire.messages("sendgrid")}
     assert stored["p7@example.org"]["text"] == f"Give: {LINK}7"

@@ -1,0 +1,122 @@
+"""Every request Clarion makes passes the providers' own published schemas, and a personalised email goes
+out in whole chunks: SendGrid's POST /v3/mail/send (sendgrid/sendgrid-oai) and Twilio's Messages create
+(twilio/twilio-oai), in tests/channels/schemas/ (derived from the published files, see their $comment)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from clarion.flows.launch import launch
+from clarion.sandbox import Sandbox
+from tests.flows.conftest import write_campaign
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "channels" / "schemas"
+
+CAMPAIGN = """\
+name: schema-test
+cta:
+  url: https://donate.example.org/test
+tracking:
+  base_url: https://go.example.org
+audience:
+  contacts: contacts.csv
+experiment:
+  variants:
+    - id: a
+      vars: {headline: "Chip in now."}
+    - id: b
+      vars: {headline: "Join the supporters & friends."}
+channels:
+  email:
+    provider: sendgrid
+    from: "Team <team@example.org>"
+    reply_to: "Help <help@example.org>"
+    categories: [appeal]
+    subject: "{{ contact.first_name }}, {{ variant.headline }}"
+    postal_address: "Team, PO Box 1, Springfield"
+    body: "<p>Hi {{ contact.first_name or 'friend' }}, {{ variant.headline }} <a href='{{ link }}'>Give</a></p>
+      <p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>"
+  sms:
+    provider: twilio
+    from: "+15005550006"
+    quiet_hours: null  # runs at any hour; quiet hours are tested on their own
+    body: "{{ contact.first_name }}: {{ variant.headline }} {{ link }} Reply STOP to opt out"
+"""
+#: The body steered by the contact (a condition): rendered per contact, sent in groups of equal content.
+STEERED = CAMPAIGN.replace(
+    "<p>Hi {{ contact.first_name or 'friend' }},",
+    "<p>{% if contact.first_name %}Hi {{ contact.first_name }}{% else %}Hello{% endif %},",
+)
+
+
+def _validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMAS / name).read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def _form(body: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A form body as the JSON the schema describes: each field converted to the type it names."""
+    fields: dict[str, Any] = {}
+    for name, values in parse_qs(body, keep_blank_values=True).items():
+        kind = schema["properties"].get(name, {}).get("type")
+        if kind == "array":
+            fields[name] = values
+        elif kind == "boolean":
+            fields[name] = values[0].lower() == "true"
+        elif kind in ("integer", "number"):
+            fields[name] = float(values[0]) if kind == "number" else int(values[0])
+        else:
+            fields[name] = values[0]
+    return fields
+
+
+def _problems(validator: Draft202012Validator, document: Any) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+@pytest.mark.parametrize(("text", "whole"), [(CAMPAIGN, True), (STEERED, False)], ids=["skeleton", "steered"])
+def test_every_request_passes_the_providers_published_schemas(
+    tmp_path: Path, providers: Sandbox, text: str, whole: bool
+) -> None:
+    path = write_campaign(tmp_path, 400, text)
+    result = launch(str(path), f"schema-{'whole' if whole else 'steered'}")
+    assert result.completed
+    mail, texts = _validator("sendgrid_mail_send.json"), _validator("twilio_messages_create.json")
+    sent_mail = sent_texts = 0
+    for request in providers.requests():
+        if request["path"] == "/v3/mail/send":
+            payload = json.loads(request["body"])
+            assert not _problems(mail, payload), _problems(mail, payload)[:5]
+            assert payload["subject"]  # at the top, as the schema requires, and per personalization
+            assert all(p["subject"] for p in payload["personalizations"])
+            assert request["status"] == 202
+            sent_mail += 1
+        elif request["path"].endswith("/Messages.json"):
+            form = _form(request["body"], texts.schema)
+            assert not _problems(texts, form), _problems(texts, form)[:5]
+            sent_texts += 1
+    assert sent_mail and sent_texts
+    emails = providers.messages("sendgrid")
+    batches = {(m["x_message_id"]) for m in emails}
+    if whole:  # an opening batch of 50, then the rest: one request each, both variants in it
+        assert len(batches) == sent_mail == 2
+    else:  # per contact: a request per group of equal content
+        assert sent_mail > 2
+    # what each recipient got is their own message: their first name, their variant's words, their links
+    for m in emails[:50]:
+        assert m["html"].count("https://go.example.org/c/") == 1
+        assert m["custom_args"]["clarion_token"] in m["html"]
+        assert "CLRNK" not in m["html"] + m["text"] + m["subject"]
+        assert m["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
