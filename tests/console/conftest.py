@@ -72,8 +72,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Chromium through Playwright's sync API, for one test module: while Playwright runs, the main thread
+    has its event loop running, which makes Prefect's sync-or-async calls return coroutines and asyncio.run
+    refuse to start in every later test, so it stops when the module ends."""
     from playwright.sync_api import sync_playwright
 
     from tests.console.browser import CHROMIUM, FLAGS
