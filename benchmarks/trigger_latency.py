@@ -155,7 +155,7 @@ def main() -> None:
     totals = [r[0] for r in rows]
     print(
         f"\nevent -> first message over {len(rows)} events: median {statistics.median(totals):.2f} s, "
-        f"min {min(totals):.2f} s, max {max(totals):.2f} s (goal <= 3 s)"
+        f"min {min(totals):.2f} s, max {max(totals):.2f} s (goal <= 2 s)"
     )
     after = [r[4] for r in rows]
     print(
