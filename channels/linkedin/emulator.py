@@ -13,7 +13,6 @@ daily throttles without rate-limit headers, and so its 429 carries none: the eng
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -26,13 +25,9 @@ from starlette.responses import Response
 
 from clarion.channels.emulation import (
     Account,
-    Behaviour,
-    Emulator,
-    Posts,
-    Recipients,
     Route,
+    SocialEmulator,
     Store,
-    audience,
     bearer_token,
     json_response,
     parse_json,
@@ -66,7 +61,7 @@ class LinkedInAccount(Account):
     followers: int = 3400
 
 
-class LinkedInEmulator(Emulator):
+class LinkedInEmulator(SocialEmulator):
     name: ClassVar[str] = "linkedin"
     label: ClassVar[str] = "Posts (LinkedIn)"
     prefixes: ClassVar[tuple[str, ...]] = ("/rest/",)
@@ -76,16 +71,12 @@ class LinkedInEmulator(Emulator):
         "LINKEDIN_ORGANIZATION": ORGANIZATION_ID,
     }
     url_variable: ClassVar[str | None] = "CLARION_LINKEDIN_URL"
+    metric_names: ClassVar[tuple[str, ...]] = METRICS
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.posts = Posts(METRICS)
         self._lock = threading.Lock()
         self._last_id = 7_400_000_000_000_000_000
-
-    def reset(self) -> None:
-        super().reset()
-        self.posts.clear()
 
     def routes(self) -> list[Route]:
         return [
@@ -259,25 +250,12 @@ class LinkedInEmulator(Emulator):
 
     # -- simulated recipients ------------------------------------------------------------------------
 
-    def engage(
-        self,
-        people: Recipients,
-        record: Mapping[str, Any],
-        rng: random.Random,
-        behaviour: Behaviour,
-        token: str,
-        variant: str,
-    ) -> bool:
-        seen = audience(people, rng, behaviour, token, variant)
-        self.posts.set_metrics(
-            str(record.get("provider_id")),
-            {
-                "impressionCount": seen["impressions"],
-                "uniqueImpressionsCount": int(seen["impressions"] * 0.8),
-                "likeCount": seen["likes"],
-                "commentCount": seen["replies"],
-                "shareCount": seen["reposts"],
-                "clickCount": seen["clicks"],
-            },
-        )
-        return False
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        return {
+            "impressionCount": seen["impressions"],
+            "uniqueImpressionsCount": int(seen["impressions"] * 0.8),
+            "likeCount": seen["likes"],
+            "commentCount": seen["replies"],
+            "shareCount": seen["reposts"],
+            "clickCount": seen["clicks"],
+        }

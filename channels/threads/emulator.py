@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -30,13 +29,9 @@ from starlette.responses import Response
 
 from clarion.channels.emulation import (
     Account,
-    Behaviour,
-    Emulator,
-    Posts,
-    Recipients,
     Route,
+    SocialEmulator,
     Store,
-    audience,
     bearer_token,
     json_response,
     utc_now_iso,
@@ -78,18 +73,18 @@ class ThreadsAccount(Account):
     quota_usage: int = 0  # posts already published through the API in the last 24 hours
 
 
-class ThreadsEmulator(Emulator):
+class ThreadsEmulator(SocialEmulator):
     name: ClassVar[str] = "threads"
     label: ClassVar[str] = "Posts (Threads)"
     prefixes: ClassVar[tuple[str, ...]] = ("/v1.0/",)
     account_type: ClassVar[type[Account]] = ThreadsAccount
     credentials: ClassVar[dict[str, str]] = {"THREADS_ACCESS_TOKEN": TOKEN}
     url_variable: ClassVar[str | None] = "CLARION_THREADS_URL"
+    metric_names: ClassVar[tuple[str, ...]] = METRICS
     cleared_variables: ClassVar[tuple[str, ...]] = ("THREADS_USER_ID",)
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.posts = Posts(METRICS)
         self._lock = threading.Lock()
         self._containers: dict[str, str | None] = {}  # container id -> text (None once published)
         self._last_id = 18_000_000_000_000_000
@@ -97,7 +92,6 @@ class ThreadsEmulator(Emulator):
 
     def reset(self) -> None:
         super().reset()
-        self.posts.clear()
         with self._lock:
             self._containers.clear()
             self._calls = 0
@@ -315,28 +309,15 @@ class ThreadsEmulator(Emulator):
 
     # -- simulated recipients ------------------------------------------------------------------------
 
-    def engage(
-        self,
-        people: Recipients,
-        record: Mapping[str, Any],
-        rng: random.Random,
-        behaviour: Behaviour,
-        token: str,
-        variant: str,
-    ) -> bool:
-        seen = audience(people, rng, behaviour, token, variant)
-        self.posts.set_metrics(
-            str(record.get("provider_id")),
-            {
-                "views": seen["impressions"],
-                "likes": seen["likes"],
-                "replies": seen["replies"],
-                "reposts": seen["reposts"],
-                "quotes": seen["quotes"],
-                "shares": seen["bookmarks"],
-            },
-        )
-        return False
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        return {
+            "views": seen["impressions"],
+            "likes": seen["likes"],
+            "replies": seen["replies"],
+            "reposts": seen["reposts"],
+            "quotes": seen["quotes"],
+            "shares": seen["bookmarks"],
+        }
 
 
 def _form(body: bytes) -> dict[str, str]:
