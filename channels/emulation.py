@@ -524,6 +524,8 @@ class SocialEmulator(Emulator):
     an audience for each post that fills those metrics."""
 
     metric_names: ClassVar[tuple[str, ...]]
+    #: The post id in the metrics control's path (`{post_id:path}` where ids hold slashes).
+    metrics_post_id: ClassVar[str] = "{post_id}"
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
@@ -532,6 +534,23 @@ class SocialEmulator(Emulator):
     def reset(self) -> None:
         super().reset()
         self.posts.clear()
+
+    def controls(self) -> list[Route]:
+        """`PUT /_sandbox/<provider>/metrics/{post_id}`: set a post's metrics (see `Posts.control`)."""
+        return [("PUT", f"/_sandbox/{self.name}/metrics/{self.metrics_post_id}", self.posts.control)]
+
+    @abstractmethod
+    def refusal(self, request: Request) -> Response | None:
+        """The provider's answer to a request its credentials (or headers) do not allow, or None."""
+
+    def _guard(self, handler: Handler) -> Handler:
+        """`handler`, behind the provider's check of credentials (`refusal`)."""
+
+        def guarded(request: Request, body: bytes) -> Response:
+            refused = self.refusal(request)
+            return refused if refused is not None else handler(request, body)
+
+        return guarded
 
     @abstractmethod
     def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:

@@ -97,6 +97,7 @@ class BlueskyEmulator(SocialEmulator):
     credentials: ClassVar[dict[str, str]] = {"BLUESKY_HANDLE": HANDLE, "BLUESKY_APP_PASSWORD": APP_PASSWORD}
     url_variable: ClassVar[str | None] = "CLARION_BLUESKY_URL"
     metric_names: ClassVar[tuple[str, ...]] = METRICS
+    metrics_post_id: ClassVar[str] = "{post_id:path}"  # at:// URIs hold slashes
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
@@ -119,22 +120,15 @@ class BlueskyEmulator(SocialEmulator):
             ("GET", x + "com.atproto.repo.listRecords", self._guard(self.list_records)),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/bluesky/metrics/{post_id:path}", self.posts.control)]
-
     # -- auth ----------------------------------------------------------------------------------------
 
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            token = bearer_token(request)
-            if token is None:
-                return xrpc_error(401, "AuthMissing", "Authentication Required")
-            if _token_subject(token) != DID or self.account.revoked:
-                return xrpc_error(401, "AuthenticationRequired", "Token has been revoked")
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        token = bearer_token(request)
+        if token is None:
+            return xrpc_error(401, "AuthMissing", "Authentication Required")
+        if _token_subject(token) != DID or self.account.revoked:
+            return xrpc_error(401, "AuthenticationRequired", "Token has been revoked")
+        return None
 
     def create_session(self, request: Request, body: bytes) -> Response:
         try:

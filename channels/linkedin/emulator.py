@@ -86,25 +86,17 @@ class LinkedInEmulator(SocialEmulator):
             ("GET", "/rest/organizationalEntityShareStatistics", self._guard(self.statistics)),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/linkedin/metrics/{post_id}", self.posts.control)]
-
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
-                return linkedin_error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
-            version = request.headers.get("linkedin-version", "")
-            if not (len(version) == 6 and version.isdigit()):
-                return linkedin_error(
-                    400,
-                    "VERSION_MISSING",
-                    "A version must be present. Please specify a version by adding the LinkedIn-Version "
-                    "header.",
-                )
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
+            return linkedin_error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
+        version = request.headers.get("linkedin-version", "")
+        if not (len(version) == 6 and version.isdigit()):
+            return linkedin_error(
+                400,
+                "VERSION_MISSING",
+                "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
+            )
+        return None
 
     # -- posts ---------------------------------------------------------------------------------------
 

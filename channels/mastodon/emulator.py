@@ -113,17 +113,10 @@ class MastodonEmulator(SocialEmulator):
             ("GET", "/api/v2/instance", self.instance),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/mastodon/metrics/{post_id}", self.posts.control)]
-
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
-                return mastodon_error(401, "The access token is invalid")
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
+            return mastodon_error(401, "The access token is invalid")
+        return None
 
     # -- the account and the instance ----------------------------------------------------------------
 

@@ -107,23 +107,16 @@ class ThreadsEmulator(SocialEmulator):
             ("GET", v + "/{media_id}/insights", self._guard(self.insights)),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/threads/metrics/{post_id}", self.posts.control)]
-
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            token = bearer_token(request) or request.query_params.get("access_token")
-            if not token or self.account.revoked:  # any token, as the sandbox takes
-                return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-            user = request.path_params.get("user")
-            if user is not None and user not in ("me", USER_ID):
-                return graph_error(
-                    400, f"Unsupported request: object with ID '{user}' does not exist", 100, subcode=33
-                )
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        token = bearer_token(request) or request.query_params.get("access_token")
+        if not token or self.account.revoked:  # any token, as the sandbox takes
+            return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
+        user = request.path_params.get("user")
+        if user is not None and user not in ("me", USER_ID):
+            return graph_error(
+                400, f"Unsupported request: object with ID '{user}' does not exist", 100, subcode=33
+            )
+        return None
 
     def _settings(self) -> ThreadsAccount:
         account = self.account
