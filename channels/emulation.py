@@ -16,6 +16,7 @@ import dataclasses
 import json
 import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -369,6 +370,31 @@ class Posts:
         return json_response({"id": post_id, "metrics": updated})
 
 
+class FixedWindow:
+    """Requests counted in fixed windows of `seconds`, as providers count them for their rate-limit
+    headers; thread-safe."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._window = (time.time(), 0)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._window = (time.time(), 0)
+
+    def count(self) -> tuple[float, int]:
+        """Count one request: (when its window began, requests in that window so far)."""
+        now = time.time()
+        with self._lock:
+            start, used = self._window
+            if now - start >= self.seconds:
+                start, used = now, 0
+            used += 1
+            self._window = (start, used)
+        return start, used
+
+
 # -- the emulator ----------------------------------------------------------------------------------------
 
 
@@ -493,12 +519,66 @@ class Emulator(ABC):
         """Send what this provider batches (SendGrid posts events in batches); `force`: all of it."""
 
 
+class SocialEmulator(Emulator):
+    """A social provider's API: its account's posts (`self.posts`, in the provider's own metric names) and
+    an audience for each post that fills those metrics."""
+
+    metric_names: ClassVar[tuple[str, ...]]
+    #: The post id in the metrics control's path (`{post_id:path}` where ids hold slashes).
+    metrics_post_id: ClassVar[str] = "{post_id}"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.posts = Posts(self.metric_names)
+
+    def reset(self) -> None:
+        super().reset()
+        self.posts.clear()
+
+    def controls(self) -> list[Route]:
+        """`PUT /_sandbox/<provider>/metrics/{post_id}`: set a post's metrics (see `Posts.control`)."""
+        return [("PUT", f"/_sandbox/{self.name}/metrics/{self.metrics_post_id}", self.posts.control)]
+
+    @abstractmethod
+    def refusal(self, request: Request) -> Response | None:
+        """The provider's answer to a request its credentials (or headers) do not allow, or None."""
+
+    def _guard(self, handler: Handler) -> Handler:
+        """`handler`, behind the provider's check of credentials (`refusal`)."""
+
+        def guarded(request: Request, body: bytes) -> Response:
+            refused = self.refusal(request)
+            return refused if refused is not None else handler(request, body)
+
+        return guarded
+
+    @abstractmethod
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        """What the provider reports for a post its `audience` saw: its metric names -> counts."""
+
+    def engage(
+        self,
+        people: Recipients,
+        record: Mapping[str, Any],
+        rng: random.Random,
+        behaviour: Behaviour,
+        token: str,
+        variant: str,
+    ) -> bool:
+        """A post's audience: readers click its link and like, repost, reply to or quote it; its metrics
+        say so afterwards. False: its audience clicked here, there is no one person to click after it."""
+        seen = audience(people, rng, behaviour, token, variant)
+        self.posts.set_metrics(str(record.get("provider_id")), self.audience_metrics(seen))
+        return False
+
+
 __all__ = [
     "MAX_REQUESTS",
     "Account",
     "Amount",
     "Behaviour",
     "Emulator",
+    "FixedWindow",
     "Handler",
     "Posts",
     "Rate",
@@ -506,6 +586,7 @@ __all__ = [
     "Recipients",
     "Record",
     "Route",
+    "SocialEmulator",
     "Store",
     "audience",
     "basic_credentials",

@@ -99,6 +99,46 @@ def same_text(ours: str, theirs: str, *, without_links: bool = False) -> bool:
     return norm(ours) == norm(theirs)
 
 
+#: A post as a provider lists it back: (its id, its text, when it was created, None when not said).
+Listed = tuple[str, str, datetime | None]
+
+
+def match_posts(
+    lookups: Sequence[Lookup],
+    posts: Sequence[Listed],
+    *,
+    complete: bool,
+    sent: str,
+    where: str,
+    more: str,
+) -> list[Found]:
+    """Each lookup's answer from an account's listing of its posts: `SENT` with the first post not claimed
+    yet that has the same text and was not created before the attempt (`sent` with `{}` for its id);
+    otherwise `NOT_RECEIVED` when the listing is `complete` (`where`: what was read), `UNKNOWN` (`more`)
+    when it is not."""
+    claimed: set[str] = set()
+    found = []
+    for lookup in lookups:
+        match = next(
+            (
+                post_id
+                for post_id, text, at in posts
+                if post_id not in claimed
+                and (at is None or at >= lookup.since)
+                and same_text(lookup.message.text, text)
+            ),
+            None,
+        )
+        if match is not None:
+            claimed.add(match)
+            found.append(Found(lookup.recipient, Verdict.SENT, sent.format(match), match))
+        elif complete:
+            found.append(missing(lookup, where))
+        else:
+            found.append(Found(lookup.recipient, Verdict.UNKNOWN, more))
+    return found
+
+
 def in_order(found: Sequence[Found], lookups: Sequence[Lookup]) -> list[Found]:
     """`found` in the order of `lookups` (one answer each; a lookup without one is UNKNOWN)."""
     by_recipient = {f.recipient: f for f in found}
@@ -112,10 +152,12 @@ def in_order(found: Sequence[Found], lookups: Sequence[Lookup]) -> list[Found]:
 __all__ = [
     "CLOCK_SKEW",
     "Found",
+    "Listed",
     "Lookup",
     "Rendered",
     "Verdict",
     "in_order",
+    "match_posts",
     "missing",
     "same_text",
     "unknown",

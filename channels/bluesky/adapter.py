@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -35,6 +34,7 @@ from clarion.channels.base import (
 )
 from clarion.channels.bluesky.calls import call as _call
 from clarion.channels.bluesky.rules import MAX_GRAPHEMES, post_problems
+from clarion.channels.social import compose_link, with_empty
 from clarion.channels.text import graphemes
 
 if TYPE_CHECKING:
@@ -97,19 +97,12 @@ class BlueskyChannel(Channel):
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
-        problems = post_problems(message.text)
-        if not message.text.strip():
-            problems.append(("empty", "post text is empty"))
-        return problems
+        return with_empty(post_problems(message.text), message.text)
 
     @classmethod
     def compose_url(cls, text: str, link: str) -> str:
         """Bluesky's compose intent: opens the signed-in reader's composer with the text and link."""
-        post = f"{text.strip()} {link}"
-        problems = post_problems(post)
-        if problems:
-            raise ValueError(f"share_bluesky: the pre-filled post with its link: {problems[0][1]}")
-        return f"{BLUESKY_INTENT}?{urlencode({'text': post}, quote_via=quote)}"
+        return compose_link(cls.provider, BLUESKY_INTENT, text, link, post_problems)
 
     # -- the session ---------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import json
 import math
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -33,14 +32,11 @@ from starlette.responses import Response
 from clarion.channels.bluesky.rules import MAX_BYTES, MAX_GRAPHEMES
 from clarion.channels.emulation import (
     Account,
-    Behaviour,
-    Emulator,
-    Posts,
-    Recipients,
+    FixedWindow,
     Record,
     Route,
+    SocialEmulator,
     Store,
-    audience,
     bearer_token,
     json_response,
     parse_json,
@@ -93,26 +89,25 @@ class BlueskyAccount(Account):
     followers: int = 1200
 
 
-class BlueskyEmulator(Emulator):
+class BlueskyEmulator(SocialEmulator):
     name: ClassVar[str] = "bluesky"
     label: ClassVar[str] = "Posts (Bluesky)"
     prefixes: ClassVar[tuple[str, ...]] = ("/xrpc/",)
     account_type: ClassVar[type[Account]] = BlueskyAccount
     credentials: ClassVar[dict[str, str]] = {"BLUESKY_HANDLE": HANDLE, "BLUESKY_APP_PASSWORD": APP_PASSWORD}
     url_variable: ClassVar[str | None] = "CLARION_BLUESKY_URL"
+    metric_names: ClassVar[tuple[str, ...]] = METRICS
+    metrics_post_id: ClassVar[str] = "{post_id:path}"  # at:// URIs hold slashes
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.posts = Posts(METRICS)
         self._lock = threading.Lock()
-        self._window = (time.time(), 0)
+        self._window = FixedWindow(WINDOW_SECONDS)
         self._last_tid = 0
 
     def reset(self) -> None:
         super().reset()
-        self.posts.clear()
-        with self._lock:
-            self._window = (time.time(), 0)
+        self._window.reset()
 
     def routes(self) -> list[Route]:
         x = "/xrpc/"
@@ -125,22 +120,15 @@ class BlueskyEmulator(Emulator):
             ("GET", x + "com.atproto.repo.listRecords", self._guard(self.list_records)),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/bluesky/metrics/{post_id:path}", self.posts.control)]
-
     # -- auth ----------------------------------------------------------------------------------------
 
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            token = bearer_token(request)
-            if token is None:
-                return xrpc_error(401, "AuthMissing", "Authentication Required")
-            if _token_subject(token) != DID or self.account.revoked:
-                return xrpc_error(401, "AuthenticationRequired", "Token has been revoked")
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        token = bearer_token(request)
+        if token is None:
+            return xrpc_error(401, "AuthMissing", "Authentication Required")
+        if _token_subject(token) != DID or self.account.revoked:
+            return xrpc_error(401, "AuthenticationRequired", "Token has been revoked")
+        return None
 
     def create_session(self, request: Request, body: bytes) -> Response:
         try:
@@ -316,41 +304,22 @@ class BlueskyEmulator(Emulator):
         return xrpc_error(501, "MethodNotImplemented", "Method Not Implemented")
 
     def finish(self, request: Request, response: Response) -> Response:
-        now = time.time()
-        with self._lock:
-            start, used = self._window
-            if now - start >= WINDOW_SECONDS:
-                start, used = now, 0
-            used += 1
-            self._window = (start, used)
+        start, used = self._window.count()
         if "ratelimit-remaining" not in response.headers:
             response.headers.update(self._headers(LIMIT - used, start + WINDOW_SECONDS))
         return response
 
     # -- simulated recipients ------------------------------------------------------------------------
 
-    def engage(
-        self,
-        people: Recipients,
-        record: Mapping[str, Any],
-        rng: random.Random,
-        behaviour: Behaviour,
-        token: str,
-        variant: str,
-    ) -> bool:
-        """A post's audience: readers click its link, like, repost, reply, quote and bookmark it."""
-        seen = audience(people, rng, behaviour, token, variant)
-        self.posts.set_metrics(
-            str(record.get("provider_id")),
-            {
-                "likeCount": seen["likes"],
-                "repostCount": seen["reposts"],
-                "replyCount": seen["replies"],
-                "quoteCount": seen["quotes"],
-                "bookmarkCount": seen["bookmarks"],
-            },
-        )
-        return False
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        """Readers like, repost, reply to, quote and bookmark a post."""
+        return {
+            "likeCount": seen["likes"],
+            "repostCount": seen["reposts"],
+            "replyCount": seen["replies"],
+            "quoteCount": seen["quotes"],
+            "bookmarkCount": seen["bookmarks"],
+        }
 
 
 def _invalid_post(record: Any) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 from clarion.channels.base import ProviderError
 from clarion.channels.bluesky.calls import call as _call
 from clarion.channels.bluesky.calls import created_at
-from clarion.channels.reconcile import Found, Lookup, Verdict, missing, same_text, unknown
+from clarion.channels.reconcile import Found, Listed, Lookup, match_posts, unknown
 
 PER_PAGE = 100
 MAX_PAGES = 30
@@ -29,7 +29,7 @@ def look_up(client: Callable[[], Any], lookups: Sequence[Lookup]) -> list[Found]
         repo = session.me.did if getattr(session, "me", None) else None
         if not repo:
             return unknown(lookups, "Bluesky did not say whose repository the session is")
-        records: list[tuple[str, str, datetime | None]] = []
+        records: list[Listed] = []
         cursor: str | None = None
         complete = False
         for _ in range(MAX_PAGES):
@@ -51,29 +51,14 @@ def look_up(client: Callable[[], Any], lookups: Sequence[Lookup]) -> list[Found]
                 break
     except ProviderError as exc:
         return unknown(lookups, f"cannot list the account's posts: {exc.message}")
-    claimed: set[str] = set()
-    found = []
-    for lookup in lookups:
-        match = next(
-            (
-                uri
-                for uri, text, at in records
-                if uri not in claimed
-                and (at is None or at >= lookup.since)
-                and same_text(lookup.message.text, text)
-            ),
-            None,
-        )
-        if match is not None:
-            claimed.add(match)
-            found.append(Found(lookup.recipient, Verdict.SENT, f"Bluesky has it as {match}", match))
-        elif complete:
-            found.append(missing(lookup, "the account's posts"))
-        else:
-            found.append(
-                Found(lookup.recipient, Verdict.UNKNOWN, "the account has more posts than Clarion reads back")
-            )
-    return found
+    return match_posts(
+        lookups,
+        records,
+        complete=complete,
+        sent="Bluesky has it as {}",
+        where="the account's posts",
+        more="the account has more posts than Clarion reads back",
+    )
 
 
 def _created(value: Any) -> datetime | None:

@@ -9,7 +9,6 @@ the API version (`LinkedIn-Version: YYYYMM`); CLARION_LINKEDIN_URL points the cl
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
@@ -40,6 +39,7 @@ from clarion.channels.linkedin.rules import (
     linkedin_length,
     post_problems,
 )
+from clarion.channels.social import Once, http_client, with_empty
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
@@ -94,8 +94,7 @@ class LinkedInChannel(Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
-        self._http: httpx.Client | None = None
+        self._http = Once(self._new_http)
 
     @classmethod
     def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int]:
@@ -103,30 +102,25 @@ class LinkedInChannel(Channel):
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
-        problems = post_problems(message.text)
-        if not message.text.strip():
-            problems.append(("empty", "post text is empty"))
-        return problems
+        return with_empty(post_problems(message.text), message.text)
 
     # -- the wire ------------------------------------------------------------------------------------
 
+    def _new_http(self) -> httpx.Client:
+        settings = self.settings
+        assert isinstance(settings, LinkedInSettings)
+        return http_client(
+            settings.base_url,
+            settings.timeout,
+            {
+                "Authorization": f"Bearer {settings.access_token.get_secret_value()}",
+                "LinkedIn-Version": settings.version,
+                "X-Restli-Protocol-Version": "2.0.0",
+            },
+        )
+
     def http(self) -> httpx.Client:
-        with self._lock:
-            if self._http is None:
-                settings = self.settings
-                assert isinstance(settings, LinkedInSettings)
-                self._http = httpx.Client(
-                    # no idle connections kept: nothing is left open when the adapter goes
-                    limits=httpx.Limits(max_keepalive_connections=0),
-                    base_url=settings.base_url,
-                    timeout=settings.timeout,
-                    headers={
-                        "Authorization": f"Bearer {settings.access_token.get_secret_value()}",
-                        "LinkedIn-Version": settings.version,
-                        "X-Restli-Protocol-Version": "2.0.0",
-                    },
-                )
-            return self._http
+        return self._http.get()
 
     def warm(self) -> None:
         self.http()

@@ -13,7 +13,6 @@ daily throttles without rate-limit headers, and so its 429 carries none: the eng
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -26,13 +25,9 @@ from starlette.responses import Response
 
 from clarion.channels.emulation import (
     Account,
-    Behaviour,
-    Emulator,
-    Posts,
-    Recipients,
     Route,
+    SocialEmulator,
     Store,
-    audience,
     bearer_token,
     json_response,
     parse_json,
@@ -66,7 +61,7 @@ class LinkedInAccount(Account):
     followers: int = 3400
 
 
-class LinkedInEmulator(Emulator):
+class LinkedInEmulator(SocialEmulator):
     name: ClassVar[str] = "linkedin"
     label: ClassVar[str] = "Posts (LinkedIn)"
     prefixes: ClassVar[tuple[str, ...]] = ("/rest/",)
@@ -76,16 +71,12 @@ class LinkedInEmulator(Emulator):
         "LINKEDIN_ORGANIZATION": ORGANIZATION_ID,
     }
     url_variable: ClassVar[str | None] = "CLARION_LINKEDIN_URL"
+    metric_names: ClassVar[tuple[str, ...]] = METRICS
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.posts = Posts(METRICS)
         self._lock = threading.Lock()
         self._last_id = 7_400_000_000_000_000_000
-
-    def reset(self) -> None:
-        super().reset()
-        self.posts.clear()
 
     def routes(self) -> list[Route]:
         return [
@@ -95,25 +86,17 @@ class LinkedInEmulator(Emulator):
             ("GET", "/rest/organizationalEntityShareStatistics", self._guard(self.statistics)),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/linkedin/metrics/{post_id}", self.posts.control)]
-
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
-                return linkedin_error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
-            version = request.headers.get("linkedin-version", "")
-            if not (len(version) == 6 and version.isdigit()):
-                return linkedin_error(
-                    400,
-                    "VERSION_MISSING",
-                    "A version must be present. Please specify a version by adding the LinkedIn-Version "
-                    "header.",
-                )
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
+            return linkedin_error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
+        version = request.headers.get("linkedin-version", "")
+        if not (len(version) == 6 and version.isdigit()):
+            return linkedin_error(
+                400,
+                "VERSION_MISSING",
+                "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
+            )
+        return None
 
     # -- posts ---------------------------------------------------------------------------------------
 
@@ -259,25 +242,12 @@ class LinkedInEmulator(Emulator):
 
     # -- simulated recipients ------------------------------------------------------------------------
 
-    def engage(
-        self,
-        people: Recipients,
-        record: Mapping[str, Any],
-        rng: random.Random,
-        behaviour: Behaviour,
-        token: str,
-        variant: str,
-    ) -> bool:
-        seen = audience(people, rng, behaviour, token, variant)
-        self.posts.set_metrics(
-            str(record.get("provider_id")),
-            {
-                "impressionCount": seen["impressions"],
-                "uniqueImpressionsCount": int(seen["impressions"] * 0.8),
-                "likeCount": seen["likes"],
-                "commentCount": seen["replies"],
-                "shareCount": seen["reposts"],
-                "clickCount": seen["clicks"],
-            },
-        )
-        return False
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        return {
+            "impressionCount": seen["impressions"],
+            "uniqueImpressionsCount": int(seen["impressions"] * 0.8),
+            "likeCount": seen["likes"],
+            "commentCount": seen["replies"],
+            "shareCount": seen["reposts"],
+            "clickCount": seen["clicks"],
+        }

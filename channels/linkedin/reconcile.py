@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from clarion.channels.base import ProviderError
 from clarion.channels.linkedin.rules import unescape_little_text
-from clarion.channels.reconcile import Found, Lookup, Verdict, missing, same_text, unknown
+from clarion.channels.reconcile import Found, Listed, Lookup, match_posts, unknown
 
 #: How the adapter asks LinkedIn: (what, method, path) -> the response; raises a ProviderError.
 Ask = Callable[[str, str, str], Any]
@@ -25,7 +25,7 @@ MAX_PAGES = 20
 
 def look_up(ask: Ask, organization: str, lookups: Sequence[Lookup]) -> list[Found]:
     since = min(lookup.since for lookup in lookups)
-    posts: list[tuple[str, str, datetime | None]] = []
+    posts: list[Listed] = []
     complete = False
     try:
         for page_number in range(MAX_PAGES):
@@ -49,26 +49,11 @@ def look_up(ask: Ask, organization: str, lookups: Sequence[Lookup]) -> list[Foun
     except (ProviderError, ValueError) as exc:
         why = exc.message if isinstance(exc, ProviderError) else "its answer was not JSON"
         return unknown(lookups, f"cannot list the page's posts: {why}")
-    claimed: set[str] = set()
-    found = []
-    for lookup in lookups:
-        match = next(
-            (
-                pid
-                for pid, text, at in posts
-                if pid not in claimed
-                and (at is None or at >= lookup.since)
-                and same_text(lookup.message.text, text)
-            ),
-            None,
-        )
-        if match is not None:
-            claimed.add(match)
-            found.append(Found(lookup.recipient, Verdict.SENT, f"LinkedIn has it as {match}", match))
-        elif complete:
-            found.append(missing(lookup, "the page's posts"))
-        else:
-            found.append(
-                Found(lookup.recipient, Verdict.UNKNOWN, "the page has more posts than Clarion reads back")
-            )
-    return found
+    return match_posts(
+        lookups,
+        posts,
+        complete=complete,
+        sent="LinkedIn has it as {}",
+        where="the page's posts",
+        more="the page has more posts than Clarion reads back",
+    )

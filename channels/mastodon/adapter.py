@@ -14,7 +14,6 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote, urlencode
 
 import requests
 from pydantic import Field, SecretStr
@@ -39,6 +38,7 @@ from clarion.channels.mastodon.rules import (
     mastodon_length,
     post_problems,
 )
+from clarion.channels.social import compose_link, with_empty
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
@@ -100,20 +100,20 @@ class MastodonChannel(Channel):
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
         length, limit = cls.size(message, config)
-        problems = post_problems(length, limit, "max_characters")
-        if not message.text.strip():
-            problems.append(("empty", "status text is empty"))
-        return problems
+        return with_empty(post_problems(length, limit, "max_characters"), message.text, "status")
 
     @classmethod
     def compose_url(cls, text: str, link: str) -> str:
         """A share page that asks the reader for their instance, then opens its composer with the text
         and link (Mastodon has no single compose URL: each instance has its own `/share`)."""
-        post = f"{text.strip()} {link}"
-        problems = post_problems(mastodon_length(post), DEFAULT_MAX_CHARACTERS, "Mastodon's default")
-        if problems:
-            raise ValueError(f"share_mastodon: the pre-filled status with its link: {problems[0][1]}")
-        return f"{SHARE_PAGE}?{urlencode({'text': post}, quote_via=quote)}"
+        return compose_link(
+            cls.provider,
+            SHARE_PAGE,
+            text,
+            link,
+            lambda post: post_problems(mastodon_length(post), DEFAULT_MAX_CHARACTERS, "Mastodon's default"),
+            "status",
+        )
 
     # -- the client ----------------------------------------------------------------------------------
 

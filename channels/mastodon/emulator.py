@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -30,14 +29,11 @@ from starlette.responses import Response
 
 from clarion.channels.emulation import (
     Account,
-    Behaviour,
-    Emulator,
-    Posts,
-    Recipients,
+    FixedWindow,
     Record,
     Route,
+    SocialEmulator,
     Store,
-    audience,
     bearer_token,
     json_response,
     utc_now_iso,
@@ -86,27 +82,26 @@ class MastodonAccount(Account):
     characters_reserved_per_url: int = 23
 
 
-class MastodonEmulator(Emulator):
+class MastodonEmulator(SocialEmulator):
     name: ClassVar[str] = "mastodon"
     label: ClassVar[str] = "Statuses (Mastodon)"
     prefixes: ClassVar[tuple[str, ...]] = ("/api/v1/", "/api/v2/")
     account_type: ClassVar[type[Account]] = MastodonAccount
     credentials: ClassVar[dict[str, str]] = {"MASTODON_ACCESS_TOKEN": TOKEN}
     url_variable: ClassVar[str | None] = "MASTODON_INSTANCE"
+    metric_names: ClassVar[tuple[str, ...]] = METRICS
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.posts = Posts(METRICS)
         self._lock = threading.Lock()
-        self._window = (time.time(), 0)
+        self._window = FixedWindow(WINDOW_SECONDS)
         self._keys: dict[str, str] = {}  # Idempotency-Key -> status id
         self._last_id = 0
 
     def reset(self) -> None:
         super().reset()
-        self.posts.clear()
+        self._window.reset()
         with self._lock:
-            self._window = (time.time(), 0)
             self._keys.clear()
 
     def routes(self) -> list[Route]:
@@ -118,17 +113,10 @@ class MastodonEmulator(Emulator):
             ("GET", "/api/v2/instance", self.instance),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/mastodon/metrics/{post_id}", self.posts.control)]
-
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
-                return mastodon_error(401, "The access token is invalid")
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        if not bearer_token(request) or self.account.revoked:  # any token, as the sandbox takes
+            return mastodon_error(401, "The access token is invalid")
+        return None
 
     # -- the account and the instance ----------------------------------------------------------------
 
@@ -318,13 +306,7 @@ class MastodonEmulator(Emulator):
         return mastodon_error(404, "Record not found")
 
     def finish(self, request: Request, response: Response) -> Response:
-        now = time.time()
-        with self._lock:
-            start, used = self._window
-            if now - start >= WINDOW_SECONDS:
-                start, used = now, 0
-            used += 1
-            self._window = (start, used)
+        start, used = self._window.count()
         if "x-ratelimit-remaining" not in response.headers:
             response.headers["X-RateLimit-Limit"] = str(LIMIT)
             response.headers["X-RateLimit-Remaining"] = str(max(LIMIT - used, 0))
@@ -333,27 +315,14 @@ class MastodonEmulator(Emulator):
 
     # -- simulated recipients ------------------------------------------------------------------------
 
-    def engage(
-        self,
-        people: Recipients,
-        record: Mapping[str, Any],
-        rng: random.Random,
-        behaviour: Behaviour,
-        token: str,
-        variant: str,
-    ) -> bool:
-        """A status's readers: they click its link, favourite, boost, reply to and quote it."""
-        seen = audience(people, rng, behaviour, token, variant)
-        self.posts.set_metrics(
-            str(record.get("provider_id")),
-            {
-                "favourites_count": seen["likes"],
-                "reblogs_count": seen["reposts"],
-                "replies_count": seen["replies"],
-                "quotes_count": seen["quotes"],
-            },
-        )
-        return False
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        """A status's readers favourite, boost, reply to and quote it."""
+        return {
+            "favourites_count": seen["likes"],
+            "reblogs_count": seen["reposts"],
+            "replies_count": seen["replies"],
+            "quotes_count": seen["quotes"],
+        }
 
 
 def _form(request: Request, body: bytes) -> dict[str, str] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from clarion.channels.base import ProviderError
 from clarion.channels.mastodon.calls import call as _call
-from clarion.channels.reconcile import Found, Lookup, Verdict, missing, same_text, unknown
+from clarion.channels.reconcile import Found, Listed, Lookup, match_posts, unknown
 
 PER_PAGE = 40
 MAX_PAGES = 25
@@ -48,7 +48,7 @@ def status_text(content: str) -> str:
 
 def look_up(client: Any, lookups: Sequence[Lookup]) -> list[Found]:
     since = min(lookup.since for lookup in lookups)
-    statuses: list[tuple[str, str, datetime | None]] = []
+    statuses: list[Listed] = []
     complete = False
     try:
         me = _call(client, "check the token", client.account_verify_credentials)
@@ -72,31 +72,14 @@ def look_up(client: Any, lookups: Sequence[Lookup]) -> list[Found]:
             max_id = page[-1]["id"]
     except ProviderError as exc:
         return unknown(lookups, f"cannot list the account's statuses: {exc.message}")
-    claimed: set[str] = set()
-    found = []
-    for lookup in lookups:
-        match = next(
-            (
-                sid
-                for sid, text, at in statuses
-                if sid not in claimed
-                and (at is None or at >= lookup.since)
-                and same_text(lookup.message.text, text)
-            ),
-            None,
-        )
-        if match is not None:
-            claimed.add(match)
-            found.append(Found(lookup.recipient, Verdict.SENT, f"Mastodon has it as status {match}", match))
-        elif complete:
-            found.append(missing(lookup, "the account's statuses"))
-        else:
-            found.append(
-                Found(
-                    lookup.recipient, Verdict.UNKNOWN, "the account has more statuses than Clarion reads back"
-                )
-            )
-    return found
+    return match_posts(
+        lookups,
+        statuses,
+        complete=complete,
+        sent="Mastodon has it as status {}",
+        where="the account's statuses",
+        more="the account has more statuses than Clarion reads back",
+    )
 
 
 def _when(value: Any) -> datetime | None:

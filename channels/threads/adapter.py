@@ -14,10 +14,8 @@ publication left without an answer is uncertain.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import Field, SecretStr
@@ -38,6 +36,7 @@ from clarion.channels.base import (
     SendResult,
     Uncertain,
 )
+from clarion.channels.social import Once, compose_link, http_client, with_empty
 from clarion.channels.threads.rules import MAX_CHARACTERS, post_problems, threads_length
 
 if TYPE_CHECKING:
@@ -81,8 +80,7 @@ class ThreadsChannel(Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
-        self._http: httpx.Client | None = None
+        self._http = Once(self._new_http)
 
     @classmethod
     def size(cls, message: Message, config: ChannelConfig) -> tuple[int, int]:
@@ -90,35 +88,26 @@ class ThreadsChannel(Channel):
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
-        problems = post_problems(message.text)
-        if not message.text.strip():
-            problems.append(("empty", "post text is empty"))
-        return problems
+        return with_empty(post_problems(message.text), message.text)
 
     @classmethod
     def compose_url(cls, text: str, link: str) -> str:
         """Threads' web intent: opens the signed-in reader's composer with the text and link."""
-        post = f"{text.strip()} {link}"
-        problems = post_problems(post)
-        if problems:
-            raise ValueError(f"share_threads: the pre-filled post with its link: {problems[0][1]}")
-        return f"{THREADS_INTENT}?{urlencode({'text': post}, quote_via=quote)}"
+        return compose_link(cls.provider, THREADS_INTENT, text, link, post_problems)
 
     # -- the wire ------------------------------------------------------------------------------------
 
+    def _new_http(self) -> httpx.Client:
+        settings = self.settings
+        assert isinstance(settings, ThreadsSettings)
+        return http_client(
+            f"{settings.base_url.rstrip('/')}/{API_VERSION}",
+            settings.timeout,
+            {"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
+        )
+
     def http(self) -> httpx.Client:
-        with self._lock:
-            if self._http is None:
-                settings = self.settings
-                assert isinstance(settings, ThreadsSettings)
-                self._http = httpx.Client(
-                    # no idle connections kept: nothing is left open when the adapter goes
-                    limits=httpx.Limits(max_keepalive_connections=0),
-                    base_url=f"{settings.base_url.rstrip('/')}/{API_VERSION}",
-                    timeout=settings.timeout,
-                    headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
-                )
-            return self._http
+        return self._http.get()
 
     def warm(self) -> None:
         self.http()

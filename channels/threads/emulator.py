@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -30,13 +29,9 @@ from starlette.responses import Response
 
 from clarion.channels.emulation import (
     Account,
-    Behaviour,
-    Emulator,
-    Posts,
-    Recipients,
     Route,
+    SocialEmulator,
     Store,
-    audience,
     bearer_token,
     json_response,
     utc_now_iso,
@@ -78,18 +73,18 @@ class ThreadsAccount(Account):
     quota_usage: int = 0  # posts already published through the API in the last 24 hours
 
 
-class ThreadsEmulator(Emulator):
+class ThreadsEmulator(SocialEmulator):
     name: ClassVar[str] = "threads"
     label: ClassVar[str] = "Posts (Threads)"
     prefixes: ClassVar[tuple[str, ...]] = ("/v1.0/",)
     account_type: ClassVar[type[Account]] = ThreadsAccount
     credentials: ClassVar[dict[str, str]] = {"THREADS_ACCESS_TOKEN": TOKEN}
     url_variable: ClassVar[str | None] = "CLARION_THREADS_URL"
+    metric_names: ClassVar[tuple[str, ...]] = METRICS
     cleared_variables: ClassVar[tuple[str, ...]] = ("THREADS_USER_ID",)
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
-        self.posts = Posts(METRICS)
         self._lock = threading.Lock()
         self._containers: dict[str, str | None] = {}  # container id -> text (None once published)
         self._last_id = 18_000_000_000_000_000
@@ -97,7 +92,6 @@ class ThreadsEmulator(Emulator):
 
     def reset(self) -> None:
         super().reset()
-        self.posts.clear()
         with self._lock:
             self._containers.clear()
             self._calls = 0
@@ -113,23 +107,16 @@ class ThreadsEmulator(Emulator):
             ("GET", v + "/{media_id}/insights", self._guard(self.insights)),
         ]
 
-    def controls(self) -> list[Route]:
-        return [("PUT", "/_sandbox/threads/metrics/{post_id}", self.posts.control)]
-
-    def _guard(self, handler: Any) -> Any:
-        def guarded(request: Request, body: bytes) -> Response:
-            token = bearer_token(request) or request.query_params.get("access_token")
-            if not token or self.account.revoked:  # any token, as the sandbox takes
-                return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-            user = request.path_params.get("user")
-            if user is not None and user not in ("me", USER_ID):
-                return graph_error(
-                    400, f"Unsupported request: object with ID '{user}' does not exist", 100, subcode=33
-                )
-            response: Response = handler(request, body)
-            return response
-
-        return guarded
+    def refusal(self, request: Request) -> Response | None:
+        token = bearer_token(request) or request.query_params.get("access_token")
+        if not token or self.account.revoked:  # any token, as the sandbox takes
+            return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
+        user = request.path_params.get("user")
+        if user is not None and user not in ("me", USER_ID):
+            return graph_error(
+                400, f"Unsupported request: object with ID '{user}' does not exist", 100, subcode=33
+            )
+        return None
 
     def _settings(self) -> ThreadsAccount:
         account = self.account
@@ -315,28 +302,15 @@ class ThreadsEmulator(Emulator):
 
     # -- simulated recipients ------------------------------------------------------------------------
 
-    def engage(
-        self,
-        people: Recipients,
-        record: Mapping[str, Any],
-        rng: random.Random,
-        behaviour: Behaviour,
-        token: str,
-        variant: str,
-    ) -> bool:
-        seen = audience(people, rng, behaviour, token, variant)
-        self.posts.set_metrics(
-            str(record.get("provider_id")),
-            {
-                "views": seen["impressions"],
-                "likes": seen["likes"],
-                "replies": seen["replies"],
-                "reposts": seen["reposts"],
-                "quotes": seen["quotes"],
-                "shares": seen["bookmarks"],
-            },
-        )
-        return False
+    def audience_metrics(self, seen: Mapping[str, int]) -> dict[str, int]:
+        return {
+            "views": seen["impressions"],
+            "likes": seen["likes"],
+            "replies": seen["replies"],
+            "reposts": seen["reposts"],
+            "quotes": seen["quotes"],
+            "shares": seen["bookmarks"],
+        }
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from clarion.channels.base import ProviderError
-from clarion.channels.reconcile import Found, Lookup, Verdict, missing, same_text, unknown
+from clarion.channels.reconcile import Found, Listed, Lookup, match_posts, unknown
 
 #: How the adapter asks Threads: (what, method, path, params=...) -> the JSON; raises a ProviderError.
 Ask = Callable[..., dict[str, Any]]
@@ -23,7 +23,7 @@ MAX_PAGES = 20
 
 def look_up(ask: Ask, user: str, lookups: Sequence[Lookup]) -> list[Found]:
     since = min(lookup.since for lookup in lookups)
-    posts: list[tuple[str, str, datetime | None]] = []
+    posts: list[Listed] = []
     complete = False
     params: dict[str, Any] = {
         "fields": "id,text,timestamp",
@@ -42,29 +42,14 @@ def look_up(ask: Ask, user: str, lookups: Sequence[Lookup]) -> list[Found]:
             params = {**params, "after": after}
     except ProviderError as exc:
         return unknown(lookups, f"cannot list the profile's posts: {exc.message}")
-    claimed: set[str] = set()
-    found = []
-    for lookup in lookups:
-        match = next(
-            (
-                pid
-                for pid, text, at in posts
-                if pid not in claimed
-                and (at is None or at >= lookup.since)
-                and same_text(lookup.message.text, text)
-            ),
-            None,
-        )
-        if match is not None:
-            claimed.add(match)
-            found.append(Found(lookup.recipient, Verdict.SENT, f"Threads has it as post {match}", match))
-        elif complete:
-            found.append(missing(lookup, "the profile's posts"))
-        else:
-            found.append(
-                Found(lookup.recipient, Verdict.UNKNOWN, "the profile has more posts than Clarion reads back")
-            )
-    return found
+    return match_posts(
+        lookups,
+        posts,
+        complete=complete,
+        sent="Threads has it as post {}",
+        where="the profile's posts",
+        more="the profile has more posts than Clarion reads back",
+    )
 
 
 def _when(value: Any) -> datetime | None:
