@@ -40,7 +40,8 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def wire(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    return point_adapters_at(sandbox, monkeypatch, timeout=0.5)  # type: ignore[no-any-return]
+    # 1.5 s: under the stalls' 2 s, above what a loaded machine takes to answer (0.5 s timed out in CI)
+    return point_adapters_at(sandbox, monkeypatch, timeout=1.5)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -133,7 +134,9 @@ CASES = {
         "422",
         "/api/v1/statuses",
         "Bearer",
-        (5, 9),  # Mastodon.py corrects the reset by the server's Date header, to the second
+        # Mastodon.py corrects the reset by the server's Date header (whole seconds): up to 1 s more, plus
+        # the answer's own time on a loaded machine
+        (5, 10),
     ),
     "linkedin": Case(
         "linkedin",
