@@ -266,19 +266,21 @@ def test_bad_counts_are_named_by_line_and_column(tmp_path: Path, text: str | byt
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "exit_code", "message"),
     [
+        # out of the option's declared range: a usage error (2), found while the command line is read
         pytest.param(
-            ["--mde", "-0.01"], "--mde -0.01: give the absolute lift to detect as a fraction", id="negative"
+            ["--mde", "-0.01"], 2, "'--mde': Input should be greater than or equal to 0", id="negative"
         ),
-        pytest.param(["--mde", "0.97"], "plus 97.00% is above 100%", id="beyond-100"),
-        pytest.param(["--alpha", "5"], "--alpha 5.0: give a level between 0 and 1", id="alpha"),
+        pytest.param(["--mde", "0.97"], 1, "plus 97.00% is above 100%", id="beyond-100"),
+        pytest.param(["--alpha", "5"], 2, "'--alpha': Input should be less than or equal to 0.5", id="alpha"),
     ],
 )
-def test_bad_options_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_options_are_clear_errors(tmp_path: Path, args: list[str], exit_code: int, message: str) -> None:
     code, _out, err = compare(tmp_path, "variant,exposures,conversions\nA,1000,40\nB,1000,44\n", *args)
-    assert code == 1
+    assert code == exit_code
     assert message in err
+    assert "Traceback" not in err
 
 
 def test_mde_needs_a_baseline_rate(tmp_path: Path) -> None:
@@ -288,12 +290,13 @@ def test_mde_needs_a_baseline_rate(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_or_a_folder_is_a_clear_error(tmp_path: Path) -> None:
+    # checked while the command line is read: a usage error (2) naming the argument and the path
     result = invoke("compare", str(tmp_path / "nope.csv"))
-    assert result.exit_code == 1
-    assert f"error: {tmp_path / 'nope.csv'}: cannot read (No such file or directory)" in result.stderr
+    assert result.exit_code == 2
+    assert f"'{tmp_path / 'nope.csv'}' does not exist" in result.stderr
     result = invoke("compare", str(tmp_path))
-    assert result.exit_code == 1
-    assert "cannot read" in result.stderr
+    assert result.exit_code == 2
+    assert "is a directory" in result.stderr
 
 
 def test_blank_revenue_means_not_measured_and_edge_counts_pass(tmp_path: Path) -> None:

@@ -236,7 +236,8 @@ def check_environment(extra: Iterable[type[BaseSettings]] = ()) -> None:
         raise ClarionError("; ".join(dict.fromkeys(problems)))
 
 
-#: The variables whose value is a URL, with the schemes each takes.
+#: The variables whose value is a URL, with the schemes each takes; any other CLARION_..._URL (a provider's
+#: API address, e.g. CLARION_BLUESKY_URL) takes http or https.
 URL_SCHEMES = {
     "CLARION_DATABASE_URL": ("sqlite", "postgresql", "postgres"),
     "CLARION_REDIS_URL": ("redis", "rediss", "unix"),
@@ -258,10 +259,10 @@ def _generic(name: str, value: str, providers: set[str]) -> str | None:
         return f"{name}: {shown} holds control characters (a newline pasted with it?); remove them"
     if value != value.strip():
         return f"{name}: {shown} starts or ends with blanks; remove them"
-    if name in URL_SCHEMES and value:
+    schemes = URL_SCHEMES.get(name) or (("http", "https") if name.endswith("_URL") else None)
+    if schemes and value:
         from urllib.parse import urlsplit
 
-        schemes = URL_SCHEMES[name]
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018  (raises for a port out of range)
@@ -275,7 +276,8 @@ def _generic(name: str, value: str, providers: set[str]) -> str | None:
 
 
 #: Provider variables checked for control characters and blanks (their types by the providers' models):
-#: the webhook keys read by channels/<provider>/webhooks.py; every registered provider's settings model
+#: the webhook keys read by channels/<provider>/webhooks.py and by the donation platforms' webhooks
+#: (clarion/tracking/donations); every registered provider's settings model
 #: adds its own variables (check_environment's `extra`).
 _PROVIDER_VARIABLES = {
     "SENDGRID_API_KEY",
@@ -287,6 +289,7 @@ _PROVIDER_VARIABLES = {
     "X_API_SECRET",
     "X_ACCESS_TOKEN_SECRET",
     "X_CONSUMER_SECRET",
+    "STRIPE_WEBHOOK_SECRET",
 }
 
 

@@ -48,6 +48,7 @@ def cancel(
     json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
 ) -> None:
     """Cancel a run's scheduled email not yet delivered (SendGrid batch ids); the rest stays as it is."""
+    given = load_campaign(campaign) if campaign else None  # a wrong file is said first, whatever the run
     ledger = Ledger.open()
     rid = resolve_run(ledger, run_id)
     record = ledger.get_run(rid)
@@ -57,7 +58,7 @@ def cancel(
     if not batches:
         err.print(f"run {rid} has no scheduled email left to cancel", markup=False)
         return
-    loaded = load_campaign(campaign or record.campaign_file)
+    loaded = given or load_campaign(record.campaign_file)
     cancelled: dict[str, int] = {}
     for channel, _provider, batch_id in batches:
         if channel not in loaded.campaign.channels:

@@ -236,12 +236,12 @@ def reject(
     run_id: Annotated[
         str, typer.Argument(parser=params.RUN_ID, help="Run id (or `latest`).", show_default=False)
     ],
-    reason: Annotated[str, typer.Option(parser=params.TEXT, help="Why (kept with the run).")] = "",
+    reason: Annotated[str | None, typer.Option(parser=params.TEXT, help="Why (kept with the run).")] = None,
     as_: Annotated[
         str | None, typer.Option("--as", parser=params.NAME, help="Approver name (default: your user name).")
     ] = None,
 ) -> None:
     """Reject a run waiting at its approval gate: it sends nothing."""
-    if not reason.strip():
+    if reason is None or not reason.strip():
         raise ClarionError("say why with --reason '...': it is kept with the run")
     _answer(run_id, approved=False, approver=as_, reason=reason)

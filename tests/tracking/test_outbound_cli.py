@@ -134,4 +134,4 @@ def test_purge_forgets_only_delivered_events(
         in CliRunner().invoke(app, ["webhooks", "purge", "--older-than", "0s"]).output
     )
     bad = CliRunner().invoke(app, ["webhooks", "purge", "--older-than", "a while"])
-    assert bad.exit_code == 1 and "--older-than" in bad.output
+    assert bad.exit_code == 2 and "--older-than" in bad.output
