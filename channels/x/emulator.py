@@ -25,6 +25,7 @@ from clarion.channels.emulation import (
     Account,
     Behaviour,
     Emulator,
+    FixedWindow,
     Recipients,
     Record,
     Route,
@@ -126,7 +127,7 @@ class XEmulator(Emulator):
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self._lock = threading.Lock()
-        self._windows: dict[str, tuple[float, int]] = {}  # endpoint -> (window start, requests in it)
+        self._windows: dict[str, FixedWindow] = {}  # endpoint -> its 15-minute window
         self._posts: dict[str, Record] = {}  # tweet id -> {"text", "public_metrics"}
         self._post_texts: set[str] = set()
         self._last_post_id = 0
@@ -364,13 +365,9 @@ class XEmulator(Emulator):
         """Rate-limit headers on every answer, counted per endpoint in a 15-minute window."""
         key = f"{request.method} /2/tweets"
         limit = LIMITS.get(key, LIMITS["GET /2/tweets"])
-        now = time.time()
         with self._lock:
-            start, used = self._windows.get(key, (now, 0))
-            if now - start >= WINDOW_SECONDS:
-                start, used = now, 0
-            used += 1
-            self._windows[key] = (start, used)
+            window = self._windows.setdefault(key, FixedWindow(WINDOW_SECONDS))
+        start, used = window.count()
         headers = response.headers
         if "x-rate-limit-remaining" not in headers:
             headers["x-rate-limit-limit"] = str(limit)
