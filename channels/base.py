@@ -229,6 +229,10 @@ class Channel:
     max_batch: ClassVar[int] = 1
     #: Which config field a broken content rule points at, by rule code (default: the body or template).
     rule_fields: ClassVar[dict[str, str]] = {}
+    #: The parts `send` takes from a message's shared parts (`Message.shared`), the recipient's `values`
+    #: going as the provider's own substitutions: the send renders only the values for them
+    #: (`Renderer.render(..., full=False)`), the filled-in message having been checked at planning.
+    substitutes: ClassVar[frozenset[str]] = frozenset()
     #: Parts rendered for a message, keyed by name.
     parts: ClassVar[tuple[Part, ...]] = (Part("text", inline="body", file="template"),)
     settings_model: ClassVar[type[ProviderSettings]] = ProviderSettings

@@ -128,6 +128,7 @@ class SendGridChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = SendGridConfig
     address_column: ClassVar[str | None] = "email"
     max_batch: ClassVar[int] = SENDGRID_MAX_PERSONALIZATIONS
+    substitutes: ClassVar[frozenset[str]] = frozenset({"html", "text"})  # see `send`
     rule_fields: ClassVar[dict[str, str]] = {
         "subject_empty": "subject",
         "subject_lines": "subject",

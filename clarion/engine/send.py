@@ -109,7 +109,10 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
                 if wait is not None and not scheduled:
                     deferred.append((contact.id, wait))
                     continue
-                message = renderer.render(batch.channel, variants[row.variant], contact, address=address)
+                # checked in full at planning: a provider that substitutes gets the skeleton and values
+                message = renderer.render(
+                    batch.channel, variants[row.variant], contact, address=address, full=False
+                )
             except (ValueError, RenderProblem) as exc:
                 failures.append((contact.id, str(exc)))
                 continue

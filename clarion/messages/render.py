@@ -249,8 +249,20 @@ class Renderer:
         )
 
     def render(
-        self, channel_id: str, variant: Variant, contact: Contact | None, *, address: str | None = None
+        self,
+        channel_id: str,
+        variant: Variant,
+        contact: Contact | None,
+        *,
+        address: str | None = None,
+        full: bool = True,
     ) -> Message:
+        """One channel's message for one contact (None: a social post, the same for everyone).
+
+        `full=False` is for the send, to a provider that substitutes values itself (`Channel.substitutes`):
+        when the message's parts are shared, those parts are not filled in for the recipient (their `html`
+        is None and their `text` empty; `shared` and `values` carry them) and the message is not measured.
+        What is sent is what planning rendered in full and checked: the same skeleton and values."""
         info = self._info(channel_id)
         adapter, kind = info.adapter, info.adapter.kind
         per_contact = kind is not ChannelKind.SOCIAL
@@ -274,8 +286,8 @@ class Renderer:
             context["postal_address"] = info.postal_address
         if per_contact and contact is not None:
             context["contact"] = ContactFields(contact.fields)
-        rendered: dict[str, str] = {}
-        shared: dict[str, str] = {}
+        rendered: dict[str, str] = {}  # parts rendered in full for this recipient
+        shapes: dict[str, Shape] = {}  # parts with a skeleton: filled in with `values` below
         values: dict[str, str] = {}
         for part in adapter.parts:
             template = self._templates.get((channel_id, part.name))
@@ -285,27 +297,26 @@ class Renderer:
             if plan is None:
                 rendered[part.name] = self._run(template, context, adapter)
                 continue
-            shape = self._shape(channel_id, part.name, plan, variant, context, adapter)
+            shape = shapes[part.name] = self._shape(channel_id, part.name, plan, variant, context, adapter)
             holes = plan.by_key
             for key in shape.keys:
                 if key not in values:
                     values[key] = holes[key].value(context, lambda t, c: self._run(t, c, adapter))
-            rendered[part.name] = shape.fill(values)
-            shared[part.name] = shape.text
-        html = rendered.get("html")
-        text = rendered.get("text")
-        if text is None and html is not None and "html" in shared:
-            shape = self._derived_text(channel_id, shared["html"])
+        if "text" not in rendered and "text" not in shapes and "html" in shapes:
+            shape = shapes["text"] = self._derived_text(channel_id, shapes["html"].text)
             for key in shape.keys:
                 values[key] = unescaped(values[key[:-2] + "HZ"])
-            text = shape.fill(values)
-            shared["text"] = shape.text
-        if text is None:
+        shareable = not rendered and bool(shapes)  # some part is the recipient's own: sent as it is
+        if shareable and (has_key_text(values.values()) or sum(map(len, values.values())) > MAX_VALUES_BYTES):
+            shareable = False  # a value that looks like a key, or too much to substitute: sent as it is
+        lean = shareable and not full
+        for name, shape in shapes.items():
+            if not (lean and name in adapter.substitutes):
+                rendered[name] = shape.fill(values)
+        html = rendered.get("html")
+        text = rendered.get("text")
+        if text is None and not (lean and "text" in adapter.substitutes):
             text = _text_from_html(html) if html is not None else ""
-        if any(name not in shared for name in rendered):
-            shared = {}  # some part is the recipient's own: the message is sent as it is
-        elif has_key_text(values.values()) or sum(map(len, values.values())) > MAX_VALUES_BYTES:
-            shared = {}  # a value that looks like a key, or too much to substitute: sent as it is
         message = Message(
             channel=channel_id,
             provider=adapter.provider,
@@ -314,18 +325,19 @@ class Renderer:
             contact_id=contact_id,
             to=address,
             link=link,
-            text=text.strip() if adapter.kind is not ChannelKind.EMAIL else text,
+            text=(text or "").strip() if adapter.kind is not ChannelKind.EMAIL else (text or ""),
             subject=rendered.get("subject"),
             html=html,
             run=self.run_id,
             token=token,
             unsubscribe=unsubscribe,
-            shared=shared or None,
-            values=values if shared else {},
+            shared={name: shape.text for name, shape in shapes.items()} if shareable else None,
+            values=values if shareable else {},
         )
-        message.metrics = adapter.measure(message)
-        size = adapter.size(message, info.config)
-        message.metrics["length"], message.metrics["limit"] = size if size is not None else (None, None)
+        if not lean:
+            message.metrics = adapter.measure(message)
+            size = adapter.size(message, info.config)
+            message.metrics["length"], message.metrics["limit"] = size if size is not None else (None, None)
         return message
 
     def _info(self, channel_id: str) -> _ChannelInfo:
