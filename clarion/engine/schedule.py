@@ -28,7 +28,7 @@ ROLLOUT = "rollout"  # decision key: the rollout's winner and why
 
 @dataclass(frozen=True)
 class Wave:
-    """What goes out at one moment: a step's channels, or a rollout's second half."""
+    """What goes out at one moment: a step's channels, a rollout's second half, a Thompson wave, a kit."""
 
     name: str
     at: datetime
