@@ -29,7 +29,7 @@ from clarion.campaign.measurement import Attribution, AutomatedClicks, Expected
 from clarion.channels.base import ChannelConfig
 
 HOLDOUT = "holdout"
-REST = "rest"  # with a rollout: the contacts who wait for the winner
+REST = "rest"  # with a rollout: the contacts who wait for the winner (or, Thompson, for their wave)
 
 if TYPE_CHECKING:
     AnyChannelConfig = ChannelConfig
@@ -330,7 +330,8 @@ class Approval(_Strict):
 
 
 class Rollout(_Strict):
-    """Test the variants on a share of the audience, wait, then send the winner to everyone else."""
+    """Test the variants on a share of the audience, wait, then send the winner to everyone else; or
+    (`strategy: thompson`) send everyone else in waves allocated by the posteriors (clarion.engine.bandit)."""
 
     test_share: float = Field(gt=0, lt=1, description="Share of the non-holdout contacts in the test cell.")
     wait: Duration = Field(description="How long to wait after the test sends before deciding.")

@@ -19,6 +19,7 @@ from clarion.analysis.report.html import render_html
 from clarion.base.errors import CampaignInvalid
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.loader import LoadedCampaign, load_campaign
+from clarion.cli.app import resolve_run
 from clarion.engine.bandit import allocation_salt, decide_wave, later_wave
 from clarion.engine.plan import plan_run
 from clarion.engine.schedule import bandit_run_id, waves
@@ -132,6 +133,7 @@ def test_the_report_reads_the_lift_from_the_uniform_share_only(tmp_path: Path) -
     assert sum(a.exposures for a in bandit.uniform.arms) == test_cell + uniform
     assert "uniform share" in bandit.text
     assert bandit.uniform.verdict.winner == "b"
+    assert resolve_run(ledger, "latest") == RUN  # the launch, whose report holds the waves'
     report = build_report(ledger, RUN)
     assert report.as_dict()["experiment"]["bandit"]["waves"][0]["run_id"] == bandit_run_id(RUN, 1)
     page = render_html(report)
