@@ -23,7 +23,7 @@ from clarion.cli.app import resolve_run
 from clarion.engine.bandit import allocation_salt, decide_wave, later_wave
 from clarion.engine.plan import plan_run
 from clarion.engine.schedule import bandit_run_id, waves
-from clarion.ledger import Click, Ledger, SendState, Settlement
+from clarion.ledger import Click, Conversion, Ledger, SendState, Settlement
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
 RUN = "thompson-20261203t120000-abcd"
@@ -143,6 +143,48 @@ def test_the_report_reads_the_lift_from_the_uniform_share_only(tmp_path: Path) -
         console.print(part)
     shown = console.export_text()
     assert "Thompson waves" in shown and "Lift from the uniform share only" in shown
+
+
+def _convert(ledger: Ledger, run_id: str, variant: str, share: float) -> None:
+    rows = [r for r in ledger.sends(run_id, "email") if r.variant == variant and r.state == SendState.SENT]
+    reach = ledger.reach_times(run_id)
+    gifts = [
+        Conversion(
+            run_id,
+            "webhook",
+            f"{run_id}-{r.seq}",
+            variant,
+            2500,
+            "USD",
+            reach.first[r.seq] + timedelta(hours=1),
+            "email",
+            r.seq,
+        )  # type: ignore[arg-type]
+        for r in rows[: int(len(rows) * share)]
+    ]
+    ledger.record(conversion_rows=gifts)
+
+
+def test_on_conversions_the_waves_count_gifts_inside_the_window(tmp_path: Path) -> None:
+    """metric: conversion_rate: the posteriors and the uniform-share comparison count contacts who gave
+    (inside the attribution window), in the test cell and in each earlier wave's run."""
+    text = CAMPAIGN + THOMPSON.replace("click_rate", "conversion_rate")
+    loaded = load_campaign(write_campaign(tmp_path, 2000, text))
+    ledger = _ledger()
+    plan_run(ledger, loaded, RUN)
+    _send_all(ledger, RUN)
+    _convert(ledger, RUN, "a", 0.2)
+    plan, decision = decide_wave(ledger, RUN, loaded.campaign, 1)
+    assert decision["metric"] == "conversion rate" and decision["successes"][1] == 0
+    assert decision["successes"][0] > 50 and decision["prob_best"][0] > 0.99
+    plan_run(ledger, loaded, bandit_run_id(RUN, 1), wave=plan)
+    _send_all(ledger, bandit_run_id(RUN, 1))
+    _convert(ledger, bandit_run_id(RUN, 1), "a", 0.2)
+    _plan2, second = decide_wave(ledger, RUN, loaded.campaign, 2)
+    assert second["successes"][0] > decision["successes"][0]  # wave 1's gifts count for wave 2
+    bandit = build_report(ledger, RUN).experiment.bandit  # type: ignore[union-attr]
+    assert bandit is not None and bandit.metric == "conversion_rate"
+    assert bandit.uniform.verdict.winner == "a", bandit.text
 
 
 @pytest.mark.parametrize(
