@@ -1,5 +1,6 @@
 """The launch flow: plan a run, pass its approval gate, then send wave after wave (steps, deferred texts,
-a rollout's second half, share kits), batch by batch, and publish the results.
+a rollout's second half or its Thompson waves (clarion.flows.bandit), share kits), batch by batch, and
+publish the results.
 
 The flow run loads the campaign once and opens the ledger once (a `RunContext` its tasks share). Its
 parameters stay small (a campaign path and a run id; never the audience); tasks get batch descriptors, so
@@ -43,6 +44,7 @@ from clarion.engine.schedule import (
     ROLLOUT,
     RolloutDecision,
     Wave,
+    child_runs,
     decide_rollout,
     rollout_run_id,
     sequential_rollout,
@@ -53,6 +55,7 @@ from clarion.engine.send import BatchOutcome, ChannelStopped
 from clarion.engine.shared import RedisCoordination
 from clarion.flows.approval import approval_gate
 from clarion.flows.artifacts import artifact_key, publish_results, publish_rollout
+from clarion.flows.bandit import finish_waves, wave_plan
 from clarion.flows.naming import flow_run_name, resolve_run_id, schedule_slot
 from clarion.flows.shard import Shards
 from clarion.flows.tasks import plan_task, send_batch_task
@@ -158,7 +161,7 @@ def _interrupted(run: RunContext, why: str) -> RunOutcome:
 
     The ledger first: publishing to Prefect may fail when its server went down with the signal."""
     store, run_id = run.ledger, run.run_id
-    for child in (rollout_run_id(run_id), *(kit_run_id(run_id, name) for name in run.kits)):
+    for child in child_runs(run.loaded.campaign, run_id):
         if (record := store.get_run(child)) is not None and not record.status.finished:
             store.set_run_status(child, RunStatus.INTERRUPTED, error=why)
     store.set_run_status(run_id, RunStatus.INTERRUPTED, error=why)
@@ -193,12 +196,13 @@ class _Waves:
         """The batches of `wave` that have sends due now (after its condition skipped whoever acted), but
         for channels that stopped (they wait for a resume)."""
         run, store = self.run, self.run.ledger
-        target = self._target(wave)
-        if target not in self.batches:  # a kit or the rollout: planned when its wave first comes
+        target = wave.target(run.run_id)
+        if target not in self.batches:  # a kit, the rollout or a Thompson wave: planned when its wave comes
             rollout_of = None
             if wave.rollout:
                 rollout_of = (run.run_id, self._decide_rollout())
-            self.batches[target] = plan_task(run, target, False, rollout_of, self.retry_failed)
+            allocated = wave_plan(run, wave.bandit) if wave.bandit is not None else None
+            self.batches[target] = plan_task(run, target, False, rollout_of, self.retry_failed, allocated)
             store.set_run_status(target, RunStatus.RUNNING)
         store.decide(run.run_id, f"wave:{wave.name}", utcnow().isoformat())  # when it began, for the record
         if wave.only_if is not None:
@@ -225,11 +229,6 @@ class _Waves:
         record = store.get_run(target)
         rules = Rules.from_options((record.options if record else {}).get("automated_clicks"))
         return automated_clickers(store.link_hits(target), store.delivered_times(target), rules)
-
-    def _target(self, wave: Wave) -> str:
-        if wave.kit is not None:
-            return kit_run_id(self.run.run_id, wave.kit)
-        return rollout_run_id(self.run.run_id) if wave.rollout else self.run.run_id
 
     def _sequential(self) -> Rollout | None:
         rollout = self.run.loaded.campaign.rollout
@@ -362,8 +361,8 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
     )
     results = run_results(store, run_id)
     publish_results(store, run_id, results, errors)
-    outcome = RunOutcome(run_id, status.value, results, errors)
-    if run.loaded.campaign.rollout is not None:
+    outcome = RunOutcome(run_id, status.value, results, errors, waves=finish_waves(run, status))
+    if run.loaded.campaign.rollout is not None and run.loaded.campaign.rollout.strategy == "fixed":
         child = rollout_run_id(run_id)
         decision = store.decisions(run_id).get(ROLLOUT, {})
         child_results = []
@@ -438,9 +437,7 @@ def _next_wake(
     times = [w.at for w in plan if w.at > now]
     started = [w for w in plan if w.at <= now]
     for wave in started:
-        target = rollout_run_id(run_id) if wave.rollout else run_id
-        if wave.kit is not None:
-            target = kit_run_id(run_id, wave.kit)
+        target = wave.target(run_id)
         if store.get_run(target) is None:
             continue
         deferred = store.next_due(target, [c for c in wave.channels if _channel_key(wave, c) not in stopped])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
+from clarion.engine.bandit import WavePlan
 from clarion.engine.context import RunContext
 from clarion.engine.plan import Batch, plan_run
 from clarion.engine.send import BatchOutcome, send_batch
@@ -22,6 +23,7 @@ def plan_task(
     resend_uncertain: bool,
     rollout_of: tuple[str, str] | None = None,
     retry_failed: bool = False,
+    wave: WavePlan | None = None,
 ) -> list[Batch]:
     plan = plan_run(
         run.ledger,
@@ -30,6 +32,7 @@ def plan_task(
         resend_uncertain=resend_uncertain,
         retry_failed=retry_failed,
         rollout_of=rollout_of,
+        wave=wave,
     )
     logger = get_run_logger()
     logger.info("%s run %s: %d batches", "resumed" if plan.resumed else "planned", run_id, len(plan.batches))

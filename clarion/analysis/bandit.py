@@ -13,8 +13,9 @@ commercial anchor).
   rate depend on when it was favoured (the later waves' traffic differs from the earlier ones'), so pooling
   every wave biases the comparison; the uniform share is a randomised experiment throughout.
 
-The engine does not send Thompson waves yet (`rollout:` has no `strategy:` key): this module and
-benchmarks/bandit.py are its analysis and its simulation.
+The launch flow sends Thompson waves with `rollout.strategy: thompson` (clarion.engine.bandit decides each
+wave with this module; clarion.analysis.report.bandit reads the lift from the uniform share);
+benchmarks/bandit.py is its simulation.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from clarion.campaign.measurement import Attribution, AutomatedClicks, Expected
 from clarion.channels.base import ChannelConfig
 
 HOLDOUT = "holdout"
-REST = "rest"  # with a rollout: the contacts who wait for the winner
+REST = "rest"  # with a rollout: the contacts who wait for the winner (or, Thompson, for their wave)
 
 if TYPE_CHECKING:
     AnyChannelConfig = ChannelConfig
@@ -330,7 +330,8 @@ class Approval(_Strict):
 
 
 class Rollout(_Strict):
-    """Test the variants on a share of the audience, wait, then send the winner to everyone else."""
+    """Test the variants on a share of the audience, wait, then send the winner to everyone else; or
+    (`strategy: thompson`) send everyone else in waves allocated by the posteriors (clarion.engine.bandit)."""
 
     test_share: float = Field(gt=0, lt=1, description="Share of the non-holdout contacts in the test cell.")
     wait: Duration = Field(description="How long to wait after the test sends before deciding.")
@@ -353,9 +354,36 @@ class Rollout(_Strict):
     max_wait: Duration | None = Field(
         default=None, description="A sequential rollout's longest wait (default: `wait`); then the fallback."
     )
+    strategy: Literal["fixed", "thompson"] = Field(
+        default="fixed",
+        description="`fixed`: the winner goes to the rest after `wait`; `thompson`: the rest goes in "
+        "`waves`, each allocated by the arms' posterior probability of being best (clarion.engine.bandit).",
+    )
+    waves: int = Field(
+        default=4,
+        ge=2,
+        le=48,
+        description="A Thompson rollout's waves, the test cell first; wave i goes at i x wait / (waves - 1).",
+    )
+    uniform_share: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="The share of each later wave spread evenly over the arms: the unbiased comparison.",
+    )
 
     @model_validator(mode="after")
     def _sequential(self) -> Rollout:
+        if self.strategy == "thompson":
+            self._thompson()
+        else:
+            for name in ("waves", "uniform_share"):
+                if name in self.model_fields_set:
+                    raise _problem(
+                        "`{name}` applies to `strategy: thompson`; a fixed rollout sends the winner once",
+                        (name,),
+                        name=name,
+                    )
         if self.decide == "at_wait" and self.max_wait is not None:
             raise ValueError("`max_wait` applies to `decide: sequential`; for a fixed test, set `wait` only")
         if not timedelta(seconds=1) <= self.check_every <= timedelta(days=1):
@@ -363,6 +391,36 @@ class Rollout(_Strict):
         if self.max_wait is not None and self.max_wait < self.wait:
             raise ValueError("max_wait is the longest wait: give at least `wait`")
         return self
+
+    def _thompson(self) -> None:
+        if self.decide != "at_wait":
+            raise _problem(
+                "`decide: {decide}` chooses one winner; a Thompson rollout names none (each wave is "
+                "allocated by the posteriors): drop `decide`, or use `strategy: fixed`",
+                ("decide",),
+                decide=self.decide,
+            )
+        for name in ("min_confidence", "fallback", "check_every", "max_wait"):
+            if name in self.model_fields_set:
+                raise _problem(
+                    "`{name}` belongs to a rollout that picks a winner; a Thompson rollout allocates each "
+                    "wave by the posteriors: drop `{name}`, or use `strategy: fixed`",
+                    (name,),
+                    name=name,
+                )
+        if self.wait / (self.waves - 1) < timedelta(seconds=1):
+            raise _problem(
+                "{waves} waves over `wait` {wait:g}s leave under 1s between waves: give a longer `wait` or "
+                "fewer `waves`",
+                ("waves",),
+                waves=self.waves,
+                wait=self.wait.total_seconds(),
+            )
+
+    def wave_after(self, wave: int) -> timedelta:
+        """When a Thompson rollout's wave goes, from the launch: the test cell (wave 0) at once, the last at
+        `wait`, evenly between."""
+        return self.wait * wave / (self.waves - 1)
 
     @property
     def latest(self) -> timedelta:
@@ -520,6 +578,13 @@ def _check_rollout(rollout: Rollout, campaign: Campaign) -> None:
         raise _problem(
             "`rollout:` and `steps:` cannot be combined yet: a rollout is its own two-step sequence",
             ("rollout",),
+        )
+    weights = {v.weight for v in campaign.experiment.variants if v.weight > 0}
+    if rollout.strategy == "thompson" and len(weights) > 1:
+        raise _problem(
+            "a Thompson rollout's lift is read from arms sampled evenly in every wave: give the variants "
+            "equal weights (or drop their `weight`)",
+            ("rollout", "strategy"),
         )
 
 

@@ -71,10 +71,11 @@ FileArg = Annotated[Path, typer.Argument(help="Campaign file (YAML).", show_defa
 
 
 def resolve_run(ledger: Any, run_id: str) -> str:
-    """`latest` names the newest campaign run (a responder's run is not one); any other id is as it is."""
+    """`latest` names the newest campaign run (a responder's run is not one, nor a Thompson wave's: its
+    launch run holds the waves' report); any other id is as it is."""
     if run_id != "latest":
         return run_id
-    newest = [r for r in ledger.list_runs(limit=50) if "responder" not in r.options]
+    newest = [r for r in ledger.list_runs(limit=50) if not {"responder", "wave_of"} & set(r.options)]
     if not newest:
         raise ClarionError("no runs in the ledger yet; start one with `clarion run FILE`")
     return str(newest[0].id)

@@ -243,12 +243,10 @@ def _check_retry(run_id: str | None) -> None:
 
 
 def _child_runs(campaign: Any, run_id: str) -> tuple[str, ...]:
-    """The runs a launch may send besides its own: its rollout's and its share kits'."""
-    from clarion.campaign.kits import kit_run_id
-    from clarion.engine.schedule import rollout_run_id
+    """The runs a launch may send besides its own: its rollout's (or Thompson waves') and its kits'."""
+    from clarion.engine.schedule import child_runs
 
-    kits = tuple(kit_run_id(run_id, kit.name) for kit in campaign.share_kits or [])
-    return (rollout_run_id(run_id), *kits) if campaign.rollout is not None else kits
+    return child_runs(campaign, run_id)
 
 
 def _interrupted(stop: Interrupted, file: Path, *, as_json: bool) -> NoReturn:

@@ -1,10 +1,11 @@
 """One launch's working set, built once per flow run and handed to its tasks: no module-level caches.
 
 A launch loads its campaign (and its share kits) once, opens the ledger once, and keeps here what its
-send tasks share: the compiled templates of each run it sends (the launch's own, a rollout's, each kit's),
-one adapter per channel (credentials read and the SDK warmed before the first send), the link signer, and
-the run's `Coordination`. Tasks running in the flow run's threads get this object; anything that leaves
-the process (a continuation run, a deployment) carries only the campaign's path and digest (`CampaignRef`).
+send tasks share: the compiled templates of each run it sends (the launch's own, a rollout's or its
+Thompson waves', each kit's), one adapter per channel (credentials read and the SDK warmed before the
+first send), the link signer, and the run's `Coordination`. Tasks running in the flow run's threads get
+this object; anything that leaves the process (a continuation run, a deployment) carries only the
+campaign's path and digest (`CampaignRef`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign
 from clarion.channels.base import Channel
 from clarion.engine.coordination import Coordination, LocalCoordination
-from clarion.engine.schedule import rollout_run_id
+from clarion.engine.schedule import child_runs
 from clarion.ledger import Ledger
 from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
@@ -61,7 +62,8 @@ class RunContext:
         self.kits = dict(kits or {})
         self.coordination = coordination or LocalCoordination()
         self.signer = signer or LinkSigner.from_settings()
-        self._campaigns = {run_id: loaded, rollout_run_id(run_id): loaded}
+        self._campaigns = {run_id: loaded}
+        self._campaigns.update({child: loaded for child in child_runs(loaded.campaign, run_id)})
         self._campaigns.update({kit_run_id(run_id, name): kit for name, kit in self.kits.items()})
         self._lock = threading.Lock()
         self._renderers: dict[str, Renderer] = {}

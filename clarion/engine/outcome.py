@@ -15,7 +15,7 @@ from clarion.ledger.results import ChannelVariantResult
 
 @dataclass(frozen=True)
 class ChildOutcome:
-    """A run a launch sent besides its own: a rollout's second half, or a share kit."""
+    """A run a launch sent besides its own: a rollout's second half, a Thompson wave, or a share kit."""
 
     run_id: str
     results: list[ChannelVariantResult]
@@ -29,6 +29,15 @@ class RolloutOutcome(ChildOutcome):
     metric: str = ""
 
 
+@dataclass(frozen=True)
+class WaveOutcome(ChildOutcome):
+    """A Thompson rollout's wave: its run, and the allocation it was sent on (clarion.engine.bandit)."""
+
+    wave: int = 0
+    text: str = ""
+    allocation: dict[str, Any] = field(default_factory=dict)  # arms, shares, prob_best, uniform_share...
+
+
 @dataclass
 class RunOutcome:
     run_id: str
@@ -38,6 +47,7 @@ class RunOutcome:
     next: datetime | None = None  # a waiting run: when it goes on
     rollout: RolloutOutcome | None = None
     kits: dict[str, ChildOutcome] = field(default_factory=dict)
+    waves: list[WaveOutcome] = field(default_factory=list)  # a Thompson rollout's, in order
 
     @property
     def completed(self) -> bool:
@@ -63,6 +73,17 @@ class RunOutcome:
                 "run_id": r.run_id,
                 "results": [x.as_dict() for x in r.results],
             }
+        if self.waves:
+            out["waves"] = [
+                {
+                    "wave": w.wave,
+                    "run_id": w.run_id,
+                    "text": w.text,
+                    "allocation": w.allocation,
+                    "results": [x.as_dict() for x in w.results],
+                }
+                for w in self.waves
+            ]
         if self.kits:
             out["kits"] = {
                 name: {"run_id": kit.run_id, "results": [x.as_dict() for x in kit.results]}
@@ -71,4 +92,4 @@ class RunOutcome:
         return out
 
 
-__all__ = ["ChildOutcome", "RolloutOutcome", "RunOutcome"]
+__all__ = ["ChildOutcome", "RolloutOutcome", "RunOutcome", "WaveOutcome"]

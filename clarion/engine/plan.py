@@ -23,6 +23,7 @@ from clarion.campaign.contacts import Contact
 from clarion.campaign.loader import LoadedCampaign, campaign_digest
 from clarion.campaign.model import HOLDOUT, REST
 from clarion.channels.base import ChannelKind, FrequencyCap
+from clarion.engine.bandit import WavePlan
 from clarion.ledger import Ledger, PlannedSend, RunStatus
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
@@ -80,11 +81,17 @@ class _Planner:
     """Collects a run's rows while the audience streams past, writing them in chunks."""
 
     def __init__(
-        self, ledger: Ledger, loaded: LoadedCampaign, run_id: str, winner: str | None = None
+        self,
+        ledger: Ledger,
+        loaded: LoadedCampaign,
+        run_id: str,
+        winner: str | None = None,
+        wave: WavePlan | None = None,
     ) -> None:
         self.ledger, self.run_id = ledger, run_id
         # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
         self.winner = winner
+        self.wave = wave  # a Thompson wave's run: its share of the rest, each on its allocated arm
         campaign = loaded.campaign
         self._assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
         self.assignments: list[tuple[int, str, str]] = []
@@ -124,7 +131,12 @@ class _Planner:
         return None, key
 
     def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
-        if self.winner is None:
+        if self.wave is not None:
+            allocated = self.wave.arm(contact.id) if arm == REST else None
+            if allocated is None:
+                return  # the test cell and the holdout are the launch's; other waves, their own runs'
+            arm = allocated
+        elif self.winner is None:
             if arm == REST:  # waits for the rollout run: assigned here, sent nothing here
                 self.assignments.append((contact.seq, contact.id, arm))
                 return
@@ -196,11 +208,14 @@ def plan_run(
     resend_uncertain: bool = False,
     retry_failed: bool = False,
     rollout_of: tuple[str, str] | None = None,
+    wave: WavePlan | None = None,
 ) -> Plan:
     """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError.
 
     `rollout_of` = (launch run id, winning variant) plans a rollout run instead: the rest of the audience,
-    every one on the winner, beside the same holdout; no posts. `retry_failed` plans again a resumed run's
+    every one on the winner, beside the same holdout; no posts. `wave` plans a Thompson rollout's wave
+    run instead: its share of the rest, each contact on the arm the recorded allocation gives them; no
+    holdout, no posts (clarion.engine.bandit). `retry_failed` plans again a resumed run's
     failures whose provider answer proves the message was not taken (`ledger.RESENDABLE`)."""
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
@@ -253,6 +268,15 @@ def plan_run(
                 rollout_of[1]: rest / (rest + holdout),
             }
             options["rollout_of"] = rollout_of[0]
+        if wave is not None:
+            options["shares"] = dict(zip(wave.allocation.arms, wave.allocation.shares, strict=True))
+            options["wave_of"] = {"run_id": wave.launch, "wave": wave.wave}
+        if campaign.rollout is not None and campaign.rollout.strategy == "thompson" and wave is None:
+            options["bandit"] = {
+                "waves": campaign.rollout.waves,
+                "uniform_share": campaign.rollout.uniform_share,
+                "metric": campaign.rollout.metric,
+            }
         ledger.create_run(
             run_id,
             campaign=loaded.campaign.name,
@@ -261,7 +285,7 @@ def plan_run(
             options=options,
         )
     renderer = Renderer(loaded, LinkSigner.from_settings(), run_id)
-    planner = _Planner(ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None)
+    planner = _Planner(ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None, wave=wave)
     # files validated before need no second rendering of every message; a campaign with share kits is
     # recorded by `clarion validate` only (planning checks the campaign, not its kits)
     digest = validation_digest(loaded)
@@ -277,7 +301,7 @@ def plan_run(
     social = [
         (cid, variant.id)
         for cid, config in loaded.campaign.channels.items()
-        if channels.get(config.provider).kind is ChannelKind.SOCIAL and rollout_of is None
+        if channels.get(config.provider).kind is ChannelKind.SOCIAL and rollout_of is None and wave is None
         for variant in loaded.campaign.experiment.variants
         if variant.weight > 0
     ]

@@ -18,6 +18,7 @@ from phonenumbers import timezone as phone_zones
 
 from clarion.base.timing import format_duration, next_local, parse_clock, quiet_until, zone
 from clarion.campaign.contacts import Contact
+from clarion.campaign.kits import kit_run_id
 from clarion.campaign.model import Campaign, Rollout, Step
 from clarion.ledger import Ledger
 
@@ -27,7 +28,7 @@ ROLLOUT = "rollout"  # decision key: the rollout's winner and why
 
 @dataclass(frozen=True)
 class Wave:
-    """What goes out at one moment: a step's channels, or a rollout's second half."""
+    """What goes out at one moment: a step's channels, a rollout's second half, a Thompson wave, a kit."""
 
     name: str
     at: datetime
@@ -35,6 +36,15 @@ class Wave:
     only_if: str | None = None
     rollout: bool = False  # the rest of a rollout, sent in the rollout run
     kit: str | None = None  # a share kit, sent in its own run from its own campaign file
+    bandit: int | None = None  # a Thompson rollout's wave (1, 2...), sent in its own run
+
+    def target(self, run_id: str) -> str:
+        """The run this wave sends: the launch's own, or a child run of it."""
+        if self.kit is not None:
+            return kit_run_id(run_id, self.kit)
+        if self.bandit is not None:
+            return bandit_run_id(run_id, self.bandit)
+        return rollout_run_id(run_id) if self.rollout else run_id
 
 
 def waves(
@@ -51,9 +61,16 @@ def waves(
                 f"kit-{kit.name}", launched + kit.after, (kit_channels or {}).get(kit.name, ()), kit=kit.name
             )
         )
-    if campaign.rollout is not None:
+    rollout = campaign.rollout
+    if rollout is not None:
         per_contact = tuple(cid for cid, c in campaign.channels.items() if _per_contact(c.provider))
-        found.append(Wave("rollout", launched + campaign.rollout.latest, per_contact, rollout=True))
+        if rollout.strategy == "thompson":
+            found.extend(
+                Wave(f"wave-{i}", launched + rollout.wave_after(i), per_contact, bandit=i)
+                for i in range(1, rollout.waves)
+            )
+        else:
+            found.append(Wave("rollout", launched + rollout.latest, per_contact, rollout=True))
     return sorted(found, key=lambda w: w.at)
 
 
@@ -141,7 +158,7 @@ def decide_rollout(ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rol
     always-valid test (clarion.analysis.sequential), whenever it is read."""
     from clarion.analysis.stats import analyse  # scipy: loaded when a rollout decides, not at every launch
 
-    arms, fallback, metric = _test_cell(ledger, run_id, campaign, rollout)
+    arms, fallback, metric = variant_arms(ledger, run_id, campaign, rollout)
     if any(a.exposures == 0 for a in arms):
         text = f"A variant reached no one: nothing to compare. Sending the fallback, {fallback}."
         return RolloutDecision(fallback, False, text, metric)
@@ -161,9 +178,11 @@ def decide_rollout(ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rol
     return RolloutDecision(fallback, False, f"{text} Sending the fallback, {fallback}.", metric)
 
 
-def _test_cell(
+def variant_arms(
     ledger: Ledger, run_id: str, campaign: Campaign, rollout: Rollout
 ) -> tuple[list[Any], str, str]:
+    """The variants' arms of one run (contacts assigned, and converted or clicked on `rollout.metric`),
+    the fallback, and the metric's name. The holdout is not an arm here."""
     from clarion.analysis.clicks import Rules, automated_clickers
     from clarion.analysis.stats import Arm
 
@@ -197,7 +216,7 @@ def sequential_rollout(
     variant beating every other); None while it does not decide. Safe to call at every look."""
     from clarion.analysis.sequential import sequential_analysis
 
-    arms, _fallback, metric = _test_cell(ledger, run_id, campaign, rollout)
+    arms, _fallback, metric = variant_arms(ledger, run_id, campaign, rollout)
     if len(arms) < 2 or any(a.exposures == 0 for a in arms):
         return None
     planned = sum(a.exposures for a in arms)
@@ -211,6 +230,23 @@ def rollout_run_id(run_id: str) -> str:
     return f"{run_id}-rollout"
 
 
+def bandit_run_id(run_id: str, wave: int) -> str:
+    """The run of a Thompson rollout's wave `wave` (1, 2...; wave 0 is the launch's test cell)."""
+    return f"{run_id}-wave-{wave}"
+
+
+def child_runs(campaign: Campaign, run_id: str) -> tuple[str, ...]:
+    """The runs a launch may send besides its own: its rollout's (or its Thompson waves') and its kits'."""
+    found: list[str] = []
+    rollout = campaign.rollout
+    if rollout is not None and rollout.strategy == "thompson":
+        found.extend(bandit_run_id(run_id, i) for i in range(1, rollout.waves))
+    elif rollout is not None:
+        found.append(rollout_run_id(run_id))
+    found.extend(kit_run_id(run_id, kit.name) for kit in campaign.share_kits or [])
+    return tuple(found)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -221,9 +257,12 @@ __all__ = [
     "RolloutDecision",
     "SendWindow",
     "Wave",
+    "bandit_run_id",
+    "child_runs",
     "decide_rollout",
     "describe",
     "rollout_run_id",
     "sequential_rollout",
+    "variant_arms",
     "waves",
 ]

@@ -370,6 +370,18 @@ class Ledger(
         with self._tx() as conn:
             return _found(conn, run_id, {arm: int(n) for arm, n in conn.execute(query)})
 
+    def assigned(self, run_id: str) -> list[tuple[int, str, str]]:
+        """Every contact a run assigned: (audience position, contact id, arm), in audience order."""
+        query = (
+            select(assignments.c.seq, assignments.c.contact_id, assignments.c.arm)
+            .where(assignments.c.run_id == run_id)
+            .order_by(assignments.c.seq)
+        )
+        with self._tx() as conn:
+            return _found(
+                conn, run_id, [(int(seq), str(cid), str(arm)) for seq, cid, arm in conn.execute(query)]
+            )
+
     def sends(
         self, run_id: str, channel: str | None = None, state: SendState | str | None = None
     ) -> Generator[SendRow, None, None]:

@@ -1,6 +1,7 @@
 """The report's experiment-validity section: the attribution window and what fell outside it, human and
-automated clicks, each channel's incrementality from its channel holdout, and the always-valid
-(sequential) reading of the overall comparison, safe to read while the run is live.
+automated clicks, each channel's incrementality from its channel holdout, the always-valid
+(sequential) reading of the overall comparison, safe to read while the run is live, and a Thompson
+rollout's waves with the comparison from its uniform share (bandit.py).
 
 Built from the ledger and the run's options (frozen when the run was planned), like the rest of the report.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from clarion.analysis.clicks import ClickCounts, Rules, human_click_times, split_clicks
 from clarion.analysis.incrementality import ChannelLift, channel_lifts
+from clarion.analysis.report.bandit import BanditSection, build_bandit
 from clarion.analysis.sequential import SequentialAnalysis, sequential_analysis
 from clarion.analysis.stats import Analysis, Arm
 from clarion.campaign.measurement import DEFAULT_WINDOW
@@ -96,9 +98,11 @@ class ExperimentSection:
     sequential: SequentialAnalysis | None
     rules: dict[str, Any]
     touches: list[TouchRow] = field(default_factory=list)
+    bandit: BanditSection | None = None  # a Thompson rollout's waves and its uniform-share comparison
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "bandit": self.bandit.as_dict() if self.bandit else None,
             "attribution": self.attribution.as_dict(),
             "clicks": [asdict(c) for c in self.clicks],
             "click_rules": self.rules,
@@ -166,6 +170,7 @@ def build_experiment(
         },
     )
     section.touches = touches(ledger, run_id, options, engagement)
+    section.bandit = build_bandit(ledger, run_id, options)
     holdouts = {str(k): float(v) for k, v in (options.get("channel_holdouts") or {}).items()}
     if holdouts:
         groups = ledger.channel_groups(run_id, list(holdouts))

@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from clarion.analysis.report.bandit import BanditSection
 from clarion.analysis.report.experiment import ExperimentSection
 
 
@@ -92,7 +93,53 @@ def experiment_terminal(section: ExperimentSection) -> list[Any]:
         parts.append(table)
     if section.sequential is not None:
         parts.append(Text("Read live: " + section.sequential.text))
+    if section.bandit is not None:
+        parts.extend(_bandit(section.bandit))
     return parts
+
+
+def _bandit(bandit: BanditSection) -> list[Any]:
+    table = Table(title="Thompson waves: each allocated by the arms' posterior probability of being best")
+    for name in ("wave", "run", "arm", "share", "P(best)", "drawn from", "contacts", "uniform share"):
+        table.add_column(name, justify="left" if name in ("wave", "run", "arm") else "right")
+    for wave in bandit.waves:
+        for i, arm in enumerate(wave.arms):
+            first = i == 0
+            table.add_row(
+                str(wave.wave) if first else "",
+                Text(wave.run_id) if first else "",
+                Text(arm),
+                f"{wave.shares[i]:.1%}",
+                f"{wave.prob_best[i]:.3f}",
+                f"{wave.successes[i]:,}/{wave.exposures[i]:,}" if i < len(wave.exposures) else "–",
+                f"{wave.per_arm.get(arm, 0):,}",
+                f"{wave.uniform_contacts:,} of {wave.contacts:,}" if first else "",
+            )
+    uniform = Table(title="Lift from the uniform share only (the unbiased comparison)")
+    for name in ("arm", "contacts", "successes", "rate (95% CI)", "lift, pts (95% CI)", "p (Holm)"):
+        uniform.add_column(name, justify="left" if name == "arm" else "right")
+    lifts = {c.name: c for c in bandit.uniform.comparisons}
+    for stats in bandit.uniform.arms:
+        lift = lifts.get(stats.name)
+        uniform.add_row(
+            Text(stats.name),
+            f"{stats.exposures:,}",
+            f"{stats.successes:,}",
+            "–"
+            if stats.rate is None
+            else f"{stats.rate:.2%} ({(stats.rate_low or 0):.2%} to {(stats.rate_high or 0):.2%})",
+            "–"
+            if lift is None
+            else f"{_pts(lift.lift_abs)} ({_pts(lift.lift_abs_low)} to {_pts(lift.lift_abs_high)})",
+            "–" if lift is None or lift.p_adjusted is None else f"{lift.p_adjusted:.3g}",
+        )
+    pooled = ", ".join(f"{a.name} {a.successes:,}/{a.exposures:,}" for a in bandit.pooled)
+    return [
+        table,
+        uniform,
+        Text("→ " + bandit.text),
+        Text(f"Every wave pooled (descriptive, biased by the waves' drift): {pooled}"),
+    ]
 
 
 __all__ = ["experiment_terminal"]
