@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	cd benchmarks && ../$(BIN)/mypy --config-file mypy.ini *.py
 
 pytest: $(STAMP) browser axe
 	@mkdir -p "$(PREFECT_HOME)"

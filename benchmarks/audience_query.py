@@ -50,6 +50,7 @@ def make_sqlite(path: Path, n: int) -> str:
 
 
 def make_postgres(url: str, n: int) -> str:
+    import psycopg
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -58,7 +59,7 @@ def make_postgres(url: str, n: int) -> str:
         types = ", ".join(c + (" int" if c == "active" else " text") for c in COLUMNS.split(", "))
         conn.execute(text(f"CREATE TABLE supporters ({types})"))
         raw = conn.connection.dbapi_connection
-        assert raw is not None
+        assert isinstance(raw, psycopg.Connection)
         with raw.cursor() as cursor, cursor.copy(f"COPY supporters ({COLUMNS}) FROM STDIN") as copy:
             for row in rows(n):
                 copy.write_row(row)

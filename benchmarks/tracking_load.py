@@ -196,7 +196,8 @@ def drive(
                 latencies.append(time.perf_counter() - t0)
             return response.status == 302, 1
         if kind == "twilio":
-            token, sid = payload  # type: ignore[misc]
+            assert isinstance(payload, tuple)
+            token, sid = payload
             path = f"/webhooks/twilio?ct={token}"
             params = {"MessageSid": sid, "MessageStatus": "delivered"}
             headers = {
@@ -225,7 +226,8 @@ def drive(
         if kind == "forged-click":
             conn.request("GET", f"/c/{payload}")
         elif kind == "forged-twilio":
-            token, sid = payload  # type: ignore[misc]
+            assert isinstance(payload, tuple)
+            token, sid = payload
             params = urlencode({"MessageSid": sid, "MessageStatus": "delivered"})
             headers = {
                 "X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl",
