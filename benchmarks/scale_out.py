@@ -190,17 +190,48 @@ def _times(messages: list[dict[str, object]]) -> list[float]:
     return sorted(datetime.fromisoformat(str(m["received_at"])).timestamp() for m in messages)
 
 
+class CpuMeter:
+    """The machine's busy share of its cores over a time window (/proc/stat, sampled every 0.25 s): whether
+    more workers could have gone faster, or the cores were already full (workers, sandbox, server, ledger)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with open("/proc/stat") as fh:
+                jiffies = [int(x) for x in fh.readline().split()[1:]]
+            idle = jiffies[3] + jiffies[4]  # idle + iowait
+            self.samples.append((time.time(), sum(jiffies) - idle, sum(jiffies)))
+            self._stop.wait(0.25)
+
+    def busy(self, start: float, end: float) -> float:
+        """Busy share of all cores between two instants (0..1); NaN without samples inside."""
+        self._stop.set()
+        self._thread.join()
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan")
+        (_, busy0, total0), (_, busy1, total1) = inside[0], inside[-1]
+        return (busy1 - busy0) / max(total1 - total0, 1)
+
+
 def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int) -> None:
     path = write(work / "throughput", contacts, email=False, batch=100)
     for shards in (1, 2, 4):
         box.reset()
         run_id = f"tp-{shards}-{uuid.uuid4().hex[:4]}"
+        meter = CpuMeter()
         code = launch(pool, path, run_id, shards, work).wait()
         texts = _times(box.messages("twilio"))
         span = texts[-1] - texts[0] if len(texts) > 1 else float("nan")
+        busy = meter.busy(texts[0], texts[-1]) if texts else float("nan")
         print(
-            f"SMS on {shards} worker(s): {len(texts):,} texts in {span:.1f} s = {len(texts) / span:,.0f}/s "
-            f"(exit {code})",
+            f"SMS on {shards} worker(s): {len(texts):,} texts in {span:.1f} s = {len(texts) / span:,.0f}/s, "
+            f"the machine's {os.cpu_count()} cores {busy:.0%} busy meanwhile (exit {code})",
             flush=True,
         )
 
