@@ -18,8 +18,9 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from clarion.base.identifiers import EVENT_RESOURCE
 from clarion.campaign.loader import load_campaign
-from clarion.campaign.model import EVENT_RESOURCE, Campaign
+from clarion.campaign.model import Campaign
 from clarion.flows.launch import launch
 
 #: The event's own id decides the run id (flows/naming.py): the same event never launches twice.
