@@ -242,6 +242,9 @@ class Channel:
     #: a command that only validates never loads the SDKs' webhook helpers or the sandbox.
     webhooks_module: ClassVar[str | None] = None
     emulator_class: ClassVar[str | None] = None
+    #: Modules a launch imports lazily to render and send on this channel (the SDK, large rule tables):
+    #: `clarion worker` imports them once, before any event, into the process its flow runs fork from.
+    preload: ClassVar[tuple[str, ...]] = ()
     #: Seconds the provider may take to list a message it accepted: before that, a message missing from
     #: its listing proves nothing (`reconcile` leaves the send uncertain).
     listing_delay: ClassVar[float] = 120.0

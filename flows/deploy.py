@@ -18,8 +18,9 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from clarion.base.identifiers import EVENT_RESOURCE
 from clarion.campaign.loader import load_campaign
-from clarion.campaign.model import EVENT_RESOURCE, Campaign
+from clarion.campaign.model import Campaign
 from clarion.flows.launch import launch
 
 #: The event's own id decides the run id (flows/naming.py): the same event never launches twice.
@@ -144,8 +145,10 @@ def serve(paths: list[Path], *, limit: int | None = None) -> None:
 
     from clarion.flows import runner
 
-    deployments = [build(path)[0] for path in paths]
-    asyncio.run(runner.serve(deployments, limit=limit))
+    built = [build(path) for path in paths]
+    providers = {config.provider for _, campaign in built for config in campaign.channels.values()}
+    modules = runner.preload(providers)
+    asyncio.run(runner.serve([deployment for deployment, _ in built], limit=limit, modules=modules))
 
 
 __all__ = ["build", "campaign_files", "full_name", "register", "register_send_deployment", "serve"]

@@ -33,7 +33,28 @@ log = logging.getLogger("clarion.worker")
 
 POLL = 0.25  # seconds between polls for due runs
 PREFETCH = 10.0  # claim scheduled runs this early; the launch waits for its slot before sending
-PRELOAD = ["prefect", "prefect.flow_engine", "clarion.flows.launch"]
+#: What every flow run's process has imported before it is forked (this module too: it runs `execute`;
+#: and what Prefect's engine imports only once a flow or task runs).
+PRELOAD = [
+    "prefect",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "clarion.flows.launch",
+    "clarion.flows.runner",
+]
+
+
+def preload(providers: set[str]) -> list[str]:
+    """PRELOAD and, for each provider, its adapter and what a launch imports lazily to send on it
+    (`Channel.preload`: X's tweepy and text rules took ~1 s of an event's way to its first message)."""
+    from clarion import channels
+
+    modules = list(PRELOAD)
+    for provider in sorted(providers):
+        adapter = channels.get(provider)
+        modules += [adapter.__module__, *adapter.preload]
+    return list(dict.fromkeys(modules))
 
 
 def execute(flow_run_id: str) -> str:
@@ -47,14 +68,19 @@ def execute(flow_run_id: str) -> str:
     return f"{flow_run_id} {state.type.value}"
 
 
-async def serve(deployments: list[RunnerDeployment], *, limit: int | None = None) -> None:
-    """Register `deployments` and run their due flow runs until SIGINT or SIGTERM."""
-    ids = [UUID(str(await cast(Awaitable[UUID], deployment.apply()))) for deployment in deployments]
+async def serve(
+    deployments: list[RunnerDeployment], *, limit: int | None = None, modules: list[str] | None = None
+) -> None:
+    """Register `deployments` and run their due flow runs until SIGINT or SIGTERM. `modules`: what the
+    flow runs' processes import before they are forked (default PRELOAD; `preload(providers)`)."""
     slots = limit or 4
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(modules or PRELOAD)
     pool = ProcessPoolExecutor(slots, mp_context=context, max_tasks_per_child=1)
-    list(pool.map(abs, range(slots)))  # fork the processes now, not at the first launch
+    # the processes forked (their imports done) before the deployments and their triggers exist: once an
+    # event can start a run, a warm process is waiting for it
+    await asyncio.get_running_loop().run_in_executor(None, lambda: list(pool.map(abs, range(slots))))
+    ids = [UUID(str(await cast(Awaitable[UUID], deployment.apply()))) for deployment in deployments]
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -130,4 +156,4 @@ def _finished(running: set[asyncio.Future[str]]) -> Callable[[asyncio.Future[str
     return done
 
 
-__all__ = ["execute", "serve"]
+__all__ = ["PRELOAD", "execute", "preload", "serve"]

@@ -76,6 +76,11 @@ class BlueskySettings(ProviderSettings):
 
 class BlueskyChannel(Channel):
     provider: ClassVar[str] = "bluesky"
+    preload: ClassVar[tuple[str, ...]] = (
+        "atproto",
+        "atproto_client.request",
+        "atproto_client.utils.facet_detection",
+    )
     kind: ClassVar[ChannelKind] = ChannelKind.SOCIAL
     config_model: ClassVar[type[ChannelConfig]] = BlueskyConfig
     settings_model: ClassVar[type[ProviderSettings]] = BlueskySettings

@@ -77,6 +77,7 @@ def idempotency_key(message: Message, recipient: str) -> str:
 
 class MastodonChannel(Channel):
     provider: ClassVar[str] = "mastodon"
+    preload: ClassVar[tuple[str, ...]] = ("mastodon",)
     kind: ClassVar[ChannelKind] = ChannelKind.SOCIAL
     config_model: ClassVar[type[ChannelConfig]] = MastodonConfig
     settings_model: ClassVar[type[ProviderSettings]] = MastodonSettings

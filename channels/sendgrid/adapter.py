@@ -124,6 +124,7 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 
 class SendGridChannel(Channel):
     provider: ClassVar[str] = "sendgrid"
+    preload: ClassVar[tuple[str, ...]] = ("sendgrid", "sendgrid.helpers.mail", "python_http_client")
     kind: ClassVar[ChannelKind] = ChannelKind.EMAIL
     config_model: ClassVar[type[ChannelConfig]] = SendGridConfig
     address_column: ClassVar[str | None] = "email"

@@ -131,6 +131,7 @@ RETRYABLE_CODES = {20429, 20500, 20503, 30001}
 
 class TwilioChannel(Channel):
     provider: ClassVar[str] = "twilio"
+    preload: ClassVar[tuple[str, ...]] = ("twilio.rest", "twilio.rest.api")
     kind: ClassVar[ChannelKind] = ChannelKind.SMS
     config_model: ClassVar[type[ChannelConfig]] = TwilioConfig
     address_column: ClassVar[str | None] = "phone"

@@ -108,6 +108,7 @@ class _Rebase(HTTPAdapter):
 
 class XChannel(Channel):
     provider: ClassVar[str] = "x"
+    preload: ClassVar[tuple[str, ...]] = ("tweepy", "twitter_text")
     kind: ClassVar[ChannelKind] = ChannelKind.SOCIAL
     config_model: ClassVar[type[ChannelConfig]] = XConfig
     max_weighted_length: ClassVar[int] = X_MAX_WEIGHTED_LENGTH

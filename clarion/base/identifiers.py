@@ -18,6 +18,9 @@ IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
 MAX_LENGTH = 200
 NAME_LENGTH = 63
 HINT = "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
+#: The resource id prefix of `clarion trigger`'s events (`clarion.trigger.<event name>`), which deployed
+#: campaigns' automations match; here, so that `clarion trigger` needs no campaign model to emit one.
+EVENT_RESOURCE = "clarion.trigger"
 
 
 def check_identifier(value: str, what: str, *, max_length: int = MAX_LENGTH) -> str:

@@ -233,7 +233,6 @@ class Tracking(_Strict):
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-EVENT_RESOURCE = "clarion.trigger"  # resource id prefix of `clarion trigger`'s events
 
 
 class Schedule(_Strict):

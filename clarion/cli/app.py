@@ -1,8 +1,10 @@
-"""The `clarion` command line's shared parts: the typer app, the consoles, and how user mistakes end.
+"""The `clarion` command line's shared parts: the consoles, how user mistakes end, and the typer app each
+module of commands declares its commands on.
 
 User mistakes arrive here as ClarionError: printed to stderr as `FILE:LINE:COL: message`, exit status 1,
 no traceback. Anything else is a bug and keeps its traceback. The commands live in the modules beside this
-one, by what they are about; clarion/cli/main.py puts them together.
+one, by what they are about; clarion/cli/main.py puts them together, importing a module only when one of
+its commands runs (or its help is asked for).
 """
 
 from __future__ import annotations
@@ -18,31 +20,16 @@ from rich.console import Console
 
 from clarion.base.errors import CampaignInvalid, ClarionError
 
-app = typer.Typer(
-    name="clarion",
-    help="One campaign file, one call to action, every channel at the same moment.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+
+def command_group() -> typer.Typer:
+    """The typer app one module of clarion/cli/ declares its commands on (its `commands`), which
+    clarion/cli/main.py imports only when one of them is asked for (clarion/cli/lazy.py)."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
 # Tables are read in logs and CI output too: there, lay them out wider than rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 140)
-
-
-@app.callback()
-def _startup() -> None:
-    """Before any command: dependencies kept quiet, and every setting read from the environment checked,
-    so that a malformed one is named before anything starts (or writes)."""
-    from clarion import channels
-    from clarion.base.settings import check_environment, quiet_dependencies
-
-    quiet_dependencies()
-    try:
-        check_environment(extra=[adapter.settings_model for adapter in channels.adapters()])
-    except ClarionError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1) from None
 
 
 P = ParamSpec("P")

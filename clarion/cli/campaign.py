@@ -14,10 +14,12 @@ from rich.text import Text
 from clarion.base.errors import CampaignInvalid
 from clarion.channels.base import Message
 from clarion.cli import params
-from clarion.cli.app import FileArg, app, err, out, user_errors
+from clarion.cli.app import FileArg, command_group, err, out, user_errors
+
+commands = command_group()
 
 
-@app.command()
+@commands.command()
 @user_errors
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Campaign or responder files (YAML).")],
@@ -122,7 +124,7 @@ def _message_row(message: Message) -> dict[str, Any]:
     return row
 
 
-@app.command()
+@commands.command()
 @user_errors
 def preview(
     file: FileArg,
@@ -153,7 +155,7 @@ def preview(
     out.print(table)
 
 
-@app.command()
+@commands.command()
 def schema(
     responder: Annotated[
         bool, typer.Option("--responder", help="The responder file format's schema instead.")

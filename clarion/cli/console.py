@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clarion.cli import params
-from clarion.cli.app import err, out, user_errors
+from clarion.cli.app import command_group, err, out, user_errors
 
 console_app = typer.Typer(
     help="Operators of the console (`clarion serve`, /console): sign-in tokens, stored hashed.",
@@ -78,3 +78,7 @@ def users() -> None:
             user.last_seen_at.isoformat(timespec="seconds") if user.last_seen_at else "never",
         )
     out.print(table)
+
+
+commands = command_group()
+commands.add_typer(console_app, name="console")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from clarion.cli import params
-from clarion.cli.app import err, resolve_run, user_errors
+from clarion.cli.app import command_group, err, resolve_run, user_errors
 from clarion.ledger import Ledger
 
 donations_app = typer.Typer(
@@ -49,3 +49,7 @@ def demo(
         f"{before:,} to {after:,}",
         markup=False,
     )
+
+
+commands = command_group()
+commands.add_typer(donations_app, name="donations")

@@ -20,7 +20,7 @@ from clarion.base.errors import ClarionError
 from clarion.campaign.loader import load_campaign
 from clarion.channels.base import ProviderError
 from clarion.cli import params
-from clarion.cli.app import err, out, resolve_run, user_errors
+from clarion.cli.app import command_group, err, out, resolve_run, user_errors
 from clarion.engine.context import make_adapter
 from clarion.ledger import Ledger, RunNotFound
 
@@ -75,3 +75,7 @@ def cancel(
         return
     for channel, count in cancelled.items():
         err.print(f"{channel}: {count:,} scheduled email(s) cancelled", markup=False)
+
+
+commands = command_group()
+commands.add_typer(email_app, name="email")

@@ -15,7 +15,9 @@ import typer
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import app, err, out, resolve_run, user_errors
+from clarion.cli.app import command_group, err, out, resolve_run, user_errors
+
+commands = command_group()
 
 
 def _need_server(what: str) -> str:
@@ -29,7 +31,7 @@ def _need_server(what: str) -> str:
     return url
 
 
-@app.command()
+@commands.command()
 @user_errors
 def deploy(
     files: Annotated[list[Path], typer.Argument(help="Campaign files (YAML).", show_default=False)],
@@ -73,7 +75,7 @@ def deploy(
         err.print("serve them with `clarion worker FOLDER` (or FILE...)", markup=False)
 
 
-@app.command()
+@commands.command()
 @user_errors
 def worker(
     paths: Annotated[
@@ -108,7 +110,7 @@ def worker(
     serve(files, limit=limit)
 
 
-@app.command()
+@commands.command()
 @user_errors
 def trigger(
     event: Annotated[
@@ -140,7 +142,7 @@ def emit(event: str, payload: dict[str, Any], event_id: uuid.UUID) -> str:
 
     import httpx
 
-    from clarion.campaign.model import EVENT_RESOURCE
+    from clarion.base.identifiers import EVENT_RESOURCE
 
     record = {
         "id": str(event_id),
@@ -216,7 +218,7 @@ def _answer(run_id: str, *, approved: bool, approver: str | None, reason: str) -
     out.print(f"run {rid} {verb} by {who}", markup=False, highlight=False)
 
 
-@app.command()
+@commands.command()
 @user_errors
 def approve(
     run_id: Annotated[
@@ -230,7 +232,7 @@ def approve(
     _answer(run_id, approved=True, approver=as_, reason="")
 
 
-@app.command()
+@commands.command()
 @user_errors
 def reject(
     run_id: Annotated[

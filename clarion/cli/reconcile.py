@@ -13,10 +13,12 @@ from rich.text import Text
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import app, err, out, resolve_run, user_errors
+from clarion.cli.app import command_group, err, out, resolve_run, user_errors
+
+commands = command_group()
 
 
-@app.command()
+@commands.command()
 @user_errors
 def reconcile(
     run_id: Annotated[

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import err, out, user_errors
+from clarion.cli.app import command_group, err, out, user_errors
 
 responders_app = typer.Typer(help="Responders: answering people who text or DM you.", no_args_is_help=True)
 
@@ -170,3 +170,7 @@ def responder_report(file_or_name: str, *, as_json: bool) -> bool:
     else:
         out.print(terminal(data))
     return True
+
+
+commands = command_group()
+commands.add_typer(responders_app, name="responders")

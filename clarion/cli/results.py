@@ -11,10 +11,12 @@ import typer
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import app, err, out, resolve_run, user_errors
+from clarion.cli.app import command_group, err, out, resolve_run, user_errors
+
+commands = command_group()
 
 
-@app.command()
+@commands.command()
 @user_errors
 def report(
     run_id: Annotated[
@@ -60,7 +62,7 @@ def report(
         out.print(terminal(data))
 
 
-@app.command()
+@commands.command()
 @user_errors
 def compare(
     counts: Annotated[
@@ -90,7 +92,7 @@ def compare(
 
 
 conversions_app = typer.Typer(help="Conversions measured outside tracked links.", no_args_is_help=True)
-app.add_typer(conversions_app, name="conversions")
+commands.add_typer(conversions_app, name="conversions")
 
 
 @conversions_app.command("import")
@@ -135,7 +137,7 @@ def conversions_import(
         )
 
 
-@app.command()
+@commands.command()
 @user_errors
 def collect(
     run_id: Annotated[

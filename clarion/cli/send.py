@@ -14,10 +14,12 @@ from rich.text import Text
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import FileArg, app, err, out, resolve_run, user_errors
+from clarion.cli.app import FileArg, command_group, err, out, resolve_run, user_errors
 from clarion.cli.interrupt import Interrupted
 from clarion.engine.outcome import RunOutcome
 from clarion.ledger.results import format_reasons
+
+commands = command_group()
 
 
 def _results_table(result: RunOutcome) -> Table:
@@ -46,7 +48,7 @@ def _results_table(result: RunOutcome) -> Table:
     return table
 
 
-@app.command()
+@commands.command()
 @user_errors
 def run(
     file: FileArg,
@@ -325,7 +327,7 @@ def _finish_engagement(box: Any, run_id: str, *, quiet: bool) -> None:
         err.print(f"compare the variants: clarion report {run_id}", markup=False)
 
 
-@app.command()
+@commands.command()
 @user_errors
 def runs(
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="How many, newest first.")] = 20,
@@ -358,7 +360,7 @@ def runs(
     out.print(table)
 
 
-@app.command()
+@commands.command()
 @user_errors
 def status(
     run_id: Annotated[

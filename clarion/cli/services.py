@@ -10,7 +10,9 @@ import typer
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import app, err, out, user_errors
+from clarion.cli.app import command_group, err, out, user_errors
+
+commands = command_group()
 
 
 def _check_address(host: str, port: int) -> None:
@@ -35,7 +37,7 @@ def _check_address(host: str, port: int) -> None:
             ) from None
 
 
-@app.command("sandbox")
+@commands.command("sandbox")
 @user_errors
 def sandbox_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8025,
@@ -84,7 +86,7 @@ def sandbox_command(
     serve(host="127.0.0.1", port=port, faults=config, engagement=engagement)
 
 
-@app.command()
+@commands.command()
 @user_errors
 def serve(
     host: Annotated[
@@ -187,7 +189,7 @@ def outbox_worker(ledger: Any) -> Any:
 
 
 devstack_app = typer.Typer(help="A local production-shaped stack, for trying scale-out on one machine.")
-app.add_typer(devstack_app, name="devstack")
+commands.add_typer(devstack_app, name="devstack")
 
 
 @devstack_app.command("up")

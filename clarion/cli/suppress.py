@@ -24,6 +24,7 @@ from clarion.base.consent import Kind, Reason
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.cli import params
+from clarion.cli.app import command_group
 from clarion.ledger import Ledger, Suppression
 
 suppress_app = typer.Typer(
@@ -228,3 +229,7 @@ def remove(
         err.print(f"not suppressed: {', '.join(missing)}", markup=False)
         raise typer.Exit(1)
     out.print(f"{len(addresses)} opted back in", markup=False)
+
+
+commands = command_group()
+commands.add_typer(suppress_app, name="suppress")

@@ -19,7 +19,7 @@ from rich.table import Table
 from clarion.base.errors import ClarionError
 from clarion.base.settings import TrackingSettings
 from clarion.cli import params
-from clarion.cli.app import err, out, user_errors
+from clarion.cli.app import command_group, err, out, user_errors
 from clarion.ledger import Ledger
 from clarion.tracking.outbound import shown
 
@@ -199,3 +199,7 @@ def test(
     err.print(f"{shown(url)} answered {response.status_code} {response.reason_phrase}", markup=False)
     if not 200 <= response.status_code < 300:
         raise typer.Exit(1)
+
+
+commands = command_group()
+commands.add_typer(webhooks_app, name="webhooks")
