@@ -12,8 +12,14 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
 - **Breaker.** Chunks in a row with exhausted retries are counted per run and channel (`INCR`, reset by
   any chunk that got through); STOP_AFTER of them set the channel's stop reason, which every shard reads
   before each chunk.
-- **Pacing.** The `limits` library's moving window on Redis: one window for messages, one for requests
-  per run and channel, shared by every shard; a request that does not fit sleeps until the window moves.
+- **Pacing.** Two parts, per run and channel, shared by every shard. Spacing: each request reserves the
+  next slot on one schedule (a small Lua script, atomic, on Redis' clock: the slot after the last one
+  reserved, `messages / rate` seconds later), and waits for it, so the shards' requests leave evenly
+  through the second rather than a whole second's worth at its start (a moving window alone admits a
+  burst, and bursts that leave a little late bunch at the provider over the limit). The cap: the `limits`
+  library's moving window on Redis, one for messages and one for requests, which a request that does not
+  fit waits for; the spacing keeps it from filling in practice, the window keeps the limit when a slot is
+  taken late.
 - **Liveness.** Each shard refreshes a lease every LEASE_REFRESH seconds while it runs; a shard whose lease
   expired died (kill -9, a machine gone), and the launch runs its batches again (the ledger's claims make
   that safe: what the dead shard had in flight is listed uncertain, never resent).
@@ -38,6 +44,17 @@ log = logging.getLogger("clarion.engine")
 
 TTL = 24 * 3600  # seconds a run's keys outlive their last use
 LEAD = 0.25  # seconds between the moment every opening batch is ready and the opening instant
+#: Reserves a request's slot on one schedule: KEYS[1] holds when the next slot is free (Redis' clock);
+#: ARGV[1] is this request's share of a second (its messages / the rate), ARGV[2] the key's lifetime.
+#: Returns the seconds to wait for the slot (0 when free now).
+_RESERVE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local free = tonumber(redis.call('GET', KEYS[1]) or '0')
+if free < t then free = t end
+redis.call('SET', KEYS[1], string.format('%.6f', free + tonumber(ARGV[1])), 'EX', tonumber(ARGV[2]))
+return string.format('%.6f', free - t)
+"""
 LEASE_TTL = 6.0  # a shard silent for this long is dead
 LEASE_REFRESH = 1.5
 LEASE_DONE = 600.0  # seconds a finished shard's lease stays, saying "done", while Prefect records its end
@@ -111,6 +128,7 @@ class RedisCoordination(Coordination):
         self.instance = f"{time.time_ns():x}"
         self._offset = self._clock_offset()
         self._limiter: Any = None
+        self._reserve: Any = None
         self._lock = threading.Lock()
         self._stop_key, self._flight_key = self.key(launch, "stop"), self.key(launch, "in_flight")
         self._why: str | None = None
@@ -237,12 +255,24 @@ class RedisCoordination(Coordination):
 
         limiter = self._windows()
         if pacing.requests_per_second:
+            self._space(run_id, channel, "r", 1 / pacing.requests_per_second)
             self._take(
                 limiter, RateLimitItemPerSecond(int(pacing.requests_per_second)), (run_id, channel, "r"), 1
             )
         if pacing.messages_per_second:
+            self._space(run_id, channel, "m", messages / pacing.messages_per_second)
             item = RateLimitItemPerSecond(int(pacing.messages_per_second))
             self._take(limiter, item, (run_id, channel, "m"), messages)
+
+    def _space(self, run_id: str, channel: str, kind: str, seconds: float) -> None:
+        """Wait for this request's slot on the channel's shared schedule (`seconds` of it are its own)."""
+        with self._lock:
+            if self._reserve is None:
+                self._reserve = self.redis.register_script(_RESERVE)
+            reserve = self._reserve
+        wait = float(reserve(keys=[self.key(run_id, f"slot:{channel}:{kind}")], args=[seconds, TTL]))
+        if wait > 0:
+            time.sleep(wait)
 
     @staticmethod
     def _take(limiter: Any, item: Any, ids: tuple[str, ...], cost: int) -> None:

@@ -52,3 +52,41 @@ def test_the_opening_waits_for_a_shard_that_starts_late(redis_url: str) -> None:
     assert len(opened) == 3
     assert time.monotonic() - started >= 3.0, "the early batches did not wait for the late one"
     assert max(opened) - min(opened) < 0.5, f"opening spread {max(opened) - min(opened):.2f} s"
+
+
+def test_pacing_spreads_the_shards_sends_through_each_second(redis_url: str) -> None:
+    # Two workers, two send threads each, one text per request at 100/s across all of them. A moving window
+    # alone admits a second's worth at its start: sends that then leave a little late bunch at the provider
+    # over the limit (230 in a 1-s window at 200/s, measured). Each request has its own slot instead.
+    from clarion.channels.base import Pacing
+
+    first, second, run_id = _pair(redis_url)
+    pacing = Pacing(messages_per_second=100)
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def send(coordination: RedisCoordination, count: int) -> None:
+        for _ in range(count):
+            coordination.pace(run_id, "sms", pacing, 1)
+            with lock:
+                times.append(time.monotonic())
+
+    threads = [threading.Thread(target=send, args=(c, 75)) for c in (first, first, second, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    times.sort()
+
+    def busiest(width: float) -> int:
+        j, most = 0, 0
+        for i, t in enumerate(times):
+            while times[j] <= t - width:
+                j += 1
+            most = max(most, i - j + 1)
+        return most
+
+    assert len(times) == 300
+    assert busiest(1.0) <= 100 + 5, "more than the rate in one second"
+    assert busiest(0.25) <= 40, f"{busiest(0.25)} sends in a quarter second: a burst, not a pace"
+    assert 300 / (times[-1] - times[0]) >= 90, "the pace fell well below the rate"
