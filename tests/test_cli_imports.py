@@ -18,8 +18,11 @@ from typing import Any, ClassVar
 import pytest
 
 #: What `clarion trigger` must not load: the ledger and its database layer, the campaign model and
-#: templates, Prefect, the flows and the engine.
+#: templates, Prefect, the flows and the engine; nor what only sending and serving need (the phone
+#: numbering plans, the rate limiter), though it reads every provider's settings.
 HEAVY = (
+    "phonenumbers",
+    "limits",
     "sqlalchemy",
     "alembic",
     "jinja2",

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import phonenumbers
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from twilio.http.http_client import TwilioHttpClient
@@ -108,6 +107,8 @@ class TwilioConfig(ChannelConfig):
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
+        import phonenumbers  # here: reading the settings does not load the numbering plans
+
         if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region code phonenumbers knows (e.g. US, GB, FR)")
         return value.upper()

@@ -21,7 +21,6 @@ import hmac
 import re
 from enum import StrEnum
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from clarion.base.errors import ClarionError
@@ -82,6 +81,8 @@ def email_key(raw: str) -> str:
 
 def phone(raw: str, region: str = "US", *, strict: bool = True) -> str:
     """`raw` in E.164; `strict` asks for a valid number, otherwise a possible one is enough."""
+    import phonenumbers  # here: a command that never reads a phone number does not load its tables
+
     text = raw.strip()
     try:
         number = phonenumbers.parse(text, region)

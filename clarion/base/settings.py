@@ -28,6 +28,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_LENGTH = 32
+#: The tracking service's default rate limits (per client, and for refused requests), in the `limits` syntax.
+_DEFAULT_LIMITS = ("30/second", "20/minute")
 
 
 class ClarionSettings(BaseSettings):
@@ -117,8 +119,8 @@ class TrackingSettings(BaseSettings):
 
     clarion_conversion_secret: SecretStr | None = None
     clarion_public_url: str | None = None
-    clarion_rate_limit: str = "30/second"
-    clarion_reject_limit: str = "20/minute"
+    clarion_rate_limit: str = _DEFAULT_LIMITS[0]
+    clarion_reject_limit: str = _DEFAULT_LIMITS[1]
     clarion_sms_help_reply: str | None = Field(default=None, max_length=1600)
     clarion_actblue_username: str | None = None
     clarion_actblue_password: SecretStr | None = None
@@ -130,8 +132,8 @@ class TrackingSettings(BaseSettings):
     @field_validator("clarion_rate_limit", "clarion_reject_limit")
     @classmethod
     def _limit(cls, value: str) -> str:
-        if value.strip().lower() == "off":
-            return value
+        if value.strip().lower() == "off" or value in _DEFAULT_LIMITS:
+            return value  # the defaults are good: every command need not load `limits` to say so
         from limits import parse_many
 
         try:
