@@ -12,7 +12,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from clarion.engine.bandit import DECISION, WavePlan, decide_wave
+from clarion.engine.bandit import DECISION, WavePlan, arm_rows, decide_wave
 from clarion.engine.context import RunContext
 from clarion.engine.outcome import WaveOutcome
 from clarion.engine.schedule import bandit_run_id
@@ -31,15 +31,7 @@ def wave_plan(run: RunContext, wave: int) -> WavePlan:
 
 def publish_wave(run_id: str, decision: Mapping[str, Any]) -> None:
     rows = "\n".join(
-        f"| {arm} | {share:.1%} | {p:.3f} | {n:,} | {s:,} |"
-        for arm, share, p, n, s in zip(
-            decision["arms"],
-            decision["shares"],
-            decision["prob_best"],
-            decision["exposures"],
-            decision["successes"],
-            strict=True,
-        )
+        f"| {arm} | {share:.1%} | {p:.3f} | {n:,} | {s:,} |" for arm, share, p, n, s in arm_rows(decision)
     )
     create_markdown_artifact(
         key=artifact_key(f"wave-{decision['wave']}", run_id),

@@ -99,11 +99,10 @@ def posterior_arms(ledger: Ledger, run_id: str, campaign: Campaign, wave: int) -
     return [Arm(name, n, s) for name, (n, s) in totals.items()]
 
 
-def describe(decision: Mapping[str, Any]) -> str:
-    """One line: the wave's shares and P(best) per arm, and its uniform share."""
-    arms = ", ".join(
-        f"{arm} {share:.0%} (P(best) {p:.2f}, {s}/{n})"
-        for arm, share, p, n, s in zip(
+def arm_rows(decision: Mapping[str, Any]) -> list[tuple[str, float, float, int, int]]:
+    """A recorded wave's arms: (arm, share of the wave, P(best), contacts so far, successes so far)."""
+    return list(
+        zip(
             decision["arms"],
             decision["shares"],
             decision["prob_best"],
@@ -111,6 +110,13 @@ def describe(decision: Mapping[str, Any]) -> str:
             decision["successes"],
             strict=True,
         )
+    )
+
+
+def describe(decision: Mapping[str, Any]) -> str:
+    """One line: the wave's shares and P(best) per arm, and its uniform share."""
+    arms = ", ".join(
+        f"{arm} {share:.0%} (P(best) {p:.2f}, {s}/{n})" for arm, share, p, n, s in arm_rows(decision)
     )
     return (
         f"wave {decision['wave']}: {arms}; {decision['uniform_share']:.0%} of the wave spread evenly "
@@ -148,4 +154,13 @@ def decide_wave(
     return WavePlan.recorded(run_id, rollout.waves, recorded), dict(recorded)
 
 
-__all__ = ["DECISION", "WavePlan", "decide_wave", "decision_key", "describe", "later_wave", "posterior_arms"]
+__all__ = [
+    "DECISION",
+    "WavePlan",
+    "arm_rows",
+    "decide_wave",
+    "decision_key",
+    "describe",
+    "later_wave",
+    "posterior_arms",
+]
