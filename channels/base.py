@@ -351,7 +351,11 @@ class Channel:
 
     @classmethod
     def check(cls, message: Message, config: ChannelConfig) -> list[tuple[str, str]]:
-        """The provider's content rules: a list of (rule code, message) for each rule the message breaks."""
+        """The provider's content rules: a list of (rule code, message) for each rule the message breaks.
+
+        A rule reads the message's content (parts, link, unsubscribe URL), not its recipient (`to`,
+        `contact_id`) nor which characters its token has: validation checks one message for all the
+        contacts whose messages differ only by those (`Renderer.check_key`)."""
         return []
 
 

@@ -30,8 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
-from scipy.special import betaln
+from scipy.special import betaln, ndtr, ndtri  # scipy.stats (a second's import) only where a test needs it
 
 from clarion.analysis.arm import Arm as Arm
 from clarion.analysis.arm import check_counts
@@ -108,7 +107,7 @@ def _finite(value: Any) -> Any:
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence {confidence}: give a level between 0 and 1, e.g. 0.95")
-    return float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    return float(ndtri(1 - (1 - confidence) / 2))
 
 
 # -- intervals and tests ---------------------------------------------------------------------------
@@ -141,7 +140,7 @@ def two_proportion_ztest(s1: int, n1: int, s2: int, n2: int) -> tuple[float, flo
     if se == 0:
         return (0.0, 1.0)
     z = (s1 / n1 - s2 / n2) / se
-    return (z, float(2 * sps.norm.sf(abs(z))))
+    return (z, float(2 * ndtr(-abs(z))))
 
 
 def diff_interval(s1: int, n1: int, s2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -196,6 +195,8 @@ def welch(arm: Arm, baseline: Arm) -> tuple[float, float] | None:
     (m1, v1, n1), (m2, v2, n2) = first, second
     if v1 == 0 and v2 == 0:  # the t statistic is 0/0
         return None
+    from scipy import stats as sps
+
     result = sps.ttest_ind_from_stats(m1, math.sqrt(v1), n1, m2, math.sqrt(v2), n2, equal_var=False)
     return (float(result.statistic), float(result.pvalue))
 

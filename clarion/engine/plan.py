@@ -121,10 +121,11 @@ class _Planner:
     def _refusal(self, cid: str, contact: Contact, address: str) -> tuple[str | None, str]:
         """Why this contact may not get this channel (None: they may), and their address key."""
         rules = self._consent[cid]
-        key = address_key(self._secret, rules.kind, stored_form(rules.kind, address))
+        stored = stored_form(rules.kind, address)
+        key = address_key(self._secret, rules.kind, stored)
         if rules.column and not consent_given(contact.fields.get(rules.column, "")):
             return "no_consent", key
-        if stored_form(rules.kind, address) in self._suppressed[rules.kind]:
+        if stored in self._suppressed[rules.kind]:
             return "suppressed", key
         if key in rules.capped:
             return "frequency_cap", key

@@ -52,6 +52,11 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def contact_bytes(contact: int) -> int:
+    """How many bytes a contact's position takes in a token (the token's length depends on nothing else)."""
+    return max(1, (contact.bit_length() + 6) // 7)
+
+
 def _read_varint(data: bytes) -> tuple[int, int]:
     value = shift = 0
     for i, byte in enumerate(data[:5]):

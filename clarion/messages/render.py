@@ -30,7 +30,7 @@ from clarion.campaign.contacts import Contact
 from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import Variant
 from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
-from clarion.messages.links import LinkClaims, LinkSigner, message_link, run_key
+from clarion.messages.links import LinkClaims, LinkSigner, contact_bytes, message_link, run_key
 from clarion.messages.share import share_helpers
 from clarion.messages.skeleton import (
     MAX_VALUES_BYTES,
@@ -190,6 +190,7 @@ class Renderer:
         }
         self._shapes: dict[tuple[str, str, str | None], Shape] = {}
         self._infos: dict[str, _ChannelInfo] = {}
+        self._reads: dict[str, tuple[str, ...] | None] = {}
 
     def _part_source(
         self, cid: str, config: ChannelConfig, part: Part, inline: dict[str, str], problems: list[Problem]
@@ -247,6 +248,45 @@ class Renderer:
             token=token,
             keep_refcode_as=self.campaign.cta.refcode_keep_as,
         )
+
+    def check_key(self, channel_id: str, variant: Variant, contact: Contact) -> tuple[object, ...] | None:
+        """What this contact's message on this channel depends on, but for its address and its token's
+        characters: the variant, the token's length and the contact fields its holes read. Two contacts
+        with the same key get messages that differ only in their tokens, and so break the same rules
+        (`Channel.check` reads neither the recipient nor the token's characters): validation checks one
+        message per key. None when the channel's message depends on more (a part rendered per recipient,
+        a hole that reads a link or a share helper through an expression)."""
+        try:
+            reads = self._reads[channel_id]
+        except KeyError:
+            reads = self._reads[channel_id] = self._fields_read(channel_id)
+        if reads is None:
+            return None
+        fields = contact.fields
+        return (channel_id, variant.id, contact_bytes(contact.seq), *[fields.get(name) for name in reads])
+
+    def _fields_read(self, channel_id: str) -> tuple[str, ...] | None:
+        """The contact fields the channel's holes read, when that is all a message depends on per contact."""
+        adapter = self._info(channel_id).adapter
+        if adapter.kind is ChannelKind.SOCIAL:
+            return None  # a post is rendered once, not per contact
+        reads: set[str] = set()
+        for part in adapter.parts:
+            if (channel_id, part.name) not in self._templates:
+                continue
+            plan = self._plans.get((channel_id, part.name))
+            if plan is None:
+                return None  # rendered per recipient: anything in it may differ
+            for hole in plan.holes:
+                if hole.direct is not None and hole.direct[0] in ("link", "unsubscribe_url", "variant"):
+                    continue  # the token (by its length) and the variant are in the key
+                if hole.direct is not None and hole.direct[0] == "contact" and hole.direct[1]:
+                    reads.add(hole.direct[1])
+                elif hole.reads is None:
+                    return None
+                else:
+                    reads.update(hole.reads)
+        return tuple(sorted(reads))
 
     def render(
         self,

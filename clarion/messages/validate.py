@@ -28,6 +28,9 @@ from clarion.messages.links import LinkSigner
 from clarion.messages.render import PREVIEW_RUN, Renderer, RenderProblem
 
 EXAMPLES_SHOWN = 3
+#: Checked messages remembered by what they depend on (`Renderer.check_key`); cleared when full, so that
+#: memory stays flat on any audience.
+CHECK_MEMO = 65_536
 _PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -183,6 +186,7 @@ def scan(
 
     assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
     seen: set[str] = set()
+    memo: dict[tuple[object, ...], _Checked] = {}
     try:
         for contact in contacts.records():
             report.contacts += 1
@@ -228,7 +232,7 @@ def scan(
                     continue
                 # the rest of a rollout gets whichever variant wins: each must render for them
                 for variant in [variants[arm]] if arm != REST else list(variants.values()):
-                    _render_checked(renderer, cid, variant, contact, address, groups, report)
+                    _render_checked(renderer, cid, variant, contact, address, groups, report, memo)
             if visitor is not None and not groups:
                 visitor(contact, arm, addresses)
     except ContactsError as exc:
@@ -282,6 +286,10 @@ def _contact_ok(
     return True
 
 
+#: A message's check: the rules it breaks (code, text), or the template failure it met.
+_Checked = list[tuple[str, str]] | RenderProblem
+
+
 def _render_checked(
     renderer: Renderer,
     cid: str,
@@ -290,16 +298,30 @@ def _render_checked(
     address: str | None,
     groups: ProblemGroups,
     report: ValidationReport,
+    memo: dict[tuple[object, ...], _Checked] | None = None,
 ) -> None:
+    """Render and check one message; a contact whose message was checked for another with the same
+    `Renderer.check_key` gets that check's outcome, without rendering."""
     config = renderer.campaign.channels[cid]
     adapter = channels.get(config.provider)
-    try:
-        message = renderer.render(cid, variant, contact, address=address)
-    except RenderProblem as exc:
-        groups.add(("render", cid, exc.code, exc.problem.file, str(exc.problem.line)), exc.problem, contact)
+    key = renderer.check_key(cid, variant, contact) if memo is not None and contact is not None else None
+    checked = memo.get(key) if memo is not None and key is not None else None
+    if checked is None:
+        try:
+            message = renderer.render(cid, variant, contact, address=address)
+            report.samples.setdefault(f"{cid}:{variant.id}", message)
+            checked = adapter.check(message, config)
+        except RenderProblem as exc:
+            checked = exc
+        if memo is not None and key is not None:
+            if len(memo) >= CHECK_MEMO:
+                memo.clear()
+            memo[key] = checked
+    if isinstance(checked, RenderProblem):
+        problem = checked.problem
+        groups.add(("render", cid, checked.code, problem.file, str(problem.line)), problem, contact)
         return
-    report.samples.setdefault(f"{cid}:{variant.id}", message)
-    for code, text in adapter.check(message, config):
+    for code, text in checked:
         where = adapter.rule_fields.get(code) or ("template" if config.template else "body")
         problem = renderer.loaded.source.problem(("channels", cid, where), f"variant {variant.id}: {text}")
         groups.add(("rule", cid, variant.id, code), problem, contact)
