@@ -19,8 +19,19 @@ import pytest
 
 #: What `clarion trigger` must not load: the ledger and its database layer, the campaign model and
 #: templates, Prefect, the flows and the engine; nor what only sending and serving need (the phone
-#: numbering plans, the rate limiter), though it reads every provider's settings.
+#: numbering plans, the rate limiter), though it reads every provider's settings: not their adapters,
+#: rules or SDKs (`clarion.settings` entry points).
+ADAPTERS = tuple(
+    f"clarion.channels.{p}.{m}"
+    for p in ("sendgrid", "twilio", "x", "bluesky", "mastodon", "linkedin", "threads")
+    for m in ("adapter", "rules")
+)
 HEAVY = (
+    *ADAPTERS,
+    "sendgrid",
+    "twilio",
+    "tweepy",
+    "requests",
     "phonenumbers",
     "limits",
     "sqlalchemy",

@@ -47,3 +47,6 @@ def test_the_wheel_declares_the_command_and_the_providers(wheel: zipfile.ZipFile
     section = text.split("[clarion.channels]", 1)[1].split("[", 1)[0]
     declared = {line.split("=")[0].strip() for line in section.strip().splitlines()}
     assert declared == {"sendgrid", "twilio", "x", "bluesky", "mastodon", "linkedin", "threads"}
+    # and each one's settings on their own, for the start-up check that loads no adapter
+    section = text.split("[clarion.settings]", 1)[1].split("[", 1)[0]
+    assert {line.split("=")[0].strip() for line in section.strip().splitlines()} == declared

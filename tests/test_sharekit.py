@@ -10,7 +10,7 @@ import pytest
 from clarion.base.errors import CampaignInvalid
 from clarion.campaign.kits import kit_run_id, load_kits
 from clarion.campaign.loader import load_campaign
-from clarion.channels.x import XChannel
+from clarion.channels.x.adapter import XChannel
 from clarion.messages.share import linkedin_share_url
 from tests.conftest import CampaignDir
 

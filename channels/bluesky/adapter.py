@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from clarion.channels.base import (
     AccountCheck,
@@ -34,13 +34,13 @@ from clarion.channels.base import (
 )
 from clarion.channels.bluesky.calls import call as _call
 from clarion.channels.bluesky.rules import MAX_GRAPHEMES, post_problems
+from clarion.channels.bluesky.settings import BlueskySettings
 from clarion.channels.social import compose_link, with_empty
 from clarion.channels.text import graphemes
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
 
-BLUESKY_URL = "https://bsky.social"
 BLUESKY_INTENT = "https://bsky.app/intent/compose"
 #: The PDS's documented write limits: 5,000 points an hour and 35,000 a day; a created record costs 3.
 POSTS_PER_HOUR = 5000 // 3
@@ -66,12 +66,6 @@ class BlueskyConfig(ChannelConfig):
         default_factory=LinkCard, description="The link card for the CTA; null for none."
     )
     langs: list[str] = Field(default_factory=lambda: ["en"], max_length=3)
-
-
-class BlueskySettings(ProviderSettings):
-    handle: str = Field(validation_alias="BLUESKY_HANDLE", min_length=1)
-    app_password: SecretStr = Field(validation_alias="BLUESKY_APP_PASSWORD")
-    base_url: str = Field(default=BLUESKY_URL, validation_alias="CLARION_BLUESKY_URL")
 
 
 class BlueskyChannel(Channel):

@@ -1,5 +1,2 @@
-"""linkedin"""
-
-from clarion.channels.linkedin.adapter import LinkedInChannel
-
-__all__ = ["LinkedInChannel"]
+"""linkedin: the adapter is clarion.channels.linkedin.adapter, its settings clarion.channels.linkedin.settings
+(nothing is imported here, so that the settings load without the adapter and its SDK)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from clarion.channels.base import (
     AccountCheck,
@@ -39,12 +39,12 @@ from clarion.channels.linkedin.rules import (
     linkedin_length,
     post_problems,
 )
+from clarion.channels.linkedin.settings import LinkedInSettings
 from clarion.channels.social import Once, http_client, with_empty
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
 
-LINKEDIN_API = "https://api.linkedin.com"
 #: LinkedIn's documented daily limit of posts created per member (the page's administrator).
 POSTS_PER_DAY = 150
 
@@ -64,23 +64,6 @@ class LinkedInConfig(ChannelConfig):
     provider: Literal["linkedin"]
     visibility: Literal["PUBLIC", "LOGGED_IN"] = "PUBLIC"
     card: ArticleCard | None = Field(default_factory=ArticleCard, description="null for no preview.")
-
-
-class LinkedInSettings(ProviderSettings):
-    access_token: SecretStr = Field(validation_alias="LINKEDIN_ACCESS_TOKEN")
-    organization: str = Field(validation_alias="LINKEDIN_ORGANIZATION")
-    version: str = Field(default="202511", validation_alias="LINKEDIN_VERSION", pattern=r"^\d{6}$")
-    base_url: str = Field(default=LINKEDIN_API, validation_alias="CLARION_LINKEDIN_URL")
-
-    @field_validator("organization")
-    @classmethod
-    def _urn(cls, value: str) -> str:
-        value = value.strip()
-        if value.isdigit():
-            return f"urn:li:organization:{value}"
-        if value.startswith("urn:li:organization:") and value.rsplit(":", 1)[1].isdigit():
-            return value
-        raise ValueError("LINKEDIN_ORGANIZATION must be the page's numeric id or urn:li:organization:<id>")
 
 
 class LinkedInChannel(Channel):

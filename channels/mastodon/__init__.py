@@ -1,5 +1,2 @@
-"""mastodon"""
-
-from clarion.channels.mastodon.adapter import MastodonChannel
-
-__all__ = ["MastodonChannel"]
+"""mastodon: the adapter is clarion.channels.mastodon.adapter, its settings clarion.channels.mastodon.settings
+(nothing is imported here, so that the settings load without the adapter and its SDK)."""

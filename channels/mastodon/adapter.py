@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import requests
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from clarion.channels.base import (
     AccountCheck,
@@ -38,6 +38,7 @@ from clarion.channels.mastodon.rules import (
     mastodon_length,
     post_problems,
 )
+from clarion.channels.mastodon.settings import MastodonSettings
 from clarion.channels.social import compose_link, with_empty
 
 if TYPE_CHECKING:
@@ -62,11 +63,6 @@ class MastodonConfig(ChannelConfig):
         description="The instance's limit used at validation; pre-flight checks the instance's own.",
     )
     characters_reserved_per_url: int = Field(default=DEFAULT_CHARACTERS_PER_URL, ge=0)
-
-
-class MastodonSettings(ProviderSettings):
-    instance: str = Field(validation_alias="MASTODON_INSTANCE", pattern=r"^https?://\S+$")
-    access_token: SecretStr = Field(validation_alias="MASTODON_ACCESS_TOKEN")
 
 
 def idempotency_key(message: Message, recipient: str) -> str:

@@ -16,7 +16,7 @@ from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from markupsafe import escape
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from clarion.base import addresses
 from clarion.base.timing import parse_clock, zone
@@ -40,6 +40,7 @@ from clarion.channels.base import (
     retry_after_seconds,
     seconds_until,
 )
+from clarion.channels.sendgrid.settings import SendGridSettings
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
@@ -107,11 +108,6 @@ class SendGridConfig(ChannelConfig):
     def sender(self) -> tuple[str | None, str]:
         name, address = parseaddr(self.from_)
         return (name or None, address)
-
-
-class SendGridSettings(ProviderSettings):
-    api_key: SecretStr = Field(validation_alias="SENDGRID_API_KEY")
-    base_url: str = Field(default="https://api.sendgrid.com", validation_alias="CLARION_SENDGRID_URL")
 
 
 #: Substitution keys standing for each recipient's tracked link and unsubscribe link, so one request's

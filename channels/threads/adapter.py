@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, SecretStr
 
 from clarion.channels.base import (
     AccountCheck,
@@ -38,11 +37,11 @@ from clarion.channels.base import (
 )
 from clarion.channels.social import Once, compose_link, http_client, with_empty
 from clarion.channels.threads.rules import MAX_CHARACTERS, post_problems, threads_length
+from clarion.channels.threads.settings import ThreadsSettings
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
 
-THREADS_API = "https://graph.threads.net"
 API_VERSION = "v1.0"
 THREADS_INTENT = "https://www.threads.net/intent/post"
 #: Threads' documented publishing limit: 250 API-published posts per profile in 24 hours.
@@ -60,12 +59,6 @@ class ThreadsConfig(ChannelConfig):
 
     provider: Literal["threads"]
     reply_control: Literal["everyone", "accounts_you_follow", "mentioned_only"] = "everyone"
-
-
-class ThreadsSettings(ProviderSettings):
-    access_token: SecretStr = Field(validation_alias="THREADS_ACCESS_TOKEN")
-    user_id: str = Field(default="me", validation_alias="THREADS_USER_ID", pattern=r"^(me|\d+)$")
-    base_url: str = Field(default=THREADS_API, validation_alias="CLARION_THREADS_URL")
 
 
 class ThreadsChannel(Channel):

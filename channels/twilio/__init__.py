@@ -1,5 +1,2 @@
-"""twilio"""
-
-from clarion.channels.twilio.adapter import TwilioChannel
-
-__all__ = ["TwilioChannel"]
+"""twilio: the adapter is clarion.channels.twilio.adapter, its settings clarion.channels.twilio.settings
+(nothing is imported here, so that the settings load without the adapter and its SDK)."""

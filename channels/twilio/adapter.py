@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from twilio.http.http_client import TwilioHttpClient
 
 from clarion.base import addresses
@@ -44,6 +44,7 @@ from clarion.channels.twilio.rules import (
     sms_length,
     tells_how_to_opt_out,
 )
+from clarion.channels.twilio.settings import TwilioSettings
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
@@ -118,12 +119,6 @@ class TwilioConfig(ChannelConfig):
         if not self.from_ and not self.messaging_service_sid:
             raise ValueError('needs a sender: `from: "+15551234567"` or `messaging_service_sid: MG...`')
         return self
-
-
-class TwilioSettings(ProviderSettings):
-    account_sid: str = Field(validation_alias="TWILIO_ACCOUNT_SID", pattern=r"^AC[0-9a-fA-F]{32}$")
-    auth_token: SecretStr = Field(validation_alias="TWILIO_AUTH_TOKEN")
-    base_url: str = Field(default="https://api.twilio.com", validation_alias="CLARION_TWILIO_URL")
 
 
 #: Twilio error codes that mean "not now" rather than "never".

@@ -1,5 +1,2 @@
-"""x"""
-
-from clarion.channels.x.adapter import XChannel
-
-__all__ = ["XChannel"]
+"""x: the adapter is clarion.channels.x.adapter, its settings clarion.channels.x.settings
+(nothing is imported here, so that the settings load without the adapter and its SDK)."""

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
-from pydantic import Field, SecretStr, model_validator
 from requests.adapters import HTTPAdapter
 
 from clarion.channels.base import (
@@ -35,6 +34,7 @@ from clarion.channels.base import (
     seconds_until,
 )
 from clarion.channels.x.rules import X_MAX_WEIGHTED_LENGTH, x_weighted_length
+from clarion.channels.x.settings import X_API, XSettings
 
 if TYPE_CHECKING:
     from clarion.channels.reconcile import Found, Lookup
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 #: X's free API tier allows this many posts per 24 hours (documented limit, late 2026).
 X_FREE_TIER_POSTS_PER_DAY = 17
 
-X_API = "https://api.twitter.com"
 X_INTENT = "https://x.com/intent/post"
 # tweepy logs request headers (the bearer token) at DEBUG: keep its logger above that.
 logging.getLogger("tweepy").setLevel(logging.INFO)
@@ -57,32 +56,6 @@ class XConfig(ChannelConfig):
     """`channels.<id>:` for a post on X. The post goes to everyone, so templates see no `contact`."""
 
     provider: Literal["x"]
-
-
-class XSettings(ProviderSettings):
-    """OAuth 2.0 user token (X_ACCESS_TOKEN alone) or OAuth 1.0a (the four keys)."""
-
-    access_token: SecretStr = Field(validation_alias="X_ACCESS_TOKEN")
-    api_key: SecretStr | None = Field(default=None, validation_alias="X_API_KEY")
-    api_secret: SecretStr | None = Field(default=None, validation_alias="X_API_SECRET")
-    access_token_secret: SecretStr | None = Field(default=None, validation_alias="X_ACCESS_TOKEN_SECRET")
-    base_url: str = Field(default=X_API, validation_alias="CLARION_X_URL")
-
-    @model_validator(mode="after")
-    def _complete_oauth1(self) -> XSettings:
-        given = {
-            "X_API_KEY": self.api_key,
-            "X_API_SECRET": self.api_secret,
-            "X_ACCESS_TOKEN_SECRET": self.access_token_secret,
-        }
-        if any(given.values()) and not all(given.values()):
-            lacking = ", ".join(name for name, value in given.items() if not value)
-            raise ValueError(f"OAuth 1.0a needs all four keys; {lacking} missing")
-        return self
-
-    @property
-    def oauth1(self) -> bool:
-        return self.api_key is not None
 
 
 class _Rebase(HTTPAdapter):

@@ -72,7 +72,7 @@ def _startup() -> None:
 
     quiet_dependencies()
     try:
-        check_environment(extra=[adapter.settings_model for adapter in channels.adapters()])
+        check_environment(extra=channels.settings_models())
     except ClarionError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None

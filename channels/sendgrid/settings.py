@@ -1,0 +1,16 @@
+"""SendGrid's credentials and endpoint: SENDGRID_API_KEY, CLARION_SENDGRID_URL.
+
+On their own, apart from the adapter and its SDK: every command checks every provider's variables at
+start-up (clarion.base.settings.check_environment), and this is all that check loads (the entry-point
+group `clarion.settings`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from clarion.channels.base import ProviderSettings
+
+
+class SendGridSettings(ProviderSettings):
+    api_key: SecretStr = Field(validation_alias="SENDGRID_API_KEY")
+    base_url: str = Field(default="https://api.sendgrid.com", validation_alias="CLARION_SENDGRID_URL")
