@@ -16,7 +16,7 @@ from clarion.engine.schedule import rollout_run_id
 from clarion.ledger import Ledger
 from clarion.ledger.results import ChannelVariantResult, format_reasons
 
-if TYPE_CHECKING:  # the statistics load scipy: not at import (see publish_report)
+if TYPE_CHECKING:  # the report's modules load when a run ends, not at import (see publish_report)
     from clarion.analysis.report.model import Report
 
 
@@ -26,8 +26,8 @@ def artifact_key(prefix: str, run_id: str) -> str:
 
 
 def publish_report(ledger: Ledger, run_id: str) -> Report:
-    # imported here: the statistics load scipy, which a launch does not need until it ends (every second
-    # of import is a second between an event and the first message)
+    # imported here: the report's modules, which a launch does not need until it ends (every second of
+    # import is a second between an event and the first message)
     from dataclasses import asdict
 
     from clarion.analysis.report import build_report

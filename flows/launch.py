@@ -391,7 +391,7 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
 
 
 def _warm_report() -> None:
-    """Load the report's statistics (scipy, about a second of imports) beside the sending, which mostly
+    """Load the report's modules (its statistics, formats and templates) beside the sending, which mostly
     waits on the network and the ledger, instead of after it: the run's results are published the moment
     its last batch settles."""
 
