@@ -191,6 +191,7 @@ class Renderer:
         self._shapes: dict[tuple[str, str, str | None], Shape] = {}
         self._infos: dict[str, _ChannelInfo] = {}
         self._reads: dict[str, tuple[str, ...] | None] = {}
+        self._tokens: dict[tuple[str, str], Callable[[int], str]] = {}
 
     def _part_source(
         self, cid: str, config: ChannelConfig, part: Part, inline: dict[str, str], problems: list[Problem]
@@ -232,10 +233,17 @@ class Renderer:
     # -- rendering ---------------------------------------------------------------------------------
 
     def token(self, channel_id: str, variant_id: str, contact_seq: int | None) -> str:
-        claims = LinkClaims(
-            self._run_key, self._channel_index[channel_id], self._variant_index[variant_id], contact_seq
-        )
-        return self.signer.sign(claims)
+        if contact_seq is None:
+            claims = LinkClaims(
+                self._run_key, self._channel_index[channel_id], self._variant_index[variant_id]
+            )
+            return self.signer.sign(claims)
+        tokens = self._tokens.get((channel_id, variant_id))
+        if tokens is None:
+            tokens = self._tokens[(channel_id, variant_id)] = self.signer.contact_tokens(
+                self._run_key, self._channel_index[channel_id], self._variant_index[variant_id]
+            )
+        return tokens(contact_seq)
 
     def link(self, channel_id: str, kind: ChannelKind, variant_id: str, token: str) -> str:
         return message_link(
