@@ -110,3 +110,27 @@ def test_sign_refuses_claims_a_token_cannot_carry_and_round_trips_the_rest(claim
 def test_a_token_signed_with_another_key_is_rejected(claims: LinkClaims, key: bytes) -> None:
     # keys of one length: HMAC pads a short key with zero bytes, so b"k" * 32 + b"\0" is the same key
     assert signer.verify(LinkSigner(key).sign(claims)) is None
+
+
+@FUZZ
+@given(
+    claims=any_claims.filter(lambda c: c.contact is not None)
+    | in_range_claims.filter(lambda c: c.contact is not None),
+    key=st.binary(max_size=200),
+)
+@example(claims=LinkClaims(b"r" * RUN_KEY_BYTES, 0, 0, MAX_CONTACT), key=b"k" * 32)
+@example(claims=LinkClaims(b"r" * RUN_KEY_BYTES, 255, 255, 0), key=b"k" * 65)  # a key over SHA-256's block
+def test_contact_tokens_are_the_tokens_sign_makes(claims: LinkClaims, key: bytes) -> None:
+    """A send's tokens (`contact_tokens`, HMAC resumed from a copy) are sign()'s, byte for byte, and refused
+    for the same claims."""
+    one = LinkSigner(key)
+    assert claims.contact is not None
+    try:
+        expected: str | None = one.sign(claims)
+    except ValueError:
+        expected = None
+    try:
+        got: str | None = one.contact_tokens(claims.run, claims.channel, claims.variant)(claims.contact)
+    except ValueError:
+        got = None
+    assert got == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 from clarion import channels
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.messages.links import LinkSigner
-from clarion.messages.render import Renderer
-from tests.conftest import CAMPAIGN, CampaignDir
+from clarion.messages.render import Renderer, RenderProblem
+from tests.conftest import CAMPAIGN, CONTACTS, UNTRACKED, CampaignDir
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(REPO.glob("examples/*/campaign.yaml"))
@@ -56,13 +57,11 @@ def _same(
                             assert filled == value
                 # what the send renders (`full=False`): for a provider that substitutes values itself, the
                 # same skeleton and values, its parts not filled in; otherwise the very same message
+                # (every field but the parts and their measures; the values in the same order: the request)
                 sent = fast.render(cid, variant, contact, address="someone@example.org", full=False)
-                assert (sent.shared, sent.values, sent.subject, sent.link) == (
-                    a.shared,
-                    a.values,
-                    a.subject,
-                    a.link,
-                )
+                apart = {"html": None, "text": "", "metrics": {}}
+                assert replace(sent, **apart) == replace(a, **apart)
+                assert list(sent.values) == list(a.values)
                 if sent.shared is not None and "html" in channels.get(a.provider).substitutes:
                     assert (sent.html, sent.text) == (None, "")
                 else:
@@ -89,6 +88,54 @@ def test_a_plain_personalised_email_is_one_skeleton_for_every_variant(campaign_d
     first = messages[0]
     assert first.values  # the first name, the headline, the link and the unsubscribe link, by key
     assert first.link in first.values.values() and "Ada" in first.values.values()
+
+
+@pytest.mark.parametrize(
+    ("text", "contacts"),
+    [
+        (UNTRACKED, CONTACTS),  # the link is the CTA's URL, its `&` escaped in the HTML; no unsubscribe URL
+        (CAMPAIGN.replace('"Chip in now."', "12000"), CONTACTS),  # a var that is not text: rendered once
+        (
+            CAMPAIGN.replace(
+                "    postal_address:", '    text: "{{ contact.first_name }} {{ link }}"\n    postal_address:'
+            ),
+            CONTACTS,
+        ),  # a text part of its own
+        (
+            CAMPAIGN,
+            CONTACTS + "c-005,eve@example.org,,Eve" + "e" * 9000 + ",UTC,cfo,no\n",
+        ),  # too much to substitute
+        (
+            CAMPAIGN,
+            CONTACTS + "c-005,eve@example.org,,CLRNK0001HZ,UTC,cfo,no\n",
+        ),  # a value that looks like a key
+    ],
+    ids=["untracked", "number-var", "text-part", "long-value", "key-like-value"],
+)
+def test_the_sends_message_is_the_full_ones_skeleton_and_values(
+    campaign_dir: CampaignDir, text: str, contacts: str
+) -> None:
+    loaded = load_campaign(campaign_dir.campaign(text, contacts=contacts))
+    fast, full = _pair(loaded)
+    assert _same(loaded, fast, full) == len(contacts.splitlines()[1:]) * 3 * 2
+
+
+def test_a_missing_field_fails_the_send_as_it_fails_the_full_render(campaign_dir: CampaignDir) -> None:
+    loaded = load_campaign(
+        campaign_dir.campaign(
+            CAMPAIGN.replace("{{ contact.first_name }}, {{ variant", "{{ contact.nickname }}, {{ variant")
+        )
+    )
+    fast, _ = _pair(loaded)
+    contact = next(loaded.contacts().records())
+    variant = loaded.campaign.experiment.variants[0]
+    problems = []
+    for full in (True, False):
+        with pytest.raises(RenderProblem) as caught:
+            fast.render("email", variant, contact, address="a@example.org", full=full)
+        problems.append((caught.value.code, str(caught.value)))
+    assert problems[0] == problems[1]
+    assert problems[0][0] == "contact_field:nickname"
 
 
 STEERED = """\

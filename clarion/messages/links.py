@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,6 +29,8 @@ _CONTACT, _POST = 1, 2  # token kinds, the first byte
 _DOMAIN = b"clarion.link.v1\x00"
 MAX_TOKEN = 64
 MAX_CONTACT = 1 << 35  # contact positions verify reads: a varint of at most 5 bytes
+_BLOCK = hashlib.sha256().block_size
+_IPAD, _OPAD = (bytes(x ^ pad for x in range(256)) for pad in (0x36, 0x5C))  # RFC 2104, as translate tables
 
 
 def _b64(data: bytes) -> str:
@@ -77,6 +80,16 @@ class LinkClaims:
     contact: int | None = None
 
 
+def _check(claims: LinkClaims) -> None:
+    if (
+        len(claims.run) != RUN_KEY_BYTES
+        or not 0 <= claims.channel <= 0xFF
+        or not 0 <= claims.variant <= 0xFF
+        or (claims.contact is not None and not 0 <= claims.contact < MAX_CONTACT)
+    ):
+        raise ValueError(f"claims out of a token's range: {claims}")
+
+
 class LinkSigner:
     def __init__(self, key: bytes) -> None:
         self._key = key
@@ -91,18 +104,38 @@ class LinkSigner:
 
     def sign(self, claims: LinkClaims) -> str:
         """The token for `claims`; ValueError for claims no token can carry (verify would misread them)."""
-        if (
-            len(claims.run) != RUN_KEY_BYTES
-            or not 0 <= claims.channel <= 0xFF
-            or not 0 <= claims.variant <= 0xFF
-            or (claims.contact is not None and not 0 <= claims.contact < MAX_CONTACT)
-        ):
-            raise ValueError(f"claims out of a token's range: {claims}")
+        _check(claims)
         kind = _POST if claims.contact is None else _CONTACT
         payload = bytes([kind]) + claims.run + bytes([claims.channel, claims.variant])
         if claims.contact is not None:
             payload += _varint(claims.contact)
         return _b64(payload + self._mac(payload))
+
+    def contact_tokens(self, run: bytes, channel: int, variant: int) -> Callable[[int], str]:
+        """`sign(LinkClaims(run, channel, variant, contact))` as a function of the contact, for a send's many
+        contacts: what their claims share is checked and hashed once (HMAC's inner hash resumed from a copy,
+        RFC 2104), about a third of a one-shot HMAC's work per token. The same tokens, the same errors."""
+        _check(LinkClaims(run, channel, variant))
+        prefix = bytes([_CONTACT]) + run + bytes([channel, variant])
+        key = (hashlib.sha256(self._key).digest() if len(self._key) > _BLOCK else self._key).ljust(
+            _BLOCK, b"\0"
+        )
+        inner = hashlib.sha256(key.translate(_IPAD) + _DOMAIN + prefix)
+        outer = hashlib.sha256(key.translate(_OPAD))
+
+        def token(contact: int) -> str:
+            if not 0 <= contact < MAX_CONTACT:
+                raise ValueError(
+                    f"claims out of a token's range: {LinkClaims(run, channel, variant, contact)}"
+                )
+            position = _varint(contact)
+            digest = inner.copy()
+            digest.update(position)
+            tag = outer.copy()
+            tag.update(digest.digest())
+            return _b64(prefix + position + tag.digest()[:_MAC_BYTES])
+
+        return token
 
     def verify(self, token: str) -> LinkClaims | None:
         """The claims of a genuine token; None for anything forged, altered or malformed."""

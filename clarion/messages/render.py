@@ -30,14 +30,14 @@ from clarion.campaign.contacts import Contact
 from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import Variant
 from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
+from clarion.messages.lean import CONSTANT, DERIVED, LeanSend, Step
 from clarion.messages.links import LinkClaims, LinkSigner, contact_bytes, message_link, run_key
 from clarion.messages.share import share_helpers
 from clarion.messages.skeleton import (
-    MAX_VALUES_BYTES,
     PartPlan,
     Planner,
     Shape,
-    has_key_text,
+    substitutable,
     text_keys,
     unescaped,
 )
@@ -191,6 +191,8 @@ class Renderer:
         self._shapes: dict[tuple[str, str, str | None], Shape] = {}
         self._infos: dict[str, _ChannelInfo] = {}
         self._reads: dict[str, tuple[str, ...] | None] = {}
+        self._tokens: dict[tuple[str, str], Callable[[int], str]] = {}
+        self._leans: dict[tuple[str, str], LeanSend | None] = {}
 
     def _part_source(
         self, cid: str, config: ChannelConfig, part: Part, inline: dict[str, str], problems: list[Problem]
@@ -232,10 +234,20 @@ class Renderer:
     # -- rendering ---------------------------------------------------------------------------------
 
     def token(self, channel_id: str, variant_id: str, contact_seq: int | None) -> str:
-        claims = LinkClaims(
-            self._run_key, self._channel_index[channel_id], self._variant_index[variant_id], contact_seq
-        )
-        return self.signer.sign(claims)
+        if contact_seq is None:
+            claims = LinkClaims(
+                self._run_key, self._channel_index[channel_id], self._variant_index[variant_id]
+            )
+            return self.signer.sign(claims)
+        return self._contact_tokens(channel_id, variant_id)(contact_seq)
+
+    def _contact_tokens(self, channel_id: str, variant_id: str) -> Callable[[int], str]:
+        tokens = self._tokens.get((channel_id, variant_id))
+        if tokens is None:
+            tokens = self._tokens[(channel_id, variant_id)] = self.signer.contact_tokens(
+                self._run_key, self._channel_index[channel_id], self._variant_index[variant_id]
+            )
+        return tokens
 
     def link(self, channel_id: str, kind: ChannelKind, variant_id: str, token: str) -> str:
         return message_link(
@@ -302,7 +314,16 @@ class Renderer:
         `full=False` is for the send, to a provider that substitutes values itself (`Channel.substitutes`):
         when the message's parts are shared, those parts are not filled in for the recipient (their `html`
         is None and their `text` empty; `shared` and `values` carry them) and the message is not measured.
-        What is sent is what planning rendered in full and checked: the same skeleton and values."""
+        What is sent is what planning rendered in full and checked: the same skeleton and values. When
+        every hole reads the data directly, that message is made without a Jinja context (lean.py)."""
+        if not full and contact is not None:
+            try:
+                sender = self._leans[(channel_id, variant.id)]
+            except KeyError:
+                sender = self._leans[(channel_id, variant.id)] = self._lean(channel_id, variant)
+            message = sender.message(contact, address) if sender is not None else None
+            if message is not None:
+                return message
         info = self._info(channel_id)
         adapter, kind = info.adapter, info.adapter.kind
         per_contact = kind is not ChannelKind.SOCIAL
@@ -347,7 +368,7 @@ class Renderer:
             for key in shape.keys:
                 values[key] = unescaped(values[key[:-2] + "HZ"])
         shareable = not rendered and bool(shapes)  # some part is the recipient's own: sent as it is
-        if shareable and (has_key_text(values.values()) or sum(map(len, values.values())) > MAX_VALUES_BYTES):
+        if shareable and not substitutable(values):
             shareable = False  # a value that looks like a key, or too much to substitute: sent as it is
         lean = shareable and not full
         for name, shape in shapes.items():
@@ -379,6 +400,72 @@ class Renderer:
             size = adapter.size(message, info.config)
             message.metrics["length"], message.metrics["limit"] = size if size is not None else (None, None)
         return message
+
+    def _lean(self, channel_id: str, variant: Variant) -> LeanSend | None:
+        """How the send makes the channel and variant's messages without Jinja (lean.py), or None: a
+        social post, a part rendered per recipient, a hole that is not a direct read of the link, the
+        unsubscribe URL (in an email), a contact field or a variant's var, or a skeleton or var whose
+        rendering fails (the general way reports it)."""
+        info = self._info(channel_id)
+        adapter, kind = info.adapter, info.adapter.kind
+        if kind is ChannelKind.SOCIAL:
+            return None
+        constant: dict[str, Any] = {
+            "variant": VariantVars(variant.vars, id=variant.id),
+            "campaign": self.context_campaign,
+            "channel": info.channel,
+        }
+        if kind is ChannelKind.EMAIL:
+            constant["postal_address"] = info.postal_address
+        sources = LeanSend.sources
+        shapes: dict[str, Shape] = {}
+        steps: dict[str, Step] = {}
+        try:
+            for part in adapter.parts:
+                if (channel_id, part.name) not in self._templates:
+                    continue
+                plan = self._plans.get((channel_id, part.name))
+                if plan is None:
+                    return None
+                shape = shapes[part.name] = self._shape(
+                    channel_id, part.name, plan, variant, constant, adapter
+                )
+                for key in shape.keys:
+                    hole = plan.by_key.get(key)
+                    if hole is None or hole.direct is None or hole.direct[0] not in sources:
+                        return None
+                    name, attr = hole.direct
+                    if (name == "unsubscribe_url" and kind is not ChannelKind.EMAIL) or (
+                        attr is None and name in ("contact", "variant")
+                    ):
+                        return None
+                    if name == "variant":
+                        value = hole.value(constant, lambda t, c: self._run(t, c, adapter))
+                        steps.setdefault(key, (key, CONSTANT, value, False))
+                    else:
+                        steps.setdefault(key, (key, sources[name], attr or "", hole.escaped))
+        except RenderProblem:
+            return None
+        if "text" not in shapes and "html" in shapes:
+            shape = shapes["text"] = self._derived_text(channel_id, shapes["html"].text)
+            for key in shape.keys:
+                if key[:-2] + "HZ" not in steps:
+                    return None
+                steps[key] = (key, DERIVED, key[:-2] + "HZ", False)
+        base = self.campaign.tracking.base_url
+        return LeanSend(
+            run=self.run_id,
+            channel=channel_id,
+            variant=variant.id,
+            adapter=adapter,
+            shapes=shapes,
+            steps=list(steps.values()),
+            token=self._contact_tokens(channel_id, variant.id),
+            link=f"{base}/c/".__add__
+            if base
+            else lambda token: self.link(channel_id, kind, variant.id, token),
+            unsubscribe=f"{base}/u/".__add__ if base and kind is ChannelKind.EMAIL else None,
+        )
 
     def _info(self, channel_id: str) -> _ChannelInfo:
         info = self._infos.get(channel_id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from markupsafe import escape
 
 KEY_PREFIX = "CLRNK"
 _KEY = re.compile(KEY_PREFIX + r"\d{4}[HT]Z")
-_SPECIAL = re.compile("[&<>\"']")  # what HTML escaping changes; a value without any is its own escape
+SPECIAL = re.compile("[&<>\"']")  # what HTML escaping changes; a value without any is its own escape
 #: Statements a hole may sit in: their bodies run once per skeleton, whatever the recipient.
 _PLAIN = (nodes.Template, nodes.Output, nodes.If, nodes.For)
 #: Statements that make a template depend on others, or reuse their output in ways keys would not survive.
@@ -63,7 +63,7 @@ class Hole:
         if self.direct is not None:
             found = _read(context, self.direct)
             if found is not None:
-                if self.escaped and _SPECIAL.search(found):
+                if self.escaped and SPECIAL.search(found):
                     return str(escape(found))
                 return found
         memo_key: tuple[Any, ...] | None = None
@@ -140,8 +140,11 @@ def unescaped(value: str) -> str:
     return " ".join(htmllib.unescape(value).split())
 
 
-def has_key_text(values: Iterable[str]) -> bool:
-    return any(KEY_PREFIX in v for v in values)
+def substitutable(values: Mapping[str, str]) -> bool:
+    """Whether a provider can substitute these values: none looks like a key, and all of them together fit
+    (MAX_VALUES_BYTES, counted in characters). One join, where a message's values are few and short."""
+    joined = "\0".join(values.values())  # the separator is in no key: a key is found only inside a value
+    return KEY_PREFIX not in joined and len(joined) - max(len(values) - 1, 0) <= MAX_VALUES_BYTES
 
 
 class Planner:
@@ -301,4 +304,14 @@ def _holes(
     return holes if walk(tree) else None
 
 
-__all__ = ["Hole", "PartPlan", "Planner", "Shape", "has_key_text", "key_name", "text_keys", "unescaped"]
+__all__ = [
+    "SPECIAL",
+    "Hole",
+    "PartPlan",
+    "Planner",
+    "Shape",
+    "key_name",
+    "substitutable",
+    "text_keys",
+    "unescaped",
+]
