@@ -29,8 +29,6 @@ _CONTACT, _POST = 1, 2  # token kinds, the first byte
 _DOMAIN = b"clarion.link.v1\x00"
 MAX_TOKEN = 64
 MAX_CONTACT = 1 << 35  # contact positions verify reads: a varint of at most 5 bytes
-_BLOCK = hashlib.sha256().block_size
-_IPAD, _OPAD = (bytes(x ^ pad for x in range(256)) for pad in (0x36, 0x5C))  # RFC 2104, as translate tables
 
 
 def _b64(data: bytes) -> str:
@@ -113,15 +111,12 @@ class LinkSigner:
 
     def contact_tokens(self, run: bytes, channel: int, variant: int) -> Callable[[int], str]:
         """`sign(LinkClaims(run, channel, variant, contact))` as a function of the contact, for a send's many
-        contacts: what their claims share is checked and hashed once (HMAC's inner hash resumed from a copy,
-        RFC 2104), about a third of a one-shot HMAC's work per token. The same tokens, the same errors."""
+        contacts: what their claims share is checked and hashed once, and each token's HMAC resumes from a
+        copy of it (`hmac.HMAC.copy`), about two thirds of a one-shot HMAC's work. The same tokens, the
+        same errors."""
         _check(LinkClaims(run, channel, variant))
         prefix = bytes([_CONTACT]) + run + bytes([channel, variant])
-        key = (hashlib.sha256(self._key).digest() if len(self._key) > _BLOCK else self._key).ljust(
-            _BLOCK, b"\0"
-        )
-        inner = hashlib.sha256(key.translate(_IPAD) + _DOMAIN + prefix)
-        outer = hashlib.sha256(key.translate(_OPAD))
+        shared = hmac.new(self._key, _DOMAIN + prefix, "sha256")
 
         def token(contact: int) -> str:
             if not 0 <= contact < MAX_CONTACT:
@@ -129,11 +124,9 @@ class LinkSigner:
                     f"claims out of a token's range: {LinkClaims(run, channel, variant, contact)}"
                 )
             position = _varint(contact)
-            digest = inner.copy()
-            digest.update(position)
-            tag = outer.copy()
-            tag.update(digest.digest())
-            return _b64(prefix + position + tag.digest()[:_MAC_BYTES])
+            mac = shared.copy()
+            mac.update(position)
+            return _b64(prefix + position + mac.digest()[:_MAC_BYTES])
 
         return token
 
