@@ -25,10 +25,12 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def providers(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """The sandbox, emptied, with every adapter pointed at it."""
+    """The sandbox, emptied, with every adapter pointed at it; left without faults or opted-out numbers,
+    for the tests that use the session's sandbox as it is (and run after any test file, under xdist)."""
     yield point_adapters_at(sandbox, monkeypatch, timeout=2)
     for provider in sandbox.state.store.providers:
         sandbox.set_faults(provider, None)
+    sandbox.set_opted_out([])
 
 
 def write_audience(folder: Path, count: int, kind: str = "debate-night") -> Path:

@@ -89,10 +89,11 @@ def test_mistakes_in_an_export_are_named_by_line_and_record_nothing(
 
 
 def test_an_unknown_run_or_a_missing_file_is_a_clear_error(tracked: Tracked, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["conversions", "import", str(tmp_path / "none.csv"), "--run", RUN])
+    wide = CliRunner(env={"COLUMNS": "400"})  # a long temporary path is not folded inside a word
+    result = wide.invoke(app, ["conversions", "import", str(tmp_path / "none.csv"), "--run", RUN])
     assert result.exit_code == 2  # a usage error, said while the command line is read
-    said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # the box wraps it where it falls
-    assert "none.csv' does not exist" in said
+    said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # the box wraps it between words
+    assert f"{tmp_path / 'none.csv'}' does not exist" in said
     export = tmp_path / "export.csv"
     export.write_text("email,amount\nada@example.org,4\n")
     result = runner.invoke(app, ["conversions", "import", str(export), "--run", "no-such-run"])
