@@ -15,6 +15,9 @@ PostgreSQL (a fresh schema) and the launches' coordination in Redis. Prints:
   silent omissions (contacts neither sent nor skipped nor listed uncertain) and uncertain sends;
 - with --million: 1,000,000 contacts (email + SMS) on two workers: wall time, per-channel rate, and the peak
   RSS of each worker's processes.
+
+Ended by SIGTERM (`timeout`) or Ctrl-C, it stops what it started: the launches (asked to stop, as an operator
+would), the workers with every flow run they started, the server and the sandbox.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import csv
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -178,12 +182,35 @@ def launch(pool: Stack, path: Path, run_id: str, shards: int, work: Path) -> sub
     }
     env.pop("PREFECT_HOME", None)
     with (work / f"{run_id}.log").open("wb") as log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "clarion", "run", str(path), "--run-id", run_id, "--json"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    LAUNCHES.append(process)
+    return process
+
+
+#: Every `clarion run` started, stopped on the way out if still running.
+LAUNCHES: list[subprocess.Popen[bytes]] = []
+
+
+def _stop_launches() -> None:
+    """SIGTERM to each running launch (it stops its shards through Redis and exits interrupted)."""
+    running = [p for p in LAUNCHES if p.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks and the stack's clean-up
 
 
 def _times(messages: list[dict[str, object]]) -> list[float]:
@@ -374,6 +401,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminated)
     work = Path(tempfile.mkdtemp(prefix="clarion-scale-"))
     schema = f"clarion_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.database_url)
@@ -386,20 +414,23 @@ def main() -> None:
         with stack(
             work / "stack", workers=4, database_url=database, redis_url=args.redis_url, env=env
         ) as pool:
-            only = set(args.only or parts)
-            if "throughput" in only:
-                throughput(pool, box, work, args.contacts)
-            if "pacing" in only:
-                pacing(pool, box, work)
-            if "skew" in only:
-                skew(pool, box, work)
-            while len(pool.workers) > 3:  # kills: three workers, one of them killed
-                last = pool.workers.pop()
-                os.killpg(last.pid, 15)
-            if "kills" in only:
-                kills(pool, box, work, args.trials, database)
-            if args.million:
-                million(pool, box, work)
+            try:
+                only = set(args.only or parts)
+                if "throughput" in only:
+                    throughput(pool, box, work, args.contacts)
+                if "pacing" in only:
+                    pacing(pool, box, work)
+                if "skew" in only:
+                    skew(pool, box, work)
+                while len(pool.workers) > 3:  # kills: three workers, one of them killed
+                    last = pool.workers.pop()
+                    os.killpg(last.pid, 15)
+                if "kills" in only:
+                    kills(pool, box, work, args.trials, database)
+                if args.million:
+                    million(pool, box, work)
+            finally:
+                _stop_launches()  # before the workers go: a launch asked to stop settles its shards
     finally:
         box.stop()
         with admin.begin() as conn:
