@@ -1,9 +1,5 @@
 """LinkedIn's token, page and endpoint: LINKEDIN_ACCESS_TOKEN, LINKEDIN_ORGANIZATION, LINKEDIN_VERSION,
-CLARION_LINKEDIN_URL.
-
-On their own, apart from the adapter and its SDK: every command checks every provider's variables at
-start-up (clarion.base.settings.check_environment), and this is all that check loads (the entry-point
-group `clarion.settings`)."""
+CLARION_LINKEDIN_URL. Apart from the adapter (see clarion.channels.registry, `clarion.settings`)."""
 
 from __future__ import annotations
 

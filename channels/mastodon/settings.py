@@ -1,8 +1,5 @@
-"""Mastodon's instance and token: MASTODON_INSTANCE, MASTODON_ACCESS_TOKEN.
-
-On their own, apart from the adapter and its SDK: every command checks every provider's variables at
-start-up (clarion.base.settings.check_environment), and this is all that check loads (the entry-point
-group `clarion.settings`)."""
+"""Mastodon's instance and token: MASTODON_INSTANCE, MASTODON_ACCESS_TOKEN. Apart from the adapter (see
+clarion.channels.registry, `clarion.settings`)."""
 
 from __future__ import annotations
 

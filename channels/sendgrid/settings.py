@@ -1,8 +1,5 @@
-"""SendGrid's credentials and endpoint: SENDGRID_API_KEY, CLARION_SENDGRID_URL.
-
-On their own, apart from the adapter and its SDK: every command checks every provider's variables at
-start-up (clarion.base.settings.check_environment), and this is all that check loads (the entry-point
-group `clarion.settings`)."""
+"""SendGrid's credentials and endpoint: SENDGRID_API_KEY, CLARION_SENDGRID_URL. Apart from the adapter (see
+clarion.channels.registry, `clarion.settings`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""X's credentials and endpoint: X_ACCESS_TOKEN (OAuth 2.0) or the four OAuth 1.0a keys, CLARION_X_URL.
-
-On their own, apart from the adapter and its SDK: every command checks every provider's variables at
-start-up (clarion.base.settings.check_environment), and this is all that check loads (the entry-point
-group `clarion.settings`)."""
+"""X's credentials and endpoint: X_ACCESS_TOKEN (OAuth 2.0) or the four OAuth 1.0a keys, CLARION_X_URL. Apart
+from the adapter (see clarion.channels.registry, `clarion.settings`)."""
 
 from __future__ import annotations
 
