@@ -55,7 +55,7 @@ def _varint(n: int) -> bytes:
 
 def contact_bytes(contact: int) -> int:
     """How many bytes a contact's position takes in a token (the token's length depends on nothing else)."""
-    return max(1, (contact.bit_length() + 6) // 7)
+    return len(_varint(contact))
 
 
 def _read_varint(data: bytes) -> tuple[int, int]:
@@ -209,6 +209,16 @@ def platform_param(url: str) -> str | None:
     return None
 
 
+def click_link(tracking_base: str, token: str) -> str:
+    """A message's link through the tracking service, which records the click and redirects to the CTA."""
+    return f"{tracking_base}/c/{token}"
+
+
+def unsubscribe_link(tracking_base: str, token: str) -> str:
+    """An email's unsubscribe URL: the tracking service's page for the token (RFC 8058 one-click too)."""
+    return f"{tracking_base}/u/{token}"
+
+
 def message_link(
     *,
     cta: str,
@@ -222,7 +232,7 @@ def message_link(
 ) -> str:
     """The link a message carries: through the tracking service when there is one, else the CTA itself."""
     if tracking_base:
-        return f"{tracking_base}/c/{token}"
+        return click_link(tracking_base, token)
     return cta_url(
         cta,
         campaign=campaign,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +32,15 @@ from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import Variant
 from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message, Part
 from clarion.messages.lean import CONSTANT, DERIVED, LeanSend, Step
-from clarion.messages.links import LinkClaims, LinkSigner, contact_bytes, message_link, run_key
+from clarion.messages.links import (
+    LinkClaims,
+    LinkSigner,
+    click_link,
+    contact_bytes,
+    message_link,
+    run_key,
+    unsubscribe_link,
+)
 from clarion.messages.share import share_helpers
 from clarion.messages.skeleton import (
     PartPlan,
@@ -279,16 +288,13 @@ class Renderer:
 
     def _fields_read(self, channel_id: str) -> tuple[str, ...] | None:
         """The contact fields the channel's holes read, when that is all a message depends on per contact."""
-        adapter = self._info(channel_id).adapter
-        if adapter.kind is ChannelKind.SOCIAL:
+        if self._info(channel_id).adapter.kind is ChannelKind.SOCIAL:
             return None  # a post is rendered once, not per contact
+        plans = self._part_plans(channel_id)
+        if plans is None:
+            return None  # a part rendered per recipient: anything in it may differ
         reads: set[str] = set()
-        for part in adapter.parts:
-            if (channel_id, part.name) not in self._templates:
-                continue
-            plan = self._plans.get((channel_id, part.name))
-            if plan is None:
-                return None  # rendered per recipient: anything in it may differ
+        for _, plan in plans:
             for hole in plan.holes:
                 if hole.direct is not None and hole.direct[0] in ("link", "unsubscribe_url", "variant"):
                     continue  # the token (by its length) and the variant are in the key
@@ -299,6 +305,19 @@ class Renderer:
                 else:
                     reads.update(hole.reads)
         return tuple(sorted(reads))
+
+    def _part_plans(self, channel_id: str) -> list[tuple[str, PartPlan]] | None:
+        """The skeleton plans of the channel's parts that have a template, by part name; None when one of
+        them is rendered per recipient."""
+        found = []
+        for part in self._info(channel_id).adapter.parts:
+            if (channel_id, part.name) not in self._templates:
+                continue
+            plan = self._plans.get((channel_id, part.name))
+            if plan is None:
+                return None
+            found.append((part.name, plan))
+        return found
 
     def render(
         self,
@@ -332,7 +351,7 @@ class Renderer:
         token = self.token(channel_id, variant.id, seq)
         link = self.link(channel_id, kind, variant.id, token)
         base = self.campaign.tracking.base_url
-        unsubscribe = f"{base}/u/{token}" if base and kind is ChannelKind.EMAIL else None
+        unsubscribe = unsubscribe_link(base, token) if base and kind is ChannelKind.EMAIL else None
         context: dict[str, Any] = {
             "variant": VariantVars(variant.vars, id=variant.id),
             "campaign": self.context_campaign,
@@ -417,19 +436,15 @@ class Renderer:
         }
         if kind is ChannelKind.EMAIL:
             constant["postal_address"] = info.postal_address
+        plans = self._part_plans(channel_id)
+        if plans is None:
+            return None
         sources = LeanSend.sources
         shapes: dict[str, Shape] = {}
         steps: dict[str, Step] = {}
         try:
-            for part in adapter.parts:
-                if (channel_id, part.name) not in self._templates:
-                    continue
-                plan = self._plans.get((channel_id, part.name))
-                if plan is None:
-                    return None
-                shape = shapes[part.name] = self._shape(
-                    channel_id, part.name, plan, variant, constant, adapter
-                )
+            for part, plan in plans:
+                shape = shapes[part] = self._shape(channel_id, part, plan, variant, constant, adapter)
                 for key in shape.keys:
                     hole = plan.by_key.get(key)
                     if hole is None or hole.direct is None or hole.direct[0] not in sources:
@@ -461,10 +476,8 @@ class Renderer:
             shapes=shapes,
             steps=list(steps.values()),
             token=self._contact_tokens(channel_id, variant.id),
-            link=f"{base}/c/".__add__
-            if base
-            else lambda token: self.link(channel_id, kind, variant.id, token),
-            unsubscribe=f"{base}/u/".__add__ if base and kind is ChannelKind.EMAIL else None,
+            link=partial(click_link, base) if base else partial(self.link, channel_id, kind, variant.id),
+            unsubscribe=partial(unsubscribe_link, base) if base and kind is ChannelKind.EMAIL else None,
         )
 
     def _info(self, channel_id: str) -> _ChannelInfo:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clarion.channels.base import ChannelKind
-from clarion.messages.links import cta_url
+from clarion.messages.links import click_link, cta_url
 
 if TYPE_CHECKING:
     from clarion.responders.loader import LoadedResponder
@@ -25,6 +25,6 @@ KINDS = {"twilio": ChannelKind.SMS, "x": ChannelKind.SOCIAL}
 def personal_link(loaded: LoadedResponder, channel: str, rule: str, destination: str, token: str) -> str:
     base = loaded.responder.tracking.base_url
     if base:
-        return f"{base}/c/{token}"
+        return click_link(base, token)
     kind = KINDS[loaded.responder.channels[channel].provider]
     return cta_url(destination, campaign=loaded.name, channel=channel, kind=kind, variant=rule, token=token)
