@@ -120,12 +120,17 @@ def campaign_dir(tmp_path: Path) -> CampaignDir:
     return CampaignDir(tmp_path)
 
 
+def clear_sandbox(sandbox: Any) -> None:
+    """Take off what a test set on a shared sandbox: its faults and the numbers that replied STOP."""
+    sandbox.set_opted_out([])
+    for provider in sandbox.state.store.providers:
+        sandbox.set_faults(provider, None)
+
+
 def point_adapters_at(sandbox: Any, monkeypatch: pytest.MonkeyPatch, timeout: float) -> Any:
     """Empty the sandbox, clear its faults, and send every adapter there with dummy credentials."""
     sandbox.reset()
-    sandbox.set_opted_out([])  # numbers an earlier test had reply STOP
-    for provider in sandbox.state.store.providers:
-        sandbox.set_faults(provider, None)
+    clear_sandbox(sandbox)  # what an earlier test set
     for key, value in sandbox.environment().items():
         monkeypatch.setenv(key, value)
     for name in sandbox.cleared_variables():

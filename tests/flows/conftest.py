@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clarion.sandbox import Sandbox
-from tests.conftest import REPO, point_adapters_at
+from tests.conftest import REPO, clear_sandbox, point_adapters_at
 
 sys.path.insert(0, str(REPO / "examples"))
 from make_contacts import generate
@@ -28,9 +28,7 @@ def providers(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[San
     """The sandbox, emptied, with every adapter pointed at it; left without faults or opted-out numbers,
     for the tests that use the session's sandbox as it is (and run after any test file, under xdist)."""
     yield point_adapters_at(sandbox, monkeypatch, timeout=2)
-    for provider in sandbox.state.store.providers:
-        sandbox.set_faults(provider, None)
-    sandbox.set_opted_out([])
+    clear_sandbox(sandbox)
 
 
 def write_audience(folder: Path, count: int, kind: str = "debate-night") -> Path:
