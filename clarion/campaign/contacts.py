@@ -117,7 +117,7 @@ class ContactsFile:
             for row in reader:
                 if limit is not None and count >= limit:
                     return
-                if not row or all(not cell.strip() for cell in row):
+                if not row or not "".join(row).strip():  # every cell blank
                     record_start, record_line = state["offset"], state["line"] + 1
                     continue
                 if len(row) != width:

@@ -16,10 +16,11 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
   next slot on one schedule (a small Lua script, atomic, on Redis' clock: the slot after the last one
   reserved, `messages / rate` seconds later), and waits for it, so the shards' requests leave evenly
   through the second rather than a whole second's worth at its start (a moving window alone admits a
-  burst, and bursts that leave a little late bunch at the provider over the limit). The cap: the `limits`
-  library's moving window on Redis, one for messages and one for requests, which a request that does not
-  fit waits for; the spacing keeps it from filling in practice, the window keeps the limit when a slot is
-  taken late.
+  burst, and bursts that leave a little late bunch at the provider over the limit). A thread woken more
+  than LATE after its slot (the machine stalled) takes a new one rather than sending at once with every
+  other thread that slept through its slot. The cap: the `limits` library's moving window on Redis, one
+  for messages and one for requests, which a request that does not fit waits for; the spacing keeps it
+  from filling in practice, the window keeps the limit when a slot is taken late.
 - **Liveness.** Each shard refreshes a lease every LEASE_REFRESH seconds while it runs; a shard whose lease
   expired died (kill -9, a machine gone), and the launch runs its batches again (the ledger's claims make
   that safe: what the dead shard had in flight is listed uncertain, never resent).
@@ -60,6 +61,7 @@ LEASE_REFRESH = 1.5
 LEASE_DONE = 600.0  # seconds a finished shard's lease stays, saying "done", while Prefect records its end
 OPENING_TIMEOUT = 60.0  # seconds the opening waits for every shard's opening batch (each starts a process)
 STOP_POLL = 0.1  # seconds a shard may go without re-reading its launch's stop request
+LATE = 0.02  # seconds a request may leave after its pacing slot; later, it takes the next free slot
 
 # A chunk enters only while no stop was requested: checked and counted in one step.
 _ENTER = """
@@ -270,9 +272,14 @@ class RedisCoordination(Coordination):
             if self._reserve is None:
                 self._reserve = self.redis.register_script(_RESERVE)
             reserve = self._reserve
-        wait = float(reserve(keys=[self.key(run_id, f"slot:{channel}:{kind}")], args=[seconds, TTL]))
-        if wait > 0:
+        key = self.key(run_id, f"slot:{channel}:{kind}")
+        while (wait := float(reserve(keys=[key], args=[seconds, TTL]))) > 0:
+            due = time.monotonic() + wait
             time.sleep(wait)
+            if time.monotonic() - due <= LATE:
+                return
+            # woken too late for the slot (the machine stalled): the threads that slept through theirs
+            # would all send at once, a burst over the rate at the provider; a new slot instead
 
     @staticmethod
     def _take(limiter: Any, item: Any, ids: tuple[str, ...], cost: int) -> None:
