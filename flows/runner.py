@@ -2,11 +2,13 @@
 
 Prefect's own runner (`flow.serve`) and its process worker start every flow run in a fresh interpreter, which
 spends 2-3 s importing Prefect and Clarion before the first message can leave. This runner registers the
-campaigns' deployments (no work pool: this process serves them), polls the server every POLL seconds for
-their Scheduled runs that are due (or due within PREFETCH seconds: a scheduled launch waits for its slot
-itself), claims each by proposing Pending (a run another runner claimed first is refused: several runners
-can serve the same campaigns), and runs it with Prefect's flow engine in a process forked from a
-forkserver that has already imported Prefect and the launch flow. One fresh pre-forked process per flow
+campaigns' deployments (no work pool: this process serves them), looks for their Scheduled runs that are
+due (or due within PREFETCH seconds: a scheduled launch waits for its slot itself) as soon as the server's
+event stream announces one (`prefect.flow-run.Scheduled`), and every HEARD_POLL seconds in case an event
+was missed (every POLL seconds while the stream cannot be heard), claims each by proposing Pending (a run
+another runner claimed first is refused: several runners can serve the same campaigns), and runs it with
+Prefect's flow engine in a process forked from a forkserver that has already imported Prefect and the
+launch flow. One fresh pre-forked process per flow
 run (`max_tasks_per_child=1`), so runs never share state; `limit` of them at once.
 
 It uses the engine's own entry points (`propose_state`, `load_flow_run`, `run_flow`), what Prefect's workers
@@ -17,6 +19,7 @@ this runner end to end (events, continuations, approval from another shell, cron
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import signal
@@ -31,7 +34,9 @@ from prefect.deployments.runner import RunnerDeployment
 
 log = logging.getLogger("clarion.worker")
 
-POLL = 0.25  # seconds between polls for due runs
+POLL = 0.25  # seconds between polls for due runs, while the server's events cannot be heard
+HEARD_POLL = 1.0  # ... while they can: a Scheduled flow run's event wakes the poll at once
+RELISTEN = 30.0  # seconds before a lost event subscription is tried again
 PREFETCH = 10.0  # claim scheduled runs this early; the launch waits for its slot before sending
 #: What every flow run's process has imported before it is forked (this module too: it runs `execute`;
 #: and what Prefect's engine imports only once a flow or task runs).
@@ -98,6 +103,30 @@ async def _poll(
     loop: asyncio.AbstractEventLoop, pool: ProcessPoolExecutor, ids: list[UUID], slots: int
 ) -> None:
     from prefect import get_client
+
+    running: set[asyncio.Future[str]] = set()
+    wake, listening = asyncio.Event(), asyncio.Event()
+    listener = asyncio.create_task(_listen(ids, wake, listening))
+    try:
+        async with get_client() as client:
+            while True:
+                wake.clear()  # before reading: a run scheduled while we read wakes the next round
+                if (free := slots - len(running)) > 0:
+                    for run_id in await _claim_due(client, ids, free):
+                        future = loop.run_in_executor(pool, execute, str(run_id))
+                        running.add(future)
+                        future.add_done_callback(_finished(running))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), HEARD_POLL if listening.is_set() else POLL)
+                if listener.done():
+                    listening.clear()
+                    listener = asyncio.create_task(_listen(ids, wake, listening, after=RELISTEN))
+    finally:
+        listener.cancel()
+
+
+async def _claim_due(client: Any, ids: list[UUID], free: int) -> list[UUID]:
+    """Claim (propose Pending) up to `free` of the deployments' Scheduled runs that are due or nearly."""
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
@@ -113,34 +142,51 @@ async def _poll(
     from prefect.types._datetime import now
     from prefect.utilities.engine import propose_state
 
-    running: set[asyncio.Future[str]] = set()
-    async with get_client() as client:
-        while True:
-            free = slots - len(running)
-            if free > 0:
-                runs = await client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)),
-                    flow_run_filter=FlowRunFilter(
-                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                        next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
-                            before_=now("UTC") + timedelta(seconds=PREFETCH)
-                        ),
-                    ),
-                    limit=free,
-                    sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,  # explicit: the 3.8 server refuses null
-                )
-                for run in runs:
-                    try:
-                        state = await propose_state(client, Pending(), flow_run_id=run.id)
-                    except Abort:
-                        continue  # another runner has it
-                    if not state.is_pending():
-                        continue
-                    log.info("flow run %s (%s): starting", run.name, run.id)
-                    future = loop.run_in_executor(pool, execute, str(run.id))
-                    running.add(future)
-                    future.add_done_callback(_finished(running))
-            await asyncio.sleep(POLL)
+    runs = await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
+                before_=now("UTC") + timedelta(seconds=PREFETCH)
+            ),
+        ),
+        limit=free,
+        sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,  # explicit: the 3.8 server refuses null
+    )
+    claimed = []
+    for run in runs:
+        try:
+            state = await propose_state(client, Pending(), flow_run_id=run.id)
+        except Abort:
+            continue  # another runner has it
+        if state.is_pending():
+            log.info("flow run %s (%s): starting", run.name, run.id)
+            claimed.append(run.id)
+    return claimed
+
+
+async def _listen(ids: list[UUID], wake: asyncio.Event, listening: asyncio.Event, after: float = 0.0) -> None:
+    """Set `wake` whenever the server says one of the deployments has a new Scheduled flow run (an
+    automation answering an event, `prefect deployment run`, a schedule's slot), so that the run starts
+    without waiting for the next poll. `listening` is set while subscribed; a lost subscription ends this
+    (the poll goes on every POLL seconds) and is tried again after RELISTEN seconds."""
+    from prefect.events.clients import get_events_subscriber
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    await asyncio.sleep(after)
+    wanted = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+        related=EventRelatedFilter(id=[f"prefect.deployment.{i}" for i in ids]),
+    )
+    try:
+        async with get_events_subscriber(filter=wanted, reconnection_attempts=2) as events:
+            listening.set()
+            async for _ in events:
+                wake.set()
+    except Exception as exc:  # whatever ends it, the poll goes on without it
+        log.warning(
+            "not hearing the server's events (%s: %s); polling every %ss", type(exc).__name__, exc, POLL
+        )
 
 
 def _finished(running: set[asyncio.Future[str]]) -> Callable[[asyncio.Future[str]], None]:
