@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from clarion import channels
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.messages.links import LinkSigner
-from clarion.messages.render import Renderer, RenderProblem
+from clarion.messages.render import Renderer
+from clarion.messages.sources import RenderProblem
 from tests.conftest import CAMPAIGN, CONTACTS, UNTRACKED, CampaignDir
 
 REPO = Path(__file__).resolve().parent.parent

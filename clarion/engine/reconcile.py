@@ -35,7 +35,8 @@ from clarion.engine.context import make_adapter
 from clarion.engine.schedule import utcnow
 from clarion.ledger import Ledger, RunNotFound, RunRecord, SendReason, SendRow, SendState, Settlement
 from clarion.messages.links import LinkSigner
-from clarion.messages.render import Renderer, RenderProblem
+from clarion.messages.render import Renderer
+from clarion.messages.sources import RenderProblem
 
 
 @dataclass(frozen=True)

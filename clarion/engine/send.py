@@ -37,7 +37,7 @@ from clarion.engine.plan import Batch
 from clarion.engine.retry import backoff
 from clarion.engine.schedule import SendWindow, utcnow
 from clarion.ledger import Ledger, SendReason, SendState, Settlement, Suppression
-from clarion.messages.render import RenderProblem
+from clarion.messages.sources import RenderProblem
 
 log = logging.getLogger("clarion.engine.send")
 

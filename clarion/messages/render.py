@@ -8,16 +8,15 @@ derived from its HTML.
 
 Each part is rendered once per run (and variant, where the variant steers it) with keys where the
 per-recipient values go (skeleton.py); a message is that skeleton filled with its recipient's values, and
-carries both, so that a provider that substitutes values itself sends the skeleton once for many.
+carries both, so that a provider that substitutes values itself sends the skeleton once for many. Where
+templates come from and where their errors point: sources.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +25,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clarion import channels
-from clarion.base.errors import CampaignInvalid, ClarionError, Problem, display_path
+from clarion.base.errors import CampaignInvalid, Problem, display_path
 from clarion.campaign.contacts import Contact
 from clarion.campaign.loader import LoadedCampaign
 from clarion.campaign.model import Variant
@@ -50,76 +49,17 @@ from clarion.messages.skeleton import (
     text_keys,
     unescaped,
 )
+from clarion.messages.sources import (
+    ContactFields,
+    Loader,
+    Origin,
+    RenderProblem,
+    VariantVars,
+    explain_undefined,
+    indentation,
+)
 
-BUNDLED_TEMPLATES = (Path(__file__).resolve().parent.parent / "templates").resolve()
 PREVIEW_RUN = "preview"
-
-
-class ContactFields(dict[str, str]):
-    """A contact's row as templates see it (`contact.first_name`)."""
-
-
-class VariantVars(dict[str, Any]):
-    """A variant as templates see it (`variant.id`, `variant.headline`)."""
-
-
-class RenderProblem(ClarionError):
-    """A template failed for one contact; `code` groups the same failure across contacts."""
-
-    def __init__(self, problem: Problem, code: str) -> None:
-        self.problem = problem
-        self.code = code
-        super().__init__(str(problem))
-
-
-class _Origin:
-    """Where a compiled template's line 1 is, to report errors at the right place."""
-
-    def __init__(self, file: str, first_line: int, col: int, field: str, *, block: bool = False) -> None:
-        self.file, self.first_line, self.col, self.field, self.block = file, first_line, col, field, block
-
-    def at(self, lineno: int | None, message: str) -> Problem:
-        line = self.first_line + max((lineno or 1) - 1, 0)
-        col = self.col if (lineno or 1) == 1 or self.block else 1
-        return Problem(self.file, line, col, message, self.field)
-
-
-def _indentation(path: Path, line: int) -> int:
-    try:
-        text = path.read_text(encoding="utf-8").splitlines()[line - 1]
-    except (OSError, IndexError, UnicodeDecodeError):
-        return 0
-    return len(text) - len(text.lstrip(" "))
-
-
-class _Loader(jinja2.BaseLoader):
-    """Inline sources by name; files under the campaign's folder, then Clarion's templates/ folder."""
-
-    def __init__(self, base_dir: Path, inline: dict[str, str]) -> None:
-        self.roots = [base_dir.resolve(), BUNDLED_TEMPLATES.parent]
-        self.inline = inline
-
-    def resolve(self, name: str) -> Path | None:
-        for root in self.roots:
-            candidate = (root / name).resolve()
-            if candidate.is_relative_to(root) and candidate.is_file():
-                if root == self.roots[1] and not candidate.is_relative_to(BUNDLED_TEMPLATES):
-                    continue
-                return candidate
-        return None
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        if template in self.inline:
-            return self.inline[template], template, lambda: True
-        path = self.resolve(template)
-        if path is None:
-            raise jinja2.TemplateNotFound(template)
-        try:
-            return path.read_text(encoding="utf-8"), str(path), lambda: True
-        except UnicodeDecodeError:
-            raise jinja2.TemplateError(f"template file {template} is not UTF-8 text") from None
 
 
 def _text_from_html(html: str) -> str:
@@ -155,7 +95,7 @@ class Renderer:
         self._run_key = run_key(run_id)
         self._channel_index = {cid: i for i, cid in enumerate(self.campaign.channels)}
         self._variant_index = {v.id: i for i, v in enumerate(self.campaign.experiment.variants)}
-        self._origins: dict[str, _Origin] = {}
+        self._origins: dict[str, Origin] = {}
         inline: dict[str, str] = {}
         sources: dict[tuple[str, str], tuple[str, bool]] = {}
         problems: list[Problem] = []
@@ -165,7 +105,7 @@ class Renderer:
                 name = self._part_source(cid, config, part, inline, problems)
                 if name is not None:
                     sources[(cid, part.name)] = (name, part.html)
-        loader = _Loader(loaded.base_dir, inline)
+        loader = Loader(loaded.base_dir, inline)
         self._envs = {
             html: ImmutableSandboxedEnvironment(
                 loader=loader, autoescape=html, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
@@ -215,13 +155,13 @@ class Renderer:
             first, col = pos.line, pos.col
             if pos.block_scalar:  # the text starts on the next line, at the block's indentation
                 first = pos.line + 1
-                col = _indentation(self.loaded.path, first) + 1
-            self._origins[name] = _Origin(source.file, first, col, name, block=pos.block_scalar)
+                col = indentation(self.loaded.path, first) + 1
+            self._origins[name] = Origin(source.file, first, col, name, block=pos.block_scalar)
             inline[name] = inline_text
             return name
         if file_name is not None and part.file:
             field_path = ("channels", cid, part.file)
-            loader = _Loader(self.loaded.base_dir, {})
+            loader = Loader(self.loaded.base_dir, {})
             path = loader.resolve(file_name)
             if path is None:
                 problems.append(
@@ -232,13 +172,13 @@ class Renderer:
                     )
                 )
                 return None
-            self._origins[file_name] = _Origin(display_path(path), 1, 1, "")
+            self._origins[file_name] = Origin(display_path(path), 1, 1, "")
             self._origins[str(path)] = self._origins[file_name]
             return file_name
         return None
 
-    def _origin(self, name: str) -> _Origin:
-        return self._origins.get(name) or _Origin(name, 1, 1, "")
+    def _origin(self, name: str) -> Origin:
+        return self._origins.get(name) or Origin(name, 1, 1, "")
 
     # -- rendering ---------------------------------------------------------------------------------
 
@@ -540,51 +480,18 @@ class Renderer:
             return template.render(context)
         except jinja2.UndefinedError as exc:
             origin, lineno = self._locate(exc.__traceback__, template)
-            message, code = _explain_undefined(str(exc.message), adapter)
+            message, code = explain_undefined(str(exc.message), adapter)
             raise RenderProblem(origin.at(lineno, message), code) from None
         except jinja2.TemplateError as exc:
             origin, lineno = self._locate(exc.__traceback__, template)
             raise RenderProblem(origin.at(lineno, f"template error: {exc}"), "template_error") from None
 
-    def _locate(self, tb: TracebackType | None, template: jinja2.Template) -> tuple[_Origin, int | None]:
+    def _locate(self, tb: TracebackType | None, template: jinja2.Template) -> tuple[Origin, int | None]:
         """The innermost template frame of a rendering error (Jinja rewrites tracebacks to show them)."""
-        found: tuple[_Origin, int | None] = (self._origin(template.name or ""), None)
+        found: tuple[Origin, int | None] = (self._origin(template.name or ""), None)
         while tb is not None:
             filename = tb.tb_frame.f_code.co_filename
             if filename in self._origins:
                 found = (self._origins[filename], tb.tb_lineno)
             tb = tb.tb_next
         return found
-
-
-_NO_ATTR = re.compile(r"'(?P<obj>[\w.]+) object' has no attribute '(?P<name>[^']+)'")
-_UNDEFINED = re.compile(r"'(?P<name>[^']+)' is undefined")
-
-
-def _explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
-    match = _NO_ATTR.search(raw)
-    if match and match["obj"].endswith("ContactFields"):
-        return (
-            f"the contacts file has no column {match['name']!r} (used as contact.{match['name']}); "
-            "add the column or fix the name",
-            f"contact_field:{match['name']}",
-        )
-    if match and match["obj"].endswith("VariantVars"):
-        return (
-            f"variant has no var {match['name']!r} (used as variant.{match['name']}); "
-            "add it under the variant's `vars:` or fix the name",
-            f"variant_var:{match['name']}",
-        )
-    match = _UNDEFINED.search(raw)
-    if match and match["name"] == "contact" and adapter.kind is ChannelKind.SOCIAL:
-        return (
-            "a post goes to everyone, so `contact` is not available in this channel's templates",
-            "contact_in_social",
-        )
-    if match:
-        return (
-            f"{match['name']!r} is undefined; templates can use contact, variant, campaign, link, channel, "
-            "share_x(), share_linkedin(), and in emails unsubscribe_url and postal_address",
-            f"undefined:{match['name']}",
-        )
-    return f"template error: {raw}", "undefined"

@@ -25,7 +25,8 @@ from clarion.campaign.query import QueryContacts
 from clarion.channels.base import Channel, ChannelKind, Message
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
-from clarion.messages.render import PREVIEW_RUN, Renderer, RenderProblem
+from clarion.messages.render import PREVIEW_RUN, Renderer
+from clarion.messages.sources import RenderProblem
 
 EXAMPLES_SHOWN = 3
 #: Checked messages remembered by what they depend on (`Renderer.check_key`); cleared when full, so that
