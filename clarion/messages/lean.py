@@ -60,6 +60,7 @@ class LeanSend:
             (name, shape) for name, shape in shapes.items() if name not in adapter.substitutes
         )
         self.strip = adapter.kind is not ChannelKind.EMAIL
+        self.shared = {name: shape.text for name, shape in shapes.items()}  # one dict for every message
 
     def message(self, contact: Contact, address: str | None) -> Message | None:
         """The contact's message; None when it is to be made the general way (see the module)."""
@@ -100,7 +101,7 @@ class LeanSend:
             run=self.run,
             token=token,
             unsubscribe=unsubscribe,
-            shared={name: shape.text for name, shape in self.shapes.items()},
+            shared=self.shared,
             values=values,
         )
 
