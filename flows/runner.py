@@ -8,8 +8,8 @@ event stream announces one (`prefect.flow-run.Scheduled`), and every HEARD_POLL 
 was missed (every POLL seconds while the stream cannot be heard), claims each by proposing Pending (a run
 another runner claimed first is refused: several runners can serve the same campaigns), and runs it with
 Prefect's flow engine in a process forked from a forkserver that has already imported Prefect and the
-launch flow. One fresh pre-forked process per flow
-run (`max_tasks_per_child=1`), so runs never share state; `limit` of them at once.
+launch flow. One fresh pre-forked process per flow run (`max_tasks_per_child=1`), so runs never share
+state; `limit` of them at once (a run's end frees its slot and looks again at once).
 
 It uses the engine's own entry points (`propose_state`, `load_flow_run`, `run_flow`), what Prefect's workers
 and `python -m prefect.engine` call: Prefect is pinned below 3.9 and tests/flows/test_operations.py runs
@@ -115,7 +115,7 @@ async def _poll(
                     for run_id in await _claim_due(client, ids, free):
                         future = loop.run_in_executor(pool, execute, str(run_id))
                         running.add(future)
-                        future.add_done_callback(_finished(running))
+                        future.add_done_callback(_finished(running, wake))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), HEARD_POLL if listening.is_set() else POLL)
                 if listener.done():
@@ -189,9 +189,12 @@ async def _listen(ids: list[UUID], wake: asyncio.Event, listening: asyncio.Event
         )
 
 
-def _finished(running: set[asyncio.Future[str]]) -> Callable[[asyncio.Future[str]], None]:
+def _finished(
+    running: set[asyncio.Future[str]], wake: asyncio.Event
+) -> Callable[[asyncio.Future[str]], None]:
     def done(future: asyncio.Future[str]) -> None:
         running.discard(future)
+        wake.set()  # a slot is free: a due run that found none waits no longer than this
         if future.cancelled():
             return
         if (exc := future.exception()) is not None:
