@@ -51,6 +51,7 @@ class Origin:
 
 
 def indentation(path: Path, line: int) -> int:
+    """The spaces before line `line` of `path` (0 if unreadable): the column an inline template starts at."""
     try:
         text = path.read_text(encoding="utf-8").splitlines()[line - 1]
     except (OSError, IndexError, UnicodeDecodeError):
@@ -93,6 +94,8 @@ _UNDEFINED = re.compile(r"'(?P<name>[^']+)' is undefined")
 
 
 def explain_undefined(raw: str, adapter: type[Channel]) -> tuple[str, str]:
+    """Jinja's message for an undefined name said in the campaign's terms (what to add or fix), and a code
+    that groups the same failure across contacts."""
     match = _NO_ATTR.search(raw)
     if match and match["obj"].endswith("ContactFields"):
         return (
