@@ -174,19 +174,21 @@ async def _listen(ids: list[UUID], wake: asyncio.Event, listening: asyncio.Event
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
     await asyncio.sleep(after)
+    served = {f"prefect.deployment.{i}" for i in ids}
     wanted = EventFilter(
         event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
-        related=EventRelatedFilter(id=[f"prefect.deployment.{i}" for i in ids]),
+        related=EventRelatedFilter(id=sorted(served)),
     )
     try:
         async with get_events_subscriber(filter=wanted, reconnection_attempts=2) as events:
             listening.set()
-            async for _ in events:
-                wake.set()
+            async for event in events:
+                # the 3.8 server's stream applies the event names, not the related resources: ours only
+                if any(resource.id in served for resource in event.related):
+                    wake.set()
     except Exception as exc:  # whatever ends it, the poll goes on without it
-        log.warning(
-            "not hearing the server's events (%s: %s); polling every %ss", type(exc).__name__, exc, POLL
-        )
+        say = log.debug if after else log.warning  # said once; the retries every RELISTEN s, quietly
+        say("not hearing the server's events (%s: %s); polling every %ss", type(exc).__name__, exc, POLL)
 
 
 def _finished(
