@@ -123,6 +123,7 @@ async def _poll(
                     listener = asyncio.create_task(_listen(ids, wake, listening, after=RELISTEN))
     finally:
         listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)  # its socket closed before the loop ends
 
 
 async def _claim_due(client: Any, ids: list[UUID], free: int) -> list[UUID]:
