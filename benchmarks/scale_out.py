@@ -354,8 +354,9 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
     def watch(launcher: int) -> None:
         while not done.wait(1.0):
             whose = {f"w{i}": worker.pid for i, worker in enumerate(pool.workers)} | {"launch": launcher}
+            children = _children()  # one walk of /proc a second for all of them
             for who, pid in whose.items():
-                sizes = [_rss(p) for p in _tree(pid)]
+                sizes = [_rss(p) for p in _tree(pid, children)]
                 total, largest = peaks.get(who, (0, 0))
                 peaks[who] = (max(total, sum(sizes)), max(largest, max(sizes, default=0)))
 
@@ -385,8 +386,8 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
     )
 
 
-def _tree(root: int) -> list[int]:
-    """`root` and every process descended from it."""
+def _children() -> dict[int, list[int]]:
+    """Each running process's children, by parent pid."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -395,6 +396,11 @@ def _tree(root: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
+    """`root` and every process descended from it."""
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
