@@ -168,7 +168,8 @@ def test_readable_on_a_phone(chromium: Any, console: dict[str, Any], tmp_path: P
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(console["url"])
         for name in ("Approvals", "Suppressions", "Runs"):
-            page.get_by_role("link", name=name).click()
+            with page.expect_navigation():  # evaluated mid-navigation, the document can be null
+                page.get_by_role("link", name=name).click()
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{name}: the page is {overflow}px wider than the phone"
     finally:
