@@ -149,11 +149,7 @@ def _power(run: RunContext) -> list[dict[str, Any]]:
     experiment = run.loaded.campaign.experiment
     if experiment.expected is None:
         return []
-    groups = run.ledger.channel_groups(run.run_id, list(experiment.channel_holdouts))
-    sizes = {
-        cid: (sum(1 for m in members if not m.withheld), sum(1 for m in members if m.withheld))
-        for cid, members in groups.items()
-    }
+    sizes = run.ledger.channel_group_sizes(run.run_id, list(experiment.channel_holdouts))
     return [c.as_dict() for c in campaign_power(run.ledger.arm_counts(run.run_id), sizes, experiment)]
 
 

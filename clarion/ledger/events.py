@@ -213,7 +213,7 @@ class EngagementStore:
         reach: Reach | None = None
         with self._tx() as conn:
             if window is not None:
-                reach = reach_times(conn, run_id)
+                reach = reach_times(conn, run_id, converted_only=True)
                 found.launch = reach.launch
             key = (clicks.c.channel, clicks.c.variant)
             query = select(*key, func.count(), func.sum(clicks.c.count)).where(clicks.c.run_id == run_id)

@@ -2,11 +2,15 @@
 channel was withheld from, and every request to a message's links.
 
 - `reach_times`: per contact, the first moment the run sent it anything (a send claimed and not refused:
-  sent, uncertain or in flight); the run's launch is the first such moment of any contact. The attribution
-  window counts from these (clarion.analysis.attribution).
+  sent, uncertain or in flight); the run's launch (`launch_time`) is the first such moment of any send. The
+  attribution window counts from these (clarion.analysis.attribution).
 - `channel_groups`: per channel, every contact of a variant arm with an address on it, and whether the
   channel was withheld (skip reason `channel_holdout`): the two groups of a channel's holdout comparison.
 - `link_hits` and `delivered_times`: what the click rules read (clarion.analysis.clicks).
+
+Per-contact reads are limited to the contacts they are read for (those who converted, those whose links were
+requested), so that a report's memory follows its engagement, not its audience: a million sends with no
+click hold no map of a million delivery times.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, exists, func, select
 
 from clarion.ledger.rows import SendState
-from clarion.ledger.schema import events, link_hits, sends
+from clarion.ledger.schema import conversions, events, link_hits, sends
 
 REACHED = (SendState.SENT.value, SendState.UNCERTAIN.value, SendState.IN_FLIGHT.value)
 CHANNEL_HOLDOUT = "channel_holdout"
@@ -62,21 +66,29 @@ def _utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def reach_times(conn: Connection, run_id: str) -> Reach:
-    """When the run first reached each contact, and its launch (the first send of any kind)."""
-    when = func.min(func.coalesce(sends.c.attempted_at, sends.c.settled_at))
-    query = (
-        select(sends.c.seq, when)
-        .where(sends.c.run_id == run_id, sends.c.contact_id.is_not(None), sends.c.state.in_(REACHED))
-        .group_by(sends.c.seq)
+FIRST_SEND = func.min(func.coalesce(sends.c.attempted_at, sends.c.settled_at))
+
+
+def launch_time(conn: Connection, run_id: str) -> datetime | None:
+    """The run's first send of any kind, to anyone (None before anything was sent)."""
+    launch = conn.execute(
+        select(FIRST_SEND).where(sends.c.run_id == run_id, sends.c.state.in_(REACHED))
+    ).scalar()
+    return _utc(launch) if launch is not None else None
+
+
+def reach_times(conn: Connection, run_id: str, *, converted_only: bool = False) -> Reach:
+    """When the run first reached each contact (with `converted_only`, each contact a conversion of the
+    run names: all the attribution window reads), and its launch."""
+    query = select(sends.c.seq, FIRST_SEND).where(
+        sends.c.run_id == run_id, sends.c.state.in_(REACHED), sends.c.contact_id.is_not(None)
     )
-    posts = select(when).where(
-        sends.c.run_id == run_id, sends.c.contact_id.is_(None), sends.c.state.in_(REACHED)
-    )
-    first = {int(seq): _utc(at) for seq, at in conn.execute(query) if at is not None}
-    posted = conn.execute(posts).scalar()
-    moments = list(first.values()) + ([_utc(posted)] if posted is not None else [])
-    return Reach(min(moments) if moments else None, first)
+    if converted_only:
+        query = query.where(
+            exists().where(conversions.c.run_id == run_id, conversions.c.contact_seq == sends.c.seq)
+        )
+    first = {int(seq): _utc(at) for seq, at in conn.execute(query.group_by(sends.c.seq)) if at is not None}
+    return Reach(launch_time(conn, run_id), first)
 
 
 class MeasurementStore:
@@ -88,6 +100,10 @@ class MeasurementStore:
     def reach_times(self, run_id: str) -> Reach:
         with self._tx() as conn:
             return reach_times(conn, run_id)
+
+    def launch_time(self, run_id: str) -> datetime | None:
+        with self._tx() as conn:
+            return launch_time(conn, run_id)
 
     def channel_groups(self, run_id: str, channels: Sequence[str]) -> dict[str, list[GroupMember]]:
         """Per channel: the contacts of variant arms with an address on it, withheld or not."""
@@ -106,6 +122,24 @@ class MeasurementStore:
                 found[channel].append(GroupMember(int(seq), str(variant), reason == CHANNEL_HOLDOUT))
         return found
 
+    def channel_group_sizes(self, run_id: str, channels: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per channel: how many `channel_groups` members are (exposed, withheld), counted in the database."""
+        found = dict.fromkeys(channels, (0, 0))
+        if not channels:
+            return found
+        withheld = sends.c.reason == CHANNEL_HOLDOUT
+        query = (
+            select(sends.c.channel, withheld, func.count())
+            .where(sends.c.run_id == run_id, sends.c.channel.in_(list(channels)))
+            .where(sends.c.contact_id.is_not(None), func.coalesce(sends.c.reason, "") != NO_ADDRESS)
+            .group_by(sends.c.channel, withheld)
+        )
+        with self._tx() as conn:
+            for channel, held, count in conn.execute(query):
+                exposed, out = found[channel]
+                found[channel] = (exposed, out + count) if held else (exposed + count, out)
+        return found
+
     def link_hits(self, run_id: str) -> list[Hit]:
         query = select(
             link_hits.c.channel,
@@ -120,17 +154,24 @@ class MeasurementStore:
             return [Hit(*row) for row in conn.execute(query)]
 
     def delivered_times(self, run_id: str) -> dict[tuple[str, int], datetime]:
-        """When each (channel, contact) message reached its recipient: the provider's delivered event, else
-        the moment the provider accepted it."""
+        """When each (channel, contact) message whose links were requested reached its recipient: the
+        provider's delivered event, else the moment the provider accepted it."""
         found: dict[tuple[str, int], datetime] = {}
+
+        def requested(channel: Any, seq: Any) -> Any:
+            return exists().where(
+                link_hits.c.run_id == run_id, link_hits.c.channel == channel, link_hits.c.contact_seq == seq
+            )
+
         accepted = (
             select(sends.c.channel, sends.c.seq, sends.c.settled_at)
             .where(sends.c.run_id == run_id, sends.c.contact_id.is_not(None))
-            .where(sends.c.state == SendState.SENT.value)
+            .where(sends.c.state == SendState.SENT.value, requested(sends.c.channel, sends.c.seq))
         )
         delivered = (
             select(events.c.channel, events.c.contact_seq, func.min(events.c.occurred_at))
             .where(events.c.run_id == run_id, events.c.kind == DELIVERED, events.c.contact_seq.is_not(None))
+            .where(requested(events.c.channel, events.c.contact_seq))
             .group_by(events.c.channel, events.c.contact_seq)
         )
         with self._tx() as conn:

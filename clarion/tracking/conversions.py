@@ -51,7 +51,7 @@ def import_conversions(ledger: Ledger, path: Path, run_id: str, *, currency: str
     if record is None:
         raise RunNotFound(run_id)
     index = AddressIndex.read(Path(RunFacts.of(record).campaign_file))
-    launch = ledger.reach_times(run_id).launch
+    launch = ledger.launch_time(run_id)
     result = ImportResult()
     pending: list[tuple[int, Conversion]] = []
     try:
