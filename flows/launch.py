@@ -284,8 +284,6 @@ class _Waves:
         opening = sum(1 for b in todo if b.opening)
         if isinstance(coordination, RedisCoordination):  # on the send pool's workers, as shards
             assert SETTINGS.send_pool is not None
-            if opening:
-                coordination.open_gate(target, opening)
             shards = Shards(run, coordination, SETTINGS.send_pool, SETTINGS.shards)
             for problem in shards.send(wave.name, todo):  # a shard that failed for good: its channels wait
                 for channel in sorted({b.channel for b in todo}):

@@ -18,7 +18,7 @@ dead one had in flight as uncertain and sends only what was never claimed, so no
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, cast
 from uuid import UUID
 
@@ -94,6 +94,29 @@ def send_shard(
         done.set()
 
 
+def deal(batches: list[Batch], count: int, threads: int) -> list[list[Batch]]:
+    """`batches` dealt round-robin into at most `count` shards, each shard's first batch of each channel
+    made one of the opening batches and put first, so that the opening instant waits for every shard that
+    sends the channel (not only the one dealt its opening batch: a shard whose process started late would
+    miss the start, and pacing's first seconds with it). At most `threads` openings a shard, as each
+    waits in one of its threads: more would hold its other openings back until the gate's timeout."""
+    shards = []
+    for dealt in (batches[i::count] for i in range(count)):
+        if not dealt:
+            continue
+        first: set[str] = set()
+        openings = 0
+        for j, batch in enumerate(dealt):
+            if batch.opening:
+                openings += 1
+            elif batch.channel not in first and openings < threads:
+                dealt[j] = replace(batch, opening=True)
+                openings += 1
+            first.add(batch.channel)
+        shards.append(sorted(dealt, key=lambda b: not b.opening))  # stable: the plan's order otherwise
+    return shards
+
+
 class Shards:
     """The launch's side: start a wave's shards on the pool, watch them, start a dead one again."""
 
@@ -104,9 +127,10 @@ class Shards:
         """Send `batches` as shards; returns what went wrong (a shard that failed for good)."""
         from prefect.deployments import run_deployment
 
-        shards = [batches[i :: self.count] for i in range(self.count)]
-        shards = [s for s in shards if s]
+        shards = deal(batches, self.count, SETTINGS.max_workers)
         target = batches[0].run_id
+        if opening := sum(1 for shard in shards for b in shard if b.opening):
+            self.coordination.open_gate(target, opening)
         digest = campaign_digest(self.run.loaded)  # a shard checks the launch's own campaign file
         attempts = dict.fromkeys(range(len(shards)), 0)
         runs: dict[int, UUID] = {}
@@ -197,4 +221,4 @@ class Shards:
         return problems
 
 
-__all__ = ["SEND_DEPLOYMENT", "Shards", "send_shard"]
+__all__ = ["SEND_DEPLOYMENT", "Shards", "deal", "send_shard"]

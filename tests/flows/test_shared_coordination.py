@@ -152,3 +152,29 @@ def _busiest(times: list[float], width: float) -> int:
             j += 1
         most = max(most, i - j + 1)
     return most
+
+
+def test_every_shard_that_sends_a_channel_is_waited_for_at_the_opening() -> None:
+    # The plan makes one batch per channel an opening batch; dealt to shards, only the shard that got it
+    # held the opening back, so a shard whose process started late began seconds after the others (pacing's
+    # first seconds ran at 140-182/s of 200). Each shard's first batch of each channel now opens with the
+    # others, and comes first in its shard so that it has a thread to wait in.
+    from clarion.engine.plan import Batch
+    from clarion.flows.shard import deal
+
+    posts = [Batch("r", "x", i, i, i, -1, 1, opening=True) for i in range(2)]
+    sms = [Batch("r", "sms", n, n * 10, n * 10 + 9, n * 100, 10, opening=n == 0) for n in range(9)]
+    email = [Batch("r", "email", n, n * 10, n * 10 + 9, n * 100, 10, opening=n == 0) for n in range(3)]
+    batches = [*posts, sms[0], email[0], *email[1:], *sms[1:]]
+    shards = deal(batches, 4, threads=8)
+    assert sorted((b.channel, b.number) for s in shards for b in s) == sorted(
+        (b.channel, b.number) for b in batches
+    ), "a batch was lost or dealt twice"
+    assert [b for b in posts if b not in shards[0] + shards[1]] == []
+    for shard in shards:
+        openings = [b for b in shard if b.opening]
+        assert shard[: len(openings)] == openings, "an opening batch waits behind another batch"
+        channels = {b.channel for b in shard}
+        assert channels <= {b.channel for b in openings if b.channel != "x"} | {"x"}
+    assert len(deal(sms, 2, threads=1)[0]) == 5  # one opening a thread at most: the rest wait their turn
+    assert [b.opening for b in deal(sms, 2, threads=1)[0]] == [True, False, False, False, False]
