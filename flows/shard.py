@@ -98,7 +98,7 @@ def deal(batches: list[Batch], count: int, threads: int) -> list[list[Batch]]:
     """`batches` dealt round-robin into at most `count` shards, each shard's first batch of each channel
     made one of the opening batches and put first, so that the opening instant waits for every shard that
     sends the channel (not only the one dealt its opening batch: a shard whose process started late would
-    miss the start, and pacing's first seconds with it). At most `threads` openings a shard, as each
+    otherwise send after the others). At most `threads` openings a shard, as each
     waits in one of its threads: more would hold its other openings back until the gate's timeout."""
     shards = []
     for dealt in (batches[i::count] for i in range(count)):

@@ -91,6 +91,16 @@ def reach_times(conn: Connection, run_id: str, *, converted_only: bool = False) 
     return Reach(launch_time(conn, run_id), first)
 
 
+def _members(run_id: str, channels: Sequence[str]) -> tuple[Any, ...]:
+    """The send rows of `channel_groups`: a contact's, on one of `channels`, with an address on it."""
+    return (
+        sends.c.run_id == run_id,
+        sends.c.channel.in_(list(channels)),
+        sends.c.contact_id.is_not(None),
+        func.coalesce(sends.c.reason, "") != NO_ADDRESS,
+    )
+
+
 class MeasurementStore:
     """Mixed into `Ledger`: the reads the experiment's analysis needs."""
 
@@ -111,14 +121,10 @@ class MeasurementStore:
         if not channels:
             return found
         query = select(sends.c.channel, sends.c.seq, sends.c.variant, sends.c.reason).where(
-            sends.c.run_id == run_id,
-            sends.c.channel.in_(list(channels)),
-            sends.c.contact_id.is_not(None),
+            *_members(run_id, channels)
         )
         with self._tx() as conn:
             for channel, seq, variant, reason in conn.execute(query):
-                if reason == NO_ADDRESS:
-                    continue
                 found[channel].append(GroupMember(int(seq), str(variant), reason == CHANNEL_HOLDOUT))
         return found
 
@@ -130,8 +136,7 @@ class MeasurementStore:
         withheld = sends.c.reason == CHANNEL_HOLDOUT
         query = (
             select(sends.c.channel, withheld, func.count())
-            .where(sends.c.run_id == run_id, sends.c.channel.in_(list(channels)))
-            .where(sends.c.contact_id.is_not(None), func.coalesce(sends.c.reason, "") != NO_ADDRESS)
+            .where(*_members(run_id, channels))
             .group_by(sends.c.channel, withheld)
         )
         with self._tx() as conn:

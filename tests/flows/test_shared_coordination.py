@@ -156,9 +156,9 @@ def _busiest(times: list[float], width: float) -> int:
 
 def test_every_shard_that_sends_a_channel_is_waited_for_at_the_opening() -> None:
     # The plan makes one batch per channel an opening batch; dealt to shards, only the shard that got it
-    # held the opening back, so a shard whose process started late began seconds after the others (pacing's
-    # first seconds ran at 140-182/s of 200). Each shard's first batch of each channel now opens with the
-    # others, and comes first in its shard so that it has a thread to wait in.
+    # held the opening back, so a shard whose process started late could begin after the others. Each
+    # shard's first batch of each channel now opens with the others, and comes first in its shard so that
+    # it has a thread to wait in.
     from clarion.engine.plan import Batch
     from clarion.flows.shard import deal
 
