@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/send_throughput.py                   # side by side, 100,000 emails
     .venv/bin/python benchmarks/send_throughput.py --side-by-side 100000 1000000
+    .venv/bin/python benchmarks/send_throughput.py --collector       # also the collector's passes
     .venv/bin/python benchmarks/send_throughput.py --mixed 10000 100000 [--baseline]
 
 Side by side (the default; ../shared/bench/README.md): one contacts file, two fast SendGrid stand-ins
@@ -333,8 +334,9 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     raise RuntimeError("prefect server did not start")
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes]:
-    """Wall seconds, CPU seconds, peak RSS (MB) and stdout of one process (its own rusage, from wait4)."""
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes, bytes]:
+    """Wall seconds, CPU seconds, peak RSS (MB), stdout and stderr of one process (its own rusage, from
+    wait4)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errors)
@@ -345,17 +347,17 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, byt
         errors.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[1]} failed:\n{errors.read().decode()[-3000:]}")
-        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read(), errors.read()
 
 
-def side_by_side(count: int, home: Path, api: str, database: str | None) -> None:
+def side_by_side(count: int, home: Path, api: str, database: str | None, collector: bool = False) -> None:
     folder = Path(tempfile.mkdtemp(prefix="clarion-side-", dir=home))
     contacts = folder / "contacts.csv"
     write_contacts(contacts, count)
     (folder / "campaign.yaml").write_text(SIDE_CAMPAIGN)
     (baseline_sink, baseline_url), (clarion_sink, clarion_url) = start_sink(), start_sink()
     try:
-        base_wall, base_cpu, base_rss, out = timed(
+        base_wall, base_cpu, base_rss, out, _ = timed(
             [sys.executable, str(BENCH / "baseline_sendgrid.py"), str(contacts), baseline_url],
             dict(os.environ),
         )
@@ -371,8 +373,9 @@ def side_by_side(count: int, home: Path, api: str, database: str | None) -> None
         }
         if database:
             env["CLARION_DATABASE_URL"] = database
-        wall, cpu, rss, out = timed(
-            [sys.executable, "-m", "clarion", "run", str(folder / "campaign.yaml"), "--json"], env
+        entry = [str(ROOT / "benchmarks" / "collector.py")] if collector else ["-m", "clarion"]
+        wall, cpu, rss, out, errors = timed(
+            [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env
         )
         result = json.loads(out)
         sent = sum(int(r["sent"]) for r in result["results"])
@@ -402,6 +405,9 @@ def side_by_side(count: int, home: Path, api: str, database: str | None) -> None
         f"(against the loop's own timer: {float(base_inner) / wall:.2f})"
     )
     print(f"  ratio of CPU seconds (SDK loop / clarion): {base_cpu / cpu:.2f}")
+    for line in errors.decode(errors="replace").splitlines():
+        if line.startswith("collector:"):
+            print(f"  clarion run's {line}")
     load = os.getloadavg()[0]
     print(
         f"  load average when it ended: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)"
@@ -419,6 +425,11 @@ def main() -> None:
     )
     parser.add_argument("--postgres", metavar="URL", help="the ledger on this PostgreSQL database")
     parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="time the garbage collector's passes in `clarion run` (benchmarks/collector.py)",
+    )
+    parser.add_argument(
         "--mixed",
         type=int,
         nargs="*",
@@ -434,7 +445,7 @@ def main() -> None:
         server, api = start_prefect(Path(tmp) / "prefect")
         try:
             for count in args.side_by_side or [100_000]:
-                side_by_side(count, Path(tmp), api, args.postgres)
+                side_by_side(count, Path(tmp), api, args.postgres, args.collector)
         finally:
             if server is not None:
                 server.terminate()

@@ -13,6 +13,7 @@ from typing import ClassVar
 import typer
 
 from clarion.base.errors import ClarionError
+from clarion.base.runtime import for_bulk_work
 from clarion.cli.app import err
 from clarion.cli.lazy import LazyGroup
 
@@ -79,6 +80,7 @@ def _startup() -> None:
 
 
 def main() -> None:
+    for_bulk_work()  # before the commands' imports: validating, planning and sending allocate in bulk
     app()
 
 
