@@ -32,3 +32,25 @@ def test_a_collector_set_by_the_operator_is_left_alone(thresholds: None) -> None
     gc.set_threshold(200_000, 5, 5)  # already collecting less often
     for_bulk_work()
     assert gc.get_threshold() == (200_000, 5, 5)
+
+
+def test_at_exit_what_exists_is_left_out_of_the_last_collection() -> None:
+    from clarion.base.runtime import before_exit
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector could free it
+
+    gc.disable()  # no automatic pass may free the cycle before the test looks
+    try:
+        gc.collect()
+        Node()
+        frozen = gc.get_freeze_count()
+        before_exit()
+        assert gc.get_freeze_count() > frozen
+        assert gc.collect() == 0  # the unreachable cycle made before is not walked any more
+        gc.unfreeze()
+        assert gc.collect() >= 1  # unfrozen, it is found and freed: nothing else was changed
+    finally:
+        gc.unfreeze()
+        gc.enable()

@@ -13,7 +13,7 @@ from typing import ClassVar
 import typer
 
 from clarion.base.errors import ClarionError
-from clarion.base.runtime import for_bulk_work
+from clarion.base.runtime import before_exit, for_bulk_work
 from clarion.cli.app import err
 from clarion.cli.lazy import LazyGroup
 
@@ -81,7 +81,10 @@ def _startup() -> None:
 
 def main() -> None:
     for_bulk_work()  # before the commands' imports: validating, planning and sending allocate in bulk
-    app()
+    try:
+        app()
+    finally:
+        before_exit()
 
 
 __all__ = ["COMMANDS", "app", "main"]
