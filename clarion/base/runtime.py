@@ -32,8 +32,10 @@ def before_exit() -> None:
     a 100,000-email `clarion run`, 0.9-1.7 s between the command's last output and the process's end;
     0.06-0.11 s with the heap frozen first (`gc.freeze`: what exists is left out of collections). Nothing
     is lost by it: the ledger's transactions were committed before the command returned, `atexit`
-    handlers (logging's flush, Prefect's event and log workers) run before that pass, and the standard
-    streams are flushed apart from it; objects in unreachable cycles are freed with the process instead."""
+    handlers (logging's flush, Prefect's event and log workers, the ledger's engines closing their
+    connections: clarion.ledger.database) run before that pass, and the standard streams are flushed apart
+    from it. Objects in unreachable cycles are freed with the process, their finalizers not run: what must
+    happen at exit is an `atexit` handler, never a finalizer."""
     gc.freeze()
 
 
