@@ -348,6 +348,7 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
     path = write(work / "million", contacts, email=True)
     box.reset()
     peaks: dict[str, tuple[int, int]] = {}  # who -> (its processes together, its largest process)
+    timeline: list[tuple[float, int]] = []  # (seconds since the launch, the launch's RSS)
     done = threading.Event()
     run_id = f"million-{uuid.uuid4().hex[:4]}"
 
@@ -359,6 +360,8 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
                 sizes = [_rss(p) for p in _tree(pid, children)]
                 total, largest = peaks.get(who, (0, 0))
                 peaks[who] = (max(total, sum(sizes)), max(largest, max(sizes, default=0)))
+                if who == "launch":
+                    timeline.append((time.monotonic() - start, sum(sizes)))
 
     start = time.monotonic()
     process = launch(pool, path, run_id, 2, work)
@@ -374,6 +377,13 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
             ),
             {"run": run_id},
         ).all()
+        began = conn.execute(
+            text(
+                "SELECT min(s.attempted_at) - min(r.created_at) FROM sends s JOIN runs r ON r.id = s.run_id "
+                "WHERE s.run_id = :run"
+            ),
+            {"run": run_id},
+        ).scalar_one()
     rates = []
     for channel, sent, first, last in spans:
         window = (last - first).total_seconds()
@@ -384,6 +394,15 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
         + ", ".join(f"{who} {t / 1024:,.0f} / {p / 1024:,.0f} MB" for who, (t, p) in sorted(peaks.items())),
         flush=True,
     )
+    if timeline:
+        when, most = max(timeline, key=lambda point: point[1])
+        print(
+            f"the launch's RSS: peak {most / 1024:,.0f} MB at {when:,.0f} s of {wall:,.0f}; the first send "
+            f"{began.total_seconds() if began else float('nan'):,.0f} s after the run began; by minute "
+            + ", ".join(f"{rss / 1024:,.0f}" for _, rss in timeline[::60])
+            + " MB",
+            flush=True,
+        )
 
 
 def _children() -> dict[int, list[int]]:
@@ -457,9 +476,11 @@ def main() -> None:
                     pacing(pool, box, work)
                 if "skew" in only:
                     skew(pool, box, work)
-                while len(pool.workers) > 3:  # kills: three workers, one of them killed
-                    last = pool.workers.pop()
-                    os.killpg(last.pid, 15)
+                while len(pool.workers) > 3:  # kills and the million: three workers
+                    # gone for good (kill -9): a worker asked to stop with SIGTERM kept taking flow runs,
+                    # and the million's second shard ran on it, unmeasured
+                    pool.kill_worker(len(pool.workers) - 1)
+                    pool.workers.pop()
                 if "kills" in only:
                     kills(pool, box, work, args.trials, database)
                 if args.million:

@@ -31,6 +31,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from clarion.base.errors import ClarionError
+from clarion.base.runtime import bulk_work
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign, load_campaign
@@ -278,18 +279,21 @@ class _Waves:
 
     def send(self, wave: Wave, todo: list[Batch]) -> None:
         """Every batch of the wave at once; each channel's opening batches meet at the run's gate."""
-        run = self.run
-        target = todo[0].run_id
-        coordination = run.coordination
-        opening = sum(1 for b in todo if b.opening)
+        coordination = self.run.coordination
         if isinstance(coordination, RedisCoordination):  # on the send pool's workers, as shards
-            assert SETTINGS.send_pool is not None
-            shards = Shards(run, coordination, SETTINGS.send_pool, SETTINGS.shards)
+            assert SETTINGS.send_pool is not None  # watching them is not bulk work: collected as usual
+            shards = Shards(self.run, coordination, SETTINGS.send_pool, SETTINGS.shards)
             for problem in shards.send(wave.name, todo):  # a shard that failed for good: its channels wait
                 for channel in sorted({b.channel for b in todo}):
                     self._stopped(wave, channel, problem)
             self._after(wave, todo)
             return
+        with bulk_work():  # the batches go out from this process's threads
+            self._send_here(wave, todo)
+
+    def _send_here(self, wave: Wave, todo: list[Batch]) -> None:
+        run, target, coordination = self.run, todo[0].run_id, self.run.coordination
+        opening = sum(1 for b in todo if b.opening)
         if 0 < opening <= SETTINGS.max_workers:  # each waits in a worker thread: more would stall the pool
             coordination.open_gate(target, opening)
         futures: dict[PrefectFuture[BatchOutcome], Batch] = {

@@ -28,6 +28,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from clarion.base.errors import ClarionError
+from clarion.base.runtime import bulk_work
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.loader import campaign_digest, load_campaign
 from clarion.engine.context import RunContext
@@ -74,22 +75,23 @@ def send_shard(
     target = plan[0].run_id
     done = coordination.lease(target, shard)
     try:
-        run = RunContext(Ledger.open(), loaded, run_id, kits, coordination=coordination)
-        if after_crash:  # the attempt before died: what it had in flight may have gone out
-            run.ledger.mark_uncertain_batches(target, [(b.channel, b.number) for b in plan])
-        futures: dict[PrefectFuture[BatchOutcome], Batch] = {
-            send_batch_task.submit(run, batch, step): batch for batch in plan
-        }
-        failures = []
-        for future in as_completed(list(futures)):
-            try:
-                future.result(raise_on_failure=True)
-            except ChannelStopped:
-                pass  # the launch reads every stopped channel from the coordination
-            except Exception as exc:
-                failures.append(f"batch {futures[future].number}: {type(exc).__name__}: {exc}")
-        if failures:
-            raise RuntimeError("; ".join(failures[:5]))
+        with bulk_work():  # the shard's batches go out from this process's threads
+            run = RunContext(Ledger.open(), loaded, run_id, kits, coordination=coordination)
+            if after_crash:  # the attempt before died: what it had in flight may have gone out
+                run.ledger.mark_uncertain_batches(target, [(b.channel, b.number) for b in plan])
+            futures: dict[PrefectFuture[BatchOutcome], Batch] = {
+                send_batch_task.submit(run, batch, step): batch for batch in plan
+            }
+            failures = []
+            for future in as_completed(list(futures)):
+                try:
+                    future.result(raise_on_failure=True)
+                except ChannelStopped:
+                    pass  # the launch reads every stopped channel from the coordination
+                except Exception as exc:
+                    failures.append(f"batch {futures[future].number}: {type(exc).__name__}: {exc}")
+            if failures:
+                raise RuntimeError("; ".join(failures[:5]))
     finally:
         done.set()
 

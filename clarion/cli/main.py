@@ -13,7 +13,7 @@ from typing import ClassVar
 import typer
 
 from clarion.base.errors import ClarionError
-from clarion.base.runtime import before_exit, for_bulk_work
+from clarion.base.runtime import before_exit
 from clarion.cli.app import err
 from clarion.cli.lazy import LazyGroup
 
@@ -80,7 +80,6 @@ def _startup() -> None:
 
 
 def main() -> None:
-    for_bulk_work()  # before the commands' imports: validating, planning and sending allocate in bulk
     try:
         app()
     finally:

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from clarion import channels
-from clarion.base.runtime import for_bulk_work
 from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign
 from clarion.channels.base import Channel
@@ -69,7 +68,6 @@ class RunContext:
         self._lock = threading.Lock()
         self._renderers: dict[str, Renderer] = {}
         self._adapters: dict[tuple[str, str], Channel] = {}
-        for_bulk_work()  # a launch or a shard plans and sends in bulk: fewer collector passes
 
     def campaign(self, run_id: str) -> LoadedCampaign:
         """The campaign a run of this launch sends: the launch's, or a share kit's."""

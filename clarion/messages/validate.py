@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clarion import channels
 from clarion.base.consent import consent_given
 from clarion.base.errors import CampaignInvalid, ClarionError, Problem
+from clarion.base.runtime import bulk_work
 from clarion.campaign.contacts import Contact, ContactsError, ContactsFile
 from clarion.campaign.kits import load_kits
 from clarion.campaign.loader import LoadedCampaign, load_campaign
@@ -188,56 +189,57 @@ def scan(
     assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
     seen: set[str] = set()
     memo: dict[tuple[object, ...], _Checked] = {}
-    try:
-        for contact in contacts.records():
-            report.contacts += 1
-            if not _contact_ok(contact, contacts, seen, groups):
-                continue
-            arm = assigner.arm(contact.id)
-            report.arms[arm] += 1
-            addresses: dict[str, str | None] = {}
-            for cid, adapter in per_contact:
-                config = campaign.channels[cid]
-                raw = contact.fields.get(adapter.address_column or "", "")
-                if arm != HOLDOUT:
-                    addresses[cid] = None
-                agreed = True
-                if adapter.consent_column in contacts.columns:
+    with bulk_work():  # a few containers per contact, freed at once: fewer collector passes
+        try:
+            for contact in contacts.records():
+                report.contacts += 1
+                if not _contact_ok(contact, contacts, seen, groups):
+                    continue
+                arm = assigner.arm(contact.id)
+                report.arms[arm] += 1
+                addresses: dict[str, str | None] = {}
+                for cid, adapter in per_contact:
+                    config = campaign.channels[cid]
+                    raw = contact.fields.get(adapter.address_column or "", "")
+                    if arm != HOLDOUT:
+                        addresses[cid] = None
+                    agreed = True
+                    if adapter.consent_column in contacts.columns:
+                        try:
+                            agreed = consent_given(contact.fields.get(adapter.consent_column, ""))
+                        except ValueError as exc:
+                            at = contacts.column_of(adapter.consent_column)
+                            problem = Problem(
+                                contacts.display, contact.line, at, str(exc), adapter.consent_column
+                            )
+                            groups.add(("consent_value", cid), problem, contact)
+                            continue
+                    if not raw:
+                        continue  # not reachable on this channel: skipped at send time, with the reason
                     try:
-                        agreed = consent_given(contact.fields.get(adapter.consent_column, ""))
+                        address = adapter.normalise_address(raw, config)
                     except ValueError as exc:
-                        at = contacts.column_of(adapter.consent_column)
-                        problem = Problem(
-                            contacts.display, contact.line, at, str(exc), adapter.consent_column
-                        )
-                        groups.add(("consent_value", cid), problem, contact)
+                        at = contacts.column_of(adapter.address_column or "")
+                        problem = Problem(contacts.display, contact.line, at, str(exc), f"channels.{cid}")
+                        groups.add(("address", cid), problem, contact)
                         continue
-                if not raw:
-                    continue  # not reachable on this channel: skipped at send time, with the reason
-                try:
-                    address = adapter.normalise_address(raw, config)
-                except ValueError as exc:
-                    at = contacts.column_of(adapter.address_column or "")
-                    problem = Problem(contacts.display, contact.line, at, str(exc), f"channels.{cid}")
-                    groups.add(("address", cid), problem, contact)
-                    continue
-                if arm == HOLDOUT:
-                    continue  # checked all the same: the file is wrong, whoever the contact is
-                addresses[cid] = address
-                report.reachable[cid] += 1
-                if assigner.withheld(contact.id, cid):
-                    report.withheld[cid] += 1
-                if adapter.consent_column and agreed:
-                    report.consented[cid] += 1
-                if not render:
-                    continue
-                # the rest of a rollout gets whichever variant wins: each must render for them
-                for variant in [variants[arm]] if arm != REST else list(variants.values()):
-                    _render_checked(renderer, cid, variant, contact, address, groups, report, memo)
-            if visitor is not None and not groups:
-                visitor(contact, arm, addresses)
-    except ContactsError as exc:
-        groups.add(("file",), exc.problem)
+                    if arm == HOLDOUT:
+                        continue  # checked all the same: the file is wrong, whoever the contact is
+                    addresses[cid] = address
+                    report.reachable[cid] += 1
+                    if assigner.withheld(contact.id, cid):
+                        report.withheld[cid] += 1
+                    if adapter.consent_column and agreed:
+                        report.consented[cid] += 1
+                    if not render:
+                        continue
+                    # the rest of a rollout gets whichever variant wins: each must render for them
+                    for variant in [variants[arm]] if arm != REST else list(variants.values()):
+                        _render_checked(renderer, cid, variant, contact, address, groups, report, memo)
+                if visitor is not None and not groups:
+                    visitor(contact, arm, addresses)
+        except ContactsError as exc:
+            groups.add(("file",), exc.problem)
     if report.contacts == 0 and not groups:
         groups.add(("empty",), Problem(contacts.display, 2, 1, "has a header but no contacts"))
     if groups:
