@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 from make_contacts import generate  # noqa: E402
 
-from clarion.cli.stack import Stack, stack  # noqa: E402
+from clarion.cli.stack import Stack, children_by_parent, process_tree, stack  # noqa: E402
 from clarion.ledger import Ledger  # noqa: E402
 
 SECRET = "benchmark-signing-key-0123456789abcdef"
@@ -355,9 +355,9 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
     def watch(launcher: int) -> None:
         while not done.wait(1.0):
             whose = {f"w{i}": worker.pid for i, worker in enumerate(pool.workers)} | {"launch": launcher}
-            children = _children()  # one walk of /proc a second for all of them
+            children = children_by_parent()  # one walk of /proc a second for all of them
             for who, pid in whose.items():
-                sizes = [_rss(p) for p in _tree(pid, children)]
+                sizes = [_rss(p) for p in process_tree(pid, children)]
                 total, largest = peaks.get(who, (0, 0))
                 peaks[who] = (max(total, sum(sizes)), max(largest, max(sizes, default=0)))
                 if who == "launch":
@@ -403,29 +403,6 @@ def million(pool: Stack, box: Sandbox, work: Path, database: str, contacts: int)
             + " MB",
             flush=True,
         )
-
-
-def _children() -> dict[int, list[int]]:
-    """Each running process's children, by parent pid."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    return children
-
-
-def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
-    """`root` and every process descended from it."""
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def _rss(pid: int) -> int:

@@ -77,10 +77,12 @@ class Stack:
         return process
 
     def kill_worker(self, index: int) -> None:
-        """kill -9 of a worker and every process it started (a machine gone)."""
+        """kill -9 of a worker and every process it started (a machine gone): its flow runs too, which
+        Prefect's process worker starts each in a session of its own (outside the worker's group)."""
         process = self.workers[index]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        for pid in process_tree(process.pid):  # the whole tree first: a child whose parent died moves
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait(10)
 
     def wait_online(self, count: int, timeout: float = 120.0) -> None:
@@ -98,6 +100,31 @@ class Stack:
         raise ClarionError(
             f"only some of {count} workers of pool {self.pool!r} came online in {timeout:.0f} s"
         )
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Each running process's children, by parent pid, from one walk of /proc (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue  # gone meanwhile
+                children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """`root` and every process descended from it (`children`: a walk of /proc already made)."""
+    children = children_by_parent() if children is None else children
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def prefect_database(database_url: str, name: str) -> str:
@@ -179,4 +206,4 @@ def stack(
                     process.wait(5)
 
 
-__all__ = ["POOL", "Stack", "prefect_database", "stack"]
+__all__ = ["POOL", "Stack", "children_by_parent", "prefect_database", "process_tree", "stack"]

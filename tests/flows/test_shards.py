@@ -20,7 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from clarion.base.settings import ClarionSettings
 from clarion.cli.stack import Stack, stack
+from clarion.engine.send import PER_MESSAGE_CLAIM
 from clarion.ledger import Ledger, SendState
 from clarion.sandbox import Sandbox
 from tests.conftest import POSTGRES_URL, TEST_SECRET
@@ -164,12 +166,24 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     assert code == 0, log[-3000:]
     outcome = json.loads(log[log.index("{") :])
     assert outcome["status"] == "completed"
+    # the worker's shard died with it (its process is outside the worker's process group) and was
+    # started again: two shards, three flow runs
+    shards = httpx.post(
+        f"{pool.api_url}/flow_runs/filter",
+        json={"flow_runs": {"name": {"like_": "shards-kill-"}}},
+        timeout=10,
+    ).json()
+    assert len(shards) == 3, sorted(f["name"] for f in shards)
     counts = Counter(m["to"] for m in sandbox.messages("twilio"))
     assert max(counts.values()) == 1, "someone got a text twice"
     with Ledger(shared_ledger) as ledger:
         rows = list(ledger.sends("shards-kill", "sms"))
     states = Counter(str(r.state) for r in rows)
     assert states[SendState.PLANNED.value] == 0 and states[SendState.IN_FLIGHT.value] == 0
-    assert states.get("uncertain", 0) <= 25, "more uncertain than one claimed chunk"
+    # what the dead shard had claimed: at most one chunk per send thread
+    most = PER_MESSAGE_CLAIM * ClarionSettings().max_workers
+    assert states.get("uncertain", 0) <= most, "more uncertain than the dead shard's claimed chunks"
     sent = {r.contact_id for r in rows if str(r.state) == "sent"}
-    assert len(sent) == len(counts), "the ledger calls sent exactly what arrived"
+    # every text the ledger calls sent arrived; every other that arrived is one it lists uncertain (the
+    # dead shard's, in flight when it died: `clarion reconcile` asks Twilio which went out)
+    assert len(sent) <= len(counts) <= len(sent) + states.get("uncertain", 0)
