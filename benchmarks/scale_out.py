@@ -310,6 +310,12 @@ def kills(pool: Stack, box: Sandbox, work: Path, trials: int, database: str) -> 
     path = write(work / "kills", 6_000, email=True, rate=300, batch=100)
     rng = random.Random(2026)
     ledger = Ledger(database)
+    with (path.parent / "contacts.csv").open(newline="") as fh:
+        address = {
+            (channel, row["id"]): row[column]
+            for row in csv.DictReader(fh)
+            for channel, column in (("email", "email"), ("sms", "phone"))
+        }
     for trial in range(trials):
         box.reset()
         run_id = f"kill-{trial}-{uuid.uuid4().hex[:4]}"
@@ -332,9 +338,12 @@ def kills(pool: Stack, box: Sandbox, work: Path, trials: int, database: str) -> 
                 arrived[(channel, str(m["to"]))] += 1
         duplicates = sum(n - 1 for n in arrived.values() if n > 1)
         omissions = states.get("planned", 0) + states.get("in_flight", 0)
+        uncertain = [(r.channel, r.contact_id) for r in rows if str(r.state) == "uncertain"]
+        out = sum(1 for c, who in uncertain if (c, address.get((c, str(who)), "")) in arrived)
         print(
             f"kill trial {trial}: worker {victim} killed after ~{target} messages; exit {code}; "
-            f"duplicates {duplicates}, silent omissions {omissions}, uncertain {states.get('uncertain', 0)}, "
+            f"duplicates {duplicates}, silent omissions {omissions}, uncertain {len(uncertain)} (of which "
+            f"{out} had reached the sandbox), "
             f"sent {len(sent):,}",
             flush=True,
         )
