@@ -57,3 +57,14 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
     assert all(0 <= backoff(1, None) <= 0.5 for _ in range(100))
     assert all(0 <= backoff(10, None, cap=30) <= 30 for _ in range(100))
     assert all(backoff(1, 7.0) >= 7.0 for _ in range(100))
+
+
+def test_a_paced_channel_claims_what_its_pace_sends_in_a_quarter_second() -> None:
+    from clarion.channels.base import Pacing
+    from clarion.engine.send import PER_MESSAGE_CLAIM, per_message_claim
+
+    assert per_message_claim(Pacing(), 8) == PER_MESSAGE_CLAIM  # unpaced: as many as a claim takes
+    assert per_message_claim(Pacing(messages_per_second=200), 8) == 6  # 25 a second for each of 8 threads
+    assert per_message_claim(Pacing(messages_per_second=200, requests_per_second=40), 8) == 1  # the slower
+    assert per_message_claim(Pacing(messages_per_second=1), 8) == 1  # never none
+    assert per_message_claim(Pacing(messages_per_second=100_000), 8) == PER_MESSAGE_CLAIM  # never more

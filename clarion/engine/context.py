@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from clarion import channels
+from clarion.base.settings import ClarionSettings
 from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign
 from clarion.channels.base import Channel
@@ -55,8 +56,10 @@ class RunContext:
         *,
         coordination: Coordination | None = None,
         signer: LinkSigner | None = None,
+        threads: int | None = None,
     ) -> None:
         self.ledger = ledger
+        self.threads = threads or ClarionSettings().max_workers  # send tasks of this process at once
         self.loaded = loaded
         self.run_id = run_id
         self.kits = dict(kits or {})

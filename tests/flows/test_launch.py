@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from clarion.base.settings import ClarionSettings
 from clarion.campaign.loader import load_campaign
 from clarion.campaign.model import HOLDOUT
 from clarion.flows.launch import launch
+from clarion.ledger import Ledger, SendState
 from clarion.messages.assign import Assigner
 from clarion.sandbox import FaultConfig, Sandbox
 from tests.flows.conftest import CAMPAIGN, write_campaign
@@ -129,6 +131,26 @@ def test_pacing_is_respected(tmp_path: Path, providers: Sandbox) -> None:
     assert len(times) == len(expected_recipients(path)["sms"]) >= 35
     span = (times[-1] - times[0]).total_seconds()
     assert span >= (len(times) - 21) / 20 * 0.9  # the first second's burst, then 20 a second
+
+
+def test_a_paced_text_is_claimed_shortly_before_it_goes_out(tmp_path: Path, providers: Sandbox) -> None:
+    """Claimed sends wait for their pacing slots, and a crash leaves every claimed one `uncertain`: a paced
+    channel's claims hold what its pace lets a send thread make in a quarter second, not 25 texts (at
+    10/s, the 25th text of such a claim went out 1.5 s after it was marked in flight)."""
+    text = CAMPAIGN.replace(
+        'Reply STOP to opt out"', 'Reply STOP to opt out"\n    pacing: {messages_per_second: 10}'
+    )
+    path = write_campaign(tmp_path, 60, text)
+    launch(str(path), "flow-test-pacing-claims")
+    arrived = {m["provider_id"]: _received(m) for m in providers.messages("twilio")}
+    with Ledger(ClarionSettings().ledger_url()) as ledger:
+        rows = [
+            r for r in ledger.sends("flow-test-pacing-claims", state=SendState.SENT) if r.channel == "sms"
+        ]
+    assert len(rows) == len(arrived) >= 35
+    waited = [(arrived[r.provider_id] - r.attempted_at).total_seconds() for r in rows if r.attempted_at]
+    assert len(waited) == len(rows)
+    assert max(waited) < 1.0  # at 10/s one text a claim: in flight only while it waits its turn and goes
 
 
 def test_resume_of_a_finished_run_sends_nothing(tmp_path: Path, providers: Sandbox) -> None:
