@@ -134,9 +134,10 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
         batch_id = adapter.schedule_batch()
         if batch_id:
             ledger.remember_batches(batch.run_id, batch.channel, adapter.provider, [batch_id])
-    chunk = per_message_claim(adapter.config.pacing, run.threads)
     if adapter.max_batch > 1:  # a request's recipients, at most what a task carries (`batch_size`)
         chunk = min(adapter.max_batch, int(getattr(config, "batch_size", 0) or adapter.max_batch))
+    else:
+        chunk = per_message_claim(adapter.config.pacing, run.threads)
     coordination = run.coordination
     for start in range(0, len(outbounds), chunk):
         if why := coordination.stopped(batch.run_id, batch.channel):
