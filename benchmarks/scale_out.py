@@ -126,12 +126,15 @@ class Sandbox:
     def __init__(self, realtime: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "clarion", "sandbox", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_realtime if realtime else None,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "clarion", "sandbox", "--port", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_realtime if realtime else None,
+            )
+        except subprocess.SubprocessError as exc:  # the real-time policy refused: not root
+            raise SystemExit(f"--provider-realtime needs root (SCHED_FIFO was refused: {exc})") from None
         for _ in range(300):
             try:
                 httpx.get(f"{self.url}/_sandbox/health", timeout=1)
