@@ -56,10 +56,9 @@ class RunContext:
         *,
         coordination: Coordination | None = None,
         signer: LinkSigner | None = None,
-        threads: int | None = None,
     ) -> None:
         self.ledger = ledger
-        self.threads = threads or ClarionSettings().max_workers  # send tasks of this process at once
+        self.threads = ClarionSettings().max_workers  # send tasks of this process at once
         self.loaded = loaded
         self.run_id = run_id
         self.kits = dict(kits or {})
