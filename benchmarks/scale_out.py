@@ -232,12 +232,67 @@ def _times(messages: list[dict[str, object]]) -> list[float]:
     return sorted(datetime.fromisoformat(str(m["received_at"])).timestamp() for m in messages)
 
 
+ROLES = ("workers", "sandbox", "prefect server", "launch", "postgresql", "redis", "other")
+
+
+def _role(cmdline: str) -> str | None:
+    """What a process is in the benchmark, from its own command line (None: its parent's role)."""
+    if "prefect worker" in cmdline or "prefect.engine" in cmdline or "prefect flow-run" in cmdline:
+        return "workers"
+    if "clarion sandbox" in cmdline:
+        return "sandbox"
+    if "prefect server" in cmdline or ("uvicorn" in cmdline and "prefect" in cmdline):
+        return "prefect server"
+    if "clarion run" in cmdline:
+        return "launch"
+    if cmdline.startswith("postgres"):
+        return "postgresql"
+    if cmdline.startswith("redis-server"):
+        return "redis"
+    return None
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by each role's processes (their own, and that of the children they waited
+    for: a flow run that exited counts in its worker's), from one walk of /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    own: dict[int, tuple[str | None, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            raw = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        # utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after the name
+        seconds = sum(int(x) for x in fields[11:15]) / tick
+        words = [w.rsplit("/", 1)[-1] if i == 0 else w for i, w in enumerate(raw.split())]
+        if words and words[0].startswith("python"):
+            words = [w for w in words[1:] if w != "-m"]  # the interpreter, then what it runs
+        command = " ".join(words)
+        own[pid] = (_role(command), seconds)
+    totals = dict.fromkeys(ROLES, 0.0)
+    for pid, (role, seconds) in own.items():
+        ancestor = pid
+        while role is None and ancestor in parents and parents[ancestor] in own:
+            ancestor = parents[ancestor]
+            role = own[ancestor][0]
+        totals[role or "other"] += seconds
+    return totals
+
+
 class CpuMeter:
     """The machine's busy share of its cores over a time window (/proc/stat, sampled every 0.25 s): whether
-    more workers could have gone faster, or the cores were already full (workers, sandbox, server, ledger)."""
+    more workers could have gone faster, or the cores were already full (workers, sandbox, server, ledger);
+    and every 0.5 s, the CPU each role's processes had used (`cpu_by_role`), for where the cores went."""
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, int, int]] = []
+        self.roles: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -247,7 +302,10 @@ class CpuMeter:
             with open("/proc/stat") as fh:
                 jiffies = [int(x) for x in fh.readline().split()[1:]]
             idle = jiffies[3] + jiffies[4]  # idle + iowait
-            self.samples.append((time.time(), sum(jiffies) - idle, sum(jiffies)))
+            now = time.time()
+            self.samples.append((now, sum(jiffies) - idle, sum(jiffies)))
+            if len(self.samples) % 2:
+                self.roles.append((now, cpu_by_role()))
             self._stop.wait(0.25)
 
     def busy(self, start: float, end: float) -> float:
@@ -259,6 +317,15 @@ class CpuMeter:
             return float("nan")
         (_, busy0, total0), (_, busy1, total1) = inside[0], inside[-1]
         return (busy1 - busy0) / max(total1 - total0, 1)
+
+    def by_role(self, start: float, end: float) -> tuple[float, dict[str, float]]:
+        """The seconds between the first and last role samples inside the window, and the CPU seconds each
+        role used in them (empty without two samples inside)."""
+        inside = [r for r in self.roles if start <= r[0] <= end]
+        if len(inside) < 2:
+            return float("nan"), {}
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        return t1 - t0, {role: max(last[role] - first[role], 0.0) for role in ROLES}
 
 
 def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int) -> None:
@@ -276,6 +343,13 @@ def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int) -> None:
             f"the machine's {os.cpu_count()} cores {busy:.0%} busy meanwhile (exit {code})",
             flush=True,
         )
+        seconds, used = meter.by_role(texts[0], texts[-1]) if texts else (float("nan"), {})
+        if used:
+            shares = ", ".join(f"{role} {cpu / seconds:.2f}" for role, cpu in used.items() if cpu)
+            per_text = {role: cpu / seconds / (len(texts) / span) * 1000 for role, cpu in used.items() if cpu}
+            costs = ", ".join(f"{role} {ms:.2f}" for role, ms in per_text.items())
+            print(f"  cores used by each ({seconds:.1f} s of the window): {shares}", flush=True)
+            print(f"  CPU ms per text: {costs}", flush=True)
 
 
 def skew(pool: Stack, box: Sandbox, work: Path, runs: int = 3) -> None:

@@ -176,6 +176,21 @@ def windows(env: dict[str, str], run_id: str) -> dict[str, tuple[int, float]]:
     return {ch: (counts[ch], max(ts) - min(ts)) for ch, ts in spans.items()}
 
 
+def email_bytes(sandbox: str) -> str:
+    """What the email requests in the sandbox's request log (the last 20,000 requests) weigh: their bodies'
+    bytes per recipient, what goes up the line to SendGrid for each email."""
+    log = httpx.get(f"{sandbox}/_sandbox/requests", timeout=120).json()
+    bodies = [r["body"] for r in log if r["path"] == "/v3/mail/send" and r["status"] == 202]
+    recipients = sum(len(json.loads(body)["personalizations"]) for body in bodies)
+    size = sum(len(body.encode()) for body in bodies)
+    if not recipients:
+        return "  no email request in the sandbox's request log"
+    return (
+        f"  email requests: {len(bodies):,} for {recipients:,} recipients, {size / recipients:,.0f} bytes of "
+        "request body a recipient"
+    )
+
+
 def replay(sandbox: str) -> dict[str, tuple[int, float]]:
     """The provider calls Clarion just made (from the sandbox's request log), made again by a plain loop
     over the SDKs: no rendering, no ledger, no Prefect. Returns requests replayed and seconds, per channel."""
@@ -228,6 +243,7 @@ def mixed(counts: list[int], baseline: bool) -> None:
                 for channel, (sent, span) in sorted(spans.items()):
                     rate = sent / span if span else float("inf")
                     print(f"  {channel:6} {sent:8,} sent in {span:7.2f} s  = {rate:8,.0f} recipients/s")
+                print(email_bytes(url))
                 if baseline:
                     requests = request_counts(env, str(result["run_id"]))
                     plain = replay(url)

@@ -12,7 +12,10 @@ from urllib.parse import parse_qs
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
+from clarion.campaign.loader import load_campaign
 from clarion.flows.launch import launch
+from clarion.messages.links import LinkSigner
+from clarion.messages.render import Renderer
 from clarion.sandbox import Sandbox
 from tests.flows.conftest import write_campaign
 
@@ -99,8 +102,10 @@ def test_every_request_passes_the_providers_published_schemas(
         if request["path"] == "/v3/mail/send":
             payload = json.loads(request["body"])
             assert not _problems(mail, payload), _problems(mail, payload)[:5]
-            assert payload["subject"]  # at the top, as the schema requires, and per personalization
-            assert all(p["subject"] for p in payload["personalizations"])
+            assert payload[
+                "subject"
+            ]  # at the top, as the schema requires; per personalization where it differs
+            assert all(p.get("subject", payload["subject"]) for p in payload["personalizations"])
             assert request["status"] == 202
             sent_mail += 1
         elif request["path"].endswith("/Messages.json"):
@@ -120,3 +125,39 @@ def test_every_request_passes_the_providers_published_schemas(
         assert m["custom_args"]["clarion_token"] in m["html"]
         assert "CLRNK" not in m["html"] + m["text"] + m["subject"]
         assert m["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_request_says_each_value_once_and_every_recipient_gets_their_own_message(
+    tmp_path: Path, providers: Sandbox
+) -> None:
+    """The HTML part's first name and the text part's are one substitution when no one's needs escaping,
+    a value the same for the whole request (a variant's words) is written into the content, a subject is
+    given per personalization only where it differs from the top one: and what each recipient gets is
+    still exactly the message rendered for them alone."""
+    path = write_campaign(tmp_path, 120, CAMPAIGN.replace("&", "and"))
+    assert launch(str(path), "condensed").completed
+    requests = [json.loads(r["body"]) for r in providers.requests() if r["path"] == "/v3/mail/send"]
+    assert requests
+    for payload in requests:
+        people = payload["personalizations"]
+        columns = [
+            tuple(p.get("substitutions", {}).get(key) for p in people)
+            for key in {k for p in people for k in p.get("substitutions", {})}
+        ]
+        assert len(set(columns)) == len(columns), "two keys carry the same value for every recipient"
+        if len(people) > 1:
+            assert all(len(set(column)) > 1 for column in columns), "a value the same for all is substituted"
+        assert all(p.get("subject") != payload["subject"] for p in people)  # the top one stands for them
+    loaded = load_campaign(path)
+    full = Renderer(loaded, LinkSigner.from_settings(), "condensed", skeletons=False)
+    variants = {v.id: v for v in loaded.campaign.experiment.variants}
+    contacts = {c.id: c for c in loaded.contacts().records()}
+    emails = providers.messages("sendgrid")
+    assert len(emails) == sum(len(p["personalizations"]) for p in requests)
+    for m in emails:
+        args = m["custom_args"]
+        want = full.render(
+            "email", variants[args["clarion_variant"]], contacts[args["clarion_contact"]], address=m["to"]
+        )
+        assert (m["subject"], m["html"]) == (want.subject, want.html)
+        assert " ".join(m["text"].replace("\\", "").split()) == " ".join(want.text.replace("\\", "").split())
