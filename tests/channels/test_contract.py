@@ -10,7 +10,9 @@ id, and answer `unknown` (never raise, never guess) when the provider fails, sta
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +21,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from clarion import channels
-from clarion.channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome
+from clarion.channels.base import Channel, ChannelKind, Message, Outbound, SendOutcome, SendResult
 from clarion.channels.bluesky.adapter import BlueskyConfig
 from clarion.channels.linkedin.adapter import LinkedInConfig
 from clarion.channels.mastodon.adapter import MastodonConfig
@@ -436,3 +438,34 @@ def test_every_webhook_refuses_what_it_cannot_verify_and_records_nothing(
         unconfigured.close()
         configured.close()
     assert ledger.suppression_counts() == {}
+
+
+def test_a_text_goes_through_the_proxy_the_environment_names(
+    wire: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment's proxy settings hold for texts (Twilio's client reads them once, not per text): a
+    proxy named in HTTP_PROXY is used (here one that refuses connections: the text is not taken, and may
+    be retried), and NO_PROXY lets the provider's host be reached directly. Each send is a new thread's, as
+    a send thread reads the environment when it first texts."""
+
+    def text() -> SendResult:
+        with ThreadPoolExecutor(1) as thread:
+            [result] = thread.submit(
+                _adapter(CASES["twilio"]).send, [Outbound("r1", CASES["twilio"].good)]
+            ).result()
+        return result
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    refused = text()
+    assert refused.outcome is SendOutcome.RETRY, refused
+    assert not wire.messages("twilio")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    sent = text()
+    assert sent.outcome is SendOutcome.SENT, sent
+    assert len(wire.messages("twilio")) == 1
