@@ -9,7 +9,9 @@ Starts `clarion sandbox` in its own process, then `prefect server` on PostgreSQL
 process work pool with 4 workers (clarion.cli.stack, what `clarion devstack up` runs), the ledger on
 PostgreSQL (a fresh schema) and the launches' coordination in Redis. Prints:
 
-- SMS throughput with the batches on 1, 2 and 4 workers (shards = workers; texts/s over the send window);
+- SMS throughput with the batches on 1, 2 and 4 workers (shards = workers, the pool holding just that many;
+  texts/s over the send window), the cores' busy share, and the cores and CPU ms a text each role used
+  (the workers with their flow runs, the sandbox, `prefect server`, the launch, PostgreSQL, Redis);
 - pacing: `messages_per_second: 200` on SMS across 4 workers: the largest count in any 1-s window at the
   sandbox (goal <= 210) and the average rate (goal >= 190/s), --pacing-runs times; with --provider-realtime
   the sandbox runs ahead of every other process for the CPU (SCHED_FIFO, as root), as a provider's servers
@@ -288,10 +290,12 @@ def cpu_by_role() -> dict[str, float]:
 class CpuMeter:
     """The machine's busy share of its cores over a time window (/proc/stat, sampled every 0.25 s): whether
     more workers could have gone faster, or the cores were already full (workers, sandbox, server, ledger);
-    and every 0.5 s, the CPU each role's processes had used (`cpu_by_role`), for where the cores went."""
+    and every 0.5 s, the CPU each role's processes had used (`cpu_by_role`), for where the cores went.
+    Steal (time the host gave this machine's virtual cores to others) is counted apart: where it is high,
+    every process's CPU per text rises together, and a figure from such a window says less."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, int, int]] = []
+        self.samples: list[tuple[float, int, int, int]] = []
         self.roles: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -301,22 +305,23 @@ class CpuMeter:
         while not self._stop.is_set():
             with open("/proc/stat") as fh:
                 jiffies = [int(x) for x in fh.readline().split()[1:]]
-            idle = jiffies[3] + jiffies[4]  # idle + iowait
+            idle, steal = jiffies[3] + jiffies[4], jiffies[7]  # idle + iowait; steal
             now = time.time()
-            self.samples.append((now, sum(jiffies) - idle, sum(jiffies)))
+            self.samples.append((now, sum(jiffies) - idle - steal, sum(jiffies), steal))
             if len(self.samples) % 2:
                 self.roles.append((now, cpu_by_role()))
             self._stop.wait(0.25)
 
-    def busy(self, start: float, end: float) -> float:
-        """Busy share of all cores between two instants (0..1); NaN without samples inside."""
+    def busy(self, start: float, end: float) -> tuple[float, float]:
+        """Busy and stolen shares of all cores between two instants (0..1 each); NaN without samples."""
         self._stop.set()
         self._thread.join()
         inside = [s for s in self.samples if start <= s[0] <= end]
         if len(inside) < 2:
-            return float("nan")
-        (_, busy0, total0), (_, busy1, total1) = inside[0], inside[-1]
-        return (busy1 - busy0) / max(total1 - total0, 1)
+            return float("nan"), float("nan")
+        (_, busy0, total0, steal0), (_, busy1, total1, steal1) = inside[0], inside[-1]
+        total = max(total1 - total0, 1)
+        return (busy1 - busy0) / total, (steal1 - steal0) / total
 
     def by_role(self, start: float, end: float) -> tuple[float, dict[str, float]]:
         """The seconds between the first and last role samples inside the window, and the CPU seconds each
@@ -328,19 +333,26 @@ class CpuMeter:
         return t1 - t0, {role: max(last[role] - first[role], 0.0) for role in ROLES}
 
 
-def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int) -> None:
-    path = write(work / "throughput", contacts, email=False, batch=100)
+def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int, batch: int) -> None:
+    """SMS texts/s with the shards on 1, 2 and 4 workers, the pool holding just that many: a worker with
+    nothing to run still asks the server for scheduled runs every second (three idle ones took some 8% of
+    a core, server and workers), which a worker count's own figure should not pay for."""
+    path = write(work / "throughput", contacts, email=False, batch=batch)
     for shards in (1, 2, 4):
+        while len(pool.workers) < shards:
+            pool.add_worker(len(pool.workers))
+        pool.wait_online(shards)
         box.reset()
         run_id = f"tp-{shards}-{uuid.uuid4().hex[:4]}"
         meter = CpuMeter()
         code = launch(pool, path, run_id, shards, work).wait()
         texts = _times(box.messages("twilio"))
         span = texts[-1] - texts[0] if len(texts) > 1 else float("nan")
-        busy = meter.busy(texts[0], texts[-1]) if texts else float("nan")
+        busy, stolen = meter.busy(texts[0], texts[-1]) if texts else (float("nan"), float("nan"))
         print(
             f"SMS on {shards} worker(s): {len(texts):,} texts in {span:.1f} s = {len(texts) / span:,.0f}/s, "
-            f"the machine's {os.cpu_count()} cores {busy:.0%} busy meanwhile (exit {code})",
+            f"the machine's {os.cpu_count()} cores {busy:.0%} busy meanwhile, {stolen:.0%} stolen by the "
+            f"host (exit {code})",
             flush=True,
         )
         seconds, used = meter.by_role(texts[0], texts[-1]) if texts else (float("nan"), {})
@@ -523,6 +535,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--contacts", type=int, default=8_000, help="audience of the throughput runs")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="SMS texts a batch (a Prefect task) in the throughput runs (the product's default is 250)",
+    )
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument(
         "--provider-realtime",
@@ -551,13 +569,17 @@ def main() -> None:
     box = Sandbox(realtime=args.provider_realtime)
     try:
         env = {**box.environment(), "CLARION_SECRET_KEY": SECRET}
+        only = set(args.only or parts)
+        first = 1 if "throughput" in only else 4  # the throughput part adds workers as it goes
         with stack(
-            work / "stack", workers=4, database_url=database, redis_url=args.redis_url, env=env
+            work / "stack", workers=first, database_url=database, redis_url=args.redis_url, env=env
         ) as pool:
             try:
-                only = set(args.only or parts)
                 if "throughput" in only:
-                    throughput(pool, box, work, args.contacts)
+                    throughput(pool, box, work, args.contacts, args.batch)
+                while len(pool.workers) < 4:
+                    pool.add_worker(len(pool.workers))
+                pool.wait_online(4)
                 if "pacing" in only:
                     pacing(pool, box, work, args.pacing_runs)
                 if "skew" in only:
