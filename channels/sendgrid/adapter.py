@@ -412,13 +412,14 @@ def _condensed(html: str, text: str, values: list[dict[str, str]]) -> tuple[str,
     original keys would have given them; the request is a third to a half smaller. (Values never contain
     a key: a recipient whose would is rendered in full, `substitutable`; a value the same for everyone
     that contains one is left to SendGrid all the same.)"""
+    every = set().union(*values)  # a key some recipients lack stays theirs, and is never written in
     keys = [key for key in values[0] if all(key in other for other in values[1:])]
     stands: dict[str, str] = {}  # key -> what takes its place in the content
     first_with: dict[tuple[str, ...], str] = {}  # a column of values -> the first key that had it
     for key in keys:
         column = tuple(v[key] for v in values)
         if len(set(column)) == 1:
-            if not any(other in column[0] for other in keys):  # else SendGrid might substitute into it
+            if not any(other in column[0] for other in every):  # else SendGrid might substitute into it
                 stands[key] = column[0]
         elif column in first_with:
             stands[key] = first_with[column]

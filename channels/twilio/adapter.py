@@ -214,7 +214,6 @@ class TwilioChannel(Channel):
         cached = getattr(self._local, "client", None)
         if cached is None or cached[0] != key:
             http = _RecordingHttpClient(timeout=self.settings.timeout)
-            _environment_once(http.session, self.settings.base_url)
             client = Client(
                 self.settings.account_sid, self.settings.auth_token.get_secret_value(), http_client=http
             )
@@ -340,26 +339,33 @@ class TwilioChannel(Channel):
 
 
 class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]
-    """Keeps the last response, whose headers (Retry-After) the SDK's exception does not carry."""
+    """Keeps the last response, whose headers (Retry-After) the SDK's exception does not carry; reads the
+    environment's proxy and CA settings once, not for every text.
+
+    `requests` reads them again for every request (the proxies for its host, honouring NO_PROXY, and
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), and reading them walks the whole environment: some 15% of the
+    SDK's CPU a text. Here the CA bundle is read when the client is made (a send thread's first text) and
+    the proxies once per host the SDK asks for (api.twilio.com, or the edge and region host it makes from
+    TWILIO_EDGE and TWILIO_REGION), with requests' own rules; netrc does not apply (the SDK always sends
+    its own credentials)."""
 
     last_seen: Any = None
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        self.last_seen = super().request(*args, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._proxies: dict[str, dict[str, str]] = {}
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self.session.verify = bundle
+        self.session.trust_env = False
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        origin = "/".join(url.split("/", 3)[:3])  # scheme://host[:port]
+        if (proxies := self._proxies.get(origin)) is None:
+            proxies = self._proxies[origin] = dict(requests.utils.get_environ_proxies(url))
+        self.proxy = proxies
+        self.last_seen = super().request(method, url, *args, **kwargs)
         return self.last_seen
-
-
-def _environment_once(session: requests.Session, url: str) -> None:
-    """What `requests` reads from the environment for every request (the proxies for `url`, honouring
-    NO_PROXY, and REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), read once for this client, which only ever talks
-    to `url`'s host: reading them walks the whole environment, some 15% of the SDK's CPU for each text.
-    The environment is read when a send thread first texts, not again; netrc does not apply (the SDK
-    always sends its own credentials)."""
-    session.proxies.update(requests.utils.get_environ_proxies(url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    session.trust_env = False
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

@@ -127,14 +127,26 @@ def test_every_request_passes_the_providers_published_schemas(
         assert m["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+#: One variant: its words are the same for every recipient of a request.
+ONE_VARIANT = CAMPAIGN.replace(
+    """    - id: b
+      vars: {headline: "Join the supporters & friends."}
+""",
+    "",
+)
+
+
+@pytest.mark.parametrize(
+    "text", [CAMPAIGN.replace("&", "and"), ONE_VARIANT], ids=["two-variants", "one-variant"]
+)
 def test_a_request_says_each_value_once_and_every_recipient_gets_their_own_message(
-    tmp_path: Path, providers: Sandbox
+    tmp_path: Path, providers: Sandbox, text: str
 ) -> None:
     """The HTML part's first name and the text part's are one substitution when no one's needs escaping,
     a value the same for the whole request (a variant's words) is written into the content, a subject is
     given per personalization only where it differs from the top one: and what each recipient gets is
     still exactly the message rendered for them alone."""
-    path = write_campaign(tmp_path, 120, CAMPAIGN.replace("&", "and"))
+    path = write_campaign(tmp_path, 120, text)
     assert launch(str(path), "condensed").completed
     requests = [json.loads(r["body"]) for r in providers.requests() if r["path"] == "/v3/mail/send"]
     assert requests
