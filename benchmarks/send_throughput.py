@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/send_throughput.py                   # side by side, 100,000 emails
     .venv/bin/python benchmarks/send_throughput.py --side-by-side 100000 1000000
     .venv/bin/python benchmarks/send_throughput.py --collector       # also the collector's passes
+    .venv/bin/python benchmarks/send_throughput.py --repeat 3 --against /tmp/base   # before and after
     .venv/bin/python benchmarks/send_throughput.py --mixed 10000 100000 [--baseline]
 
 Side by side (the default; ../shared/bench/README.md): one contacts file, two fast SendGrid stand-ins
@@ -13,6 +14,9 @@ unsubscribe link, RFC 8058 headers) and `clarion run` on a campaign that says th
 link, unsubscribe link, postal address; the headers are Clarion's own). For each: wall time of the whole
 process (interpreter start-up and imports included, and for Clarion validation and planning), emails/s,
 the requests and distinct recipients the stand-in counted, and the process's peak RSS; then the ratio.
+With --repeat N, N turns one after the other and the medians (the machine is shared: a single run moves by
+tens of percent); with --against TREE, `clarion run` from another checkout too (a `git worktree` of an
+earlier commit), interleaved with this one's in alternating order, each on a fresh stand-in and ledger.
 
 Mixed (--mixed): an email + SMS campaign to the provider sandbox: wall time of `clarion run`, recipients
 per second per channel over its sending window (from the ledger), peak RSS; with --baseline, the same
@@ -28,12 +32,18 @@ import csv
 import json
 import os
 import resource
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -350,12 +360,14 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     raise RuntimeError("prefect server did not start")
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes, bytes]:
+def timed(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, float, bytes, bytes]:
     """Wall seconds, CPU seconds, peak RSS (MB), stdout and stderr of one process (its own rusage, from
     wait4)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errors)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errors, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -366,67 +378,155 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, byt
         return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read(), errors.read()
 
 
-def side_by_side(count: int, home: Path, api: str, database: str | None, collector: bool = False) -> None:
+@dataclass
+class Row:
+    """One process of a side by side: what it sent, its wall and CPU seconds, peak RSS, what the sink
+    counted, and (for the SDK loop) its own timer after its imports."""
+
+    name: str
+    sent: int
+    wall: float
+    cpu: float
+    rss: float
+    counts: dict[str, int]
+    inner: float | None = None
+
+
+def _sdk_loop(contacts: Path) -> Row:
+    sink, url = start_sink()
+    try:
+        wall, cpu, rss, out, _ = timed(
+            [sys.executable, str(BENCH / "baseline_sendgrid.py"), str(contacts), url], dict(os.environ)
+        )
+        counts = httpx.get(f"{url}/count").json()
+    finally:
+        sink.terminate()
+        sink.wait()
+    sent, inner = out.split()
+    return Row("SDK loop", int(sent), wall, cpu, rss, counts, float(inner))
+
+
+def _clarion(
+    name: str, folder: Path, api: str, database: str | None, collector: bool, tree: Path | None
+) -> tuple[Row, bytes]:
+    """`clarion run` on the side by side's campaign, from this checkout or from `tree` (another checkout's
+    root, put first on PYTHONPATH); run from a folder of its own, so that `-m clarion` finds no checkout
+    in the working directory. A fresh CLARION_HOME (ledger) each time."""
+    home = folder / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    sink, url = start_sink()
+    env = {
+        **os.environ,
+        **CREDENTIALS,
+        "CLARION_HOME": str(home),
+        "CLARION_SENDGRID_URL": url,
+        "CLARION_SECRET_KEY": "benchmark-signing-key-0123456789abcdef",
+        "PREFECT_API_URL": api,
+        "PREFECT_LOGGING_LEVEL": "CRITICAL",
+    }
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    entry = [str(ROOT / "benchmarks" / "collector.py")] if collector else ["-m", "clarion"]
+    try:
+        with _fresh_schema(database) as ledger:
+            if ledger:
+                env["CLARION_DATABASE_URL"] = ledger
+            wall, cpu, rss, out, errors = timed(
+                [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env, cwd=folder
+            )
+        counts = httpx.get(f"{url}/count").json()
+    finally:
+        sink.terminate()
+        sink.wait()
+    sent = sum(int(r["sent"]) for r in json.loads(out)["results"])
+    return Row(name, sent, wall, cpu, rss, counts), errors
+
+
+@contextmanager
+def _fresh_schema(database: str | None) -> Iterator[str | None]:
+    """A schema of its own on `database` for one run (a second run must not find the first one's rows),
+    dropped afterwards; None without a database (SQLite in the run's CLARION_HOME)."""
+    if database is None:
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database)
+    schema = f"clarion_side_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in database else "?"
+    try:
+        yield f"{database}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def side_by_side(
+    count: int,
+    home: Path,
+    api: str,
+    database: str | None,
+    collector: bool = False,
+    repeat: int = 1,
+    against: Path | None = None,
+) -> None:
+    """The SDK loop and `clarion run` (and with `against`, the same from another checkout) `repeat` times,
+    interleaved (the two trees' order alternating), each figure as it comes, then the medians."""
     folder = Path(tempfile.mkdtemp(prefix="clarion-side-", dir=home))
     contacts = folder / "contacts.csv"
     write_contacts(contacts, count)
     (folder / "campaign.yaml").write_text(SIDE_CAMPAIGN)
-    (baseline_sink, baseline_url), (clarion_sink, clarion_url) = start_sink(), start_sink()
-    try:
-        base_wall, base_cpu, base_rss, out, _ = timed(
-            [sys.executable, str(BENCH / "baseline_sendgrid.py"), str(contacts), baseline_url],
-            dict(os.environ),
-        )
-        base_sent, base_inner = out.split()
-        env = {
-            **os.environ,
-            **CREDENTIALS,
-            "CLARION_HOME": str(folder / "home"),
-            "CLARION_SENDGRID_URL": clarion_url,
-            "CLARION_SECRET_KEY": "benchmark-signing-key-0123456789abcdef",
-            "PREFECT_API_URL": api,
-            "PREFECT_LOGGING_LEVEL": "CRITICAL",
-        }
-        if database:
-            env["CLARION_DATABASE_URL"] = database
-        entry = [str(ROOT / "benchmarks" / "collector.py")] if collector else ["-m", "clarion"]
-        wall, cpu, rss, out, errors = timed(
-            [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env
-        )
-        result = json.loads(out)
-        sent = sum(int(r["sent"]) for r in result["results"])
-        base_counts = httpx.get(f"{baseline_url}/count").json()
-        counts = httpx.get(f"{clarion_url}/count").json()
-    finally:
-        for proc in (baseline_sink, clarion_sink):
-            proc.terminate()
-            proc.wait()
-    rows = [
-        ("SDK loop", int(base_sent), base_wall, base_cpu, base_counts, base_rss),
-        ("clarion run", sent, wall, cpu, counts, rss),
-    ]
-    print(f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger), one run, side by side:")
+    trees: list[tuple[str, Path | None]] = [("clarion run", None)]
+    if against is not None:
+        trees.append((f"clarion run, {against.name}", against))
+    rows: list[Row] = []
+    errors = b""
+    print(f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger), side by side:")
     print(
-        f"  {'':12} {'emails':>9} {'wall s':>7} {'CPU s':>6} {'emails/s':>9} {'requests':>8} {'distinct':>9} "
-        f"{'RSS MB':>7}"
+        f"  {'':28} {'emails':>9} {'wall s':>7} {'CPU s':>6} {'emails/s':>9} {'requests':>8} {'distinct':>9} "
+        f"{'RSS MB':>7}",
+        flush=True,
     )
-    for name, n, seconds, used, c, peak in rows:
+    for turn in range(repeat):
+        row = _sdk_loop(contacts)
+        rows.append(row)
+        _print_row(row, turn, repeat)
+        for name, tree in trees if turn % 2 == 0 else trees[::-1]:
+            row, errors = _clarion(name, folder, api, database, collector, tree)
+            rows.append(row)
+            _print_row(row, turn, repeat)
+    base = [r for r in rows if r.name == "SDK loop"]
+    base_wall = statistics.median(r.wall for r in base)
+    base_cpu = statistics.median(r.cpu for r in base)
+    inner = statistics.median(r.inner or 0.0 for r in base)
+    median = " (medians)" if repeat > 1 else ""
+    print(f"  the SDK loop's own timer (after its imports): {inner:.2f} s{median}")
+    for name, _ in trees:
+        mine = [r for r in rows if r.name == name]
+        wall = statistics.median(r.wall for r in mine)
+        cpu = statistics.median(r.cpu for r in mine)
         print(
-            f"  {name:12} {n:9,} {seconds:7.2f} {used:6.2f} {n / seconds:9,.0f} {c['requests']:8,} "
-            f"{c['distinct']:9,} {peak:7.0f}"
+            f"  ratio, {name} (SDK loop wall / its wall): {base_wall / wall:.2f}   (against the loop's own "
+            f"timer: {inner / wall:.2f}; of CPU seconds: {base_cpu / cpu:.2f}){median}"
         )
-    print(f"  the SDK loop's own timer (after its imports): {float(base_inner):.2f} s")
-    print(
-        f"  ratio (SDK loop wall / clarion wall): {base_wall / wall:.2f}   "
-        f"(against the loop's own timer: {float(base_inner) / wall:.2f})"
-    )
-    print(f"  ratio of CPU seconds (SDK loop / clarion): {base_cpu / cpu:.2f}")
     for line in errors.decode(errors="replace").splitlines():
         if line.startswith("collector:"):
             print(f"  clarion run's {line}")
     load = os.getloadavg()[0]
     print(
         f"  load average when it ended: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)"
+    )
+
+
+def _print_row(row: Row, turn: int, repeat: int) -> None:
+    name = f"{row.name} #{turn + 1}" if repeat > 1 else row.name
+    print(
+        f"  {name:28} {row.sent:9,} {row.wall:7.2f} {row.cpu:6.2f} {row.sent / row.wall:9,.0f} "
+        f"{row.counts['requests']:8,} {row.counts['distinct']:9,} {row.rss:7.0f}",
+        flush=True,
     )
 
 
@@ -453,6 +553,16 @@ def main() -> None:
         help="the email + SMS campaign to the sandbox instead (default 10000 100000)",
     )
     parser.add_argument("--baseline", action="store_true", help="with --mixed: also time a plain SDK loop")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="side by side: this many turns, interleaved, and the medians"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="side by side: also `clarion run` from this checkout (e.g. `git worktree add /tmp/base "
+        "HEAD~3`), interleaved with this one, for a before-and-after on one machine in one sitting",
+    )
     args = parser.parse_args()
     if args.mixed is not None:
         mixed(args.mixed or [10_000, 100_000], args.baseline)
@@ -461,7 +571,7 @@ def main() -> None:
         server, api = start_prefect(Path(tmp) / "prefect")
         try:
             for count in args.side_by_side or [100_000]:
-                side_by_side(count, Path(tmp), api, args.postgres, args.collector)
+                side_by_side(count, Path(tmp), api, args.postgres, args.collector, args.repeat, args.against)
         finally:
             if server is not None:
                 server.terminate()
