@@ -409,7 +409,8 @@ def _condensed(html: str, text: str, values: list[dict[str, str]]) -> tuple[str,
     when the request has one recipient) is written into the content, and keys whose values are equal for
     every recipient (the HTML part's first name and the text part's, when no one's needs escaping) become
     one key. Each recipient gets the same words in the same places as SendGrid's substitution of the
-    original keys would have given them; the request is a third to a half smaller. (Values never contain
+    original keys would have given them; the request is about a quarter smaller (27-28% on the
+    benchmarks' campaigns). (Values never contain
     a key: a recipient whose would is rendered in full, `substitutable`; a value the same for everyone
     that contains one is left to SendGrid all the same.)"""
     every = set().union(*values)  # a key some recipients lack stays theirs, and is never written in
