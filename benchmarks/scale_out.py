@@ -339,9 +339,7 @@ def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int, batch: int)
     a core, server and workers), which a worker count's own figure should not pay for."""
     path = write(work / "throughput", contacts, email=False, batch=batch)
     for shards in (1, 2, 4):
-        while len(pool.workers) < shards:
-            pool.add_worker(len(pool.workers))
-        pool.wait_online(shards)
+        _grow(pool, shards)
         box.reset()
         run_id = f"tp-{shards}-{uuid.uuid4().hex[:4]}"
         meter = CpuMeter()
@@ -362,6 +360,13 @@ def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int, batch: int)
             costs = ", ".join(f"{role} {ms:.2f}" for role, ms in per_text.items())
             print(f"  cores used by each ({seconds:.1f} s of the window): {shares}", flush=True)
             print(f"  CPU ms per text: {costs}", flush=True)
+
+
+def _grow(pool: Stack, workers: int) -> None:
+    """Start workers until the pool has `workers`, and wait until they are all online."""
+    while len(pool.workers) < workers:
+        pool.add_worker(len(pool.workers))
+    pool.wait_online(workers)
 
 
 def skew(pool: Stack, box: Sandbox, work: Path, runs: int = 3) -> None:
@@ -577,9 +582,7 @@ def main() -> None:
             try:
                 if "throughput" in only:
                     throughput(pool, box, work, args.contacts, args.batch)
-                while len(pool.workers) < 4:
-                    pool.add_worker(len(pool.workers))
-                pool.wait_online(4)
+                _grow(pool, 4)
                 if "pacing" in only:
                     pacing(pool, box, work, args.pacing_runs)
                 if "skew" in only:

@@ -5,10 +5,10 @@
 
 Starts `clarion sandbox` in its own process (the texts' answers take none of this process's CPU), then
 sends texts one a request through `TwilioChannel.send`, as a send thread does, alternating two ways in
-each round: as Clarion sends (the proxies and CA bundle the environment names, read once for the client)
-and with the SDK's `requests` session reading the environment again for every request (what it does
-unless told otherwise). Prints this process's CPU milliseconds per text (user + system, from
-time.process_time) and the wall milliseconds, per way and round, and the median of each.
+each round: as Clarion sends (the CA bundle the environment names, read once for the client, and its
+proxies once per host) and with the SDK's `requests` session reading the environment again for every
+request (what it does unless told otherwise). Prints this process's CPU milliseconds per text (user +
+system, from time.process_time) and the wall milliseconds, per way and round, and the median of each.
 """
 
 from __future__ import annotations
