@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -428,7 +427,7 @@ def _clarion(
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     entry = [str(ROOT / "benchmarks" / "collector.py")] if collector else ["-m", "clarion"]
     try:
-        with _fresh_schema(database) as ledger:
+        with _scratch_schema(database) as ledger:
             if ledger:
                 env["CLARION_DATABASE_URL"] = ledger
             wall, cpu, rss, out, errors = timed(
@@ -443,25 +442,32 @@ def _clarion(
 
 
 @contextmanager
-def _fresh_schema(database: str | None) -> Iterator[str | None]:
+def _scratch_schema(database: str | None) -> Iterator[str | None]:
     """A schema of its own on `database` for one run (a second run must not find the first one's rows),
-    dropped afterwards; None without a database (SQLite in the run's CLARION_HOME)."""
+    dropped afterwards; None without a database (SQLite in the run's CLARION_HOME).
+
+    Not tracking_load.scratch_schema: that one works in this process, and this process must stay small.
+    A child's peak RSS (wait4) counts the pages it had before it exec'd, which are this process's: with
+    tracking_load imported here (SQLAlchemy, Clarion, the SDKs), the SDK loop's figure rose from 37 to
+    118 MB. The statements run in a child of their own instead."""
     if database is None:
         yield None
         return
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database)
-    schema = f"clarion_side_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    schema = f"clarion_side_{os.getpid()}_{time.monotonic_ns()}"
     separator = "&" if "?" in database else "?"
+    _sql(database, f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{database}{separator}options=-csearch_path%3D{schema}"
     finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+        _sql(database, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _sql(database: str, statement: str) -> None:
+    program = (
+        "import sys\nfrom sqlalchemy import create_engine, text\n"
+        "with create_engine(sys.argv[1]).begin() as conn:\n    conn.execute(text(sys.argv[2]))\n"
+    )
+    subprocess.run([sys.executable, "-c", program, database, statement], check=True)
 
 
 def side_by_side(
