@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, literal_column, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
@@ -335,7 +335,7 @@ class Ledger(
             .order_by(sends.c.seq, sends.c.id)
         )
         with self._tx() as conn:
-            return _found(conn, run_id, [DueSend(*row) for row in conn.execute(query)])
+            return _found(conn, run_id, [DueSend(*row) for row in conn.execute(query).all()])
 
     def batches(self, run_id: str, channel: str) -> list[int]:
         """The batch numbers of `channel` that have planned sends due now, in order."""
@@ -413,8 +413,13 @@ class Ledger(
                 raise RunNotFound(run_id)
 
 
+#: state = 'planned' written into the statement, not bound: the planner then knows at once that the
+#: planned-only index (ix_sends_planned) answers it, prepared statement or not
+_PLANNED = sends.c.state == literal_column(f"'{SendState.PLANNED.value}'")
+
+
 def _planned(run_id: str, channel: str) -> tuple[ColumnElement[bool], ...]:
-    return sends.c.run_id == run_id, sends.c.channel == channel, sends.c.state == SendState.PLANNED.value
+    return sends.c.run_id == run_id, sends.c.channel == channel, _PLANNED
 
 
 def _run_exists(conn: Connection, run_id: str) -> bool:

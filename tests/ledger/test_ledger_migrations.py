@@ -7,14 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 import clarion
-from clarion.ledger import Ledger, LedgerNotMigrated
-from clarion.ledger.migrate import MIGRATIONS, VERSION_TABLE, head_revisions
+from clarion.ledger import Ledger, LedgerNotMigrated, SendState, Settlement
+from clarion.ledger.migrate import MIGRATIONS, VERSION_TABLE, alembic_config, head_revisions
 from clarion.ledger.schema import metadata
+from tests.ledger.support import planned
 
 
 def tables(ledger: Ledger) -> set[str]:
@@ -52,6 +54,49 @@ def test_the_migrations_build_exactly_the_schema_the_code_uses(ledger: Ledger) -
         assert compare_metadata(context, metadata) == []
 
 
+def _index_sql(ledger: Ledger, name: str) -> str | None:
+    """How the database itself defines an index (None: there is no such index)."""
+    with ledger.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            query = (
+                "SELECT indexdef FROM pg_indexes WHERE indexname = :name AND schemaname = current_schema()"
+            )
+        else:
+            query = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
+        found = conn.execute(text(query), {"name": name}).scalar()
+    return str(found) if found is not None else None
+
+
+def test_a_ledger_with_sends_in_flight_upgrades_to_the_planned_only_index(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    """Revision 0009 on a ledger in use: the state index gives way to one of planned sends only, and the
+    run goes on where it was (what was claimed stays claimed, what was planned is still found)."""
+    ledger = open_ledger()
+    with ledger.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0008_experiment")
+    ledger.create_run("r", campaign="c", campaign_file="c.yaml", digest="d")
+    ledger.plan_sends("r", planned(30, batch_size=10))
+    claimed = ledger.begin("r", "email", [f"c{seq:05d}" for seq in range(15)])
+    ledger.settle("r", "email", [Settlement(r, SendState.SENT, provider_id="m1") for r in claimed[:10]])
+    assert _index_sql(ledger, "ix_sends_run_id_channel_state_batch") is not None
+
+    ledger.migrate()
+
+    assert current(ledger) == head_revisions()
+    assert _index_sql(ledger, "ix_sends_run_id_channel_state_batch") is None
+    definition = _index_sql(ledger, "ix_sends_planned") or ""
+    assert "state" in definition and "'planned'" in definition, definition
+    assert ledger.batches("r", "email") == [1, 2]  # batch 0 is all claimed; 1 is half planned
+    assert ledger.begin("r", "email", [f"c{seq:05d}" for seq in range(10, 20)]) == [
+        f"c{seq:05d}" for seq in range(15, 20)
+    ]
+    counts: dict[SendState, int] = {}
+    for row in ledger.summary("r"):
+        counts[row.state] = counts.get(row.state, 0) + row.count
+    assert counts == {SendState.SENT: 10, SendState.IN_FLIGHT: 10, SendState.PLANNED: 10}
+
+
 def test_concurrent_migrations_from_threads_all_succeed(open_ledger: Callable[[], Ledger]) -> None:
     ledgers = [open_ledger() for _ in range(4)]
     errors: list[BaseException] = []
@@ -84,7 +129,7 @@ def test_the_migration_scripts_ship_inside_the_package(
     monkeypatch.chdir(tmp_path)  # found from the package, wherever the process runs
     assert MIGRATIONS.is_relative_to(Path(clarion.__file__).parent)
     assert (MIGRATIONS / "env.py").is_file()
-    assert head_revisions() == {"0008_experiment"}
+    assert head_revisions() == {"0009_planned_index"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
