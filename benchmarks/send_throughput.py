@@ -7,11 +7,12 @@
     .venv/bin/python benchmarks/send_throughput.py --mixed 10000 100000 [--baseline]
 
 Side by side (the default; ../shared/bench/README.md): one contacts file, two fast SendGrid stand-ins
-(../shared/bench/sink.py), a `prefect server` already running (started here unless PREFECT_API_URL is set),
-then in turn the hand-written loop (../shared/bench/baseline_sendgrid.py: the sendgrid SDK, 1,000
-personalizations a request, per-recipient substitutions for the first name, a tracked link and an
-unsubscribe link, RFC 8058 headers) and `clarion run` on a campaign that says the same (first name, tracked
-link, unsubscribe link, postal address; the headers are Clarion's own). For each: wall time of the whole
+(../shared/bench/sink.py), a `prefect server` already running (started here unless PREFECT_API_URL is
+set, and warmed by one small `clarion run` first, not timed, unless --cold), then in turn the hand-written
+loop (../shared/bench/baseline_sendgrid.py: the sendgrid SDK, 1,000 personalizations a request,
+per-recipient substitutions for the first name, a tracked link and an unsubscribe link, RFC 8058 headers)
+and `clarion run` on a campaign that says the same (first name, tracked link, unsubscribe link, postal
+address; the headers are Clarion's own). For each: wall time of the whole
 process (interpreter start-up and imports included, and for Clarion validation and planning), emails/s,
 the requests and distinct recipients the stand-in counted, and the process's peak RSS; then the ratio.
 With --repeat N, N turns one after the other and the medians (the machine is shared: a single run moves by
@@ -478,9 +479,11 @@ def side_by_side(
     collector: bool = False,
     repeat: int = 1,
     against: Path | None = None,
+    warm: bool = True,
 ) -> None:
     """The SDK loop and `clarion run` (and with `against`, the same from another checkout) `repeat` times,
-    interleaved (the two trees' order alternating), each figure as it comes, then the medians."""
+    interleaved (the two trees' order alternating), each figure as it comes, then the medians. With `warm`,
+    the server has served one small run first (`warm_up`)."""
     folder = Path(tempfile.mkdtemp(prefix="clarion-side-", dir=home))
     contacts = folder / "contacts.csv"
     write_contacts(contacts, count)
@@ -490,6 +493,8 @@ def side_by_side(
         trees.append((f"clarion run, {against.name}", against))
     rows: list[Row] = []
     errors = b""
+    if warm:
+        warm_up(home, api, database)
     print(f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger), side by side:")
     print(
         f"  {'':28} {'emails':>9} {'wall s':>7} {'CPU s':>6} {'emails/s':>9} {'requests':>8} {'distinct':>9} "
@@ -525,6 +530,17 @@ def side_by_side(
     print(
         f"  load average when it ended: {load:.1f} on {os.cpu_count()} cores (other jobs share the machine)"
     )
+
+
+def warm_up(home: Path, api: str, database: str | None) -> None:
+    """One `clarion run` of 20 contacts, not timed, before the turns: a `prefect server` that has just
+    started answers its first requests slowly (its first /admin/version took 0.47 s against 0.03 s after,
+    its first flow run's API calls likewise), which a server already running has long paid. Without it the
+    first turn's `clarion run` carried about a second that no later turn did."""
+    folder = Path(tempfile.mkdtemp(prefix="clarion-warm-", dir=home))
+    write_contacts(folder / "contacts.csv", 20)
+    (folder / "campaign.yaml").write_text(SIDE_CAMPAIGN)
+    _clarion("warm-up", folder, api, database, False, None)
 
 
 def _print_row(row: Row, turn: int, repeat: int) -> None:
@@ -569,6 +585,11 @@ def main() -> None:
         help="side by side: also `clarion run` from this checkout (e.g. `git worktree add /tmp/base "
         "HEAD~3`), interleaved with this one, for a before-and-after on one machine in one sitting",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="side by side: no warm-up run first (the server's first requests in the first turn's figure)",
+    )
     args = parser.parse_args()
     if args.mixed is not None:
         mixed(args.mixed or [10_000, 100_000], args.baseline)
@@ -577,7 +598,16 @@ def main() -> None:
         server, api = start_prefect(Path(tmp) / "prefect")
         try:
             for count in args.side_by_side or [100_000]:
-                side_by_side(count, Path(tmp), api, args.postgres, args.collector, args.repeat, args.against)
+                side_by_side(
+                    count,
+                    Path(tmp),
+                    api,
+                    args.postgres,
+                    args.collector,
+                    args.repeat,
+                    args.against,
+                    warm=not args.cold,
+                )
         finally:
             if server is not None:
                 server.terminate()

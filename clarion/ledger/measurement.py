@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select
+from sqlalchemy import Connection, Table, exists, func, select
 
 from clarion.ledger.rows import SendState
 from clarion.ledger.schema import conversions, events, link_hits, sends
@@ -84,11 +84,18 @@ def reach_times(conn: Connection, run_id: str, *, converted_only: bool = False) 
         sends.c.run_id == run_id, sends.c.state.in_(REACHED), sends.c.contact_id.is_not(None)
     )
     if converted_only:
+        if not _any(conn, conversions, run_id):  # none yet (a launch's own report): no scan of its sends
+            return Reach(launch_time(conn, run_id), {})
         query = query.where(
             exists().where(conversions.c.run_id == run_id, conversions.c.contact_seq == sends.c.seq)
         )
     first = {int(seq): _utc(at) for seq, at in conn.execute(query.group_by(sends.c.seq)) if at is not None}
     return Reach(launch_time(conn, run_id), first)
+
+
+def _any(conn: Connection, table: Table, run_id: str) -> bool:
+    """Whether `table` has a row of the run (one index probe)."""
+    return conn.execute(select(table.c.run_id).where(table.c.run_id == run_id).limit(1)).first() is not None
 
 
 def _members(run_id: str, channels: Sequence[str]) -> tuple[Any, ...]:
@@ -180,6 +187,8 @@ class MeasurementStore:
             .group_by(events.c.channel, events.c.contact_seq)
         )
         with self._tx() as conn:
+            if not _any(conn, link_hits, run_id):  # no link requested yet: no scan of the run's sends
+                return found
             for channel, seq, at in conn.execute(accepted):
                 if at is not None:
                     found[(str(channel), int(seq))] = _utc(at)

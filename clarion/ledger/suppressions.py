@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from clarion.ledger.bulk import CHUNK, among, chunked
 from clarion.ledger.rows import SendState
 from clarion.ledger.schema import sends, suppressions
 
-IN_CHUNK = 500
 #: States of a send that count against a frequency cap: it went, may have gone, or is about to go.
 COUNTED = (SendState.PLANNED, SendState.IN_FLIGHT, SendState.SENT, SendState.UNCERTAIN)
 
@@ -44,6 +44,7 @@ class ConsentStore:
     """Suppressions (opt-outs, complaints, hard bounces) and per-address send counts."""
 
     url: Any
+    _postgres: bool
 
     def _tx(self, *, write: bool = False) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -104,11 +105,10 @@ class ConsentStore:
         with self._tx() as conn:
             if addresses is None:
                 return set(conn.execute(base).scalars())
-            wanted = list(dict.fromkeys(addresses))
             found: set[str] = set()
-            for start in range(0, len(wanted), IN_CHUNK):
-                chunk = wanted[start : start + IN_CHUNK]
-                found.update(conn.execute(base.where(suppressions.c.address.in_(chunk))).scalars())
+            for chunk in chunked(dict.fromkeys(addresses), CHUNK):
+                listed = among(suppressions.c.address, chunk, self._postgres)
+                found.update(conn.execute(base.where(listed)).scalars().all())
             return found
 
     def suppressions(
@@ -159,8 +159,7 @@ class ConsentStore:
             if keys is None:
                 return set(conn.execute(base).scalars())
             found: set[str] = set()
-            wanted = list(dict.fromkeys(keys))
-            for start in range(0, len(wanted), IN_CHUNK):
-                chunk = wanted[start : start + IN_CHUNK]
-                found.update(conn.execute(base.where(sends.c.address_key.in_(chunk))).scalars())
+            for chunk in chunked(dict.fromkeys(keys), CHUNK):
+                listed = among(sends.c.address_key, chunk, self._postgres)
+                found.update(conn.execute(base.where(listed)).scalars().all())
             return found

@@ -14,38 +14,19 @@ none, and both SQLite and PostgreSQL would otherwise scan every planned row of a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, String, any_, bindparam, func, select, update
+from sqlalchemy import Connection, Dialect, String, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from clarion.ledger.bulk import CHUNK, chunked
+from clarion.ledger.bulk import CHUNK, among, chunked
 from clarion.ledger.rows import SendState, Settlement
 from clarion.ledger.schema import sends
 
 IN_CHUNK = 1_000  # recipients per statement naming them
-
-
-def _among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
-    """column IN (values), the values as one parameter: an array on PostgreSQL, a JSON array read by
-    json_each on SQLite. One parameter keeps the statement the same whatever the number of values, so
-    SQLAlchemy compiles it once (a list of 1,000 parameters was rendered and processed anew for every
-    claim and settlement: with the rows read in bulk below, a tenth of the instructions a claim and
-    settlement took, `benchmarks/ledger_ops.py --callgrind`)."""
-    if postgres:
-        result: ColumnElement[bool] = column == any_(
-            bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
-        )
-    else:
-        listed = func.json_each(bindparam(None, json.dumps(list(values)), type_=String())).table_valued(
-            "value"
-        )
-        result = column.in_(select(listed.c.value).scalar_subquery())
-    return result
 
 
 class Transitions:
@@ -61,13 +42,13 @@ class Transitions:
         found = select(sends.c.id).where(
             sends.c.run_id == run_id,
             sends.c.channel == channel,
-            _among(sends.c.recipient, recipients, self.postgres),
+            among(sends.c.recipient, recipients, self.postgres),
         )
         if self.postgres:
             ids = list(conn.execute(found.with_for_update(skip_locked=True)).scalars())
             if not ids:
                 return []
-            target = _among(sends.c.id, ids, postgres=True)
+            target = among(sends.c.id, ids, postgres=True)
         else:
             target = sends.c.id.in_(found.scalar_subquery())
         query = (
@@ -84,7 +65,7 @@ class Transitions:
             update(sends)
             .where(
                 *_of(run_id, channel, SendState.IN_FLIGHT),
-                _among(sends.c.recipient, recipients, self.postgres),
+                among(sends.c.recipient, recipients, self.postgres),
             )
             .values(state=SendState.PLANNED.value)
         )
@@ -111,7 +92,7 @@ class Transitions:
         moved = 0
         for channel in sorted({c for c, _ in batches}):
             numbers = [n for c, n in batches if c == channel]
-            scoped = query.where(sends.c.channel == channel, _among(sends.c.batch, numbers, self.postgres))
+            scoped = query.where(sends.c.channel == channel, among(sends.c.batch, numbers, self.postgres))
             moved += int(conn.execute(scoped).rowcount)
         return moved
 
@@ -147,7 +128,7 @@ class Transitions:
                     update(sends)
                     .where(
                         *_of(run_id, channel, SendState.IN_FLIGHT),
-                        _among(sends.c.recipient, chunk, self.postgres),
+                        among(sends.c.recipient, chunk, self.postgres),
                     )
                     .values(**values, settled_at=now)
                 )
@@ -177,7 +158,7 @@ class Transitions:
             .where(
                 sends.c.run_id == run_id,
                 sends.c.state == SendState.FAILED.value,
-                _among(sends.c.reason, reasons, self.postgres),
+                among(sends.c.reason, reasons, self.postgres),
             )
             .values(state=SendState.PLANNED.value, reason=None, error=None, settled_at=None)
         )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from clarion.ledger import Ledger, SendRow, SendState, Settlement, SummaryRow
+from clarion.ledger import Ledger, SendRow, SendState, Settlement, SummaryRow, Suppression
 
 SENT = SendState.SENT
 
@@ -268,3 +268,17 @@ def test_requeue_failed_plans_again_only_what_the_provider_never_took(
     assert (after["c00000"].state, after["c00000"].reason) == (SendState.UNCERTAIN, "timeout")
     assert after["c00004"].state is SENT
     assert ledger.requeue_failed(run) == 0
+
+
+def test_a_batch_s_opt_out_check_finds_every_suppressed_address_among_thousands(ledger: Ledger) -> None:
+    """What a send task asks before sending a batch: which of its addresses opted out. Thousands at once
+    (more than one statement's worth), repeats among them, and an address that opted back in is free."""
+    addresses = [f"p{i:05d}@example.org" for i in range(12_000)]
+    opted_out = [*addresses[::997], addresses[4_999], addresses[5_000], addresses[-1]]
+    ledger.suppress(Suppression("email", a, "unsubscribe", "test") for a in opted_out)
+    ledger.suppress([Suppression("sms", addresses[1], "stop", "test")])  # another kind: not email's
+    assert ledger.lift("email", addresses[997])
+
+    asked = [*addresses, *addresses[:100]]
+    assert ledger.suppressed("email", asked) == set(opted_out) - {addresses[997]}
+    assert ledger.suppressed("email", []) == set()
