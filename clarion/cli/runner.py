@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from clarion.base.errors import ClarionError
+from clarion.base.runtime import startup_left_out
 from clarion.engine.outcome import RunOutcome
 
 SETTLE_MARGIN = 10.0  # seconds past the provider timeout (CLARION_HTTP_TIMEOUT) a request may take
@@ -254,7 +255,7 @@ def run_campaign(
     except ValueError:  # a bad CLARION_HTTP_TIMEOUT is reported by the adapters, with its name
         settle = 20.0 + SETTLE_MARGIN
     display = LedgerProgress(run_id, console) if console is not None else None
-    with Stopper(coordination) as stopper:
+    with Stopper(coordination) as stopper, startup_left_out():
         if display is not None:
             display.__enter__()
         try:
