@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -47,8 +46,25 @@ CHUNK = 5_000  # rows per statement (PostgreSQL) or executemany (SQLite)
 _T = TypeVar("_T")
 
 _SEND_COLUMNS = ("channel", "variant", "contact_id", "recipient", "seq", "batch", "reason", "address_key")
-_SEND_EXTRA = ("run_id", "state", "attempts", "planned_at", "settled_at")
 _ASSIGNMENT_COLUMNS = ("contact_id", "seq", "arm")
+#: The SQLite inserts' parameters, in the tables' column order (the compiled statements'; checked): the
+#: rows are built as tuples in this order, straight for sqlite3's executemany
+_SQLITE_ASSIGNMENT_ORDER = ("run_id", "contact_id", "seq", "arm")
+_SQLITE_SEND_ORDER = (
+    "run_id",
+    "channel",
+    "variant",
+    "contact_id",
+    "recipient",
+    "seq",
+    "batch",
+    "state",
+    "reason",
+    "attempts",
+    "planned_at",
+    "settled_at",
+    "address_key",
+)
 _COUNTED = {"preserve_rowcount": True}  # SQLAlchemy keeps the row count of UPDATE and DELETE only
 
 
@@ -69,8 +85,8 @@ class BulkWriter:
             self._sends: Executable = _pg_insert_sends()
             self._assignments: Executable = _pg_insert(assignments, _ASSIGNMENT_COLUMNS)
         else:
-            self._sqlite_sends = self._compile(sends, [*_SEND_COLUMNS, *_SEND_EXTRA])
-            self._sqlite_assignments = self._compile(assignments, ["run_id", *_ASSIGNMENT_COLUMNS])
+            self._sqlite_sends = self._compile(sends, _SQLITE_SEND_ORDER)
+            self._sqlite_assignments = self._compile(assignments, _SQLITE_ASSIGNMENT_ORDER)
 
     def sends(self, conn: Connection, run_id: str, chunk: Sequence[PlannedSend], now: datetime) -> int:
         if self.postgres:
@@ -81,22 +97,23 @@ class BulkWriter:
             return _count(conn.execute(self._sends, params, execution_options=_COUNTED).rowcount)
         at = self._time(now) if self._time else now
         planned, skipped = SendState.PLANNED.value, SendState.SKIPPED.value
+        # _SQLITE_SEND_ORDER
         rows = [
-            {
-                "run_id": run_id,
-                "channel": s.channel,
-                "variant": s.variant,
-                "contact_id": s.contact_id,
-                "recipient": s.recipient,
-                "seq": s.seq,
-                "batch": s.batch,
-                "state": planned if s.skip_reason is None else skipped,
-                "reason": s.skip_reason,
-                "address_key": s.address_key,
-                "attempts": 0,
-                "planned_at": at,
-                "settled_at": None if s.skip_reason is None else at,
-            }
+            (
+                run_id,
+                s.channel,
+                s.variant,
+                s.contact_id,
+                s.recipient,
+                s.seq,
+                s.batch,
+                planned if s.skip_reason is None else skipped,
+                s.skip_reason,
+                0,
+                at,
+                None if s.skip_reason is None else at,
+                s.address_key,
+            )
             for s in chunk
         ]
         return self._executemany(conn, self._sqlite_sends, rows)
@@ -110,18 +127,21 @@ class BulkWriter:
                 "a_arm": [arm for _, _, arm in chunk],
             }
             return _count(conn.execute(self._assignments, params, execution_options=_COUNTED).rowcount)
-        rows = [{"run_id": run_id, "seq": seq, "contact_id": cid, "arm": arm} for seq, cid, arm in chunk]
+        rows = [(run_id, cid, seq, arm) for seq, cid, arm in chunk]  # _SQLITE_ASSIGNMENT_ORDER
         return self._executemany(conn, self._sqlite_assignments, rows)
 
-    def _compile(self, table: Table, names: Sequence[str]) -> _Compiled:
+    def _compile(self, table: Table, names: tuple[str, ...]) -> _Compiled:
+        """The SQLite insert of `names`, whose parameters must come in that order (the table's column
+        order, which the rows are built in): a column added to the table must be added there too."""
         statement = sqlite.insert(table).on_conflict_do_nothing()
         compiled = statement.compile(dialect=self.dialect, column_keys=list(names))
-        return _Compiled(str(compiled), tuple(compiled.positiontup or ()))
+        order = tuple(compiled.positiontup or ())
+        if order != names:
+            raise RuntimeError(f"the {table.name} insert's parameters are {order}, not {names}")
+        return _Compiled(str(compiled), order)
 
-    def _executemany(self, conn: Connection, compiled: _Compiled, rows: list[dict[str, Any]]) -> int:
-        row_values = itemgetter(*compiled.names)
-        tuples = [row_values(row) for row in rows]
-        return _count(conn.exec_driver_sql(compiled.sql, tuples, execution_options=_COUNTED).rowcount)
+    def _executemany(self, conn: Connection, compiled: _Compiled, rows: list[tuple[Any, ...]]) -> int:
+        return _count(conn.exec_driver_sql(compiled.sql, rows, execution_options=_COUNTED).rowcount)
 
 
 def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:
