@@ -121,18 +121,17 @@ sends = Table(
     # campaigns without the address itself; revision 0004
     Column("address_key", String(32)),
     UniqueConstraint("run_id", "channel", "recipient"),
-    # planned sends only (revision 0009): batches() reads the batch numbers from the index alone, a claim
-    # takes a send's entry out and a settlement touches no index
+    # planned sends only (revision 0009): batches() reads the batch numbers, pending() one batch's sends in
+    # audience order; a claim takes a send's entry out and a settlement touches no index
     Index(
         "ix_sends_planned",
         "run_id",
         "channel",
         "batch",
+        "seq",
         sqlite_where=text("state = 'planned'"),
         postgresql_where=text("state = 'planned'"),
     ),
-    # (run, channel, batch) first: pending() reads one batch's rows in seq order
-    Index(None, "run_id", "channel", "batch", "seq"),
     Index(None, "address_key", "planned_at"),
 )
 

@@ -70,8 +70,8 @@ def _index_sql(ledger: Ledger, name: str) -> str | None:
 def test_a_ledger_with_sends_in_flight_upgrades_to_the_planned_only_index(
     open_ledger: Callable[[], Ledger],
 ) -> None:
-    """Revision 0009 on a ledger in use: the state index gives way to one of planned sends only, and the
-    run goes on where it was (what was claimed stays claimed, what was planned is still found)."""
+    """Revision 0009 on a ledger in use: the state and batch indexes give way to one of planned sends only,
+    and the run goes on where it was (what was claimed stays claimed, what was planned is still found)."""
     ledger = open_ledger()
     with ledger.engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0008_experiment")
@@ -85,6 +85,7 @@ def test_a_ledger_with_sends_in_flight_upgrades_to_the_planned_only_index(
 
     assert current(ledger) == head_revisions()
     assert _index_sql(ledger, "ix_sends_run_id_channel_state_batch") is None
+    assert _index_sql(ledger, "ix_sends_run_id_channel_batch_seq") is None
     definition = _index_sql(ledger, "ix_sends_planned") or ""
     assert "state" in definition and "'planned'" in definition, definition
     assert ledger.batches("r", "email") == [1, 2]  # batch 0 is all claimed; 1 is half planned

@@ -1,10 +1,12 @@
 """Sending's index holds planned sends only: claims and settlements no longer move index entries.
 
-The index on (run, channel, state, batch) took every send, and every state change moved its entry: a send
-was inserted once and moved twice (claimed, settled). What reads it wants planned sends only (the batches
-still to send), so it becomes a partial index on (run, channel, batch) WHERE state = 'planned': a claim
-takes the entry out, a settlement touches no index. Queries for other states read a run's rows through
-the (run, channel, batch, seq) index or the unique (run, channel, recipient) one.
+Two indexes took every send: (run, channel, state, batch), whose entry every state change moved (a send
+was inserted once and moved twice: claimed, settled), and (run, channel, batch, seq). What reads them wants
+planned sends only (the batches still to send, a batch's sends in audience order), so one partial index on
+(run, channel, batch, seq) WHERE state = 'planned' replaces both: a send is written to three indexes, not
+four, a claim takes its entry out and a settlement touches none. What asks for other states (a dead
+shard's batches in flight, a run's sends) reads the run's rows through the unique (run, channel,
+recipient) index.
 
 Revision ID: 0009_planned_index
 Revises: 0008_experiment
@@ -28,10 +30,11 @@ PLANNED = sa.text("state = 'planned'")
 
 def upgrade() -> None:
     op.drop_index("ix_sends_run_id_channel_state_batch", table_name="sends")
+    op.drop_index("ix_sends_run_id_channel_batch_seq", table_name="sends")
     op.create_index(
         "ix_sends_planned",
         "sends",
-        ["run_id", "channel", "batch"],
+        ["run_id", "channel", "batch", "seq"],
         sqlite_where=PLANNED,
         postgresql_where=PLANNED,
     )
@@ -39,4 +42,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_sends_planned", table_name="sends")
+    op.create_index("ix_sends_run_id_channel_batch_seq", "sends", ["run_id", "channel", "batch", "seq"])
     op.create_index("ix_sends_run_id_channel_state_batch", "sends", ["run_id", "channel", "state", "batch"])
