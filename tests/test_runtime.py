@@ -80,51 +80,53 @@ def test_cyclic_garbage_made_while_waiting_is_collected_as_usual(thresholds: Non
     assert len(alive) < 1_000  # at 50,000 none of the 2,000 would have been freed yet
 
 
-def test_at_exit_what_exists_is_left_out_of_the_last_collection() -> None:
-    from clarion.base.runtime import before_exit
+class Node:
+    """A reference cycle: only the collector can free it."""
 
-    class Node:
-        def __init__(self) -> None:
-            self.me = self  # a cycle: only the collector could free it
+    def __init__(self) -> None:
+        self.me = self
 
-    gc.disable()  # no automatic pass may free the cycle before the test looks
+
+@pytest.fixture
+def manual_collection() -> Iterator[None]:
+    """No automatic pass may free a cycle before the test looks; the heap is unfrozen after."""
+    gc.disable()
     try:
-        gc.collect()
-        Node()
-        frozen = gc.get_freeze_count()
-        before_exit()
-        assert gc.get_freeze_count() > frozen
-        assert gc.collect() == 0  # the unreachable cycle made before is not walked any more
-        gc.unfreeze()
-        assert gc.collect() >= 1  # unfrozen, it is found and freed: nothing else was changed
+        yield
     finally:
         gc.unfreeze()
         gc.enable()
 
 
-def test_during_a_run_start_up_s_objects_are_left_out_and_collected_again_after() -> None:
+def test_at_exit_what_exists_is_left_out_of_the_last_collection(manual_collection: None) -> None:
+    from clarion.base.runtime import before_exit
+
+    gc.collect()
+    Node()
+    frozen = gc.get_freeze_count()
+    before_exit()
+    assert gc.get_freeze_count() > frozen
+    assert gc.collect() == 0  # the unreachable cycle made before is not walked any more
+    gc.unfreeze()
+    assert gc.collect() >= 1  # unfrozen, it is found and freed: nothing else was changed
+
+
+def test_during_a_run_start_up_s_objects_are_left_out_and_collected_again_after(
+    manual_collection: None,
+) -> None:
     """`clarion run` leaves what it holds before the flow starts out of the collector's passes while the
     run goes on, and puts it back after: a cycle start-up left behind is still freed, only later, and a
     cycle the run makes is freed meanwhile as ever."""
     from clarion.base.runtime import startup_left_out
 
-    class Node:
-        def __init__(self) -> None:
-            self.me = self  # a cycle: only the collector can free it
-
-    gc.disable()  # no automatic pass may free a cycle before the test looks
-    try:
+    gc.collect()
+    before = weakref.ref(Node())  # start-up's garbage, made before the run
+    with pytest.raises(RuntimeError), startup_left_out():
+        made = weakref.ref(Node())  # the run's own
         gc.collect()
-        before = weakref.ref(Node())  # start-up's garbage, made before the run
-        with pytest.raises(RuntimeError), startup_left_out():
-            made = weakref.ref(Node())  # the run's own
-            gc.collect()
-            assert made() is None  # freed while the run goes on
-            assert before() is not None  # left out of the passes
-            raise RuntimeError("the run failed")  # the heap is put back all the same
-        assert gc.get_freeze_count() == 0
-        gc.collect()
-        assert before() is None  # put back: freed at the next pass
-    finally:
-        gc.unfreeze()
-        gc.enable()
+        assert made() is None  # freed while the run goes on
+        assert before() is not None  # left out of the passes
+        raise RuntimeError("the run failed")  # the heap is put back all the same
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert before() is None  # put back: freed at the next pass
