@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from send_throughput import child_scratch_schema  # noqa: E402
+
 PHASES = ("assignments", "plan sends", "sending")
 REQUEST = 1_000  # recipients a SendGrid request carries
 BATCH = 5_000  # email's default batch (clarion.engine.plan.DEFAULT_BATCH), the first one 50 (OPENING_BATCH)
@@ -92,35 +95,18 @@ def _round(count: int, database: str | None, tree: Path | None) -> dict[str, lis
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
-    with tempfile.TemporaryDirectory(prefix="ledger-ops-") as folder:
-        schema = f"ledger_ops_{os.getpid()}_{time.monotonic_ns()}"
-        url = f"sqlite:///{folder}/ledger.db"
-        if database:
-            separator = "&" if "?" in database else "?"
-            _sql(database, f'CREATE SCHEMA "{schema}"')
-            url = f"{database}{separator}options=-csearch_path%3D{schema}"
-        try:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", url, "--contacts", str(count)],
-                env=env,
-                cwd=folder,  # not this checkout: PYTHONPATH decides which Clarion runs
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        finally:
-            if database:
-                _sql(database, f'DROP SCHEMA "{schema}" CASCADE')
+    with tempfile.TemporaryDirectory(prefix="ledger-ops-") as folder, child_scratch_schema(database) as url:
+        ledger = url or f"sqlite:///{folder}/ledger.db"  # a scratch schema, or a fresh SQLite file
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", ledger, "--contacts", str(count)],
+            env=env,
+            cwd=folder,  # not this checkout: PYTHONPATH decides which Clarion runs
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     figures: dict[str, list[float]] = json.loads(out.splitlines()[-1])
     return figures
-
-
-def _sql(database: str, statement: str) -> None:
-    program = (
-        "import sys\nfrom sqlalchemy import create_engine, text\n"
-        "with create_engine(sys.argv[1]).begin() as conn:\n    conn.execute(text(sys.argv[2]))\n"
-    )
-    subprocess.run([sys.executable, "-c", program, database, statement], check=True)
 
 
 def main() -> None:

@@ -428,7 +428,7 @@ def _clarion(
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     entry = [str(ROOT / "benchmarks" / "collector.py")] if collector else ["-m", "clarion"]
     try:
-        with _scratch_schema(database) as ledger:
+        with child_scratch_schema(database) as ledger:
             if ledger:
                 env["CLARION_DATABASE_URL"] = ledger
             wall, cpu, rss, out, errors = timed(
@@ -443,7 +443,7 @@ def _clarion(
 
 
 @contextmanager
-def _scratch_schema(database: str | None) -> Iterator[str | None]:
+def child_scratch_schema(database: str | None) -> Iterator[str | None]:
     """A schema of its own on `database` for one run (a second run must not find the first one's rows),
     dropped afterwards; None without a database (SQLite in the run's CLARION_HOME).
 
