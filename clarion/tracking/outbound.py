@@ -270,7 +270,11 @@ class Delivery:
     skipped: int = 0  # due, but their endpoint failed earlier in the round
 
 
-def backoff(attempts: int, *, rng: Callable[[], float] = random.random) -> float:
+#: The jitter's own generator: a retry never moves the process's `random` state (engine/retry.py likewise)
+_JITTER = random.Random()
+
+
+def backoff(attempts: int, *, rng: Callable[[], float] = _JITTER.random) -> float:
     """Seconds before the next try after `attempts` failed ones: 30 s doubling, at most 6 h, +-20% jitter."""
     delay = min(BASE_DELAY * (2 ** max(attempts - 1, 0)), MAX_DELAY)
     return float(delay * (0.8 + 0.4 * rng()))
