@@ -38,13 +38,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from send_throughput import child_scratch_schema  # noqa: E402
 
 PHASES = ("assignments", "plan sends", "sending")
-REQUEST = 1_000  # recipients a SendGrid request carries
-BATCH = 5_000  # email's default batch (clarion.engine.plan.DEFAULT_BATCH), the first one 50 (OPENING_BATCH)
 
 
 def child(count: int, url: str, callgrind: bool) -> None:
-    """One round, in this process: prints {phase: [wall, cpu]} as JSON."""
+    """One round, in this process: prints {phase: [wall, cpu]} as JSON. Batches and requests are the
+    product's own sizes: email's default batch after a small opening one, a SendGrid request's recipients."""
+    from clarion.channels.base import ChannelKind
+    from clarion.channels.sendgrid.adapter import SendGridChannel
+    from clarion.engine.plan import DEFAULT_BATCH, OPENING_BATCH
     from clarion.ledger import Ledger, PlannedSend, SendState, Settlement
+
+    batch, opening, request = DEFAULT_BATCH[ChannelKind.EMAIL], OPENING_BATCH, SendGridChannel.max_batch
 
     def dump(name: str) -> None:
         if callgrind:
@@ -55,7 +59,7 @@ def child(count: int, url: str, callgrind: bool) -> None:
     run = "ledger-ops-20261204t180000-abcd"
     ledger.create_run(run, campaign="ledger-ops", campaign_file="campaign.yaml", digest="d")
     ids = [f"sup-{seq:07d}" for seq in range(count)]
-    batch_of = [0 if seq < 50 else 1 + (seq - 50) // BATCH for seq in range(count)]
+    batch_of = [0 if seq < opening else 1 + (seq - opening) // batch for seq in range(count)]
     figures: dict[str, list[float]] = {}
     dump("start")
     wall, cpu = time.perf_counter(), time.process_time()
@@ -79,8 +83,8 @@ def child(count: int, url: str, callgrind: bool) -> None:
     sent = 0
     for number in sorted(set(batch_of)):
         due = ledger.due_in_batch(run, "email", number)
-        for start in range(0, len(due), REQUEST):
-            claimed = ledger.begin(run, "email", [row.recipient for row in due[start : start + REQUEST]])
+        for start in range(0, len(due), request):
+            claimed = ledger.begin(run, "email", [row.recipient for row in due[start : start + request]])
             message_id = f"msg-{number}-{start}"
             sent += ledger.settle(
                 run, "email", [Settlement(r, SendState.SENT, provider_id=message_id) for r in claimed]
