@@ -237,19 +237,23 @@ def run_campaign(
         mark_interrupted,
         prefect_unreachable,
     )
+    from clarion.flows.heartbeat import prompt_heartbeats
     from clarion.flows.launch import coordination_for, launch
 
     coordination = coordination_for(run_id)  # a send pool's is shared with its shards through Redis
-    flow = FlowThread(
-        lambda: launch(
-            campaign_path,
-            run_id,
-            resend_uncertain,
-            approved_by=approved_by,
-            retry_failed=retry_failed,
-            coordination=coordination,
-        )
-    )
+
+    def run_launch() -> RunOutcome:
+        with prompt_heartbeats(launch) as launching:  # the run ends when its last line ran, not up to 1 s on
+            return launching(
+                campaign_path,
+                run_id,
+                resend_uncertain,
+                approved_by=approved_by,
+                retry_failed=retry_failed,
+                coordination=coordination,
+            )
+
+    flow = FlowThread(run_launch)
     try:
         settle = ProviderSettings().timeout + SETTLE_MARGIN
     except ValueError:  # a bad CLARION_HTTP_TIMEOUT is reported by the adapters, with its name
