@@ -1,4 +1,4 @@
-"""Flow-run heartbeats that stop the moment the flow run ends, for the launches `clarion run` runs itself.
+"""Flow-run heartbeats that stop the moment the flow run ends, for the launches Clarion runs itself.
 
 Prefect's engine emits a `prefect.flow-run.heartbeat` event every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds
 (180 by default) from a thread of its own, and joins that thread when the flow's function has returned. The
@@ -9,7 +9,9 @@ detect-zombie-flows) marks a Running flow run Crashed when they stop. So `prompt
 Prefect's thread off for one flow call and emits the same event, with the same resource and related
 resources (the flow, the deployment, the tags), from a thread that waits on an Event: it stops at once.
 
-Runs that Prefect's workers start (deployments, shards) keep Prefect's own heartbeats.
+`clarion run` calls the launch this way, and so does `clarion worker` (clarion.flows.runner) for the
+deployments' runs it serves: their processes end, and free their slot, when the run does. Flow runs that
+Prefect's own workers start (the shards on a process work pool) keep Prefect's heartbeats.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ PRELOAD = [
     "prefect.flow_engine",
     "prefect.task_engine",
     "prefect.utilities.visualization",
+    "clarion.flows.heartbeat",
     "clarion.flows.launch",
     "clarion.flows.runner",
 ]
@@ -66,10 +67,12 @@ def execute(flow_run_id: str) -> str:
     """Run one claimed flow run of the launch flow, in a pre-forked process."""
     from prefect.flow_engine import load_flow_run, run_flow
 
+    from clarion.flows.heartbeat import prompt_heartbeats
     from clarion.flows.launch import launch
 
     flow_run = load_flow_run(UUID(flow_run_id))
-    state = cast(State[Any], run_flow(launch, flow_run=flow_run, return_type="state"))
+    with prompt_heartbeats(launch) as launching:  # the slot is free when the run ends, not up to 1 s on
+        state = cast(State[Any], run_flow(launching, flow_run=flow_run, return_type="state"))
     return f"{flow_run_id} {state.type.value}"
 
 
