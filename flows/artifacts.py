@@ -25,7 +25,9 @@ def artifact_key(prefix: str, run_id: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in f"{prefix}-{run_id}".lower())[:100]
 
 
-def publish_report(ledger: Ledger, run_id: str) -> Report:
+def publish_report(
+    ledger: Ledger, run_id: str, results: Sequence[ChannelVariantResult] | None = None
+) -> Report:
     # imported here: the report's modules, which a launch does not need until it ends (every second of
     # import is a second between an event and the first message)
     from dataclasses import asdict
@@ -33,7 +35,7 @@ def publish_report(ledger: Ledger, run_id: str) -> Report:
     from clarion.analysis.report import build_report
     from clarion.analysis.report.formats import flat_rows, interval, pct
 
-    report = build_report(ledger, run_id)
+    report = build_report(ledger, run_id, results)
     rows = flat_rows(report)
     create_table_artifact(
         key=artifact_key("report", run_id),
@@ -67,8 +69,9 @@ def publish_report(ledger: Ledger, run_id: str) -> Report:
 def publish_results(
     ledger: Ledger, run_id: str, results: Sequence[ChannelVariantResult], errors: Mapping[str, list[str]]
 ) -> None:
-    """The run's comparison, its results table and, if any channel stopped, why."""
-    publish_report(ledger, run_id)
+    """The run's comparison, its results table and, if any channel stopped, why. `results`: the run's
+    `run_results` as just read (the comparison uses them too), or none for a run that sent nothing."""
+    publish_report(ledger, run_id, results or None)  # none given (a rejected approval): read them
     create_table_artifact(
         key=artifact_key("results", run_id),
         table=[{**r.as_dict(), "reasons": format_reasons(r.reasons)} for r in results],

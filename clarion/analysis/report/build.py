@@ -17,6 +17,7 @@ the assignment (chi-square against the planned shares) blocks every verdict.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from clarion.analysis.clicks import ClickCounts
@@ -40,8 +41,13 @@ IMPRESSIONS = "impression_count"
 TIMELINE_POINTS = 48
 
 
-def build_report(ledger: Ledger, run_id: str) -> Report:
-    """The whole report of a run (`Report.as_dict()` is what --json prints; the other formats read it)."""
+def build_report(
+    ledger: Ledger, run_id: str, results: Sequence[ChannelVariantResult] | None = None
+) -> Report:
+    """The whole report of a run (`Report.as_dict()` is what --json prints; the other formats read it).
+
+    `results`: the run's `run_results`, when the caller has just read them (a launch's end: reading the
+    sends' summary again took 0.07 s at 100,000)."""
     run = ledger.get_run(run_id)
     if run is None:
         raise RunNotFound(run_id)
@@ -54,7 +60,9 @@ def build_report(ledger: Ledger, run_id: str) -> Report:
     engagement = ledger.engagement(run_id, window_of(options))
     splits = click_splits(ledger, run_id, options)
     metrics = ledger.post_metrics(run_id)
-    sends = {(r.channel, r.variant): r for r in run_results(ledger, run_id)}
+    if results is None:
+        results = run_results(ledger, run_id)
+    sends = {(r.channel, r.variant): r for r in results}
     has_conversions = bool(engagement.conversions or engagement.arm_conversions)
 
     channels = []
