@@ -15,6 +15,8 @@ and `clarion run` on a campaign that says the same (first name, tracked link, un
 address; the headers are Clarion's own). For each: wall time of the whole
 process (interpreter start-up and imports included, and for Clarion validation and planning), emails/s,
 the requests and distinct recipients the stand-in counted, and the process's peak RSS; then the ratio.
+Under each `clarion run`, where its wall time went, from the ledger's own timestamps: until the run was
+created (imports, the flow run's start), planning, sending (to the last settlement), and after.
 With --repeat N, N turns one after the other and the medians (the machine is shared: a single run moves by
 tens of percent); with --against TREE, `clarion run` from another checkout too (a `git worktree` of an
 earlier commit), interleaved with this one's in alternating order, each on a fresh stand-in and ledger.
@@ -390,6 +392,7 @@ class Row:
     rss: float
     counts: dict[str, int]
     inner: float | None = None
+    phases: dict[str, float] | None = None
 
 
 def _sdk_loop(contacts: Path) -> Row:
@@ -431,15 +434,58 @@ def _clarion(
         with child_scratch_schema(database) as ledger:
             if ledger:
                 env["CLARION_DATABASE_URL"] = ledger
+            began = time.time()
             wall, cpu, rss, out, errors = timed(
                 [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env, cwd=folder
             )
+            ended = time.time()
+            outcome = json.loads(out)
+            phases = ledger_phases(env, outcome["run_id"], began, ended)
         counts = httpx.get(f"{url}/count").json()
     finally:
         sink.terminate()
         sink.wait()
-    sent = sum(int(r["sent"]) for r in json.loads(out)["results"])
-    return Row(name, sent, wall, cpu, rss, counts), errors
+    sent = sum(int(r["sent"]) for r in outcome["results"])
+    return Row(name, sent, wall, cpu, rss, counts, phases=phases), errors
+
+
+#: Read in a child of its own (this process stays small: see child_scratch_schema): when the run was
+#: created (planning begins), its last send planned, its last send settled.
+_PHASES = """import json, sys
+from clarion.base.settings import ClarionSettings
+from clarion.ledger import Ledger
+ledger = Ledger(ClarionSettings().ledger_url())
+run = ledger.get_run(sys.argv[1])
+planned = settled = 0.0
+for row in ledger.sends(sys.argv[1]):
+    planned = max(planned, row.planned_at.timestamp())
+    if row.settled_at is not None:
+        settled = max(settled, row.settled_at.timestamp())
+print(json.dumps({"created": run.created_at.timestamp(), "planned": planned, "settled": settled}))
+"""
+PHASES = ("to planning", "planning", "sending", "after")
+
+
+def ledger_phases(env: dict[str, str], run_id: str, began: float, ended: float) -> dict[str, float]:
+    """Where a `clarion run` process's wall time went, from the ledger's own timestamps: until the run was
+    created (imports, the flow run's start), planning (until its last send was planned), sending (until
+    its last send settled), after (the report, the flow's end, the process's exit)."""
+    found = subprocess.run(
+        [sys.executable, "-c", _PHASES, run_id], env=env, check=True, capture_output=True
+    ).stdout
+    at = json.loads(found)
+    return dict(
+        zip(
+            PHASES,
+            (
+                at["created"] - began,
+                at["planned"] - at["created"],
+                at["settled"] - at["planned"],
+                ended - at["settled"],
+            ),
+            strict=True,
+        )
+    )
 
 
 @contextmanager
@@ -523,6 +569,10 @@ def side_by_side(
             f"  ratio, {name} (SDK loop wall / its wall): {base_wall / wall:.2f}   (against the loop's own "
             f"timer: {inner / wall:.2f}; of CPU seconds: {base_cpu / cpu:.2f}){median}"
         )
+        timed_phases = [r.phases for r in mine if r.phases]
+        if timed_phases:
+            middle = {p: statistics.median(t[p] for t in timed_phases) for p in PHASES}
+            print(f"    {name}, from the ledger's timestamps: {_phases(middle)}{median}")
     for line in errors.decode(errors="replace").splitlines():
         if line.startswith("collector:"):
             print(f"  clarion run's {line}")
@@ -550,6 +600,12 @@ def _print_row(row: Row, turn: int, repeat: int) -> None:
         f"{row.counts['requests']:8,} {row.counts['distinct']:9,} {row.rss:7.0f}",
         flush=True,
     )
+    if row.phases:
+        print(f"  {'':28} {_phases(row.phases)}", flush=True)
+
+
+def _phases(phases: dict[str, float]) -> str:
+    return ", ".join(f"{name} {phases[name]:.2f} s" for name in PHASES)
 
 
 def main() -> None:
