@@ -102,13 +102,17 @@ def test_at_exit_what_exists_is_left_out_of_the_last_collection(manual_collectio
     from clarion.base.runtime import before_exit
 
     gc.collect()
-    Node()
+    node = weakref.ref(Node())
     frozen = gc.get_freeze_count()
     before_exit()
     assert gc.get_freeze_count() > frozen
-    assert gc.collect() == 0  # the unreachable cycle made before is not walked any more
+    # the cycle made before is not walked any more (asked by name: other threads of the test process,
+    # Prefect's among them, may leave garbage of their own for the same pass, as happened in CI once)
+    gc.collect()
+    assert node() is not None
     gc.unfreeze()
-    assert gc.collect() >= 1  # unfrozen, it is found and freed: nothing else was changed
+    gc.collect()
+    assert node() is None  # unfrozen, it is found and freed: nothing else was changed
 
 
 def test_during_a_run_start_up_s_objects_are_left_out_and_collected_again_after(
