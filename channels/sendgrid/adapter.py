@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import orjson
 from markupsafe import escape
 from pydantic import Field, field_validator
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 
 SENDGRID_MAX_PERSONALIZATIONS = 1000
+JSON_UTF8 = "application/json; charset=utf-8"
 #: SendGrid holds a message with send_at for at most 72 hours; keep an hour's margin.
 SCHEDULE_HORIZON = 71 * 3600.0
 # python_http_client logs request headers (the API key) and payloads (addresses) at DEBUG.
@@ -385,10 +387,19 @@ class SendGridChannel(Channel):
         return checks
 
     def _post(self, client: Any, payload: dict[str, Any]) -> str:
+        """POST /v3/mail/send through the SDK's HTTP client (what `SendGridAPIClient.send` calls), the body
+        serialised by orjson rather than the client's `json.dumps`: a 1,000-recipient body is about 1 MB,
+        and `json.dumps` of it held the interpreter 0.5 s of a 100,000-email run's 7 (py-spy). Given a
+        string body, the client sends it as it is when the request's Content-Type is not exactly
+        `application/json`, so the body goes as `application/json; charset=utf-8` (what SendGrid's own C#
+        library sends), UTF-8 rather than ASCII escapes. The client's headers are the SDK client's own
+        (`_client()` makes one per adapter call), so nothing else sees the header."""
         from python_http_client import exceptions as sg_errors
 
         try:
-            response = client.send(payload)
+            response = client.client.mail.send.post(
+                request_body=orjson.dumps(payload).decode(), request_headers={"Content-Type": JSON_UTF8}
+            )
         except sg_errors.HTTPError as exc:
             raise _mapped(exc) from exc
         except urllib.error.URLError as exc:

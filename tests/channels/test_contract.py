@@ -363,6 +363,36 @@ def test_sendgrid_groups_recipients_whose_content_differs_only_by_link(wire: San
     assert f"{LINK}7'" in stored["p7@example.org"]["html"]
 
 
+def test_sendgrid_sends_utf8_json_that_says_so_and_names_arrive_exactly(wire: Sandbox) -> None:
+    """The body is UTF-8 (not ASCII escapes) and its Content-Type says so; a name outside ASCII, and one
+    with characters JSON escapes, reach the recipient as written."""
+    case = CASES["sendgrid"]
+    names = {"p0@example.org": "Zoë Ñúñez 李", "p1@example.org": 'Ana "Nana" \\ O\'Neil'}
+    batch = [
+        Outbound(
+            f"c-{i}",
+            _message(
+                ChannelKind.EMAIL,
+                "sendgrid",
+                to=to,
+                subject=f"Thank you, {name}",
+                text=f"Hi {name}: {LINK}",
+                html=f"<p>Hi {name}</p>",
+                contact_id=f"c-{i}",
+            ),
+        )
+        for i, (to, name) in enumerate(names.items())
+    ]
+    assert all(r.outcome is SendOutcome.SENT for r in _adapter(case).send(batch))
+    requests = [r for r in wire.requests("sendgrid") if r["path"] == case.path]
+    assert {r["headers"]["content-type"] for r in requests} == {"application/json; charset=utf-8"}
+    assert any("Zoë Ñúñez 李" in r["body"] for r in requests)  # as UTF-8, not \\u escapes
+    stored = {m["to"]: m for m in wire.messages("sendgrid")}
+    for to, name in names.items():
+        assert stored[to]["subject"] == f"Thank you, {name}"
+        assert stored[to]["text"] == f"Hi {name}: {LINK}"
+
+
 @pytest.mark.parametrize(
     ("given", "named"),
     [
