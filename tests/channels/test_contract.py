@@ -10,6 +10,7 @@ id, and answer `unknown` (never raise, never guess) when the provider fails, sta
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -391,6 +392,25 @@ def test_sendgrid_sends_utf8_json_that_says_so_and_names_arrive_exactly(wire: Sa
     for to, name in names.items():
         assert stored[to]["subject"] == f"Thank you, {name}"
         assert stored[to]["text"] == f"Hi {name}: {LINK}"
+
+
+def test_sendgrid_requests_never_put_recipients_in_the_sdks_debug_log(
+    wire: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK's HTTP client formats every request body into a DEBUG line whatever the level: with that
+    logger turned up to DEBUG, the line says the body's size, never an address."""
+    case = CASES["sendgrid"]
+    message = _message(
+        ChannelKind.EMAIL, "sendgrid", to="ada.lovelace@example.org", subject="Hi", html="<p>Hi</p>"
+    )
+    with caplog.at_level(logging.DEBUG, logger="python_http_client"):
+        [result] = _adapter(case).send([Outbound("c-1", message)])
+    assert result.outcome is SendOutcome.SENT
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("python_http_client")]
+    [payload] = [line for line in lines if line.startswith("PAYLOAD")]
+    size = len(_last_request(wire, case)["body"].encode())
+    assert payload == f"PAYLOAD: <{size:,} bytes>"
+    assert not any("ada.lovelace" in line for line in lines)
 
 
 @pytest.mark.parametrize(
