@@ -9,7 +9,14 @@ import string
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from clarion.messages.links import MAX_CONTACT, RUN_KEY_BYTES, LinkClaims, LinkSigner, run_key
+from clarion.messages.links import (
+    MAX_CONTACT,
+    RUN_KEY_BYTES,
+    LinkClaims,
+    LinkSigner,
+    contact_bytes,
+    run_key,
+)
 
 FUZZ = settings(max_examples=400, deadline=None)
 signer = LinkSigner(b"k" * 32)
@@ -84,6 +91,27 @@ def test_every_signed_token_round_trips_to_its_claims(claims: LinkClaims) -> Non
     assert len(token) <= 32
     assert set(token) <= set(TOKEN_ALPHABET)
     assert signer.verify(token) == claims
+
+
+def _raw(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+@FUZZ
+@given(contact=st.integers(0, MAX_CONTACT - 1))
+@example(contact=0x7F)
+@example(contact=0x80)
+@example(contact=0x3FFF)
+@example(contact=0x4000)
+@example(contact=0x1FFFFF)
+@example(contact=0x200000)
+def test_contact_bytes_is_what_a_contacts_position_adds_to_their_token(contact: int) -> None:
+    """Validation checks one message per token length (`Renderer.check_key`): the length it expects must be
+    the one the contact's token has."""
+    run, tokens = run_key("r"), signer.contact_tokens(run_key("r"), 1, 2)
+    assert tokens(contact) == signer.sign(LinkClaims(run, 1, 2, contact))
+    assert signer.verify(tokens(contact)) == LinkClaims(run, 1, 2, contact)
+    assert contact_bytes(contact) == len(_raw(tokens(contact))) - len(_raw(tokens(0))) + 1
 
 
 @FUZZ

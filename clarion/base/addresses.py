@@ -104,7 +104,11 @@ def suppression_form(kind: AddressKind | str, raw: str, region: str = "US") -> s
 
 def stored_form(kind: AddressKind | str, address: str) -> str:
     """The suppression form of an address a channel adapter already normalised (no parsing again)."""
-    return email_key(address) if AddressKind(kind) is AddressKind.EMAIL else address.strip()
+    if kind == AddressKind.EMAIL:  # compared, not converted: this runs for every planned send
+        return email_key(address)
+    if kind == AddressKind.SMS:
+        return address.strip()
+    raise ValueError(f"{kind!r} is not an address kind (email, sms)")
 
 
 def kind_of(raw: str) -> AddressKind:

@@ -45,6 +45,14 @@ def run_key(run_id: str) -> bytes:
 
 
 def _varint(n: int) -> bytes:
+    """`n` as a LEB128 varint: seven bits a byte, least significant first, the high bit set on all but the
+    last. Audiences of up to about two million take three bytes at most, written out at once."""
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -54,8 +62,9 @@ def _varint(n: int) -> bytes:
 
 
 def contact_bytes(contact: int) -> int:
-    """How many bytes a contact's position takes in a token (the token's length depends on nothing else)."""
-    return len(_varint(contact))
+    """How many bytes a contact's position takes in a token (the token's length depends on nothing else):
+    `len(_varint(contact))`, from the number's bit length."""
+    return max(1, (contact.bit_length() + 6) // 7)
 
 
 def _read_varint(data: bytes) -> tuple[int, int]:
