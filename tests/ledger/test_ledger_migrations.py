@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 import clarion
 from clarion.ledger import Ledger, LedgerNotMigrated, SendState, Settlement
@@ -98,6 +100,61 @@ def test_a_ledger_with_sends_in_flight_upgrades_to_the_planned_only_index(
     assert counts == {SendState.SENT: 10, SendState.IN_FLIGHT: 10, SendState.PLANNED: 10}
 
 
+def test_a_ledger_with_capped_addresses_upgrades_to_the_window_index(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    """Revision 0010 on a ledger in use: the address-key index gives way to one on planned_at, and the
+    frequency cap answers exactly as before (which addresses already had their sends in the window)."""
+    ledger = open_ledger()
+    with ledger.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0009_planned_index")
+    for run in ("r1", "r2", "r3"):
+        ledger.create_run(run, campaign="c", campaign_file="c.yaml", digest="d")
+        # c00000-c00002 reached by every run, the rest by r1 alone
+        keys = [f"k{i}" if i < 3 or run == "r1" else None for i in range(6)]
+        ledger.plan_sends(run, [replace(s, address_key=k) for s, k in zip(planned(6), keys, strict=True)])
+    since = datetime.now(UTC) - timedelta(days=1)
+    before = ledger.capped(None, since, 2, excluding="r3")
+    assert before == {"k0", "k1", "k2"}
+    assert _index_sql(ledger, "ix_sends_address_key_planned_at") is not None
+
+    ledger.migrate()
+
+    assert current(ledger) == head_revisions()
+    assert _index_sql(ledger, "ix_sends_address_key_planned_at") is None
+    assert "planned_at" in (_index_sql(ledger, "ix_sends_planned_at") or "")
+    assert ledger.capped(None, since, 2, excluding="r3") == before
+    assert ledger.capped(None, datetime.now(UTC) + timedelta(seconds=1), 1, excluding="r3") == set()
+
+
+def test_the_frequency_cap_reads_its_window_through_the_index(ledger: Ledger) -> None:
+    """The cap's question reads the sends planned in its window, not every send ever planned (SQLite's
+    plan for it; PostgreSQL's planner chooses by its statistics)."""
+    if ledger.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plan")
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(ledger.engine, "before_cursor_execute", seen)
+    try:
+        ledger.capped(None, datetime.now(UTC) - timedelta(days=7), 2, excluding="r")
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", seen)
+    [query] = [s for s in statements if "address_key" in s]
+    with ledger.engine.connect() as conn:
+        args = ["2026-12-01 00:00:00.000000", "r", "sent", "2"]
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", tuple(_fill(query, args))).fetchall()
+    assert any("USING INDEX ix_sends_planned_at" in str(row) for row in plan), plan
+
+
+def _fill(query: str, values: list[str]) -> list[str]:
+    """As many parameters as the statement has, from `values` (repeating the last)."""
+    count = query.count("?")
+    return (values + [values[-1]] * count)[:count]
+
+
 def test_concurrent_migrations_from_threads_all_succeed(open_ledger: Callable[[], Ledger]) -> None:
     ledgers = [open_ledger() for _ in range(4)]
     errors: list[BaseException] = []
@@ -130,7 +187,7 @@ def test_the_migration_scripts_ship_inside_the_package(
     monkeypatch.chdir(tmp_path)  # found from the package, wherever the process runs
     assert MIGRATIONS.is_relative_to(Path(clarion.__file__).parent)
     assert (MIGRATIONS / "env.py").is_file()
-    assert head_revisions() == {"0009_planned_index"}
+    assert head_revisions() == {"0010_cap_window_index"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
