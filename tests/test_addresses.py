@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clarion.base.addresses import AddressError, email
+from clarion.base.addresses import AddressError, AddressKind, address_key, address_keys, email
 
 LOCAL = st.text(alphabet=st.sampled_from(list("abcXYZ019.!#$%&'*+/=?^_`{|}~-\"@ é")), min_size=0, max_size=70)
 LABEL = st.text(alphabet=st.sampled_from(list("abcXYZ019-_é")), min_size=0, max_size=66)
@@ -59,3 +59,20 @@ def test_every_address_gets_email_validators_answer(local: str, domain: str) -> 
 )
 def test_lengths_are_email_validators(raw: str) -> None:
     assert _ours(raw) == _reference(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=st.binary(min_size=1, max_size=80),
+    pairs=st.lists(
+        st.tuples(st.sampled_from([*AddressKind, "email", "sms"]), st.text(max_size=40)), max_size=8
+    ),
+)
+def test_planning_keys_every_address_as_the_one_shot_key_does(
+    secret: bytes, pairs: list[tuple[AddressKind | str, str]]
+) -> None:
+    """Frequency caps count sends under these keys across runs and processes: the resumed HMAC planning
+    uses must give exactly the one-shot key, whatever the kind, address and order."""
+    keys = address_keys(secret)
+    for kind, address in pairs:
+        assert keys(kind, address) == address_key(secret, kind, address)

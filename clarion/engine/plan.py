@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from clarion import channels
-from clarion.base.addresses import address_key, stored_form
+from clarion.base.addresses import address_keys, stored_form
 from clarion.base.consent import Kind, consent_given, kind_of_channel
 from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
@@ -100,7 +100,7 @@ class _Planner:
         self._open: dict[str, list[Contact]] = {}
         self._numbers: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
-        self._secret = ClarionSettings().signing_key()
+        self._address_key = address_keys(ClarionSettings().signing_key())
         self._consent: dict[str, _Consent] = {}
         self._suppressed: dict[Kind, set[str]] = {}
         now = datetime.now(UTC)
@@ -122,7 +122,7 @@ class _Planner:
         """Why this contact may not get this channel (None: they may), and their address key."""
         rules = self._consent[cid]
         stored = stored_form(rules.kind, address)
-        key = address_key(self._secret, rules.kind, stored)
+        key = self._address_key(rules.kind, stored)
         if rules.column and not consent_given(contact.fields.get(rules.column, "")):
             return "no_consent", key
         if stored in self._suppressed[rules.kind]:
