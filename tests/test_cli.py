@@ -21,7 +21,7 @@ from markupsafe import escape
 from typer.testing import CliRunner
 
 from clarion.cli.main import app
-from tests.conftest import CAMPAIGN, REPO, UNTRACKED, CampaignDir
+from tests.conftest import CAMPAIGN, CONTACTS, REPO, UNTRACKED, CampaignDir
 
 DEBATE = REPO / "examples" / "debate-night" / "campaign.yaml"
 B2B = REPO / "examples" / "b2b-cta-test" / "campaign.yaml"
@@ -83,6 +83,43 @@ def test_validate_several_files_reports_the_good_one_and_fails_for_the_bad(
     assert str(bad) not in result.stdout
     assert f"{bad}:{line}:15: channels.sms.provider: unknown provider 'twillio'" in result.stderr
     assert "1 of 2 campaign file(s) invalid" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("region", "ids", "refused"),
+    [
+        # NGP VAN's ids (9 digits), Shopify's (13), an all-digit UUID: none is a US phone number
+        ("US", ["100234567", "4012345678901", "17855872-6861-4682-8810-054263754649", "c-004"], None),
+        ("US", ["100234567", "+44 20 7946 0958", "c-003", "c-004"], 3),  # a number in E.164, any region
+        ("US", ["100234567", "c-002", "2025550123", "c-004"], 4),  # ten digits: a US number
+        ("GB", ["100234567", "c-002", "2025550123", "c-004"], None),  # not a UK one
+        ("GB", ["c-001", "07946 095800", "c-003", "c-004"], 3),  # a UK mobile, written nationally
+    ],
+    ids=["crm-numbers", "e164", "us-national", "us-digits-in-gb", "gb-national"],
+)
+def test_validate_refuses_an_id_that_is_a_phone_number_and_takes_numeric_crm_ids(
+    campaign_dir: CampaignDir, region: str, ids: list[str], refused: int | None
+) -> None:
+    """Contact ids go to providers as metadata: one that is a phone number (where the campaign texts) is
+    refused on its line; numeric ids from a CRM are ids, and the audience validates."""
+    header, *rows = CONTACTS.splitlines()
+    contacts = [header, *(f"{i},{row.split(',', 1)[1]}" for i, row in zip(ids, rows, strict=True))]
+    text = CAMPAIGN.replace(
+        '    from: "+15005550006"', f'    from: "+15005550006"\n    default_region: {region}'
+    )
+    path = campaign_dir.campaign(text, contacts="\n".join(contacts) + "\n")
+
+    result = _invoke("validate", path)
+
+    _no_crash(result)
+    if refused is None:
+        assert result.exit_code == 0, result.stderr
+        assert _summary(result.stdout, path).startswith(f"valid: {path}: 4 contacts")
+    else:
+        assert result.exit_code == 1
+        assert f"contacts.csv:{refused}:1: id: contact id looks like an email address or phone number" in (
+            result.stderr
+        )
 
 
 def test_validate_a_missing_file_names_it(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clarion import channels
+from clarion.base.addresses import PhoneShaped
 from clarion.base.consent import consent_given
 from clarion.base.errors import CampaignInvalid, ClarionError, Problem
 from clarion.base.runtime import bulk_work
@@ -33,7 +34,6 @@ EXAMPLES_SHOWN = 3
 #: Checked messages remembered by what they depend on (`Renderer.check_key`); cleared when full, so that
 #: memory stays flat on any audience.
 CHECK_MEMO = 65_536
-_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -188,12 +188,18 @@ def scan(
 
     assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
     seen: set[str] = set()
+    # an id that is a phone number where the campaign texts (its SMS channels' regions; else the US)
+    phone_shaped = PhoneShaped(
+        str(region)
+        for config in campaign.channels.values()
+        if (region := getattr(config, "default_region", None))
+    )
     memo: dict[tuple[object, ...], _Checked] = {}
     with bulk_work():  # a few containers per contact, freed at once: fewer collector passes
         try:
             for contact in contacts.records():
                 report.contacts += 1
-                if not _contact_ok(contact, contacts, seen, groups):
+                if not _contact_ok(contact, contacts, seen, groups, phone_shaped):
                     continue
                 arm = assigner.arm(contact.id)
                 report.arms[arm] += 1
@@ -248,7 +254,11 @@ def scan(
 
 
 def _contact_ok(
-    contact: Contact, contacts: ContactsFile | QueryContacts, seen: set[str], groups: ProblemGroups
+    contact: Contact,
+    contacts: ContactsFile | QueryContacts,
+    seen: set[str],
+    groups: ProblemGroups,
+    phone_shaped: PhoneShaped,
 ) -> bool:
     cid = contact.id
 
@@ -264,7 +274,7 @@ def _contact_ok(
     seen.add(cid)
     if _CONTROL.search(cid) or len(cid) > 128:
         return bad("shape", "contact id has control characters or is over 128 characters")
-    if "@" in cid or _PHONE_LIKE.match(cid):
+    if "@" in cid or phone_shaped(cid):
         return bad(
             "pii",
             "contact id looks like an email address or phone number; ids are stored in the ledger and "
