@@ -24,14 +24,13 @@ from clarion.campaign.loader import LoadedCampaign, campaign_digest
 from clarion.campaign.model import HOLDOUT, REST
 from clarion.channels.base import ChannelKind, FrequencyCap
 from clarion.engine.bandit import WavePlan
-from clarion.ledger import Ledger, PlannedSend, RunStatus
+from clarion.ledger import PLAN_ROWS, Ledger, PlannedSend, RunStatus
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
 from clarion.messages.validate import ValidationReport, scan
 from clarion.messages.validated import recall, remember, validation_digest
 
-CHUNK = 5_000
 CHANNEL_HOLDOUT = "channel_holdout"  # the skip reason of a send withheld by experiment.channel_holdouts
 OPENING_BATCH = 50  # every channel's first batch is small, so its first message leaves at once
 DEFAULT_BATCH = {ChannelKind.EMAIL: 5000, ChannelKind.SMS: 250, ChannelKind.SOCIAL: 1}
@@ -174,7 +173,7 @@ class _Planner:
                 size = self._sizes[cid] if self._numbers[cid] else min(self._sizes[cid], OPENING_BATCH)
                 if len(members) >= size:
                     self._close(cid)
-        if len(self.sends) >= CHUNK or len(self.assignments) >= CHUNK:
+        if len(self.sends) >= PLAN_ROWS or len(self.assignments) >= PLAN_ROWS:  # a transaction each
             self.flush()
 
     def _close(self, cid: str) -> None:

@@ -10,6 +10,7 @@
 See store.py for the guarantees, database.py for how SQLite and PostgreSQL are set up.
 """
 
+from clarion.ledger.bulk import PLAN_ROWS
 from clarion.ledger.errors import DatabaseUnavailable, LedgerError, LedgerNotMigrated, RunExists, RunNotFound
 from clarion.ledger.events import Click, Conversion, Engagement, Outside, ProviderEvent, run_key_hex
 from clarion.ledger.rows import (
@@ -28,6 +29,7 @@ from clarion.ledger.store import Ledger
 from clarion.ledger.suppressions import Suppression
 
 __all__ = [
+    "PLAN_ROWS",
     "RESENDABLE",
     "Click",
     "Conversion",

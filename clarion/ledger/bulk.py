@@ -43,6 +43,13 @@ from clarion.ledger.rows import PlannedSend, SendState
 from clarion.ledger.schema import UTCDateTime, assignments, sends
 
 CHUNK = 5_000  # rows per statement (PostgreSQL) or executemany (SQLite)
+#: Planned sends and assignments written per transaction. Each commit writes back every page it touched, and
+#: an index led by something random (an audience keyed by UUIDs: the sends' unique run, channel, recipient
+#: and the assignments' run, contact id) takes each row at a random page: bigger transactions rewrite each
+#: page less often. A million contacts keyed by random UUIDs planned in 49.3 s with 5,000 a transaction,
+#: 34.3 s with 50,000 and 31.1 s with 200,000 (peak RSS 265 and 331 MB); with sequential ids, 20.4 and
+#: 21.0 s (SQLite, planning alone; README, Performance).
+PLAN_ROWS = 50_000
 _T = TypeVar("_T")
 
 _SEND_COLUMNS = ("channel", "variant", "contact_id", "recipient", "seq", "batch", "reason", "address_key")

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from clarion.ledger import migrate as migrations
-from clarion.ledger.bulk import CHUNK, BulkWriter, Statistics, chunked
+from clarion.ledger.bulk import CHUNK, PLAN_ROWS, BulkWriter, Statistics, chunked
 from clarion.ledger.console import ConsoleStore
 from clarion.ledger.conversations import ConversationStore
 from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
@@ -199,7 +199,7 @@ class Ledger(
         """
         self._require_run(run_id)
         added = 0
-        for chunk in chunked(rows, CHUNK):
+        for chunk in chunked(rows, PLAN_ROWS):
             with self._tx(write=True) as conn:
                 added += self._bulk.assignments(conn, run_id, chunk)
         self._statistics.inserted(added)
@@ -212,7 +212,7 @@ class Ledger(
         """
         self._require_run(run_id)
         added = 0
-        for chunk in chunked(rows, CHUNK):
+        for chunk in chunked(rows, PLAN_ROWS):
             with self._tx(write=True) as conn:
                 added += self._bulk.sends(conn, run_id, chunk, utcnow())
         self._statistics.inserted(added)
