@@ -107,9 +107,13 @@ class PhoneShaped:
     not parsed at all) or when it starts with 0 (a national prefix, or 00 dialling out)."""
 
     def __init__(self, regions: Iterable[str]) -> None:
-        import phonenumbers  # here: a command that never reads a phone number does not load its tables
-
         self.regions = tuple(dict.fromkeys(regions)) or ("US",)
+
+    @functools.cached_property
+    def _bare(self) -> frozenset[int]:
+        """The lengths a number of these regions can have as a bare run of digits."""
+        import phonenumbers  # here: ids that look like no phone number never load its tables
+
         lengths: set[int] = set()
         for region in self.regions:
             meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
@@ -117,7 +121,7 @@ class PhoneShaped:
                 continue
             prefixes = {"", meta.national_prefix or "", str(meta.country_code)}
             lengths |= {n + len(p) for n in meta.general_desc.possible_length for p in prefixes}
-        self._bare = frozenset(lengths)
+        return frozenset(lengths)
 
     def __call__(self, text: str) -> bool:
         if not _PHONE_SHAPE.match(text):
