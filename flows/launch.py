@@ -68,6 +68,10 @@ SETTINGS = ClarionSettings()
 #: Waits shorter than this are slept through even in a deployment (a continuation run costs seconds).
 SLEEP_WITHIN = timedelta(seconds=SETTINGS.sleep_within)
 PREFETCH_WAIT = 300.0  # a scheduled run started this early (or less) waits for its slot before sending
+#: A step's progress artifact is updated at most this often (and when the step ends): each update is a
+#: request to the Prefect server from the flow's thread, about 12 ms holding the interpreter beside the
+#: send threads; twenty of them were 0.25 s of an 8-second 100,000-email run.
+PROGRESS_EVERY = 1.0
 
 
 @flow(
@@ -308,13 +312,18 @@ class _Waves:
             ),
         )
         _tag_flow_run([f"step:{wave.name}", *(f"channel:{c}" for c in sorted({b.channel for b in todo}))])
+        shown = time.monotonic()
         for done, future in enumerate(as_completed(list(futures)), start=1):
             batch = futures[future]
             if not self.warmed:  # a batch is done, so the openings went out: nothing left to slow down
                 self.warmed = True
                 _warm_report()
-            if done == len(futures) or done % max(1, len(futures) // 20) == 0:
+            now = time.monotonic()
+            if done == len(futures) or (
+                done % max(1, len(futures) // 20) == 0 and now - shown >= PROGRESS_EVERY
+            ):
                 update_progress_artifact(progress, progress=100.0 * done / len(futures))
+                shown = now
             try:  # waits for the task's final state (the state seen first may not be final yet)
                 future.result(raise_on_failure=True)
             except ChannelStopped as exc:

@@ -51,3 +51,22 @@ def test_the_comparison_is_published_as_prefect_artifacts(
     assert "email" in found["report-artifact-test"]["data"]
     assert found["verdicts-artifact-test"]["type"] == "markdown"
     assert "## email" in found["verdicts-artifact-test"]["data"]
+
+
+def test_each_steps_progress_is_published_and_ends_at_all_batches_sent(
+    tmp_path: Path, providers: Sandbox, prefect_server: str
+) -> None:
+    """The progress artifact of the launch's step (updated at most every PROGRESS_EVERY seconds while it
+    sends) says 100 once every batch is done."""
+    import httpx
+
+    from clarion.flows.artifacts import artifact_key
+
+    path = write_campaign(tmp_path, 120)
+    assert launch(str(path), "progress-test").completed
+    key = artifact_key("progress-launch", "progress-test")
+    response = httpx.get(f"{prefect_server}/artifacts/{key}/latest", timeout=30)
+    response.raise_for_status()
+    found = response.json()
+    assert found["type"] == "progress"
+    assert float(found["data"]) == 100.0
