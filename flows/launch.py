@@ -38,6 +38,7 @@ from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import Rollout
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import Coordination, LocalCoordination
+from clarion.engine.helpers import Helpers, wanted
 from clarion.engine.outcome import ChildOutcome, RolloutOutcome, RunOutcome
 from clarion.engine.plan import Batch
 from clarion.engine.schedule import (
@@ -102,6 +103,23 @@ def launch(
     run = RunContext(
         Ledger.open(), loaded, run_id, kits, coordination=coordination or coordination_for(run_id)
     )
+    run.helpers = start_helpers(run)  # before planning: they start up while this process plans
+    try:
+        return _launch(run, slot, resend_uncertain, retry_failed, approved_by)
+    finally:
+        if run.helpers is not None:
+            run.helpers.close()
+
+
+def _launch(
+    run: RunContext,
+    slot: datetime | None,
+    resend_uncertain: bool,
+    retry_failed: bool,
+    approved_by: str | None,
+) -> RunOutcome:
+    """The launch once its context (and any helpers) is there: plan, pass the gate, send wave after wave."""
+    loaded, run_id = run.loaded, run.run_id
     run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
     batches = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed)
     store = run.ledger
@@ -113,7 +131,8 @@ def launch(
     store.set_run_status(run_id, RunStatus.RUNNING)
     _not_before(slot)
     launched = datetime.fromisoformat(store.decide(run_id, LAUNCHED, utcnow().isoformat()))
-    plan = waves(loaded.campaign, launched, {name: tuple(k.campaign.channels) for name, k in kits.items()})
+    kit_channels = {name: tuple(k.campaign.channels) for name, k in run.kits.items()}
+    plan = waves(loaded.campaign, launched, kit_channels)
     sending = _Waves(run, batches, retry_failed, launched)
     while True:
         now, sent = utcnow(), False
@@ -143,6 +162,25 @@ def launch(
             if run.coordination.wait_for_stop(delay):
                 return _interrupted(run, run.coordination.stop_requested() or "stopped")
     return _finish(run, sending)
+
+
+def start_helpers(run: RunContext) -> Helpers | None:
+    """This machine's send helpers for a launch sending from this process (CLARION_SEND_HELPERS), started;
+    None when there are none (a send pool's shards, a small audience, one core)."""
+    if not isinstance(run.coordination, LocalCoordination):
+        return None
+    campaign = run.loaded.campaign
+    setting = ClarionSettings().send_helpers  # read now: a test or an embedding process may change it
+    count = wanted(setting, run.loaded.contacts_path if campaign.audience.contacts else None)
+    if not count:
+        return None
+    helpers = Helpers(run.coordination, count)
+    try:
+        helpers.start(run.loaded.path, run.run_id, run.ledger.url.render_as_string(hide_password=False))
+    except Exception:
+        helpers.close()
+        raise
+    return helpers
 
 
 def coordination_for(run_id: str) -> Coordination:
@@ -300,6 +338,8 @@ class _Waves:
         opening = sum(1 for b in todo if b.opening)
         if 0 < opening <= SETTINGS.max_workers:  # each waits in a worker thread: more would stall the pool
             coordination.open_gate(target, opening)
+        if run.helpers is not None:  # the helpers take batches from the back while these tasks go
+            run.helpers.board.post(todo)
         futures: dict[PrefectFuture[BatchOutcome], Batch] = {
             send_batch_task.submit(run, batch, wave.name): batch for batch in todo
         }
@@ -330,6 +370,8 @@ class _Waves:
                 self._stopped(wave, batch.channel, str(exc))
             except Exception as exc:  # a task's crash is reported beside the others' results
                 self._stopped(wave, batch.channel, f"batch {batch.number}: {type(exc).__name__}: {exc}")
+        if run.helpers is not None:
+            run.helpers.board.withdraw()
         self._after(wave, todo)
 
     def _after(self, wave: Wave, todo: list[Batch]) -> None:
@@ -373,6 +415,8 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
     results = run_results(store, run_id)
     publish_results(store, run_id, results, errors)
     outcome = RunOutcome(run_id, status.value, results, errors, waves=finish_waves(run, status))
+    if run.helpers is not None:
+        outcome.helpers = {name: n for name, n in run.helpers.board.taken.items() if n}
     if run.loaded.campaign.rollout is not None and run.loaded.campaign.rollout.strategy == "fixed":
         child = rollout_run_id(run_id)
         decision = store.decisions(run_id).get(ROLLOUT, {})

@@ -12,6 +12,7 @@ from prefect.cache_policies import NONE
 
 from clarion.engine.bandit import WavePlan
 from clarion.engine.context import RunContext
+from clarion.engine.helpers import Helpers
 from clarion.engine.plan import Batch, plan_run
 from clarion.engine.send import BatchOutcome, send_batch
 
@@ -43,8 +44,12 @@ def plan_task(
 def send_batch_task(run: RunContext, batch: Batch, step: str) -> BatchOutcome:
     """One batch. Untagged on purpose: Prefect acquires tag concurrency slots for every tagged task run,
     which held some channels' first batches back ~2 s at launch; the name carries step and channel, and
-    the flow run is tagged with them (`_tag_flow_run`)."""
-    return send_batch(run, batch)
+    the flow run is tagged with them (`_tag_flow_run`). A batch a local send helper took is sent there, and
+    this task waits for its answer (clarion/engine/helpers.py)."""
+    helpers: Helpers | None = run.helpers
+    if helpers is None:
+        return send_batch(run, batch)
+    return helpers.send(batch, lambda b: send_batch(run, b), run.ledger)
 
 
 __all__ = ["plan_task", "send_batch_task"]

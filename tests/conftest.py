@@ -29,7 +29,13 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     home = tmp_path_factory.mktemp("clarion-home")
     monkeypatch.setenv("CLARION_HOME", str(home))
     monkeypatch.setenv("CLARION_SECRET_KEY", TEST_SECRET)
-    for var in ("CLARION_DATABASE_URL", "CLARION_REDIS_URL", "CLARION_SEND_POOL", "CLARION_SHARDS"):
+    for var in (
+        "CLARION_DATABASE_URL",
+        "CLARION_REDIS_URL",
+        "CLARION_SEND_POOL",
+        "CLARION_SHARDS",
+        "CLARION_SEND_HELPERS",
+    ):
         monkeypatch.delenv(var, raising=False)
     for var in ("TWILIO_EDGE", "TWILIO_REGION"):
         monkeypatch.delenv(var, raising=False)

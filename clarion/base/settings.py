@@ -12,6 +12,9 @@ CLARION_REDIS_URL      Redis shared by a launch's shards (pacing, breaker, openi
 CLARION_SEND_POOL      a Prefect work pool whose workers send a launch's batches as shards (default: none,
                        every batch in the launch's own process)
 CLARION_SHARDS         shards per wave when a send pool is set (default 2)
+CLARION_SEND_HELPERS   processes of this machine that help a launch send its batches, beside its own
+                       (default auto: one on a machine with two cores or more, for an audience file of
+                       1 MB or more; 0: none; clarion/engine/helpers.py)
 (Providers' credentials are read by their adapters: channels/<provider>/adapter.py.)
 """
 
@@ -28,6 +31,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_KEY_LENGTH = 32
+MAX_HELPERS = 16  # local send helpers (CLARION_SEND_HELPERS): beyond this, use a send pool
 #: The tracking service's default rate limits (per client, and for refused requests), in the `limits` syntax.
 _DEFAULT_LIMITS = ("30/second", "20/minute")
 
@@ -44,6 +48,7 @@ class ClarionSettings(BaseSettings):
     redis_url: str | None = None
     send_pool: str | None = None
     shards: int = Field(default=2, ge=1, le=256)
+    send_helpers: str = "auto"
 
     @field_validator("home")
     @classmethod
@@ -52,6 +57,14 @@ class ClarionSettings(BaseSettings):
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"{str(folder)!r} is a file, not a folder; CLARION_HOME names a folder")
         return value
+
+    @field_validator("send_helpers")
+    @classmethod
+    def _helpers(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "auto" or (value.isdigit() and int(value) <= MAX_HELPERS):
+            return value
+        raise ValueError(f"use 'auto', or a number of helper processes from 0 to {MAX_HELPERS}")
 
     @field_validator("send_pool")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clarion import channels
 from clarion.base.settings import ClarionSettings
@@ -70,6 +71,8 @@ class RunContext:
         self._lock = threading.Lock()
         self._renderers: dict[str, Renderer] = {}
         self._adapters: dict[tuple[str, str], Channel] = {}
+        #: the launch's local send helpers (a clarion.engine.helpers.Helpers, which imports this module)
+        self.helpers: Any = None
 
     def campaign(self, run_id: str) -> LoadedCampaign:
         """The campaign a run of this launch sends: the launch's, or a share kit's."""

@@ -48,6 +48,7 @@ class RunOutcome:
     rollout: RolloutOutcome | None = None
     kits: dict[str, ChildOutcome] = field(default_factory=dict)
     waves: list[WaveOutcome] = field(default_factory=list)  # a Thompson rollout's, in order
+    helpers: dict[str, int] = field(default_factory=dict)  # batches each local send helper took
 
     @property
     def completed(self) -> bool:
@@ -63,6 +64,8 @@ class RunOutcome:
         }
         if self.next is not None:
             out["next"] = self.next.isoformat()
+        if self.helpers:
+            out["helpers"] = self.helpers
         if self.rollout is not None:
             r = self.rollout
             out["rollout"] = {

@@ -1,0 +1,553 @@
+"""Local send helpers: one launch's batches sent from more than one process of one machine, without Redis.
+
+A launch sends from one interpreter, and its send path is bound by that interpreter (rendering, the
+ledger, the provider SDK), so a second core sits mostly idle. With `CLARION_SEND_HELPERS` (default `auto`:
+one helper on a machine with two cores or more, for an audience file of HELPER_AUDIENCE_BYTES or more), the
+launch starts helper processes before it plans: each imports, loads the campaign and warms its adapters
+while the launch plans. When a wave is sent, its batches are posted on the launch's `Board`; the launch's
+own tasks take them from the front, the helpers from the back, so nobody waits for anybody's share.
+
+Everything a run's sending shares stays in the launch process: a helper reaches the launch's
+`LocalCoordination` (the opening gate, pacing, the stopped-channel breaker, the stop request, the count in
+flight) and the board over an authenticated local socket (`multiprocessing.connection`, a key made for the
+launch, the socket in a folder only its user can open). The ledger stays the exactly-once gate: a helper
+claims sends exactly as a thread of the launch does, so two processes never send one message.
+
+- The launch's task for a batch a helper took waits for the helper's answer, so the Prefect UI still shows
+  each batch as a task run with its true end (a stopped channel, an error).
+- A helper that dies (killed, out of memory) is noticed by that wait: what it had in flight in the batch is
+  moved to `uncertain` (it may have gone out), and the launch sends the rest of the batch itself.
+- A helper ignores SIGINT and SIGTERM (a Ctrl-C, or systemd stopping a service, signals the whole process
+  group): the launch decides when to stop, and the helper sees it through the coordination, so what it has
+  in flight settles as the launch's does. A helper whose launch died stops at its next call.
+- A helper never takes an opening batch: those meet at the launch's gate, in its threads.
+- A helper checks that the campaign it loaded is the one the run was planned with (the run's digest), and
+  gives a batch back, and stops, if not.
+
+Not here: helpers on other machines (that is the send pool's job, clarion/flows/shard.py, with Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any
+
+from clarion.engine.coordination import Coordination, Gate, LocalCoordination
+from clarion.engine.plan import Batch
+from clarion.engine.send import BatchOutcome, ChannelStopped
+from clarion.ledger import Ledger
+
+log = logging.getLogger("clarion.engine")
+
+#: `auto` starts a helper for an audience file at least this large (about 10,000 contacts): below it, the
+#: helper's start-up (an interpreter, imports, about 150 MB) buys nothing.
+HELPER_AUDIENCE_BYTES = 1_000_000
+TAKE_WAIT = 1.0  # seconds a helper's idle thread waits for a batch before looking again
+REAP_WAIT = 30.0  # seconds a helper has to end once its launch has, before it is killed
+#: What a helper may call in the launch process (its coordination's methods and the board's).
+CALLS = frozenset(
+    {
+        "stopped",
+        "chunk_done",
+        "pace",
+        "stop_requested",
+        "wait_for_stop",
+        "enter_request",
+        "leave_request",
+        "wait_opened",
+        "take",
+        "give_back",
+        "done",
+    }
+)
+
+Key = tuple[str, str, int]  # (run id, channel, batch number)
+
+
+def key_of(batch: Batch) -> Key:
+    return (batch.run_id, batch.channel, batch.number)
+
+
+@dataclass
+class Answer:
+    """What became of a batch a helper took: sent (with its counts), its channel stopped, or an error."""
+
+    kind: str  # "sent" | "stopped" | "error"
+    counts: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    why: str = ""
+
+
+class Board:
+    """The batches of the wave being sent, as the launch's tasks and its helpers take them."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open: OrderedDict[Key, Batch] = OrderedDict()  # posted, not taken, in plan order
+        self._owner: dict[Key, str] = {}  # who took a posted batch (HERE or a helper's name)
+        self._answers: dict[Key, Answer] = {}
+        self._closed = False
+        self.taken: dict[str, int] = {}  # batches each helper took (and kept), over the launch
+
+    def post(self, batches: list[Batch]) -> None:
+        """A wave starts: its batches but the openings may be taken by helpers."""
+        with self._cond:
+            self._open = OrderedDict((key_of(b), b) for b in batches if not b.opening)
+            self._owner, self._answers = {}, {}
+            self._cond.notify_all()
+
+    def withdraw(self) -> None:
+        """The wave ended: nothing more is taken from it."""
+        with self._cond:
+            self._open.clear()
+
+    def close(self) -> None:
+        """The launch ends: helpers waiting for a batch are told to go."""
+        with self._cond:
+            self._closed = True
+            self._open.clear()
+            self._cond.notify_all()
+
+    def take_here(self, batch: Batch) -> str | None:
+        """The launch's task takes `batch`: None when the launch sends it, else the helper that has it."""
+        key = key_of(batch)
+        with self._cond:
+            owner = self._owner.get(key)
+            if owner is None:
+                self._open.pop(key, None)
+                self._owner[key] = HERE
+            return owner
+
+    def take(self, helper: str, wait: float) -> Batch | bool | None:
+        """A helper's thread takes the last batch still open (waiting up to `wait` s for one); None when
+        there is none yet, False when the launch is ending."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._open or self._closed, timeout=wait)
+            if self._closed:
+                return False
+            if not self._open:
+                return None
+            key, batch = self._open.popitem(last=True)
+            self._owner[key] = helper
+            self.taken[helper] = self.taken.get(helper, 0) + 1
+            return batch
+
+    def give_back(self, batch: Batch) -> None:
+        """A helper that may not send it: the launch's task will."""
+        key = key_of(batch)
+        with self._cond:
+            helper = self._owner.get(key)
+            if helper not in (None, HERE):
+                del self._owner[key]
+                self._answers.pop(key, None)
+                self.taken[helper] -= 1
+            self._cond.notify_all()
+
+    def done(self, key: Key, answer: Answer) -> None:
+        with self._cond:
+            self._answers[key] = answer
+            self._cond.notify_all()
+
+    def answer(self, batch: Batch, helper: str, alive: Callable[[], bool]) -> Answer | None:
+        """Wait for the helper's answer about `batch`; None when the helper died, or gave it back."""
+        key = key_of(batch)
+        with self._cond:
+            while True:
+                if key in self._answers:
+                    return self._answers[key]
+                if self._owner.get(key) != helper or not alive():
+                    self._owner[key] = HERE
+                    return None
+                self._cond.wait(0.2)
+
+
+HERE = "launch"
+
+
+class _Line:
+    """What one helper calls in the launch process: the launch's coordination and board, and a count of
+    the helper's chunks in flight (given back if the helper dies, so a stop does not wait for them)."""
+
+    def __init__(self, name: str, coordination: LocalCoordination, board: Board) -> None:
+        self.name, self.coordination, self.board = name, coordination, board
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def stopped(self, run_id: str, channel: str) -> str | None:
+        return self.coordination.stopped(run_id, channel)
+
+    def chunk_done(self, run_id: str, channel: str, exhausted: bool, why: str) -> None:
+        self.coordination.chunk_done(run_id, channel, exhausted=exhausted, why=why)
+
+    def pace(self, run_id: str, channel: str, pacing: Any, messages: int) -> None:
+        self.coordination.pace(run_id, channel, pacing, messages)
+
+    def stop_requested(self) -> str | None:
+        return self.coordination.stop_requested()
+
+    def wait_for_stop(self, seconds: float) -> bool:
+        return self.coordination.wait_for_stop(seconds)
+
+    def enter_request(self) -> bool:
+        entered = self.coordination.enter_request()
+        if entered:
+            with self._lock:
+                self.in_flight += 1
+        return entered
+
+    def leave_request(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self.coordination.leave_request()
+
+    def wait_opened(self, run_id: str) -> None:
+        self.coordination.gate(run_id, opening=False).open()
+
+    def take(self, wait: float) -> Batch | bool | None:
+        return self.board.take(self.name, wait)
+
+    def give_back(self, batch: Batch) -> None:
+        self.board.give_back(batch)
+
+    def done(self, key: Key, answer: Answer) -> None:
+        self.board.done(tuple(key), answer)  # type: ignore[arg-type]
+
+    def abandon(self) -> None:
+        """The helper died: its chunks in flight will never leave; stop counting them."""
+        with self._lock:
+            left, self.in_flight = self.in_flight, 0
+        for _ in range(max(left, 0)):
+            self.coordination.leave_request()
+
+
+class Helpers:
+    """The launch's side: the socket its helpers call, the board, and the helper processes."""
+
+    def __init__(self, coordination: LocalCoordination, count: int) -> None:
+        self.coordination, self.board = coordination, Board()
+        self._folder = Path(tempfile.mkdtemp(prefix="clarion-helpers-"))  # 0700: only this user
+        self._key = secrets.token_bytes(32)
+        self._listener = Listener(str(self._folder / "launch.sock"), family="AF_UNIX", authkey=self._key)
+        self._lines = {
+            f"helper-{i + 1}": _Line(f"helper-{i + 1}", coordination, self.board) for i in range(count)
+        }
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._closed = False
+        threading.Thread(target=self._accept, name="clarion-helpers", daemon=True).start()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._lines)
+
+    def start(self, campaign_path: Path, run_id: str, ledger_url: str) -> None:
+        """Start every helper process; each loads the campaign and warms its adapters on its own."""
+        for name in self._lines:
+            config = {
+                "address": self._listener.address,
+                "key": self._key.hex(),
+                "name": name,
+                "campaign": str(campaign_path.resolve()),
+                "run_id": run_id,
+                "ledger": ledger_url,
+            }
+            proc = subprocess.Popen(  # not `-m`: what it sends back must unpickle as this module's
+                [sys.executable, "-c", "from clarion.engine.helpers import main; main()"],
+                stdin=subprocess.PIPE,  # its environment is this one's: the same home, keys, providers
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(config).encode() + b"\n")  # never in argv: `ps` shows argv
+            proc.stdin.close()
+            self._procs[name] = proc
+            log.info("run %s: send helper %s started (pid %d)", run_id, name, proc.pid)
+
+    def alive(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def pid(self, name: str) -> int | None:
+        proc = self._procs.get(name)
+        return proc.pid if proc is not None else None
+
+    def send(self, batch: Batch, send_here: Callable[[Batch], BatchOutcome], ledger: Ledger) -> BatchOutcome:
+        """One batch of the wave, by whoever took it: here, or a helper (whose answer is awaited)."""
+        helper = self.board.take_here(batch)
+        if helper is None:
+            return send_here(batch)
+        answer = self.board.answer(batch, helper, lambda: self.alive(helper))
+        if answer is None:  # the helper died holding it (or gave it back): what it had in flight is uncertain
+            if not self.alive(helper):
+                self._lines[helper].abandon()
+                moved = ledger.mark_uncertain_batches(batch.run_id, [(batch.channel, batch.number)])
+                log.warning(
+                    "run %s: send helper %s died during %s batch %d (%d sends in flight now uncertain); "
+                    "the launch sends the rest",
+                    batch.run_id,
+                    helper,
+                    batch.channel,
+                    batch.number,
+                    moved,
+                )
+            return send_here(batch)
+        if answer.kind == "stopped":
+            raise ChannelStopped(answer.why)
+        if answer.kind == "error":
+            raise RuntimeError(f"send helper {helper}: {answer.why}")
+        return BatchOutcome(batch, answer.counts, answer.interrupted)
+
+    def close(self) -> None:
+        """Tell the helpers to go, wait for them (killing one that does not end in REAP_WAIT s), close the
+        socket. Every batch a helper took was answered before its wave ended: nothing of theirs is in
+        flight, and a helper leaves at once (`os._exit`: it has nothing to flush)."""
+        self.board.close()
+        self._closed = True
+        self._listener.close()  # the helpers' connections stay open: they hear `board.close` through them
+        shutil.rmtree(self._folder, ignore_errors=True)
+        deadline = time.monotonic() + REAP_WAIT
+        for name, proc in self._procs.items():
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("send helper %s did not end; killing it", name)
+                proc.kill()
+                proc.wait()
+            self._lines[name].abandon()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self._listener.accept()
+            except Exception:  # closed (the launch ended), or a caller without the key: refused
+                if self._closed:
+                    return
+                continue
+            threading.Thread(
+                target=self._serve, args=(conn,), name="clarion-helper-line", daemon=True
+            ).start()
+
+    def _serve(self, conn: Connection) -> None:
+        with conn:
+            try:
+                name = conn.recv()
+                line = self._lines[name]
+            except (EOFError, OSError, KeyError):
+                return
+            while True:
+                try:
+                    method, args = conn.recv()
+                except (EOFError, OSError):
+                    return
+                try:
+                    if method not in CALLS:
+                        raise ValueError(f"{method!r} is not a call a send helper makes")
+                    reply = (True, getattr(line, method)(*args))
+                except Exception as exc:
+                    reply = (False, f"{type(exc).__name__}: {exc}")
+                try:
+                    conn.send(reply)
+                except (EOFError, OSError):
+                    return
+
+
+def wanted(setting: str, audience: Path | None) -> int:
+    """How many helpers a launch starts: CLARION_SEND_HELPERS as a number, or for `auto` one on a machine
+    with two cores or more when the audience file is at least HELPER_AUDIENCE_BYTES (none for a query)."""
+    if setting != "auto":
+        return int(setting)
+    if (os.cpu_count() or 1) < 2 or audience is None:
+        return 0
+    try:
+        return 1 if audience.stat().st_size >= HELPER_AUDIENCE_BYTES else 0
+    except OSError:
+        return 0
+
+
+# -- the helper's side --------------------------------------------------------------------------------
+
+
+class _Remote:
+    """Calls into the launch process, one connection per thread of the helper."""
+
+    def __init__(self, address: str, key: bytes, name: str) -> None:
+        self._address, self._key, self._name = address, key, name
+        self._local = threading.local()
+
+    def call(self, method: str, *args: Any) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = Client(self._address, family="AF_UNIX", authkey=self._key)
+            conn.send(self._name)
+        conn.send((method, args))
+        ok, reply = conn.recv()
+        if not ok:
+            raise RuntimeError(f"the launch refused {method}: {reply}")
+        return reply
+
+
+class _RemoteGate(Gate):
+    """A helper's batches are never openings: each waits for the run's opening, in the launch."""
+
+    def __init__(self, remote: _Remote, run_id: str) -> None:
+        self._remote, self._run_id, self._waited = remote, run_id, False
+
+    def open(self) -> None:
+        if not self._waited:
+            self._waited = True
+            self._remote.call("wait_opened", self._run_id)
+
+    def leave(self) -> None:
+        self._waited = True
+
+
+class RemoteCoordination(Coordination):
+    """The launch's coordination, as a helper process sees it."""
+
+    def __init__(self, remote: _Remote) -> None:
+        self._remote = remote
+
+    def stopped(self, run_id: str, channel: str) -> str | None:
+        return self._remote.call("stopped", run_id, channel)  # type: ignore[no-any-return]
+
+    def chunk_done(self, run_id: str, channel: str, *, exhausted: bool, why: str) -> None:
+        self._remote.call("chunk_done", run_id, channel, exhausted, why)
+
+    def open_gate(self, run_id: str, parties: int) -> None:
+        raise NotImplementedError("the launch opens its gates")
+
+    def gate(self, run_id: str, opening: bool) -> Gate:
+        if opening:
+            raise ValueError("a send helper never takes an opening batch")
+        return _RemoteGate(self._remote, run_id)
+
+    def close_gate(self, run_id: str) -> None:
+        raise NotImplementedError("the launch closes its gates")
+
+    def interrupt(self, run_id: str) -> None:
+        raise NotImplementedError("the launch interrupts its runs")
+
+    def pace(self, run_id: str, channel: str, pacing: Any, messages: int) -> None:
+        if pacing.messages_per_second or pacing.requests_per_second:
+            self._remote.call("pace", run_id, channel, pacing, messages)
+
+    def request_stop(self, why: str) -> None:
+        raise NotImplementedError("the launch decides when to stop")
+
+    def stop_requested(self) -> str | None:
+        return self._remote.call("stop_requested")  # type: ignore[no-any-return]
+
+    def wait_for_stop(self, seconds: float) -> bool:
+        return bool(self._remote.call("wait_for_stop", seconds))
+
+    def enter_request(self) -> bool:
+        return bool(self._remote.call("enter_request"))
+
+    def leave_request(self) -> None:
+        self._remote.call("leave_request")
+
+    def settled(self, timeout: float) -> bool:
+        raise NotImplementedError("the launch waits for its sends to settle")
+
+
+def _helper(config: dict[str, Any]) -> int:
+    """A helper process: load, warm, then send batches from the launch's board until it says to go."""
+    from clarion.base.runtime import bulk_work
+    from clarion.campaign.loader import campaign_digest, load_campaign
+    from clarion.engine.context import RunContext
+    from clarion.engine.send import send_batch
+    from clarion.ledger import Ledger
+    from clarion.messages.validate import check_kits
+
+    remote = _Remote(config["address"], bytes.fromhex(config["key"]), config["name"])
+    loaded = load_campaign(config["campaign"])
+    kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
+    run = RunContext(
+        Ledger.open(config["ledger"]), loaded, config["run_id"], kits, coordination=RemoteCoordination(remote)
+    )
+    run.warm()
+    digests = {str(c.path): campaign_digest(c) for c in (loaded, *kits.values())}  # while the launch plans
+    checked: dict[str, bool] = {}
+    lock = threading.Lock()
+    leave = threading.Event()
+
+    def same_campaign(target: str) -> bool:
+        with lock:
+            if target not in checked:
+                record = run.ledger.get_run(target)
+                digest = digests[str(run.campaign(target).path)]
+                checked[target] = record is not None and record.digest == digest
+            return checked[target]
+
+    def work() -> None:
+        try:
+            with bulk_work():
+                take()
+        except (EOFError, OSError):  # the launch is gone: what this thread had in flight stays so
+            leave.set()
+
+    def take() -> None:
+        while not leave.is_set():
+            batch = remote.call("take", TAKE_WAIT)
+            if batch is False:
+                return
+            if batch is None:
+                continue
+            if not same_campaign(batch.run_id):
+                log.error(
+                    "send helper: the campaign changed since run %s was planned; stopping", batch.run_id
+                )
+                remote.call("give_back", batch)
+                leave.set()
+                return
+            try:
+                outcome = send_batch(run, batch)
+                answer = Answer("sent", dict(outcome.counts), outcome.interrupted)
+            except ChannelStopped as exc:
+                answer = Answer("stopped", why=str(exc))
+            except Exception as exc:
+                answer = Answer("error", why=f"{type(exc).__name__}: {exc}")
+            remote.call("done", key_of(batch), answer)
+
+    threads = [
+        threading.Thread(target=work, name=f"clarion-helper-{i}", daemon=True) for i in range(run.threads)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return 0
+
+
+def main() -> None:
+    """The helper process's entry (`Helpers.start`): its configuration is one JSON line on stdin."""
+    # a Ctrl-C, or a SIGTERM to the process group (a terminal, systemd), is the launch's to handle: it
+    # asks the helper to stop through the coordination, and what the helper has in flight settles first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="clarion send helper: %(message)s")
+    try:
+        code = _helper(json.loads(sys.stdin.readline()))
+    except (EOFError, OSError):
+        code = 1  # the launch is gone: what this helper had in flight stays in flight, for a resume
+    except Exception as exc:  # it could not start: the launch sends everything itself
+        log.error("not started: %s: %s", type(exc).__name__, exc)
+        code = 1
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # no interpreter teardown: every answer was given, the ledger committed each settlement
+
+
+__all__ = ["HELPER_AUDIENCE_BYTES", "Answer", "Board", "Helpers", "RemoteCoordination", "wanted"]

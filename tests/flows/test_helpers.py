@@ -1,0 +1,191 @@
+"""Local send helpers (clarion/engine/helpers.py): a launch's batches sent from a second process of the
+machine. Each contact still gets each channel once; a helper killed mid-wave loses nothing and doubles
+nothing (what it had in flight is listed uncertain, the launch sends the rest); a Ctrl-C or SIGTERM to the
+process group stops the helper's sending through the launch, with what it had in flight settled, and a
+resume finishes the run without sending anyone twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clarion.base.settings import ClarionSettings
+from clarion.engine.outcome import RunOutcome
+from clarion.flows.launch import launch
+from clarion.ledger import Ledger, SendState
+from clarion.ledger.errors import RunNotFound
+from clarion.sandbox import FaultConfig, Sandbox
+from tests.flows.conftest import CAMPAIGN, write_campaign
+from tests.flows.test_launch import expected_recipients
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+#: Texts in batches of 40, each text 150 ms at the sandbox: a wave of several seconds, long enough for the
+#: helper to start (an interpreter, imports, the campaign) and take its share from the back.
+SMALL_BATCHES = CAMPAIGN.replace(
+    'Reply STOP to opt out"', 'Reply STOP to opt out"\n    batch_size: 40'
+).replace(
+    'postal_address: "Team, PO Box 1, Springfield"',
+    'postal_address: "Team, PO Box 1, Springfield"\n    batch_size: 100',
+)
+
+
+def _helper_pids() -> list[int]:
+    """This process's children that are send helpers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"clarion.engine.helpers" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _each_once(providers: Sandbox, path: Path) -> dict[str, Counter[str]]:
+    expected = expected_recipients(path)
+    counts = {}
+    for provider, channel in (("sendgrid", "email"), ("twilio", "sms")):
+        counts[channel] = Counter(m["to"] for m in providers.messages(provider))
+        assert max(counts[channel].values()) == 1, f"{channel}: someone got it twice"
+        assert set(counts[channel]) <= set(expected[channel]), f"{channel}: someone not in the audience"
+    return counts
+
+
+def test_a_helper_sends_beside_the_launch_and_each_contact_gets_each_channel_once(
+    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLARION_SEND_HELPERS", "1")
+    providers.set_faults("twilio", FaultConfig(latency_ms=150))
+    path = write_campaign(tmp_path, 900, SMALL_BATCHES)
+    result = launch(str(path), "helpers-once")
+
+    assert result.status == "completed", result.errors
+    assert result.helpers.get("helper-1", 0) >= 1, "the helper took no batch"
+    counts = _each_once(providers, path)
+    expected = expected_recipients(path)
+    for channel in ("email", "sms"):
+        assert set(counts[channel]) == set(expected[channel]), f"{channel}: someone was left out"
+    assert len(providers.messages("x")) == 2
+    with Ledger(ClarionSettings().ledger_url()) as ledger:
+        assert {str(r.state) for r in ledger.sends("helpers-once")} <= {"sent", "skipped"}
+    assert not _helper_pids() or _wait_for(lambda: not _helper_pids(), 30), "the helper outlived its launch"
+
+
+def _helper_is_sending(ledger: Ledger, run_id: str) -> bool:
+    """The helper takes from the back: once the run's last SMS batch is being sent, the helper is at work."""
+    try:
+        rows = [r for r in ledger.sends(run_id) if r.channel == "sms"]
+    except RunNotFound:  # not planned yet
+        return False
+    last = max((r.batch for r in rows), default=None)
+    return any(r.batch == last and r.state is not SendState.PLANNED for r in rows)
+
+
+def _wait_for(condition: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_helper_killed_mid_wave_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLARION_SEND_HELPERS", "1")
+    providers.set_faults("twilio", FaultConfig(latency_ms=150))
+    path = write_campaign(tmp_path, 900, SMALL_BATCHES)
+    ledger = Ledger.open(ClarionSettings().ledger_url())  # migrated: it is read before the run begins
+    outcome: list[RunOutcome] = []
+    flow = threading.Thread(target=lambda: outcome.append(launch(str(path), "helpers-killed")))
+    flow.start()
+
+    assert _wait_for(lambda: _helper_is_sending(ledger, "helpers-killed"), 120), "the helper took no batch"
+    (pid,) = _helper_pids()
+    os.kill(pid, signal.SIGKILL)
+    flow.join(timeout=300)
+    assert outcome, "the launch did not end"
+    result = outcome[0]
+
+    assert result.status == "completed", result.errors
+    counts = _each_once(providers, path)
+    rows = list(ledger.sends("helpers-killed"))
+    states = Counter(r.state for r in rows)
+    assert states[SendState.PLANNED] == states[SendState.IN_FLIGHT] == states[SendState.FAILED] == 0, states
+    sent = {(r.channel, r.provider_id) for r in rows if r.state is SendState.SENT}
+    at_sandbox = {
+        ("email" if m["provider"] == "sendgrid" else "sms", m["provider_id"])
+        for m in providers.messages()
+        if m["provider"] != "x"
+    }
+    assert {s for s in sent if s[0] != "x"} <= at_sandbox, "the ledger says sent, the sandbox never got it"
+    for channel in ("email", "sms"):  # what the dead helper had in flight is uncertain; nothing is missing
+        reachable = [r for r in rows if r.channel == channel and r.state is not SendState.SKIPPED]
+        done = [r for r in reachable if r.state in (SendState.SENT, SendState.UNCERTAIN)]
+        assert len(done) == len(reachable)
+        assert sum(counts[channel].values()) >= sum(1 for r in reachable if r.state is SendState.SENT)
+    assert all(r.reason == "crash_in_flight" for r in rows if r.state is SendState.UNCERTAIN)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_group_stops_the_helper_through_the_launch_and_a_resume_finishes_without_doubles(
+    tmp_path: Path, providers: Sandbox, prefect_server: str, signum: signal.Signals
+) -> None:
+    providers.set_faults("twilio", FaultConfig(latency_ms=150))
+    path = write_campaign(tmp_path, 900, SMALL_BATCHES)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_LOGGING_LEVEL": "CRITICAL",
+        "CLARION_SEND_HELPERS": "1",
+    }
+    ledger = Ledger.open(ClarionSettings().ledger_url())  # migrated: it is read before the run begins
+
+    def run() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clarion", "run", str(path), "--run-id", "helpers-stop", "--json"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a process group, as a terminal makes: the Ctrl-C reaches the helper
+        )
+
+    first = run()
+    try:
+        assert _wait_for(lambda: _helper_is_sending(ledger, "helpers-stop"), 120), "the helper took no batch"
+        os.killpg(first.pid, signum)  # the helper gets it too: it leaves the stop to the launch
+        _, errors = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert first.returncode == 128 + signum, errors.decode()[-2000:]
+    states = Counter(r.state for r in ledger.sends("helpers-stop"))
+    assert states[SendState.PLANNED] > 0, states
+    assert states[SendState.IN_FLIGHT] == states[SendState.UNCERTAIN] == 0, f"not settled: {states}"
+    stopped_at = len(providers.messages("twilio"))
+    time.sleep(1.0)
+    assert len(providers.messages("twilio")) == stopped_at, "something went on sending after the stop"
+
+    again = run()
+    _, errors = again.communicate(timeout=300)
+    assert again.returncode == 0, errors.decode()[-2000:]
+    counts = _each_once(providers, path)
+    expected = expected_recipients(path)
+    for channel in ("email", "sms"):
+        assert set(counts[channel]) == set(expected[channel]), f"{channel}: someone was left out"
