@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -364,20 +365,56 @@ def start_prefect(home: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
 
 def timed(
     cmd: list[str], env: dict[str, str], cwd: Path | None = None
-) -> tuple[float, float, float, bytes, bytes]:
+) -> tuple[float, float, float, bytes, bytes, float]:
     """Wall seconds, CPU seconds, peak RSS (MB), stdout and stderr of one process (its own rusage, from
-    wait4)."""
+    wait4: with the children it waited for, such as `clarion run`'s local send helpers, their CPU included
+    and the largest process's RSS), and the largest peak RSS (MB) of its send helpers, read from /proc
+    while it runs (0.0 if it started none)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errors, cwd=cwd)
+        helpers: dict[int, float] = {}
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch_helpers, args=(proc.pid, helpers, done), daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        done.set()
+        watcher.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         errors.seek(0)
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[1]} failed:\n{errors.read().decode()[-3000:]}")
-        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read(), errors.read()
+        cpu = usage.ru_utime + usage.ru_stime
+        return (
+            wall,
+            cpu,
+            usage.ru_maxrss / 1024,
+            out.read(),
+            errors.read(),
+            max(helpers.values(), default=0.0),
+        )
+
+
+def _watch_helpers(parent: int, peaks: dict[int, float], done: threading.Event) -> None:
+    """Every 0.2 s, the peak RSS (VmHWM, MB) of each send helper `parent` started."""
+    while not done.wait(0.2):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
+                    continue
+                if b"clarion.engine.helpers" not in (entry / "cmdline").read_bytes():
+                    continue
+                status = (entry / "status").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[int(entry.name)] = max(peaks.get(int(entry.name), 0.0), int(line.split()[1]) / 1024)
 
 
 @dataclass
@@ -393,12 +430,13 @@ class Row:
     counts: dict[str, int]
     inner: float | None = None
     phases: dict[str, float] | None = None
+    helper_rss: float = 0.0  # the largest peak RSS of its local send helpers (MB), 0 without any
 
 
 def _sdk_loop(contacts: Path) -> Row:
     sink, url = start_sink()
     try:
-        wall, cpu, rss, out, _ = timed(
+        wall, cpu, rss, out, _, _ = timed(
             [sys.executable, str(BENCH / "baseline_sendgrid.py"), str(contacts), url], dict(os.environ)
         )
         counts = httpx.get(f"{url}/count").json()
@@ -435,7 +473,7 @@ def _clarion(
             if ledger:
                 env["CLARION_DATABASE_URL"] = ledger
             began = time.time()
-            wall, cpu, rss, out, errors = timed(
+            wall, cpu, rss, out, errors, helper_rss = timed(
                 [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env, cwd=folder
             )
             ended = time.time()
@@ -446,7 +484,7 @@ def _clarion(
         sink.terminate()
         sink.wait()
     sent = sum(int(r["sent"]) for r in outcome["results"])
-    return Row(name, sent, wall, cpu, rss, counts, phases=phases), errors
+    return Row(name, sent, wall, cpu, rss, counts, phases=phases, helper_rss=helper_rss), errors
 
 
 #: Read in a child of its own (this process stays small: see child_scratch_schema): when the run was
@@ -602,6 +640,8 @@ def _print_row(row: Row, turn: int, repeat: int) -> None:
     )
     if row.phases:
         print(f"  {'':28} {_phases(row.phases)}", flush=True)
+    if row.helper_rss:
+        print(f"  {'':28} its local send helper's peak RSS {row.helper_rss:.0f} MB (CPU s above include it)")
 
 
 def _phases(phases: dict[str, float]) -> str:
