@@ -62,7 +62,7 @@ from clarion.flows.naming import flow_run_name, resolve_run_id, schedule_slot
 from clarion.flows.shard import Shards
 from clarion.flows.tasks import plan_task, send_batch_task
 from clarion.ledger import Ledger, RunStatus
-from clarion.ledger.results import format_reasons, run_results
+from clarion.ledger.results import ChannelVariantResult, format_reasons, run_results
 from clarion.messages.validate import check_kits
 
 SETTINGS = ClarionSettings()
@@ -177,9 +177,10 @@ def start_helpers(run: RunContext) -> Helpers | None:
     helpers = Helpers(run.coordination, count)
     try:
         helpers.start(run.loaded.path, run.run_id, run.ledger.url.render_as_string(hide_password=False))
-    except Exception:
+    except OSError as exc:  # a helper is a speed-up: without one, the launch sends everything itself
+        get_run_logger().warning("run %s: no send helper (%s); sending from this process", run.run_id, exc)
         helpers.close()
-        raise
+        return None
     return helpers
 
 
@@ -234,12 +235,16 @@ class _Waves:
         self.batches: dict[str, list[Batch]] = {run.run_id: batches}  # target run id -> its batches
         self.errors: dict[str, list[str]] = {}  # channel key -> why it stopped
         self.warmed = False  # the report's statistics are loading beside the sending
+        #: each target run's results as read at the end of its last wave (a million sends take a second
+        #: to count): the launch's end reuses them, unless a wave of that run began since
+        self._results: dict[str, list[ChannelVariantResult]] = {}
 
     def due(self, wave: Wave) -> list[Batch]:
         """The batches of `wave` that have sends due now (after its condition skipped whoever acted), but
         for channels that stopped (they wait for a resume)."""
         run, store = self.run, self.run.ledger
         target = wave.target(run.run_id)
+        self._results.pop(target, None)  # this wave may skip or send some of the run's sends
         if target not in self.batches:  # a kit, the rollout or a Thompson wave: planned when its wave comes
             rollout_of = None
             if wave.rollout:
@@ -385,7 +390,7 @@ class _Waves:
         coordination.close_gate(target)
         rows = [
             {**r.as_dict(), "reasons": format_reasons(r.reasons)}
-            for r in run_results(run.ledger, target)
+            for r in self._results_after_wave(target)
             if r.channel in wave.channels
         ]
         create_table_artifact(
@@ -393,6 +398,15 @@ class _Waves:
             table=rows,
             description=f"Clarion run {run.run_id}, step {wave.name}: per channel x variant",
         )
+
+    def _results_after_wave(self, target: str) -> list[ChannelVariantResult]:
+        results = self._results[target] = run_results(self.run.ledger, target)
+        return results
+
+    def results(self, target: str) -> list[ChannelVariantResult]:
+        """A run's results: as its last wave left them, or read now."""
+        found = self._results.get(target)
+        return found if found is not None else run_results(self.run.ledger, target)
 
     def _stopped(self, wave: Wave, channel: str, why: str) -> None:
         found = self.errors.setdefault(_channel_key(wave, channel), [])
@@ -412,7 +426,7 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
     store.set_run_status(
         run_id, status, error="; ".join(e for v in errors.values() for e in v)[:2000] or None
     )
-    results = run_results(store, run_id)
+    results = sending.results(run_id)  # nothing of the run changed since its last wave counted them
     publish_results(store, run_id, results, errors)
     outcome = RunOutcome(run_id, status.value, results, errors, waves=finish_waves(run, status))
     if run.helpers is not None:
@@ -423,7 +437,7 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
         child_results = []
         if store.get_run(child) is not None:
             store.set_run_status(child, status)
-            child_results = run_results(store, child)
+            child_results = sending.results(child)
             publish_results(store, child, child_results, {})
         outcome.rollout = RolloutOutcome(
             child,
@@ -439,7 +453,7 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
             continue
         failed = [e for key, v in errors.items() if key.startswith(f"kit-{name}:") for e in v]
         store.set_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED)
-        child_results = run_results(store, child)
+        child_results = sending.results(child)
         publish_results(store, child, child_results, {})
         outcome.kits[name] = ChildOutcome(child, child_results)
     return outcome

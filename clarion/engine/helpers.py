@@ -47,6 +47,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from clarion.engine.context import RunContext
 from clarion.engine.coordination import Coordination, Gate, LocalCoordination
 from clarion.engine.plan import Batch
 from clarion.engine.send import BatchOutcome, ChannelStopped
@@ -58,7 +59,7 @@ log = logging.getLogger("clarion.engine")
 #: helper's start-up (an interpreter, imports, about 150 MB) buys nothing.
 HELPER_AUDIENCE_BYTES = 1_000_000
 TAKE_WAIT = 1.0  # seconds a helper's idle thread waits for a batch before looking again
-REAP_WAIT = 30.0  # seconds a helper has to end once its launch has, before it is killed
+REAP_WAIT = 60.0  # seconds a helper has to end once its launch has (a request in flight settles), or killed
 #: What a helper may call in the launch process (its coordination's methods and the board's).
 CALLS = frozenset(
     {
@@ -157,6 +158,11 @@ class Board:
                 self._answers.pop(key, None)
                 self.taken[helper] -= 1
             self._cond.notify_all()
+
+    def busy(self) -> bool:
+        """Whether a helper holds a batch it has not answered for (the launch is ending early)."""
+        with self._cond:
+            return any(o != HERE and k not in self._answers for k, o in self._owner.items())
 
     def done(self, key: Key, answer: Answer) -> None:
         with self._cond:
@@ -312,7 +318,10 @@ class Helpers:
     def close(self) -> None:
         """Tell the helpers to go, wait for them (killing one that does not end in REAP_WAIT s), close the
         socket. Every batch a helper took was answered before its wave ended: nothing of theirs is in
-        flight, and a helper leaves at once (`os._exit`: it has nothing to flush)."""
+        flight, and a helper leaves at once (`os._exit`: it has nothing to flush). A launch that ends with
+        a helper still sending (it failed mid-wave) asks it to stop first: what it has in flight settles."""
+        if self.board.busy():
+            self.coordination.request_stop("the launch ended while its send helpers were sending")
         self.board.close()
         self._closed = True
         self._listener.close()  # the helpers' connections stay open: they hear `board.close` through them
@@ -462,11 +471,23 @@ class RemoteCoordination(Coordination):
         raise NotImplementedError("the launch waits for its sends to settle")
 
 
+def _warm(run: RunContext) -> None:
+    """The adapters a helper may send with, ready: not the networks' (every post is an opening batch,
+    which only the launch sends), whose warming may open a session with the network."""
+    from clarion import channels
+    from clarion.campaign.kits import kit_run_id
+    from clarion.channels.base import ChannelKind
+
+    for target in (run.run_id, *(kit_run_id(run.run_id, name) for name in run.kits)):
+        for channel, config in run.campaign(target).campaign.channels.items():
+            if channels.get(config.provider).kind is not ChannelKind.SOCIAL:
+                run.adapter(target, channel)
+
+
 def _helper(config: dict[str, Any]) -> int:
     """A helper process: load, warm, then send batches from the launch's board until it says to go."""
     from clarion.base.runtime import bulk_work
     from clarion.campaign.loader import campaign_digest, load_campaign
-    from clarion.engine.context import RunContext
     from clarion.engine.send import send_batch
     from clarion.ledger import Ledger
     from clarion.messages.validate import check_kits
@@ -477,7 +498,7 @@ def _helper(config: dict[str, Any]) -> int:
     run = RunContext(
         Ledger.open(config["ledger"]), loaded, config["run_id"], kits, coordination=RemoteCoordination(remote)
     )
-    run.warm()
+    _warm(run)
     digests = {str(c.path): campaign_digest(c) for c in (loaded, *kits.values())}  # while the launch plans
     checked: dict[str, bool] = {}
     lock = threading.Lock()
