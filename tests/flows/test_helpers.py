@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,29 @@ def test_a_signal_to_the_group_stops_the_helper_through_the_launch_and_a_resume_
     expected = expected_recipients(path)
     for channel in ("email", "sms"):
         assert set(counts[channel]) == set(expected[channel]), f"{channel}: someone was left out"
+
+
+def test_pacing_holds_across_the_launch_and_its_helper(
+    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper paces through the launch's own token bucket: both processes together keep the channel's
+    20 texts a second, in every one-second window after the first second's burst."""
+    monkeypatch.setenv("CLARION_SEND_HELPERS", "1")
+    text = CAMPAIGN.replace(
+        'Reply STOP to opt out"',
+        'Reply STOP to opt out"\n    batch_size: 10\n    pacing: {messages_per_second: 20}',
+    )
+    path = write_campaign(tmp_path, 300, text)
+    result = launch(str(path), "helpers-paced")
+
+    assert result.helpers.get("helper-1", 0) >= 1, "the helper took no batch"
+    times = sorted(datetime.fromisoformat(m["received_at"]) for m in providers.messages("twilio"))
+    assert len(times) == len(expected_recipients(path)["sms"]) >= 120
+    start = times[0]
+    after_burst = [(t - start).total_seconds() for t in times if (t - start).total_seconds() >= 1.0]
+    worst = max(
+        sum(1 for u in after_burst if t <= u < t + 1.0) for t in after_burst
+    )  # the most texts in any one-second window once the burst is spent
+    assert worst <= 22, f"{worst} texts in one second at a pace of 20"  # each process alone: 40
+    span = (times[-1] - times[0]).total_seconds()
+    assert span >= (len(times) - 21) / 20 * 0.9
