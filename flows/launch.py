@@ -103,6 +103,7 @@ def launch(
     run = RunContext(
         Ledger.open(), loaded, run_id, kits, coordination=coordination or coordination_for(run_id)
     )
+    run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
     run.helpers = start_helpers(run)  # before planning: they start up while this process plans
     try:
         return _launch(run, slot, resend_uncertain, retry_failed, approved_by)
@@ -120,7 +121,6 @@ def _launch(
 ) -> RunOutcome:
     """The launch once its context (and any helpers) is there: plan, pass the gate, send wave after wave."""
     loaded, run_id = run.loaded, run.run_id
-    run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
     batches = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed)
     store = run.ledger
     verdict = approval_gate(run, approved_by)

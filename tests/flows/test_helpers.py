@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -66,12 +67,18 @@ def _each_once(providers: Sandbox, path: Path) -> dict[str, Counter[str]]:
     return counts
 
 
-def test_a_helper_sends_beside_the_launch_and_each_contact_gets_each_channel_once(
-    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def slow_texts(tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A campaign sent with one helper, its texts taking 150 ms each at the sandbox, in small batches."""
     monkeypatch.setenv("CLARION_SEND_HELPERS", "1")
     providers.set_faults("twilio", FaultConfig(latency_ms=150))
-    path = write_campaign(tmp_path, 900, SMALL_BATCHES)
+    return write_campaign(tmp_path, 900, SMALL_BATCHES)
+
+
+def test_a_helper_sends_beside_the_launch_and_each_contact_gets_each_channel_once(
+    slow_texts: Path, providers: Sandbox
+) -> None:
+    path = slow_texts
     result = launch(str(path), "helpers-once")
 
     assert result.status == "completed", result.errors
@@ -96,21 +103,19 @@ def _helper_is_sending(ledger: Ledger, run_id: str) -> bool:
     return any(r.batch == last and r.state is not SendState.PLANNED for r in rows)
 
 
-def _wait_for(condition: object, seconds: float) -> bool:
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return True
         time.sleep(0.05)
     return False
 
 
 def test_a_helper_killed_mid_wave_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+    slow_texts: Path, providers: Sandbox
 ) -> None:
-    monkeypatch.setenv("CLARION_SEND_HELPERS", "1")
-    providers.set_faults("twilio", FaultConfig(latency_ms=150))
-    path = write_campaign(tmp_path, 900, SMALL_BATCHES)
+    path = slow_texts
     ledger = Ledger.open(ClarionSettings().ledger_url())  # migrated: it is read before the run begins
     outcome: list[RunOutcome] = []
     flow = threading.Thread(target=lambda: outcome.append(launch(str(path), "helpers-killed")))
@@ -145,16 +150,10 @@ def test_a_helper_killed_mid_wave_loses_nothing_and_doubles_nothing(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_to_the_group_stops_the_helper_through_the_launch_and_a_resume_finishes_without_doubles(
-    tmp_path: Path, providers: Sandbox, prefect_server: str, signum: signal.Signals
+    slow_texts: Path, providers: Sandbox, prefect_server: str, signum: signal.Signals
 ) -> None:
-    providers.set_faults("twilio", FaultConfig(latency_ms=150))
-    path = write_campaign(tmp_path, 900, SMALL_BATCHES)
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PREFECT_LOGGING_LEVEL": "CRITICAL",
-        "CLARION_SEND_HELPERS": "1",
-    }
+    path = slow_texts
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_LOGGING_LEVEL": "CRITICAL"}
     ledger = Ledger.open(ClarionSettings().ledger_url())  # migrated: it is read before the run begins
 
     def run() -> subprocess.Popen[bytes]:
