@@ -75,9 +75,16 @@ def slow_texts(tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPat
     return write_campaign(tmp_path, 900, SMALL_BATCHES)
 
 
+@pytest.mark.parametrize("ledger", ["sqlite", "postgresql"])
 def test_a_helper_sends_beside_the_launch_and_each_contact_gets_each_channel_once(
-    slow_texts: Path, providers: Sandbox
+    slow_texts: Path,
+    providers: Sandbox,
+    ledger: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if ledger == "postgresql":  # the helper opens the launch's ledger from the URL it is handed
+        monkeypatch.setenv("CLARION_DATABASE_URL", request.getfixturevalue("postgres_url"))
     path = slow_texts
     result = launch(str(path), "helpers-once")
 
