@@ -407,7 +407,7 @@ def _watch_helpers(parent: int, peaks: dict[int, float], done: threading.Event) 
                 stat = (entry / "stat").read_text()
                 if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
                     continue
-                if b"clarion.engine.helpers" not in (entry / "cmdline").read_bytes():
+                if b"clarion.engine.helper_process" not in (entry / "cmdline").read_bytes():
                     continue
                 status = (entry / "status").read_text()
             except (OSError, ValueError, IndexError):

@@ -52,7 +52,7 @@ def _helper_pids() -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"clarion.engine.helpers" in cmdline:
+        if ppid == os.getpid() and b"clarion.engine.helper_process" in cmdline:
             found.append(int(entry.name))
     return found
 

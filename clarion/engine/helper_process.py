@@ -1,0 +1,212 @@
+"""A local send helper's process (clarion/engine/helpers.py has the launch's side, and says why).
+
+`Helpers.start` runs `main()` in a new interpreter with its configuration on stdin: the launch's socket and
+key, the campaign's path, the run id and the ledger's URL. The helper loads the campaign, warms the
+adapters it may send with, then takes batches from the launch's board, sends each with the same
+`send_batch` as the launch's threads (through `RemoteCoordination`, the launch's own coordination), and
+answers for each, until the launch says to go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from multiprocessing.connection import Client
+from typing import Any
+
+from clarion.engine.context import RunContext
+from clarion.engine.coordination import Coordination, Gate
+from clarion.engine.helpers import TAKE_WAIT, Answer, key_of
+from clarion.engine.send import ChannelStopped
+
+log = logging.getLogger("clarion.engine")
+
+
+class _Remote:
+    """Calls into the launch process, one connection per thread of the helper."""
+
+    def __init__(self, address: str, key: bytes, name: str) -> None:
+        self._address, self._key, self._name = address, key, name
+        self._local = threading.local()
+
+    def call(self, method: str, *args: Any) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = Client(self._address, family="AF_UNIX", authkey=self._key)
+            conn.send(self._name)
+        conn.send((method, args))
+        ok, reply = conn.recv()
+        if not ok:
+            raise RuntimeError(f"the launch refused {method}: {reply}")
+        return reply
+
+
+class _RemoteGate(Gate):
+    """A helper's batches are never openings: each waits for the run's opening, in the launch."""
+
+    def __init__(self, remote: _Remote, run_id: str) -> None:
+        self._remote, self._run_id, self._waited = remote, run_id, False
+
+    def open(self) -> None:
+        if not self._waited:
+            self._waited = True
+            self._remote.call("wait_opened", self._run_id)
+
+    def leave(self) -> None:
+        self._waited = True
+
+
+class RemoteCoordination(Coordination):
+    """The launch's coordination, as a helper process sees it."""
+
+    def __init__(self, remote: _Remote) -> None:
+        self._remote = remote
+
+    def stopped(self, run_id: str, channel: str) -> str | None:
+        return self._remote.call("stopped", run_id, channel)  # type: ignore[no-any-return]
+
+    def chunk_done(self, run_id: str, channel: str, *, exhausted: bool, why: str) -> None:
+        self._remote.call("chunk_done", run_id, channel, exhausted, why)
+
+    def open_gate(self, run_id: str, parties: int) -> None:
+        raise NotImplementedError("the launch opens its gates")
+
+    def gate(self, run_id: str, opening: bool) -> Gate:
+        if opening:
+            raise ValueError("a send helper never takes an opening batch")
+        return _RemoteGate(self._remote, run_id)
+
+    def close_gate(self, run_id: str) -> None:
+        raise NotImplementedError("the launch closes its gates")
+
+    def interrupt(self, run_id: str) -> None:
+        raise NotImplementedError("the launch interrupts its runs")
+
+    def pace(self, run_id: str, channel: str, pacing: Any, messages: int) -> None:
+        if pacing.messages_per_second or pacing.requests_per_second:
+            self._remote.call("pace", run_id, channel, pacing, messages)
+
+    def request_stop(self, why: str) -> None:
+        raise NotImplementedError("the launch decides when to stop")
+
+    def stop_requested(self) -> str | None:
+        return self._remote.call("stop_requested")  # type: ignore[no-any-return]
+
+    def wait_for_stop(self, seconds: float) -> bool:
+        return bool(self._remote.call("wait_for_stop", seconds))
+
+    def enter_request(self) -> bool:
+        return bool(self._remote.call("enter_request"))
+
+    def leave_request(self) -> None:
+        self._remote.call("leave_request")
+
+    def settled(self, timeout: float) -> bool:
+        raise NotImplementedError("the launch waits for its sends to settle")
+
+
+def _warm(run: RunContext) -> None:
+    """The adapters a helper may send with, ready: not the networks' (every post is an opening batch,
+    which only the launch sends), whose warming may open a session with the network."""
+    from clarion import channels
+    from clarion.campaign.kits import kit_run_id
+    from clarion.channels.base import ChannelKind
+
+    for target in (run.run_id, *(kit_run_id(run.run_id, name) for name in run.kits)):
+        for channel, config in run.campaign(target).campaign.channels.items():
+            if channels.get(config.provider).kind is not ChannelKind.SOCIAL:
+                run.adapter(target, channel)
+
+
+def _helper(config: dict[str, Any]) -> int:
+    """A helper process: load, warm, then send batches from the launch's board until it says to go."""
+    from clarion.base.runtime import bulk_work
+    from clarion.campaign.loader import campaign_digest, load_campaign
+    from clarion.engine.send import send_batch
+    from clarion.ledger import Ledger
+    from clarion.messages.validate import check_kits
+
+    remote = _Remote(config["address"], bytes.fromhex(config["key"]), config["name"])
+    loaded = load_campaign(config["campaign"])
+    kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
+    run = RunContext(
+        Ledger.open(config["ledger"]), loaded, config["run_id"], kits, coordination=RemoteCoordination(remote)
+    )
+    _warm(run)
+    digests = {str(c.path): campaign_digest(c) for c in (loaded, *kits.values())}  # while the launch plans
+    checked: dict[str, bool] = {}
+    lock = threading.Lock()
+    leave = threading.Event()
+
+    def same_campaign(target: str) -> bool:
+        with lock:
+            if target not in checked:
+                record = run.ledger.get_run(target)
+                digest = digests[str(run.campaign(target).path)]
+                checked[target] = record is not None and record.digest == digest
+            return checked[target]
+
+    def work() -> None:
+        try:
+            with bulk_work():
+                take()
+        except (EOFError, OSError):  # the launch is gone: what this thread had in flight stays so
+            leave.set()
+
+    def take() -> None:
+        while not leave.is_set():
+            batch = remote.call("take", TAKE_WAIT)
+            if batch is False:
+                return
+            if batch is None:
+                continue
+            if not same_campaign(batch.run_id):
+                log.error(
+                    "send helper: the campaign changed since run %s was planned; stopping", batch.run_id
+                )
+                remote.call("give_back", batch)
+                leave.set()
+                return
+            try:
+                outcome = send_batch(run, batch)
+                answer = Answer("sent", dict(outcome.counts), outcome.interrupted)
+            except ChannelStopped as exc:
+                answer = Answer("stopped", why=str(exc))
+            except Exception as exc:
+                answer = Answer("error", why=f"{type(exc).__name__}: {exc}")
+            remote.call("done", key_of(batch), answer)
+
+    threads = [
+        threading.Thread(target=work, name=f"clarion-helper-{i}", daemon=True) for i in range(run.threads)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return 0
+
+
+def main() -> None:
+    """The helper process's entry (`Helpers.start`): its configuration is one JSON line on stdin."""
+    # a Ctrl-C, or a SIGTERM to the process group (a terminal, systemd), is the launch's to handle: it
+    # asks the helper to stop through the coordination, and what the helper has in flight settles first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="clarion send helper: %(message)s")
+    try:
+        code = _helper(json.loads(sys.stdin.readline()))
+    except (EOFError, OSError):
+        code = 1  # the launch is gone: what this helper had in flight stays in flight, for a resume
+    except Exception as exc:  # it could not start: the launch sends everything itself
+        log.error("not started: %s: %s", type(exc).__name__, exc)
+        code = 1
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # no interpreter teardown: every answer was given, the ledger committed each settlement
+
+
+__all__ = ["RemoteCoordination", "main"]
