@@ -14,7 +14,8 @@ per-recipient substitutions for the first name, a tracked link and an unsubscrib
 and `clarion run` on a campaign that says the same (first name, tracked link, unsubscribe link, postal
 address; the headers are Clarion's own). For each: wall time of the whole
 process (interpreter start-up and imports included, and for Clarion validation and planning), emails/s,
-the requests and distinct recipients the stand-in counted, and the process's peak RSS; then the ratio.
+the requests and distinct recipients the stand-in counted, and the process's peak RSS (a `clarion run`'s
+local send helper: its CPU counted with the run's, its own peak RSS on a line of its own); then the ratio.
 Under each `clarion run`, where its wall time went, from the ledger's own timestamps: until the run was
 created (imports, the flow run's start), planning, sending (to the last settlement), and after.
 With --repeat N, N turns one after the other and the medians (the machine is shared: a single run moves by

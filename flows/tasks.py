@@ -49,7 +49,7 @@ def send_batch_task(run: RunContext, batch: Batch, step: str) -> BatchOutcome:
     helpers: Helpers | None = run.helpers
     if helpers is None:
         return send_batch(run, batch)
-    return helpers.send(batch, lambda b: send_batch(run, b), run.ledger)
+    return helpers.send(run, batch)
 
 
 __all__ = ["plan_task", "send_batch_task"]

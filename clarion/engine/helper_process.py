@@ -87,7 +87,7 @@ class RemoteCoordination(Coordination):
         raise NotImplementedError("the launch interrupts its runs")
 
     def pace(self, run_id: str, channel: str, pacing: Any, messages: int) -> None:
-        if pacing.messages_per_second or pacing.requests_per_second:
+        if pacing.messages_per_second or pacing.requests_per_second:  # an unpaced channel never waits
             self._remote.call("pace", run_id, channel, pacing, messages)
 
     def request_stop(self, why: str) -> None:

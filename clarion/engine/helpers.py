@@ -47,10 +47,10 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
 from clarion.engine.plan import Batch
-from clarion.engine.send import BatchOutcome, ChannelStopped
-from clarion.ledger import Ledger
+from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
 
 log = logging.getLogger("clarion.engine")
 
@@ -253,10 +253,6 @@ class Helpers:
         self._closed = False
         threading.Thread(target=self._accept, name="clarion-helpers", daemon=True).start()
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._lines)
-
     def start(self, campaign_path: Path, run_id: str, ledger_url: str) -> None:
         """Start every helper process; each loads the campaign and warms its adapters on its own."""
         for name in self._lines:
@@ -282,20 +278,16 @@ class Helpers:
         proc = self._procs.get(name)
         return proc is not None and proc.poll() is None
 
-    def pid(self, name: str) -> int | None:
-        proc = self._procs.get(name)
-        return proc.pid if proc is not None else None
-
-    def send(self, batch: Batch, send_here: Callable[[Batch], BatchOutcome], ledger: Ledger) -> BatchOutcome:
+    def send(self, run: RunContext, batch: Batch) -> BatchOutcome:
         """One batch of the wave, by whoever took it: here, or a helper (whose answer is awaited)."""
         helper = self.board.take_here(batch)
         if helper is None:
-            return send_here(batch)
+            return send_batch(run, batch)
         answer = self.board.answer(batch, helper, lambda: self.alive(helper))
         if answer is None:  # the helper died holding it (or gave it back): what it had in flight is uncertain
             if not self.alive(helper):
                 self._lines[helper].abandon()
-                moved = ledger.mark_uncertain_batches(batch.run_id, [(batch.channel, batch.number)])
+                moved = run.ledger.mark_uncertain_batches(batch.run_id, [(batch.channel, batch.number)])
                 log.warning(
                     "run %s: send helper %s died during %s batch %d (%d sends in flight now uncertain); "
                     "the launch sends the rest",
@@ -305,7 +297,7 @@ class Helpers:
                     batch.number,
                     moved,
                 )
-            return send_here(batch)
+            return send_batch(run, batch)
         if answer.kind == "stopped":
             raise ChannelStopped(answer.why)
         if answer.kind == "error":
