@@ -2,7 +2,7 @@
 machine. Each contact still gets each channel once; a helper killed mid-wave loses nothing and doubles
 nothing (what it had in flight is listed uncertain, the launch sends the rest); a Ctrl-C or SIGTERM to the
 process group stops the helper's sending through the launch, with what it had in flight settled, and a
-resume finishes the run without sending anyone twice."""
+resume finishes the run without sending anyone twice; a channel's pacing holds across both processes."""
 
 from __future__ import annotations
 
