@@ -103,13 +103,14 @@ def launch(
     run = RunContext(
         Ledger.open(), loaded, run_id, kits, coordination=coordination or coordination_for(run_id)
     )
-    run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
-    run.helpers = start_helpers(run)  # before planning: they start up while this process plans
     try:
+        run.warm()  # credentials and SDKs first: a missing key stops the run before it is planned
+        run.helpers = start_helpers(run)  # before planning: they start up while this process plans
         return _launch(run, slot, resend_uncertain, retry_failed, approved_by)
     finally:
         if run.helpers is not None:
             run.helpers.close()
+        run.ledger.close()  # its pooled connections end with the flow run (an in-process caller goes on)
 
 
 def _launch(
