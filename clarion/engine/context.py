@@ -19,7 +19,7 @@ from clarion import channels
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.kits import kit_run_id
 from clarion.campaign.loader import LoadedCampaign
-from clarion.channels.base import Channel
+from clarion.channels.base import Channel, ChannelKind
 from clarion.engine.coordination import Coordination, LocalCoordination
 from clarion.engine.schedule import child_runs
 from clarion.ledger import Ledger
@@ -99,12 +99,14 @@ class RunContext:
                 adapter = self._adapters.setdefault(key, adapter)
         return adapter
 
-    def warm(self) -> None:
+    def warm(self, *, networks: bool = True) -> None:
         """Every channel's credentials are present and its SDK loaded, the kits' too: a missing key stops
-        the launch here, before anything is planned or sent."""
+        the launch here, before anything is planned or sent. `networks=False` leaves the social networks'
+        adapters cold (a local send helper, which never sends a post: warming one may open a session)."""
         for run_id in (self.run_id, *(kit_run_id(self.run_id, name) for name in self.kits)):
-            for channel in self.campaign(run_id).campaign.channels:
-                self.adapter(run_id, channel)
+            for channel, config in self.campaign(run_id).campaign.channels.items():
+                if networks or channels.get(config.provider).kind is not ChannelKind.SOCIAL:
+                    self.adapter(run_id, channel)
 
 
 __all__ = ["CampaignRef", "RunContext", "make_adapter"]

@@ -109,19 +109,6 @@ class RemoteCoordination(Coordination):
         raise NotImplementedError("the launch waits for its sends to settle")
 
 
-def _warm(run: RunContext) -> None:
-    """The adapters a helper may send with, ready: not the networks' (every post is an opening batch,
-    which only the launch sends), whose warming may open a session with the network."""
-    from clarion import channels
-    from clarion.campaign.kits import kit_run_id
-    from clarion.channels.base import ChannelKind
-
-    for target in (run.run_id, *(kit_run_id(run.run_id, name) for name in run.kits)):
-        for channel, config in run.campaign(target).campaign.channels.items():
-            if channels.get(config.provider).kind is not ChannelKind.SOCIAL:
-                run.adapter(target, channel)
-
-
 def _helper(config: dict[str, Any]) -> int:
     """A helper process: load, warm, then send batches from the launch's board until it says to go."""
     from clarion.base.runtime import bulk_work
@@ -136,7 +123,7 @@ def _helper(config: dict[str, Any]) -> int:
     run = RunContext(
         Ledger.open(config["ledger"]), loaded, config["run_id"], kits, coordination=RemoteCoordination(remote)
     )
-    _warm(run)
+    run.warm(networks=False)  # every post is an opening batch, which only the launch sends
     digests = {str(c.path): campaign_digest(c) for c in (loaded, *kits.values())}  # while the launch plans
     checked: dict[str, bool] = {}
     lock = threading.Lock()
@@ -165,9 +152,7 @@ def _helper(config: dict[str, Any]) -> int:
             if batch is None:
                 continue
             if not same_campaign(batch.run_id):
-                log.error(
-                    "send helper: the campaign changed since run %s was planned; stopping", batch.run_id
-                )
+                log.error("the campaign changed since run %s was planned; stopping", batch.run_id)
                 remote.call("give_back", batch)
                 leave.set()
                 return

@@ -228,7 +228,7 @@ class _Line:
         self.board.give_back(batch)
 
     def done(self, key: Key, answer: Answer) -> None:
-        self.board.done(tuple(key), answer)  # type: ignore[arg-type]
+        self.board.done(key, answer)
 
     def abandon(self) -> None:
         """The helper died: its chunks in flight will never leave; stop counting them."""
