@@ -432,6 +432,7 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
     outcome = RunOutcome(run_id, status.value, results, errors, waves=finish_waves(run, status))
     if run.helpers is not None:
         outcome.helpers = {name: n for name, n in run.helpers.board.taken.items() if n}
+        outcome.helper_rows = {name: n for name, n in run.helpers.board.wrote.items() if n}
     if run.loaded.campaign.rollout is not None and run.loaded.campaign.rollout.strategy == "fixed":
         child = rollout_run_id(run_id)
         decision = store.decisions(run_id).get(ROLLOUT, {})

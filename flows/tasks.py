@@ -34,6 +34,7 @@ def plan_task(
         retry_failed=retry_failed,
         rollout_of=rollout_of,
         wave=wave,
+        writer=run.helpers.writer(run.ledger) if run.helpers is not None else None,
     )
     logger = get_run_logger()
     logger.info("%s run %s: %d batches", "resumed" if plan.resumed else "planned", run_id, len(plan.batches))

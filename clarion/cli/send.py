@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from clarion.cli.app import FileArg, command_group, err, out, resolve_run, user_
 from clarion.cli.interrupt import Interrupted
 from clarion.engine.outcome import RunOutcome
 from clarion.ledger.results import format_reasons
+
+if TYPE_CHECKING:
+    from clarion.campaign.loader import LoadedCampaign
 
 commands = command_group()
 
@@ -143,6 +146,7 @@ def run(
     loaded = load_campaign(file)  # the file's own problems, before any flow starts
     loaded.contacts()
     _check_approval(loaded.campaign, approved_by)
+    _prestart_helpers(loaded)
     rid = run_id or new_run_id(loaded.campaign.name)
     if retry_failed:
         _check_retry(run_id)
@@ -196,6 +200,22 @@ def run(
                 err.print(f"channel {channel}: {line}", markup=False)
     if not result.completed:
         raise typer.Exit(1)
+
+
+def _prestart_helpers(loaded: LoadedCampaign) -> None:
+    """The launch's local send helpers, started now: each imports Clarion (about a second) while this
+    process imports Prefect, and is ready when planning begins (clarion/engine/spawn.py)."""
+    from clarion.base.settings import ClarionSettings
+    from clarion.engine.spawn import prestart, wanted
+
+    settings = ClarionSettings()
+    if settings.send_pool:
+        return  # the pool's workers send
+    audience = loaded.contacts_path if loaded.campaign.audience.contacts else None
+    count = wanted(settings.send_helpers, audience)
+    if count:
+        with contextlib.suppress(OSError):  # the launch starts them itself (or sends alone, with a warning)
+            prestart(count)
 
 
 def _check_pool() -> None:

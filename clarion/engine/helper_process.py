@@ -109,6 +109,32 @@ class RemoteCoordination(Coordination):
         raise NotImplementedError("the launch waits for its sends to settle")
 
 
+def _write_rows(remote: _Remote, ledger: Any) -> None:
+    """Write the chunks of planning's rows the launch hands out, answering for each, until it says to go."""
+    try:
+        while True:
+            rows = remote.call("take_rows", TAKE_WAIT)
+            if rows is False:
+                return
+            if rows is None:
+                continue
+            failed = None
+            try:
+                if rows.assignments:
+                    ledger.add_assignments(rows.run_id, rows.assignments)
+                if rows.sends:
+                    ledger.plan_sends(rows.run_id, rows.sends)
+            except Exception as exc:  # the launch writes them again itself
+                failed = f"{type(exc).__name__}: {exc}"
+                log.warning("planning's rows %d not written here: %s", rows.number, failed)
+            remote.call("rows_written", rows.number, failed)
+    except (EOFError, OSError):  # the launch is gone: a resume plans again
+        return
+    except BaseException as exc:  # the launch would wait for rows nobody writes: it writes them once we go
+        log.error("planning's rows: %s: %s; stopping", type(exc).__name__, exc)
+        os._exit(1)
+
+
 def _helper(config: dict[str, Any]) -> int:
     """A helper process: load, warm, then send batches from the launch's board until it says to go."""
     from clarion.base.runtime import bulk_work
@@ -123,6 +149,9 @@ def _helper(config: dict[str, Any]) -> int:
     run = RunContext(
         Ledger.open(config["ledger"]), loaded, config["run_id"], kits, coordination=RemoteCoordination(remote)
     )
+    rows = threading.Thread(target=_write_rows, args=(remote, run.ledger), name="clarion-helper-rows")
+    rows.daemon = True
+    rows.start()  # the launch is planning: its rows can be written here before the adapters are warm
     run.warm(networks=False)  # every post is an opening batch, which only the launch sends
     digests = {str(c.path): campaign_digest(c) for c in (loaded, *kits.values())}  # while the launch plans
     checked: dict[str, bool] = {}
@@ -182,8 +211,14 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="clarion send helper: %(message)s")
+    line = sys.stdin.readline()  # a helper `clarion run` started early waits here, imported
+    if not line.strip():  # started early and not used (clarion/engine/spawn.py): nothing to do
+        os._exit(0)
     try:
-        code = _helper(json.loads(sys.stdin.readline()))
+        config = json.loads(line)
+        os.environ.clear()  # the launch's environment as it is now (a sandbox may have set providers since)
+        os.environ.update(config.pop("environ", {}))
+        code = _helper(config)
     except (EOFError, OSError):
         code = 1  # the launch is gone: what this helper had in flight stays in flight, for a resume
     except Exception as exc:  # it could not start: the launch sends everything itself

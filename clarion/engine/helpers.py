@@ -24,6 +24,12 @@ claims sends exactly as a thread of the launch does, so two processes never send
 - A helper checks that the campaign it loaded is the one the run was planned with (the run's digest), and
   gives a batch back, and stops, if not.
 
+Planning uses the helper too, before there is anything to send: the launch reads, checks and plans every
+contact, and its ledger writes (about 40% of planning on SQLite) go to the board as chunks (`HelperWriter`)
+that a helper writes while the launch reads on. At planning's end the launch writes itself the chunks no
+helper took, and waits for those a helper holds; a chunk whose helper died or failed is written again by the
+launch (planning's inserts skip rows already there). Nothing is sent before every chunk is committed.
+
 The helper's own side is clarion/engine/helper_process.py. Not here: helpers on other machines (that is
 the send pool's job, clarion/flows/shard.py, with Redis).
 """
@@ -36,12 +42,11 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
@@ -51,12 +56,11 @@ from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
 from clarion.engine.plan import Batch
 from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
+from clarion.engine.spawn import HELPER_AUDIENCE_BYTES, spare, spawn, wanted
+from clarion.ledger import Ledger, PlannedSend, SendFields
 
 log = logging.getLogger("clarion.engine")
 
-#: `auto` starts a helper for an audience file at least this large (about 10,000 contacts): below it, the
-#: helper's start-up (an interpreter, imports, about 1.7 CPU s and 200 MB) buys nothing.
-HELPER_AUDIENCE_BYTES = 1_000_000
 TAKE_WAIT = 1.0  # seconds a helper's idle thread waits for a batch before looking again
 REAP_WAIT = 60.0  # seconds a helper has to end once its launch has (a request in flight settles), or killed
 #: What a helper may call in the launch process (its coordination's methods and the board's).
@@ -73,8 +77,16 @@ CALLS = frozenset(
         "take",
         "give_back",
         "done",
+        "take_rows",
+        "rows_written",
     }
 )
+#: Rows per chunk a launch hands its helpers while it plans: smaller than a chunk written in place
+#: (PLAN_ROWS), so that the chunks left when planning ends (which the launch writes or waits for) are short
+HANDED_ROWS = 12_500
+#: Chunks waiting for a helper beyond this are written by the launch while no helper is up, or else wait
+#: for the helper to take them (memory stays flat: a chunk is about 5 MB)
+MAX_UNTAKEN = 4
 
 Key = tuple[str, str, int]  # (run id, channel, batch number)
 HERE = "launch"  # the Board's owner of a batch the launch's own task sends
@@ -94,8 +106,27 @@ class Answer:
     why: str = ""
 
 
+@dataclass(frozen=True)
+class Rows:
+    """A chunk of planning's rows, for a helper to write (or the launch, if no helper takes it)."""
+
+    number: int
+    run_id: str
+    assignments: list[tuple[int, str, str]]
+    sends: Sequence[SendFields]  # PlannedSend's; a helper gets plain tuples of their fields
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with plain tuples: a helper unpickles them in a tenth of the time of named tuples."""
+        return (Rows, (self.number, self.run_id, self.assignments, [tuple(s) for s in self.sends]))
+
+    @property
+    def count(self) -> int:
+        return len(self.assignments) + len(self.sends)
+
+
 class Board:
-    """The batches of the wave being sent, as the launch's tasks and its helpers take them."""
+    """The batches of the wave being sent, as the launch's tasks and its helpers take them; and while the
+    launch plans, the chunks of rows it hands them (`Rows`)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -104,6 +135,12 @@ class Board:
         self._answers: dict[Key, Answer] = {}
         self._closed = False
         self.taken: dict[str, int] = {}  # batches each helper took (and kept), over the launch
+        self._rows: OrderedDict[int, Rows] = OrderedDict()  # chunks posted, not taken, oldest first
+        self._writing: dict[int, tuple[str, Rows]] = {}  # chunks a helper took and has not answered for
+        self._again: list[Rows] = []  # chunks a helper failed to write: the launch writes them
+        self._counted = 0  # rows helpers wrote since the launch last asked (rows_held)
+        self.wrote: dict[str, int] = {}  # rows each helper wrote, over the launch
+        self._rows_takers: set[str] = set()  # helpers that took rows: up, and writing them
 
     def post(self, batches: list[Batch]) -> None:
         """A wave starts: its batches but the openings may be taken by helpers."""
@@ -169,6 +206,72 @@ class Board:
             self._answers[key] = answer
             self._cond.notify_all()
 
+    # -- planning's rows ----------------------------------------------------------------------------
+
+    def post_rows(self, rows: Rows) -> None:
+        with self._cond:
+            self._rows[rows.number] = rows
+            self._cond.notify_all()
+
+    def untaken_rows(self) -> int:
+        with self._cond:
+            return len(self._rows)
+
+    def take_rows(self, helper: str, wait: float) -> Rows | bool | None:
+        """A helper takes the oldest chunk of rows (waiting up to `wait` s); None when there is none,
+        False when the launch is ending."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._rows or self._closed, timeout=wait)
+            if self._closed:
+                return False
+            if not self._rows:
+                return None
+            number, rows = self._rows.popitem(last=False)
+            self._writing[number] = (helper, rows)
+            self._rows_takers.add(helper)
+            self._cond.notify_all()
+            return rows
+
+    def launch_rows(self, alive: Callable[[str], bool], limit: int) -> Rows | None:
+        """With more than `limit` chunks untaken: while no live helper has taken rows, the oldest, for the
+        launch to write itself; once one has, None after waiting until it took enough (SQLite has one
+        writer at a time: the launch writing beside a helper would make both wait on each other)."""
+        with self._cond:
+            while len(self._rows) > limit:
+                if not any(alive(h) for h in self._rows_takers):
+                    return self._rows.popitem(last=False)[1]
+                self._cond.wait(0.1)
+            return None
+
+    def rows_written(self, helper: str, number: int, failed: str | None) -> None:
+        """A helper's answer for a chunk: written (the chunk is let go), or why not (the launch writes it)."""
+        with self._cond:
+            taken = self._writing.get(number)
+            if taken is not None and taken[0] == helper:
+                del self._writing[number]
+                if failed is None:
+                    self.wrote[helper] = self.wrote.get(helper, 0) + taken[1].count
+                    self._counted += taken[1].count
+                else:
+                    self._again.append(taken[1])
+            self._cond.notify_all()
+
+    def rows_held(self, alive: Callable[[str], bool]) -> tuple[int, list[Rows]]:
+        """Wait until no live helper holds a chunk it has not answered for; then (how many rows helpers
+        wrote since the last call, the chunks the launch must write itself: their helper died, or failed)."""
+        with self._cond:
+            while any(alive(helper) for helper, _ in self._writing.values()):
+                self._cond.wait(0.1)
+            again = self._again + [rows for _, rows in self._writing.values()]
+            counted = self._counted
+            self._writing, self._again, self._counted = {}, [], 0
+            return counted, again
+
+    def drop_rows(self) -> None:
+        """Planning failed: chunks no helper took are not written."""
+        with self._cond:
+            self._rows.clear()
+
     def answer(self, batch: Batch, helper: str, alive: Callable[[], bool]) -> Answer | None:
         """Wait for the helper's answer about `batch`; None when the helper died, or gave it back."""
         key = key_of(batch)
@@ -230,12 +333,55 @@ class _Line:
     def done(self, key: Key, answer: Answer) -> None:
         self.board.done(key, answer)
 
+    def take_rows(self, wait: float) -> Rows | bool | None:
+        return self.board.take_rows(self.name, wait)
+
+    def rows_written(self, number: int, failed: str | None) -> None:
+        self.board.rows_written(self.name, number, failed)
+
     def abandon(self) -> None:
         """The helper died: its chunks in flight will never leave; stop counting them."""
         with self._lock:
             left, self.in_flight = self.in_flight, 0
         for _ in range(max(left, 0)):
             self.coordination.leave_request()
+
+
+class HelperWriter:
+    """Planning's rows handed to the launch's helpers (a clarion.engine.plan.RowWriter): each chunk is
+    posted on the board for a helper to write while the launch plans on. `wait` writes here the chunks no
+    helper took, waits for those a helper holds, and writes again any whose helper died or failed."""
+
+    rows = HANDED_ROWS
+
+    def __init__(self, helpers: Helpers, ledger: Ledger) -> None:
+        self.helpers, self.board, self.ledger = helpers, helpers.board, ledger
+        self._numbers = 0
+
+    def write(self, run_id: str, assignments: list[tuple[int, str, str]], sends: list[PlannedSend]) -> None:
+        self._numbers += 1
+        self.board.post_rows(Rows(self._numbers, run_id, assignments, sends))
+        # a few left untaken: no helper is up yet (the launch writes), or it falls behind (the launch waits)
+        if (rows := self.board.launch_rows(self.helpers.alive, MAX_UNTAKEN)) is not None:
+            self._write(rows)
+
+    def wait(self) -> None:
+        while (rows := self.board.launch_rows(self.helpers.alive, 0)) is not None:
+            self._write(rows)
+        counted, again = self.board.rows_held(self.helpers.alive)
+        for rows in again:
+            log.warning("run %s: planning's rows %d written here, not by a helper", rows.run_id, rows.number)
+            self._write(rows)
+        self.ledger.inserted_elsewhere(counted)
+
+    def drop(self) -> None:
+        self.board.drop_rows()
+
+    def _write(self, rows: Rows) -> None:
+        if rows.assignments:
+            self.ledger.add_assignments(rows.run_id, rows.assignments)
+        if rows.sends:
+            self.ledger.plan_sends(rows.run_id, rows.sends)
 
 
 class Helpers:
@@ -254,7 +400,8 @@ class Helpers:
         threading.Thread(target=self._accept, name="clarion-helpers", daemon=True).start()
 
     def start(self, campaign_path: Path, run_id: str, ledger_url: str) -> None:
-        """Start every helper process; each loads the campaign and warms its adapters on its own."""
+        """Start every helper process (or hand the configuration to one `clarion run` started early,
+        clarion/engine/spawn.py); each loads the campaign and warms its adapters on its own."""
         for name in self._lines:
             config = {
                 "address": self._listener.address,
@@ -263,16 +410,30 @@ class Helpers:
                 "campaign": str(campaign_path.resolve()),
                 "run_id": run_id,
                 "ledger": ledger_url,
+                "environ": dict(os.environ),  # as it is now: the same home, keys and providers as the launch
             }
-            proc = subprocess.Popen(  # not `-m`: what it sends back must unpickle as this module's
-                [sys.executable, "-c", "from clarion.engine.helper_process import main; main()"],
-                stdin=subprocess.PIPE,  # its environment is this one's: the same home, keys, providers
-            )
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(config).encode() + b"\n")  # never in argv: `ps` shows argv
-            proc.stdin.close()
+            line = json.dumps(config).encode() + b"\n"
+            proc = spare()
+            if proc is not None:
+                try:
+                    self._configure(proc, line)
+                except OSError:  # it died since it started: a new one
+                    proc = None
+            if proc is None:
+                proc = spawn()
+                self._configure(proc, line)
             self._procs[name] = proc
             log.info("run %s: send helper %s started (pid %d)", run_id, name, proc.pid)
+
+    @staticmethod
+    def _configure(proc: subprocess.Popen[bytes], line: bytes) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(line)
+        proc.stdin.close()
+
+    def writer(self, ledger: Ledger) -> HelperWriter:
+        """Where a plan's rows go while these helpers are there: to them, as they can take them."""
+        return HelperWriter(self, ledger)
 
     def alive(self, name: str) -> bool:
         proc = self._procs.get(name)
@@ -361,17 +522,4 @@ class Helpers:
                     return
 
 
-def wanted(setting: str, audience: Path | None) -> int:
-    """How many helpers a launch starts: CLARION_SEND_HELPERS as a number, or for `auto` one on a machine
-    with two cores or more when the audience file is at least HELPER_AUDIENCE_BYTES (none for a query)."""
-    if setting != "auto":
-        return int(setting)
-    if (os.cpu_count() or 1) < 2 or audience is None:
-        return 0
-    try:
-        return 1 if audience.stat().st_size >= HELPER_AUDIENCE_BYTES else 0
-    except OSError:
-        return 0
-
-
-__all__ = ["HELPER_AUDIENCE_BYTES", "Answer", "Board", "Helpers", "wanted"]
+__all__ = ["HELPER_AUDIENCE_BYTES", "Answer", "Board", "HelperWriter", "Helpers", "Rows", "wanted"]

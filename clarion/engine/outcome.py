@@ -49,6 +49,7 @@ class RunOutcome:
     kits: dict[str, ChildOutcome] = field(default_factory=dict)
     waves: list[WaveOutcome] = field(default_factory=list)  # a Thompson rollout's, in order
     helpers: dict[str, int] = field(default_factory=dict)  # batches each local send helper took
+    helper_rows: dict[str, int] = field(default_factory=dict)  # planning's rows each helper wrote
 
     @property
     def completed(self) -> bool:
@@ -66,6 +67,8 @@ class RunOutcome:
             out["next"] = self.next.isoformat()
         if self.helpers:
             out["helpers"] = self.helpers
+        if self.helper_rows:
+            out["helper_rows"] = self.helper_rows
         if self.rollout is not None:
             r = self.rollout
             out["rollout"] = {

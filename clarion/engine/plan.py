@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from clarion import channels
 from clarion.base.addresses import address_keys, stored_form
@@ -58,6 +59,45 @@ class Plan:
     resumed: bool = False
 
 
+class RowWriter(Protocol):
+    """Where planning's rows go, a chunk at a time: into the ledger from this thread (`DirectWriter`), or
+    handed to a local send helper that writes them while planning reads on (clarion/engine/helpers.py).
+
+    `rows` is how many rows a chunk holds at most. `wait` returns once every chunk written is committed
+    (planning's end: nothing is sent before); `drop` forgets chunks not yet written (planning failed)."""
+
+    rows: int
+
+    def write(
+        self, run_id: str, assignments: list[tuple[int, str, str]], sends: list[PlannedSend]
+    ) -> None: ...
+
+    def wait(self) -> None: ...
+
+    def drop(self) -> None: ...
+
+
+class DirectWriter:
+    """Planning's rows written by the thread that plans, a transaction per chunk."""
+
+    rows = PLAN_ROWS
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def write(self, run_id: str, assignments: list[tuple[int, str, str]], sends: list[PlannedSend]) -> None:
+        if assignments:
+            self.ledger.add_assignments(run_id, assignments)
+        if sends:
+            self.ledger.plan_sends(run_id, sends)
+
+    def wait(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        pass
+
+
 def new_run_id(campaign: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%S")
     return f"{campaign}-{stamp}-{secrets.token_hex(2)}"
@@ -86,8 +126,10 @@ class _Planner:
         run_id: str,
         winner: str | None = None,
         wave: WavePlan | None = None,
+        writer: RowWriter | None = None,
     ) -> None:
         self.ledger, self.run_id = ledger, run_id
+        self.writer = writer or DirectWriter(ledger)
         # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
         self.winner = winner
         self.wave = wave  # a Thompson wave's run: its share of the rest, each on its allocated arm
@@ -173,8 +215,8 @@ class _Planner:
                 size = self._sizes[cid] if self._numbers[cid] else min(self._sizes[cid], OPENING_BATCH)
                 if len(members) >= size:
                     self._close(cid)
-        if len(self.sends) >= PLAN_ROWS or len(self.assignments) >= PLAN_ROWS:  # a transaction each
-            self.flush()
+        if len(self.sends) >= self.writer.rows or len(self.assignments) >= self.writer.rows:
+            self.flush()  # a transaction each
 
     def _close(self, cid: str) -> None:
         members = self._open[cid]
@@ -192,12 +234,9 @@ class _Planner:
         self.flush()
 
     def flush(self) -> None:
-        if self.assignments:
-            self.ledger.add_assignments(self.run_id, self.assignments)
-            self.assignments = []
-        if self.sends:
-            self.ledger.plan_sends(self.run_id, self.sends)
-            self.sends = []
+        if self.assignments or self.sends:
+            self.writer.write(self.run_id, self.assignments, self.sends)
+            self.assignments, self.sends = [], []
 
 
 def plan_run(
@@ -209,6 +248,7 @@ def plan_run(
     retry_failed: bool = False,
     rollout_of: tuple[str, str] | None = None,
     wave: WavePlan | None = None,
+    writer: RowWriter | None = None,
 ) -> Plan:
     """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError.
 
@@ -216,7 +256,8 @@ def plan_run(
     every one on the winner, beside the same holdout; no posts. `wave` plans a Thompson rollout's wave
     run instead: its share of the rest, each contact on the arm the recorded allocation gives them; no
     holdout, no posts (clarion.engine.bandit). `retry_failed` plans again a resumed run's
-    failures whose provider answer proves the message was not taken (`ledger.RESENDABLE`)."""
+    failures whose provider answer proves the message was not taken (`ledger.RESENDABLE`). `writer`: where
+    the contacts' rows go (default: this thread writes them); every one is committed before this returns."""
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
     plan = Plan(run_id, resumed=existing is not None)
@@ -285,7 +326,10 @@ def plan_run(
             options=options,
         )
     renderer = Renderer(loaded, LinkSigner.from_settings(), run_id)
-    planner = _Planner(ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None, wave=wave)
+    writer = writer or DirectWriter(ledger)
+    planner = _Planner(
+        ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None, wave=wave, writer=writer
+    )
     # files validated before need no second rendering of every message; a campaign with share kits is
     # recorded by `clarion validate` only (planning checks the campaign, not its kits)
     digest = validation_digest(loaded)
@@ -295,9 +339,14 @@ def plan_run(
         if not known and not loaded.campaign.share_kits:
             remember(plan.report, digest)
     except ClarionError as exc:
+        writer.drop()
         ledger.set_run_status(run_id, RunStatus.FAILED, error=f"campaign invalid: {str(exc)[:500]}")
         raise
+    except BaseException:
+        writer.drop()
+        raise
     planner.finish()
+    writer.wait()
     social = [
         (cid, variant.id)
         for cid, config in loaded.campaign.channels.items()

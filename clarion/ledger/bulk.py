@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from clarion.ledger.rows import PlannedSend, SendState
+from clarion.ledger.rows import SendFields, SendState
 from clarion.ledger.schema import UTCDateTime, assignments, sends
 
 CHUNK = 5_000  # rows per statement (PostgreSQL) or executemany (SQLite)
@@ -95,12 +95,13 @@ class BulkWriter:
             self._sqlite_sends = self._compile(sends, _SQLITE_SEND_ORDER)
             self._sqlite_assignments = self._compile(assignments, _SQLITE_ASSIGNMENT_ORDER)
 
-    def sends(self, conn: Connection, run_id: str, chunk: Sequence[PlannedSend], now: datetime) -> int:
+    def sends(self, conn: Connection, run_id: str, chunk: Sequence[SendFields], now: datetime) -> int:
+        """`chunk`: PlannedSend's, or plain tuples of their fields in the same order (_SEND_COLUMNS')."""
         if self.postgres:
             params: dict[str, Any] = {"run_id": run_id, "now": now}
-            for name in _SEND_COLUMNS:
-                attr = "skip_reason" if name == "reason" else name
-                params[f"a_{name}"] = [getattr(send, attr) for send in chunk]
+            columns = list(zip(*chunk, strict=True)) if chunk else [()] * len(_SEND_COLUMNS)
+            for name, values in zip(_SEND_COLUMNS, columns, strict=True):
+                params[f"a_{name}"] = list(values)
             return _count(conn.execute(self._sends, params, execution_options=_COUNTED).rowcount)
         at = self._time(now) if self._time else now
         planned, skipped = SendState.PLANNED.value, SendState.SKIPPED.value
@@ -108,20 +109,20 @@ class BulkWriter:
         rows = [
             (
                 run_id,
-                s.channel,
-                s.variant,
-                s.contact_id,
-                s.recipient,
-                s.seq,
-                s.batch,
-                planned if s.skip_reason is None else skipped,
-                s.skip_reason,
+                channel,
+                variant,
+                contact_id,
+                recipient,
+                seq,
+                batch,
+                planned if reason is None else skipped,
+                reason,
                 0,
                 at,
-                None if s.skip_reason is None else at,
-                s.address_key,
+                None if reason is None else at,
+                key,
             )
-            for s in chunk
+            for channel, variant, contact_id, recipient, seq, batch, reason, key in chunk
         ]
         return self._executemany(conn, self._sqlite_sends, rows)
 

@@ -36,9 +36,9 @@ from clarion.ledger.rows import (
     RESENDABLE,
     RESOLVED_STATES,
     DueSend,
-    PlannedSend,
     RunRecord,
     RunStatus,
+    SendFields,
     SendRow,
     SendState,
     Settlement,
@@ -205,8 +205,9 @@ class Ledger(
         self._statistics.inserted(added)
         return added
 
-    def plan_sends(self, run_id: str, rows: Iterable[PlannedSend]) -> int:
+    def plan_sends(self, run_id: str, rows: Iterable[SendFields]) -> int:
         """Plan sends (skipped at once when they carry a skip_reason); existing ones are left alone.
+        `rows`: PlannedSend's, or plain tuples of their fields in the same order.
 
         Returns how many were new, so a resumed run that plans again gets 0.
         """
@@ -217,6 +218,11 @@ class Ledger(
                 added += self._bulk.sends(conn, run_id, chunk, utcnow())
         self._statistics.inserted(added)
         return added
+
+    def inserted_elsewhere(self, count: int) -> None:
+        """Another process (a launch's send helper) planned `count` rows of this ledger's runs: this one's
+        next claim refreshes the statistics as if it had inserted them itself."""
+        self._statistics.inserted(count)
 
     # -- sending ------------------------------------------------------------------------------------
 

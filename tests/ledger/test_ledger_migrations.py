@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,7 @@ def test_a_ledger_with_capped_addresses_upgrades_to_the_window_index(
         ledger.create_run(run, campaign="c", campaign_file="c.yaml", digest="d")
         # c00000-c00002 reached by every run, the rest by r1 alone
         keys = [f"k{i}" if i < 3 or run == "r1" else None for i in range(6)]
-        ledger.plan_sends(run, [replace(s, address_key=k) for s, k in zip(planned(6), keys, strict=True)])
+        ledger.plan_sends(run, [s._replace(address_key=k) for s, k in zip(planned(6), keys, strict=True)])
     since = datetime.now(UTC) - timedelta(days=1)
     before = ledger.capped(None, since, 2, excluding="r3")
     assert before == {"k0", "k1", "k2"}
