@@ -146,7 +146,6 @@ def run(
     loaded = load_campaign(file)  # the file's own problems, before any flow starts
     loaded.contacts()
     _check_approval(loaded.campaign, approved_by)
-    _prestart_helpers(loaded)
     rid = run_id or new_run_id(loaded.campaign.name)
     if retry_failed:
         _check_retry(run_id)
@@ -157,6 +156,7 @@ def run(
         raise ClarionError(
             "--console serves a console for a sandbox run: add --sandbox (for real runs, use `clarion serve`)"
         )
+    _prestart_helpers(loaded)
     with contextlib.ExitStack() as stack:
         if sandbox:
             box = stack.enter_context(sandbox_environment())
