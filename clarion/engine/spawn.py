@@ -19,8 +19,18 @@ from pathlib import Path
 #: `auto` starts a helper for an audience file at least this large (about 10,000 contacts): below it, the
 #: helper's start-up (an interpreter, imports, about 1.7 CPU s and 200 MB) buys nothing.
 HELPER_AUDIENCE_BYTES = 1_000_000
-#: not `-m`: what a helper sends back must unpickle as clarion.engine.helpers' classes
-COMMAND = (sys.executable, "-c", "from clarion.engine.helper_process import main; main()")
+#: not `-m`: what a helper sends back must unpickle as clarion.engine.helpers' classes. It ignores SIGINT
+#: and SIGTERM from its first line, not only once imported: a Ctrl-C to the terminal's process group while
+#: it imports is the launch's to handle (and would print a traceback here)
+COMMAND = (
+    sys.executable,
+    "-c",
+    "import signal\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "from clarion.engine.helper_process import main\n"
+    "main()",
+)
 
 _spares: list[subprocess.Popen[bytes]] = []
 
