@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -110,14 +111,13 @@ class RemoteCoordination(Coordination):
 
 
 def _write_rows(remote: _Remote, ledger: Any) -> None:
-    """Write the chunks of planning's rows the launch hands out, answering for each, until it says to go."""
+    """Write the chunks of planning's rows the launch hands out, answering for each, until it says to go.
+    One thread takes the next chunk (the launch pickles it, this process unpickles it) while this one
+    writes the last: at most one chunk waits here."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=1)
+    threading.Thread(target=_take_rows, args=(remote, ahead), name="clarion-helper-take", daemon=True).start()
     try:
-        while True:
-            rows = remote.call("take_rows", TAKE_WAIT)
-            if rows is False:
-                return
-            if rows is None:
-                continue
+        while (rows := ahead.get()) is not None:
             failed = None
             try:
                 if rows.assignments:
@@ -133,6 +133,20 @@ def _write_rows(remote: _Remote, ledger: Any) -> None:
     except BaseException as exc:  # the launch would wait for rows nobody writes: it writes them once we go
         log.error("planning's rows: %s: %s; stopping", type(exc).__name__, exc)
         os._exit(1)
+
+
+def _take_rows(remote: _Remote, ahead: queue.Queue[Any]) -> None:
+    """Take chunks of rows for `_write_rows`; None when the launch ends (or is gone)."""
+    try:
+        while (rows := remote.call("take_rows", TAKE_WAIT)) is not False:
+            if rows is not None:
+                ahead.put(rows)
+    except (EOFError, OSError):
+        pass
+    except BaseException as exc:  # as in _write_rows: a chunk taken and never written would be waited for
+        log.error("planning's rows: %s: %s; stopping", type(exc).__name__, exc)
+        os._exit(1)
+    ahead.put(None)
 
 
 def _helper(config: dict[str, Any]) -> int:
