@@ -115,6 +115,21 @@ def test_a_stalled_machine_does_not_send_its_missed_slots_at_once(redis_url: str
     # (SIGSTOP: a machine too busy to schedule them). Each thread slept toward a slot that passed meanwhile;
     # sent on waking, the sixteen left within a few ms, a burst at the provider (227 in a 1-s window at
     # 200/s on four workers, measured). A thread woken too late takes a new slot instead.
+    # The senders' own stamps are read: on a loaded machine (CI's other tests beside this one) a process
+    # descheduled for tens of ms stamps several sends at once, 18 and 21 seen with the code right. Sending
+    # the missed slots at once gives 26 in every trial, so the best of up to three trials is what counts.
+    trials = []
+    for _ in range(3):
+        trials.append(_busiest(_stalled_run(redis_url), 0.1))
+        if trials[-1] <= 17:
+            break
+    # 10 a tenth of a second at the rate; 12 measured on a quiet machine, with the tolerance (LATE); 26 in
+    # each trial when the missed slots were sent on waking
+    assert min(trials) <= 17, f"{trials} sends in a tenth of a second at 100/s: the missed slots went at once"
+
+
+def _stalled_run(redis_url: str) -> list[float]:
+    """The send instants of two paced worker processes stopped together for 0.3 s early in their run."""
     import os
     import signal
     import subprocess
@@ -136,12 +151,8 @@ def test_a_stalled_machine_does_not_send_its_missed_slots_at_once(redis_url: str
     for worker in workers:
         os.kill(worker.pid, signal.SIGCONT)
     times = sorted(float(line) for worker in workers for line in worker.communicate(timeout=60)[0].split())
-
     assert len(times) == 400
-    most = _busiest(times, 0.1)
-    # 10 a tenth of a second at the rate; 12-14 measured with threads' wake-ups and the tolerance (LATE);
-    # 26 when the missed slots were sent on waking
-    assert most <= 17, f"{most} sends in a tenth of a second at 100/s: the missed slots went at once"
+    return times
 
 
 def _busiest(times: list[float], width: float) -> int:
