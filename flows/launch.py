@@ -38,7 +38,7 @@ from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import Rollout
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import Coordination, LocalCoordination
-from clarion.engine.helpers import Helpers, wanted
+from clarion.engine.helpers import Helpers
 from clarion.engine.outcome import ChildOutcome, RolloutOutcome, RunOutcome
 from clarion.engine.plan import Batch
 from clarion.engine.schedule import (
@@ -55,6 +55,7 @@ from clarion.engine.schedule import (
 )
 from clarion.engine.send import BatchOutcome, ChannelStopped
 from clarion.engine.shared import RedisCoordination
+from clarion.engine.spawn import wanted
 from clarion.flows.approval import approval_gate
 from clarion.flows.artifacts import artifact_key, publish_results, publish_rollout
 from clarion.flows.bandit import finish_waves, wave_plan
@@ -170,9 +171,8 @@ def start_helpers(run: RunContext) -> Helpers | None:
     None when there are none (a send pool's shards, a small audience, one core)."""
     if not isinstance(run.coordination, LocalCoordination):
         return None
-    campaign = run.loaded.campaign
     setting = ClarionSettings().send_helpers  # read now: a test or an embedding process may change it
-    count = wanted(setting, run.loaded.contacts_path if campaign.audience.contacts else None)
+    count = wanted(setting, run.loaded)
     if not count:
         return None
     helpers = Helpers(run.coordination, count)

@@ -211,8 +211,7 @@ def _prestart_helpers(loaded: LoadedCampaign) -> None:
     settings = ClarionSettings()
     if settings.send_pool:
         return  # the pool's workers send
-    audience = loaded.contacts_path if loaded.campaign.audience.contacts else None
-    count = wanted(settings.send_helpers, audience)
+    count = wanted(settings.send_helpers, loaded)
     if count:
         with contextlib.suppress(OSError):  # the launch starts them itself (or sends alone, with a warning)
             prestart(count)

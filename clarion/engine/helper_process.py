@@ -22,6 +22,7 @@ from typing import Any
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import Coordination, Gate
 from clarion.engine.helpers import TAKE_WAIT, Answer, key_of
+from clarion.engine.plan import write_rows
 from clarion.engine.send import ChannelStopped
 
 log = logging.getLogger("clarion.engine")
@@ -120,10 +121,7 @@ def _write_rows(remote: _Remote, ledger: Any) -> None:
         while (rows := ahead.get()) is not None:
             failed = None
             try:
-                if rows.assignments:
-                    ledger.add_assignments(rows.run_id, rows.assignments)
-                if rows.sends:
-                    ledger.plan_sends(rows.run_id, rows.sends)
+                write_rows(ledger, rows.run_id, rows.assignments, rows.sends)
             except Exception as exc:  # the launch writes them again itself
                 failed = f"{type(exc).__name__}: {exc}"
                 log.warning("planning's rows %d not written here: %s", rows.number, failed)

@@ -2,10 +2,10 @@
 
 A launch sends from one interpreter, and its send path is bound by that interpreter (rendering, the
 ledger, the provider SDK), so a second core sits mostly idle. With `CLARION_SEND_HELPERS` (default `auto`:
-one helper on a machine with two cores or more, for an audience file of HELPER_AUDIENCE_BYTES or more), the
-launch starts helper processes before it plans: each imports, loads the campaign and warms its adapters
-while the launch plans. When a wave is sent, its batches are posted on the launch's `Board`; the launch's
-own tasks take them from the front, the helpers from the back, so nobody waits for anybody's share.
+one helper on a machine with two cores or more, for an audience file of spawn.HELPER_AUDIENCE_BYTES or
+more), the launch starts helper processes before it plans: each imports, loads the campaign and warms its
+adapters while the launch plans. When a wave is sent, its batches are posted on the launch's `Board`; the
+launch's own tasks take them from the front, the helpers from the back, so nobody waits for anybody's share.
 
 Everything a run's sending shares stays in the launch process: a helper reaches the launch's
 `LocalCoordination` (the opening gate, pacing, the stopped-channel breaker, the stop request, the count in
@@ -54,9 +54,9 @@ from typing import Any
 
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
-from clarion.engine.plan import Batch
+from clarion.engine.plan import Batch, write_rows
 from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
-from clarion.engine.spawn import HELPER_AUDIENCE_BYTES, spare, spawn, wanted
+from clarion.engine.spawn import spare, spawn
 from clarion.ledger import Ledger, PlannedSend, SendFields
 
 log = logging.getLogger("clarion.engine")
@@ -212,10 +212,6 @@ class Board:
         with self._cond:
             self._rows[rows.number] = rows
             self._cond.notify_all()
-
-    def untaken_rows(self) -> int:
-        with self._cond:
-            return len(self._rows)
 
     def take_rows(self, helper: str, wait: float) -> Rows | bool | None:
         """A helper takes the oldest chunk of rows (waiting up to `wait` s); None when there is none,
@@ -378,10 +374,7 @@ class HelperWriter:
         self.board.drop_rows()
 
     def _write(self, rows: Rows) -> None:
-        if rows.assignments:
-            self.ledger.add_assignments(rows.run_id, rows.assignments)
-        if rows.sends:
-            self.ledger.plan_sends(rows.run_id, rows.sends)
+        write_rows(self.ledger, rows.run_id, rows.assignments, rows.sends)
 
 
 class Helpers:
@@ -522,4 +515,4 @@ class Helpers:
                     return
 
 
-__all__ = ["HELPER_AUDIENCE_BYTES", "Answer", "Board", "HelperWriter", "Helpers", "Rows", "wanted"]
+__all__ = ["Answer", "Board", "HelperWriter", "Helpers", "Rows"]

@@ -10,7 +10,7 @@ plans again, finds everything already there, and gets the same batches.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,7 +25,7 @@ from clarion.campaign.loader import LoadedCampaign, campaign_digest
 from clarion.campaign.model import HOLDOUT, REST
 from clarion.channels.base import ChannelKind, FrequencyCap
 from clarion.engine.bandit import WavePlan
-from clarion.ledger import PLAN_ROWS, Ledger, PlannedSend, RunStatus
+from clarion.ledger import PLAN_ROWS, Ledger, PlannedSend, RunStatus, SendFields
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
@@ -77,6 +77,16 @@ class RowWriter(Protocol):
     def drop(self) -> None: ...
 
 
+def write_rows(
+    ledger: Ledger, run_id: str, assignments: list[tuple[int, str, str]], sends: Sequence[SendFields]
+) -> None:
+    """One chunk of planning's rows into the ledger (whichever process writes it)."""
+    if assignments:
+        ledger.add_assignments(run_id, assignments)
+    if sends:
+        ledger.plan_sends(run_id, sends)
+
+
 class DirectWriter:
     """Planning's rows written by the thread that plans, a transaction per chunk."""
 
@@ -86,10 +96,7 @@ class DirectWriter:
         self.ledger = ledger
 
     def write(self, run_id: str, assignments: list[tuple[int, str, str]], sends: list[PlannedSend]) -> None:
-        if assignments:
-            self.ledger.add_assignments(run_id, assignments)
-        if sends:
-            self.ledger.plan_sends(run_id, sends)
+        write_rows(self.ledger, run_id, assignments, sends)
 
     def wait(self) -> None:
         pass
@@ -126,10 +133,11 @@ class _Planner:
         run_id: str,
         winner: str | None = None,
         wave: WavePlan | None = None,
-        writer: RowWriter | None = None,
+        *,
+        writer: RowWriter,
     ) -> None:
         self.ledger, self.run_id = ledger, run_id
-        self.writer = writer or DirectWriter(ledger)
+        self.writer = writer
         # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
         self.winner = winner
         self.wave = wave  # a Thompson wave's run: its share of the rest, each on its allocated arm

@@ -14,7 +14,10 @@ import atexit
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported for its type only: this module stays light
+    from clarion.campaign.loader import LoadedCampaign
 
 #: `auto` starts a helper for an audience file at least this large (about 10,000 contacts): below it, the
 #: helper's start-up (an interpreter, imports, about 1.7 CPU s and 200 MB) buys nothing.
@@ -59,15 +62,16 @@ def spare() -> subprocess.Popen[bytes] | None:
     return None
 
 
-def wanted(setting: str, audience: Path | None) -> int:
-    """How many helpers a launch starts: CLARION_SEND_HELPERS as a number, or for `auto` one on a machine
-    with two cores or more when the audience file is at least HELPER_AUDIENCE_BYTES (none for a query)."""
+def wanted(setting: str, loaded: LoadedCampaign) -> int:
+    """How many helpers a launch of `loaded` starts: CLARION_SEND_HELPERS as a number, or for `auto` one on
+    a machine with two cores or more when the audience file is at least HELPER_AUDIENCE_BYTES (none for a
+    query audience)."""
     if setting != "auto":
         return int(setting)
-    if (os.cpu_count() or 1) < 2 or audience is None:
+    if (os.cpu_count() or 1) < 2 or not loaded.campaign.audience.contacts:
         return 0
     try:
-        return 1 if audience.stat().st_size >= HELPER_AUDIENCE_BYTES else 0
+        return 1 if loaded.contacts_path.stat().st_size >= HELPER_AUDIENCE_BYTES else 0
     except OSError:
         return 0
 

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,14 +48,14 @@ def helpers(tmp_path: Path, ledger: Ledger, providers: Sandbox) -> Iterator[tupl
 
 
 def _ready(helpers: Helpers, ledger: Ledger) -> None:
-    """Hand the helper one chunk (a run of its own) and wait until it took it: it is taking rows."""
+    """Hand the helper one chunk (a run of its own) and wait until it wrote it: it is taking rows."""
     ledger.create_run("rows-warm", campaign="flow-test", campaign_file="c.yaml", digest="d" * 64)
     writer = helpers.writer(ledger)
     writer.write("rows-warm", [(0, "warm-1", "a")], [])
     deadline = time.monotonic() + 60
-    while helpers.board.untaken_rows() and time.monotonic() < deadline:
+    while not helpers.board.wrote.get("helper-1") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not helpers.board.untaken_rows(), "the helper never took rows"
+    assert helpers.board.wrote.get("helper-1") == 1, "the helper never wrote rows"
     writer.wait()
 
 
@@ -79,9 +80,7 @@ def test_rows_a_helper_wrote_are_those_the_launch_would_have_written(
     in_place = plan_run(ledger, loaded, "rows-in-place")
 
     assert started.board.wrote.get("helper-1", 0) > 1, "the helper wrote none of the plan's rows"
-    assert handed.batches == [
-        b.__class__(**{**b.__dict__, "run_id": "rows-handed"}) for b in in_place.batches
-    ]
+    assert handed.batches == [replace(b, run_id="rows-handed") for b in in_place.batches]
     assert _rows(ledger, "rows-handed") == _rows(ledger, "rows-in-place")
     assert len(_rows(ledger, "rows-handed")[1]) == 2000
 
