@@ -21,6 +21,10 @@ created (imports, the flow run's start), planning, sending (to the last settleme
 With --repeat N, N turns one after the other and the medians (the machine is shared: a single run moves by
 tens of percent); with --against TREE, `clarion run` from another checkout too (a `git worktree` of an
 earlier commit), interleaved with this one's in alternating order, each on a fresh stand-in and ledger.
+Each ledger's tables are created before its run's clock starts, as they are for every run after a user's
+first (--fresh-ledger: by the run itself). Each tree's Clarion is compiled to bytecode first, as pip
+compiles an installed package (--no-compile: left as it is; with PYTHONDONTWRITEBYTECODE set, as on this
+machine, an uncompiled checkout is compiled again by every process that imports it).
 
 Mixed (--mixed): an email + SMS campaign to the provider sandbox: wall time of `clarion run`, recipients
 per second per channel over its sending window (from the ledger), peak RSS; with --baseline, the same
@@ -32,6 +36,7 @@ The machine is shared (2 cores, other jobs running): figures move by tens of per
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import json
 import os
@@ -449,11 +454,18 @@ def _sdk_loop(contacts: Path) -> Row:
 
 
 def _clarion(
-    name: str, folder: Path, api: str, database: str | None, collector: bool, tree: Path | None
+    name: str,
+    folder: Path,
+    api: str,
+    database: str | None,
+    collector: bool,
+    tree: Path | None,
+    fresh: bool = False,
 ) -> tuple[Row, bytes]:
     """`clarion run` on the side by side's campaign, from this checkout or from `tree` (another checkout's
     root, put first on PYTHONPATH); run from a folder of its own, so that `-m clarion` finds no checkout
-    in the working directory. A fresh CLARION_HOME (ledger) each time."""
+    in the working directory. A fresh CLARION_HOME (ledger) each time, its tables created before the clock
+    starts, as a user's ledger is after its first run (`fresh`: not even those, a first run's case)."""
     home = folder / "home"
     shutil.rmtree(home, ignore_errors=True)
     sink, url = start_sink()
@@ -473,6 +485,8 @@ def _clarion(
         with child_scratch_schema(database) as ledger:
             if ledger:
                 env["CLARION_DATABASE_URL"] = ledger
+            if not fresh:
+                subprocess.run([sys.executable, "-c", _MIGRATE], env=env, cwd=folder, check=True)
             began = time.time()
             wall, cpu, rss, out, errors, helper_rss = timed(
                 [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env, cwd=folder
@@ -487,6 +501,8 @@ def _clarion(
     sent = sum(int(r["sent"]) for r in outcome["results"])
     return Row(name, sent, wall, cpu, rss, counts, phases=phases, helper_rss=helper_rss), errors
 
+
+_MIGRATE = "from clarion.ledger import Ledger\nLedger.open()"
 
 #: Read in a child of its own (this process stays small: see child_scratch_schema): when the run was
 #: created (planning begins), its last send planned, its last send settled.
@@ -565,6 +581,7 @@ def side_by_side(
     repeat: int = 1,
     against: Path | None = None,
     warm: bool = True,
+    fresh: bool = False,
 ) -> None:
     """The SDK loop and `clarion run` (and with `against`, the same from another checkout) `repeat` times,
     interleaved (the two trees' order alternating), each figure as it comes, then the medians. With `warm`,
@@ -591,7 +608,7 @@ def side_by_side(
         rows.append(row)
         _print_row(row, turn, repeat)
         for name, tree in trees if turn % 2 == 0 else trees[::-1]:
-            row, errors = _clarion(name, folder, api, database, collector, tree)
+            row, errors = _clarion(name, folder, api, database, collector, tree, fresh)
             rows.append(row)
             _print_row(row, turn, repeat)
     base = [r for r in rows if r.name == "SDK loop"]
@@ -683,6 +700,18 @@ def main() -> None:
         "HEAD~3`), interleaved with this one, for a before-and-after on one machine in one sitting",
     )
     parser.add_argument(
+        "--fresh-ledger",
+        action="store_true",
+        help="side by side: each `clarion run` creates its ledger's tables (default: created before it "
+        "starts, as for any run after a user's first)",
+    )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="side by side: leave the trees' bytecode as it is (default: compile each tree's Clarion first, "
+        "as pip compiles an installed package)",
+    )
+    parser.add_argument(
         "--cold",
         action="store_true",
         help="side by side: no warm-up run first (the server's first requests in the first turn's figure)",
@@ -691,6 +720,9 @@ def main() -> None:
     if args.mixed is not None:
         mixed(args.mixed or [10_000, 100_000], args.baseline)
         return
+    if not args.no_compile:  # else every process that imports a checkout compiles its modules again
+        for tree in filter(None, [ROOT, args.against]):
+            compileall.compile_dir(tree / "clarion", quiet=1)
     with tempfile.TemporaryDirectory(prefix="clarion-bench-") as tmp:
         server, api = start_prefect(Path(tmp) / "prefect")
         try:
@@ -704,6 +736,7 @@ def main() -> None:
                     args.repeat,
                     args.against,
                     warm=not args.cold,
+                    fresh=args.fresh_ledger,
                 )
         finally:
             if server is not None:

@@ -138,3 +138,30 @@ def test_the_full_help_lists_every_command_in_order() -> None:
         if line.startswith("│ ") and line[2] != " "
     ]
     assert listed == list(COMMANDS)
+
+
+LAUNCH = """
+import json, sys
+import clarion.flows.launch, clarion.engine.helper_process
+from clarion.ledger import Ledger
+Ledger.open(sys.argv[1])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_launch_and_its_send_helper_load_no_statistics_and_no_alembic_on_a_current_ledger(
+    tmp_path: Any,
+) -> None:
+    """Both import Clarion before a run's first message: the statistics (scipy, numpy) wait for the report
+    or a bandit's wave, and Alembic for a ledger that needs migrating; together a quarter of a second of
+    each process's start-up on this machine."""
+    from clarion.ledger import Ledger
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger.open(url).close()  # created here: a user's ledger after its first run
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH, url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert not sorted(m for m in modules if m.split(".")[0] in {"scipy", "numpy", "alembic"})

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from clarion.analysis.arm import Arm
-from clarion.analysis.stats import prob_best
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ def thompson_shares(arms: Sequence[Arm], uniform_share: float = 0.2, *, seed: in
         raise ValueError("a bandit needs at least one arm")
     if not 0 <= uniform_share <= 1:
         raise ValueError(f"uniform_share {uniform_share}: give a share between 0 and 1")
+    from clarion.analysis.stats import prob_best  # scipy: loaded when a wave is allocated, not at launch
+
     best = prob_best(arms, seed=seed)
     k = len(arms)
     shares = [uniform_share / k + (1 - uniform_share) * p for p in best]

@@ -101,24 +101,29 @@ class ContactsFile:
 
     def _read(self, fh: BinaryIO, start: int, seq: int, limit: int | None) -> Iterator[Contact]:
         # Line numbers are exact from the top of the file (the header is line 1); when seeking, unknown.
-        state = {"offset": start, "line": 1 if start == self.data_offset else 0}
+        # Kept in plain locals: this loop reads every contact at planning and again at sending.
+        offset, line = start, 1 if start == self.data_offset else 0
 
         def lines() -> Iterator[str]:
+            nonlocal offset, line
             for raw in fh:
-                state["offset"] += len(raw)
-                state["line"] += 1
-                yield self._decode(raw, state["line"])
+                offset += len(raw)
+                line += 1
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield self._decode(raw, line)  # raises, naming the line and the byte
 
         reader = csv.reader(lines(), strict=True)
-        width = len(self.columns)
-        record_start, record_line = start, state["line"] + 1
+        columns, width, strip = self.columns, len(self.columns), str.strip
+        record_start, record_line = start, line + 1
         count = 0
         try:
             for row in reader:
                 if limit is not None and count >= limit:
                     return
                 if not row or not "".join(row).strip():  # every cell blank
-                    record_start, record_line = state["offset"], state["line"] + 1
+                    record_start, record_line = offset, line + 1
                     continue
                 if len(row) != width:
                     raise ContactsError(
@@ -130,11 +135,12 @@ class ContactsFile:
                             "quote values that contain commas",
                         )
                     )
-                fields = {name: cell.strip() for name, cell in zip(self.columns, row, strict=True)}
-                yield Contact(seq, record_line, record_start, fields)
+                yield Contact(
+                    seq, record_line, record_start, dict(zip(columns, map(strip, row), strict=True))
+                )
                 seq += 1
                 count += 1
-                record_start, record_line = state["offset"], state["line"] + 1
+                record_start, record_line = offset, line + 1
         except csv.Error as exc:
             hint = ""
             if "end of data" in str(exc) or "quote" in str(exc):

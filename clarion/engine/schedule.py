@@ -183,8 +183,8 @@ def variant_arms(
 ) -> tuple[list[Any], str, str]:
     """The variants' arms of one run (contacts assigned, and converted or clicked on `rollout.metric`),
     the fallback, and the metric's name. The holdout is not an arm here."""
+    from clarion.analysis.arm import Arm
     from clarion.analysis.clicks import Rules, automated_clickers
-    from clarion.analysis.stats import Arm
 
     variants = [v.id for v in campaign.experiment.variants if v.weight > 0]
     assigned = ledger.arm_counts(run_id)

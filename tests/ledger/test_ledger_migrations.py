@@ -16,7 +16,7 @@ from sqlalchemy import event, inspect, text
 
 import clarion
 from clarion.ledger import Ledger, LedgerNotMigrated, SendState, Settlement
-from clarion.ledger.migrate import MIGRATIONS, VERSION_TABLE, alembic_config, head_revisions
+from clarion.ledger.migrate import HEAD, MIGRATIONS, VERSION_TABLE, alembic_config, at_head, head_revisions
 from clarion.ledger.schema import metadata
 from tests.ledger.support import planned
 
@@ -38,6 +38,22 @@ def test_migrate_from_empty_creates_the_tables_at_head(open_ledger: Callable[[],
     ledger.migrate()
     assert {"runs", "assignments", "sends", VERSION_TABLE} <= tables(ledger)
     assert current(ledger) == head_revisions()
+
+
+def test_head_names_the_newest_script_so_a_ledger_at_it_is_told_without_alembic(
+    open_ledger: Callable[[], Ledger],
+) -> None:
+    """`migrate` skips Alembic when the version table says HEAD: HEAD must be the scripts' head, or a ledger
+    one script behind would be taken as current and never upgraded."""
+    assert head_revisions() == {HEAD}
+    ledger = open_ledger()
+    with ledger.engine.begin() as conn:
+        assert not at_head(conn)  # no version table yet
+        command.upgrade(alembic_config(conn), "0009_planned_index")
+        assert not at_head(conn)
+    ledger.migrate()
+    with ledger.engine.connect() as conn:
+        assert at_head(conn)
 
 
 def test_migrate_again_changes_nothing(ledger: Ledger) -> None:
