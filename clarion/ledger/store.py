@@ -27,7 +27,7 @@ from clarion.ledger import migrate as migrations
 from clarion.ledger.bulk import CHUNK, PLAN_ROWS, BulkWriter, Statistics, chunked
 from clarion.ledger.console import ConsoleStore
 from clarion.ledger.conversations import ConversationStore
-from clarion.ledger.database import ForkSafeEngine, resolve_url, shown, transaction
+from clarion.ledger.database import ForkSafeEngine, WriterTurns, resolve_url, shown, transaction
 from clarion.ledger.errors import RunExists, RunNotFound
 from clarion.ledger.events import EngagementStore, run_key_hex
 from clarion.ledger.measurement import MeasurementStore
@@ -77,6 +77,7 @@ class Ledger(
         self._engines = ForkSafeEngine(self.url)
         self._postgres = self.url.get_backend_name() == "postgresql"
         self._write_lock = (os.getpid(), threading.RLock())
+        self._turns = WriterTurns(self.url)
         self._bulk = BulkWriter(self.engine.dialect)
         self._moves = Transitions(self.engine.dialect)
         self._statistics = Statistics(self._postgres)
@@ -119,10 +120,10 @@ class Ledger(
         SQLite lets one writer in at a time; the others wait in its busy handler, which sleeps in steps of
         up to 100 ms whether or not the lock is free meanwhile: with a launch's send threads all writing,
         most of a run went to those sleeps. Threads of one process now take turns on a lock that wakes the
-        next at once; other processes still wait in SQLite's busy timeout."""
+        next at once, and this machine's processes on a lock file (WriterTurns) polled every millisecond."""
         if self._write_lock[0] != os.getpid():  # a forked child: its parent's lock may be held for good
             self._write_lock = (os.getpid(), threading.RLock())
-        with self._write_lock[1], transaction(self.engine, self.url, write=True) as conn:
+        with self._write_lock[1], self._turns.turn(), transaction(self.engine, self.url, write=True) as conn:
             yield conn
 
     def migrate(self) -> None:
