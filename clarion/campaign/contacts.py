@@ -17,6 +17,7 @@ from typing import BinaryIO
 from clarion.base.errors import ClarionError, Problem
 
 ID_COLUMN = "id"
+MIDDLE_TRIES = 64  # lines tried after the middle of a file for one outside any quoted value
 
 
 class ContactsError(ClarionError):
@@ -92,17 +93,60 @@ class ContactsFile:
                 )
             ) from None
 
-    def records(self, offset: int | None = None, seq: int = 0, limit: int | None = None) -> Iterator[Contact]:
-        """Records from byte `offset` (default: after the header), numbered from `seq`."""
+    def records(
+        self, offset: int | None = None, seq: int = 0, limit: int | None = None, line: int | None = None
+    ) -> Iterator[Contact]:
+        """Records from byte `offset` (default: after the header), numbered from `seq`; `line` is the line
+        before the one at `offset`, where a read from the top found it (else records' lines are unknown)."""
         start = self.data_offset if offset is None else offset
         with self.path.open("rb") as fh:
             fh.seek(start)
-            yield from self._read(fh, start, seq, limit)
+            yield from self._read(fh, start, seq, limit, line)
 
-    def _read(self, fh: BinaryIO, start: int, seq: int, limit: int | None) -> Iterator[Contact]:
-        # Line numbers are exact from the top of the file (the header is line 1); when seeking, unknown.
-        # Kept in plain locals: this loop reads every contact at planning and again at sending.
-        offset, line = start, 1 if start == self.data_offset else 0
+    def middle(self) -> int | None:
+        """Where a line starts near the middle of the records, outside any quoted value as far as counting
+        quotes tells (an even number of them before it): where a second process may start reading, once a
+        read from the top has confirmed a record starts there (`count_before`). None: no such line found
+        (a stray quote in a value can fool the count, which is why it is confirmed)."""
+        size = self.path.stat().st_size
+        with self.path.open("rb") as fh:
+            fh.seek(self.data_offset + (size - self.data_offset) // 2)
+            fh.readline()  # to the next line's start
+            at = fh.tell()
+            if at >= size:
+                return None
+            fh.seek(self.data_offset)
+            quotes, left = 0, at - self.data_offset
+            while left > 0:
+                block = fh.read(min(left, 1 << 20))
+                quotes += block.count(b'"')
+                left -= len(block)
+            for _ in range(MIDDLE_TRIES):  # an odd count: inside a quoted value; try the next lines
+                if quotes % 2 == 0:
+                    return at
+                line = fh.readline()
+                if not line:
+                    return None
+                quotes += line.count(b'"')
+                at += len(line)
+        return None
+
+    def count_before(self, offset: int) -> int | None:
+        """How many records start before byte `offset`, read from the top; None when no record starts
+        exactly there (the offset is inside a record, or past the last)."""
+        for contact in self.records():
+            if contact.offset >= offset:
+                return contact.seq if contact.offset == offset else None
+        return None
+
+    def _read(
+        self, fh: BinaryIO, start: int, seq: int, limit: int | None, line: int | None
+    ) -> Iterator[Contact]:
+        # Line numbers are exact from the top of the file (the header is line 1), or from a line the caller
+        # knows; else unknown (0 from the offset on). Plain locals: every contact passes here twice a run.
+        offset = start
+        if line is None:
+            line = 1 if start == self.data_offset else 0
 
         def lines() -> Iterator[str]:
             nonlocal offset, line

@@ -147,6 +147,28 @@ def _take_rows(remote: _Remote, ahead: queue.Queue[Any]) -> None:
     ahead.put(None)
 
 
+def _plan_parts(remote: _Remote, ledger: Any, loaded: Any) -> None:
+    """Plan the part of a big contacts file the launch offers (clarion.engine.plan.plan_part), and answer
+    for it, until the launch says to go."""
+    from clarion.engine.plan import plan_part
+
+    try:
+        while (part := remote.call("take_part", TAKE_WAIT)) is not False:
+            if part is None:
+                continue
+            try:
+                result = plan_part(ledger, loaded, part)
+            except Exception as exc:  # the launch plans it again (planning's inserts skip what is here)
+                result = f"{type(exc).__name__}: {exc}"
+                log.warning("the second half of the contacts not planned here: %s", result)
+            remote.call("part_done", result)
+    except (EOFError, OSError):  # the launch is gone: a resume plans again
+        return
+    except BaseException as exc:  # the launch would wait for an answer nobody gives: it plans once we go
+        log.error("planning: %s: %s; stopping", type(exc).__name__, exc)
+        os._exit(1)
+
+
 def _helper(config: dict[str, Any]) -> int:
     """A helper process: load, warm, then send batches from the launch's board until it says to go."""
     from clarion.base.runtime import bulk_work
@@ -164,6 +186,9 @@ def _helper(config: dict[str, Any]) -> int:
     rows = threading.Thread(target=_write_rows, args=(remote, run.ledger), name="clarion-helper-rows")
     rows.daemon = True
     rows.start()  # the launch is planning: its rows can be written here before the adapters are warm
+    part = threading.Thread(target=_plan_parts, args=(remote, run.ledger, loaded), name="clarion-helper-part")
+    part.daemon = True
+    part.start()
     run.warm(networks=False)  # every post is an opening batch, which only the launch sends
     digests = {str(c.path): campaign_digest(c) for c in (loaded, *kits.values())}  # while the launch plans
     checked: dict[str, bool] = {}

@@ -24,11 +24,15 @@ claims sends exactly as a thread of the launch does, so two processes never send
 - A helper checks that the campaign it loaded is the one the run was planned with (the run's digest), and
   gives a batch back, and stops, if not.
 
-Planning uses the helper too, before there is anything to send: the launch reads, checks and plans every
-contact, and its ledger writes (about 40% of planning on SQLite) go to the board as chunks (`HelperWriter`)
-that a helper writes while the launch reads on. At planning's end the launch writes itself the chunks no
-helper took, and waits for those a helper holds; a chunk whose helper died or failed is written again by the
-launch (planning's inserts skip rows already there). Nothing is sent before every chunk is committed.
+Planning uses the helper too, before there is anything to send. On SQLite the launch reads, checks and
+plans every contact, and its ledger writes (about 40% of planning) go to the board as chunks
+(`HelperWriter`) that a helper writes while the launch reads on. At planning's end the launch writes itself
+the chunks no helper took, and waits for those a helper holds; a chunk whose helper died or failed is
+written again by the launch (planning's inserts skip rows already there). On PostgreSQL, where two
+processes write at once, a new run's big contacts file is planned in halves: the launch plans the first
+and writes its rows, a helper plans and writes the second (`Part`, clarion.engine.plan.plan_part), and
+the launch plans it after all when the helper was not up, declined, failed or died. Nothing is sent
+before every row is committed.
 
 The helper's own side is clarion/engine/helper_process.py. Not here: helpers on other machines (that is
 the send pool's job, clarion/flows/shard.py, with Redis).
@@ -54,7 +58,7 @@ from typing import Any
 
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
-from clarion.engine.plan import Batch, write_rows
+from clarion.engine.plan import Batch, Part, PartPlanner, PartResult, write_rows
 from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
 from clarion.engine.spawn import spare, spawn
 from clarion.ledger import Ledger, PlannedSend, SendFields
@@ -79,6 +83,8 @@ CALLS = frozenset(
         "done",
         "take_rows",
         "rows_written",
+        "take_part",
+        "part_done",
     }
 )
 #: Rows per chunk a launch hands its helpers while it plans: smaller than a chunk written in place
@@ -141,6 +147,9 @@ class Board:
         self._counted = 0  # rows helpers wrote since the launch last asked (rows_held)
         self.wrote: dict[str, int] = {}  # rows each helper wrote, over the launch
         self._rows_takers: set[str] = set()  # helpers that took rows: up, and writing them
+        self._part: Part | None = None  # a part of planning offered, not yet taken
+        self._part_owner: str | None = None  # the helper planning it
+        self._part_result: PartResult | str | None = None
 
     def post(self, batches: list[Batch]) -> None:
         """A wave starts: its batches but the openings may be taken by helpers."""
@@ -268,6 +277,49 @@ class Board:
         with self._cond:
             self._rows.clear()
 
+    # -- a part of planning ---------------------------------------------------------------------------
+
+    def post_part(self, part: Part) -> None:
+        with self._cond:
+            self._part, self._part_owner, self._part_result = part, None, None
+            self._cond.notify_all()
+
+    def take_part(self, helper: str, wait: float) -> Part | bool | None:
+        """A helper takes the part offered (waiting up to `wait` s); None when there is none, False when
+        the launch is ending."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._part is not None or self._closed, timeout=wait)
+            if self._closed:
+                return False
+            part, self._part = self._part, None
+            if part is not None:
+                self._part_owner = helper
+            return part
+
+    def claim_part(self) -> str | None:
+        """Planning reached the part: the helper that took it, or None (withdrawn: nobody will)."""
+        with self._cond:
+            self._part = None
+            return self._part_owner
+
+    def part_done(self, helper: str, result: PartResult | str) -> None:
+        with self._cond:
+            if helper == self._part_owner:
+                self._part_result = result
+                if isinstance(result, PartResult):
+                    self.wrote[helper] = self.wrote.get(helper, 0) + result.rows
+                self._cond.notify_all()
+
+    def part_result(self, alive: Callable[[str], bool]) -> PartResult | str | None:
+        """Wait for the answer of the helper that took the part; None when it died first."""
+        with self._cond:
+            owner = self._part_owner
+            while self._part_result is None:
+                if owner is None or not alive(owner):
+                    return None
+                self._cond.wait(0.1)
+            return self._part_result
+
     def answer(self, batch: Batch, helper: str, alive: Callable[[], bool]) -> Answer | None:
         """Wait for the helper's answer about `batch`; None when the helper died, or gave it back."""
         key = key_of(batch)
@@ -335,6 +387,12 @@ class _Line:
     def rows_written(self, number: int, failed: str | None) -> None:
         self.board.rows_written(self.name, number, failed)
 
+    def take_part(self, wait: float) -> Part | bool | None:
+        return self.board.take_part(self.name, wait)
+
+    def part_done(self, result: PartResult | str) -> None:
+        self.board.part_done(self.name, result)
+
     def abandon(self) -> None:
         """The helper died: its chunks in flight will never leave; stop counting them."""
         with self._lock:
@@ -353,6 +411,7 @@ class HelperWriter:
     def __init__(self, helpers: Helpers, ledger: Ledger) -> None:
         self.helpers, self.board, self.ledger = helpers, helpers.board, ledger
         self._numbers = 0
+        self.parts: PartPlanner | None = _Parts(helpers)
 
     def write(self, run_id: str, assignments: list[tuple[int, str, str]], sends: list[PlannedSend]) -> None:
         self._numbers += 1
@@ -375,6 +434,22 @@ class HelperWriter:
 
     def _write(self, rows: Rows) -> None:
         write_rows(self.ledger, rows.run_id, rows.assignments, rows.sends)
+
+
+class _Parts:
+    """The second half of a big contacts file, planned by whichever helper takes it (a PartPlanner)."""
+
+    def __init__(self, helpers: Helpers) -> None:
+        self.helpers, self.board = helpers, helpers.board
+
+    def offer(self, part: Part) -> None:
+        self.board.post_part(part)
+
+    def taken(self) -> bool:
+        return self.board.claim_part() is not None
+
+    def result(self) -> PartResult | str | None:
+        return self.board.part_result(self.helpers.alive)
 
 
 class Helpers:

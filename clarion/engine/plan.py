@@ -9,28 +9,37 @@ plans again, finds everything already there, and gets the same batches.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from clarion import channels
 from clarion.base.addresses import address_keys, stored_form
 from clarion.base.consent import Kind, consent_given, kind_of_channel
-from clarion.base.errors import ClarionError
+from clarion.base.errors import CampaignInvalid, ClarionError
 from clarion.base.settings import ClarionSettings
-from clarion.campaign.contacts import Contact
+from clarion.campaign.contacts import Contact, ContactsError, ContactsFile
 from clarion.campaign.loader import LoadedCampaign, campaign_digest
 from clarion.campaign.model import HOLDOUT, REST
 from clarion.channels.base import ChannelKind, FrequencyCap
 from clarion.engine.bandit import WavePlan
+from clarion.engine.spawn import HELPER_AUDIENCE_BYTES
 from clarion.ledger import PLAN_ROWS, Ledger, PlannedSend, RunStatus, SendFields
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
 from clarion.messages.render import Renderer
 from clarion.messages.validate import ValidationReport, scan
 from clarion.messages.validated import recall, remember, validation_digest
+
+log = logging.getLogger("clarion.engine")
+
+#: A contacts file this big is planned in halves numbered apart (`_Planner`), which a launch and its local
+#: send helper can plan at once (`_Split`); the size at which a launch starts a helper
+HALVES_BYTES = HELPER_AUDIENCE_BYTES
+HALVES = "halves"  # the run option that says a run's halves were numbered apart
 
 CHANNEL_HOLDOUT = "channel_holdout"  # the skip reason of a send withheld by experiment.channel_holdouts
 OPENING_BATCH = 50  # every channel's first batch is small, so its first message leaves at once
@@ -64,9 +73,11 @@ class RowWriter(Protocol):
     handed to a local send helper that writes them while planning reads on (clarion/engine/helpers.py).
 
     `rows` is how many rows a chunk holds at most. `wait` returns once every chunk written is committed
-    (planning's end: nothing is sent before); `drop` forgets chunks not yet written (planning failed)."""
+    (planning's end: nothing is sent before); `drop` forgets chunks not yet written (planning failed).
+    `parts`: who may plan the second half of a big contacts file meanwhile (None: nobody)."""
 
     rows: int
+    parts: PartPlanner | None
 
     def write(
         self, run_id: str, assignments: list[tuple[int, str, str]], sends: list[PlannedSend]
@@ -75,6 +86,44 @@ class RowWriter(Protocol):
     def wait(self) -> None: ...
 
     def drop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Part:
+    """The second half of a big contacts file, offered to a local send helper while the launch plans the
+    first: the helper plans and writes it as the launch would have (`plan_part`)."""
+
+    run_id: str
+    offset: int  # where the half starts (ContactsFile.middle): the helper confirms a record starts there
+    digest: str  # the run's campaign digest: a helper that loaded other files declines
+    render: bool  # scan's `render`: False when these files validated before
+
+
+@dataclass
+class PartResult:
+    """What a helper planned: the part's first seq, its report's tally, the ids it met, its batches, and
+    how many rows it wrote."""
+
+    count: int
+    tally: dict[str, Any]
+    ids: set[str]
+    batches: list[Batch]
+    rows: int
+
+
+INVALID = "invalid"  # a helper's answer for a part with a problem: the launch finds and lists them all
+
+
+class PartPlanner(Protocol):
+    """The launch's side of a part (clarion/engine/helpers.py): offered before planning reads, `taken`
+    asked once when planning reaches it (False: withdrawn, the launch reads on), then `result` awaited:
+    the PartResult, or why not (str; nothing was written unless the helper died: None)."""
+
+    def offer(self, part: Part) -> None: ...
+
+    def taken(self) -> bool: ...
+
+    def result(self) -> PartResult | str | None: ...
 
 
 def write_rows(
@@ -91,6 +140,7 @@ class DirectWriter:
     """Planning's rows written by the thread that plans, a transaction per chunk."""
 
     rows = PLAN_ROWS
+    parts: PartPlanner | None = None
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -135,9 +185,15 @@ class _Planner:
         wave: WavePlan | None = None,
         *,
         writer: RowWriter,
+        middle: int | None = None,
     ) -> None:
+        """`middle`: where the file's second half starts (`halves`): from the record there on, batches are
+        numbered above any number the first half can reach, so that two processes can plan a half each, and
+        a resume or either alone number every batch alike."""
         self.ledger, self.run_id = ledger, run_id
         self.writer = writer
+        self.written = 0  # rows handed to the writer
+        self._middle = middle
         # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
         self.winner = winner
         self.wave = wave  # a Thompson wave's run: its share of the rest, each on its allocated arm
@@ -181,6 +237,8 @@ class _Planner:
         return None, key
 
     def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
+        if self._middle is not None and contact.offset >= self._middle:
+            self._second_half(contact)
         if self.wave is not None:
             allocated = self.wave.arm(contact.id) if arm == REST else None
             if allocated is None:
@@ -226,6 +284,16 @@ class _Planner:
         if len(self.sends) >= self.writer.rows or len(self.assignments) >= self.writer.rows:
             self.flush()  # a transaction each
 
+    def _second_half(self, contact: Contact) -> None:
+        """The first contact at or after the middle: where a record starts exactly there, the first half's
+        batches end and the second half's are numbered from 2 + (records before) // batch size. The first
+        half's `seq` records make an opening batch and at most seq // size more: numbers below that."""
+        if contact.offset == self._middle:
+            for cid in self._open:
+                self._close(cid)
+                self._numbers[cid] = 2 + contact.seq // self._sizes[cid]
+        self._middle = None
+
     def _close(self, cid: str) -> None:
         members = self._open[cid]
         if members:
@@ -243,6 +311,7 @@ class _Planner:
 
     def flush(self) -> None:
         if self.assignments or self.sends:
+            self.written += len(self.assignments) + len(self.sends)
             self.writer.write(self.run_id, self.assignments, self.sends)
             self.assignments, self.sends = [], []
 
@@ -303,6 +372,10 @@ def plan_run(
             ],
             "shares": {arm: share for arm, share in shares.items() if arm != REST},
             "channel_holdouts": dict(campaign.experiment.channel_holdouts),
+            # a big file's halves numbered apart (_middle), so a resume numbers them alike: on PostgreSQL,
+            # where a helper planning one half writes beside the launch (SQLite has one writer at a time:
+            # there the helper writes the launch's rows while it reads the whole file, HelperWriter)
+            HALVES: ledger.url.get_backend_name() == "postgresql",
             "attribution_window": campaign.attribution.window.total_seconds(),
             "automated_clicks": {
                 "fast_click": campaign.tracking.automated_clicks.fast_click.total_seconds(),
@@ -335,17 +408,44 @@ def plan_run(
         )
     renderer = Renderer(loaded, LinkSigner.from_settings(), run_id)
     writer = writer or DirectWriter(ledger)
-    planner = _Planner(
-        ledger, loaded, run_id, winner=rollout_of[1] if rollout_of else None, wave=wave, writer=writer
-    )
     # files validated before need no second rendering of every message; a campaign with share kits is
     # recorded by `clarion validate` only (planning checks the campaign, not its kits)
-    digest = validation_digest(loaded)
-    known = recall(loaded, digest) is not None
+    validated = validation_digest(loaded)
+    render = recall(loaded, validated) is None
+    middle = _middle(loaded, bool((existing.options if existing else options).get(HALVES)))
+    split = None
+    if middle is not None and writer.parts is not None and existing is None and not (rollout_of or wave):
+        split = _Split(writer.parts, Part(run_id, middle, digest, render))
+    planner = _Planner(
+        ledger,
+        loaded,
+        run_id,
+        winner=rollout_of[1] if rollout_of else None,
+        wave=wave,
+        writer=writer if split is None else DirectWriter(ledger),  # the helper plans, not writes, then
+        middle=middle,
+    )
+    more: list[Batch] = []
     try:
-        plan.report = scan(loaded, renderer, planner.visit, render=not known)
-        if not known and not loaded.campaign.share_kits:
-            remember(plan.report, digest)
+        seen: set[str] = set()
+        try:
+            plan.report = scan(
+                loaded,
+                renderer,
+                planner.visit,
+                render=render,
+                until=split.until if split else None,
+                seen=seen,
+            )
+        except CampaignInvalid:
+            if split is not None:  # part of the file was read: one pass over it all lists every problem
+                scan(loaded, renderer, render=render)
+            raise
+        if split is not None and split.stop is not None:
+            more = split.rest(ledger, loaded, renderer, planner, plan.report, seen)
+        planner.finish()
+        if render and not loaded.campaign.share_kits:
+            remember(plan.report, validated)
     except ClarionError as exc:
         writer.drop()
         ledger.set_run_status(run_id, RunStatus.FAILED, error=f"campaign invalid: {str(exc)[:500]}")
@@ -353,7 +453,6 @@ def plan_run(
     except BaseException:
         writer.drop()
         raise
-    planner.finish()
     writer.wait()
     social = [
         (cid, variant.id)
@@ -372,8 +471,109 @@ def plan_run(
     per_request = {
         cid: channels.get(config.provider).max_batch for cid, config in loaded.campaign.channels.items()
     }
-    plan.batches = list(_ordered(planner.batches, social, run_id, per_request))
+    plan.batches = list(_ordered(planner.batches + more, social, run_id, per_request))
     return plan
+
+
+def _middle(loaded: LoadedCampaign, halves: bool) -> int | None:
+    """Where the second half of a contacts file of HALVES_BYTES or more starts (ContactsFile.middle), for
+    `_Planner`; None for a smaller file, a query, or a run whose options do not say HALVES (a SQLite
+    ledger's, or one planned before halves were numbered apart: it is resumed as it was planned)."""
+    if not halves:
+        return None
+    contacts = loaded.contacts()
+    if not isinstance(contacts, ContactsFile) or contacts.path.stat().st_size < HALVES_BYTES:
+        return None
+    return contacts.middle()
+
+
+class _Split:
+    """Planning shared with a local send helper (a new run, a big contacts file): the launch reads up to the
+    file's middle, a helper from there (`plan_part`), each writing its own rows. What the helper could not
+    do (it was not up in time, declined, failed or died), the launch does after all, with the same rows
+    and batch numbers (`_Planner`'s halves); a problem anywhere is listed by one pass over the whole file."""
+
+    def __init__(self, parts: PartPlanner, part: Part) -> None:
+        self.parts, self.part = parts, part
+        self.stop: Contact | None = None  # the first contact of the helper's part, once it took it
+        self._asked = False
+        parts.offer(part)
+
+    def until(self, contact: Contact) -> bool:
+        """scan's `until`: the launch stops at the middle when a helper took the part, else reads on."""
+        if self._asked or contact.offset < self.part.offset:
+            return False
+        self._asked = True
+        if self.parts.taken():
+            self.stop = contact
+            return True
+        return False
+
+    def rest(
+        self,
+        ledger: Ledger,
+        loaded: LoadedCampaign,
+        renderer: Renderer,
+        planner: _Planner,
+        report: ValidationReport,
+        seen: set[str],
+    ) -> list[Batch]:
+        """The helper's part added to the launch's `report`, and its batches; or, when the helper did not
+        plan it, planned here by `planner` (which has the first half's batches open)."""
+        assert self.stop is not None
+        stop, result = self.stop, self.parts.result()
+        if isinstance(result, PartResult) and result.count == stop.seq and not result.ids & seen:
+            report.absorb(result.tally)
+            ledger.inserted_elsewhere(result.rows)
+            return result.batches
+        display = loaded.contacts().display
+        if result == INVALID or (isinstance(result, PartResult) and result.ids & seen):
+            scan(loaded, renderer, render=self.part.render)  # one pass over it all lists every problem
+            raise ClarionError(f"a contact of {display} has a problem: `clarion validate` the campaign")
+        if isinstance(result, PartResult):
+            raise ClarionError(
+                f"{display} changed while run {self.part.run_id} was planned; "
+                "leave the file as it is while a run plans, and start a new run"
+            )
+        log.warning(
+            "run %s: the send helper did not plan the second half of the contacts (%s); the launch does",
+            self.part.run_id,
+            result or "it stopped",
+        )
+        start = (stop.offset, stop.seq, stop.line - 1)
+        more = scan(loaded, renderer, planner.visit, render=self.part.render, start=start, seen=seen)
+        report.absorb(more.tally())
+        return []
+
+
+def plan_part(ledger: Ledger, loaded: LoadedCampaign, part: Part) -> PartResult | str:
+    """A local send helper's side of a split plan: confirm a record starts at `part.offset`, then plan and
+    write every contact from there as the launch would have (numbered after those before it, batches
+    numbered above the launch's). A str says why not: INVALID for a problem in the part (the launch lists
+    them all, and the run fails; the rows before the first problem stay, as in one pass), else nothing
+    was written."""
+    if campaign_digest(loaded) != part.digest:
+        return "the campaign's files changed since the run was planned"
+    contacts = loaded.contacts()
+    if not isinstance(contacts, ContactsFile):
+        return "the audience is a query"
+    try:
+        count = contacts.count_before(part.offset)
+    except ContactsError:
+        return INVALID
+    if count is None:
+        return "no record starts at the file's middle (a quoted value spans it)"
+    renderer = Renderer(loaded, LinkSigner.from_settings(), part.run_id)
+    planner = _Planner(ledger, loaded, part.run_id, writer=DirectWriter(ledger), middle=part.offset)
+    ids: set[str] = set()
+    try:
+        report = scan(
+            loaded, renderer, planner.visit, render=part.render, start=(part.offset, count, None), seen=ids
+        )
+    except CampaignInvalid:
+        return INVALID
+    planner.finish()
+    return PartResult(count, report.tally(), ids, planner.batches, planner.written)
 
 
 def _ordered(

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clarion import channels
@@ -91,6 +92,20 @@ class ValidationReport:
     withheld: Counter[str] = field(default_factory=Counter)  # channel -> of the reachable, its holdout
     samples: dict[str, Message] = field(default_factory=dict)
 
+    def tally(self) -> dict[str, Any]:
+        """The counts and samples, without the campaign: what a helper that planned a part sends back."""
+        names = ("contacts", "arms", "reachable", "consented", "withheld", "samples")
+        return {name: getattr(self, name) for name in names}
+
+    def absorb(self, tally: dict[str, Any]) -> None:
+        """Add the tally of the contacts after this report's (its samples are of later contacts: kept only
+        for a channel and variant this report has none of, as one pass would have)."""
+        self.contacts += tally["contacts"]
+        for name in ("arms", "reachable", "consented", "withheld"):
+            getattr(self, name).update(tally[name])
+        for key, message in tally["samples"].items():
+            self.samples.setdefault(key, message)
+
 
 #: Called for every valid contact: (contact, arm, {channel id: normalised address or None}).
 Visitor = Callable[[Contact, str, dict[str, str | None]], None]
@@ -142,12 +157,24 @@ def check_kits(parent: LoadedCampaign) -> list[tuple[ShareKit, LoadedCampaign]]:
 
 
 def scan(
-    loaded: LoadedCampaign, renderer: Renderer, visitor: Visitor | None = None, *, render: bool = True
+    loaded: LoadedCampaign,
+    renderer: Renderer,
+    visitor: Visitor | None = None,
+    *,
+    render: bool = True,
+    start: tuple[int, int, int | None] | None = None,
+    until: Callable[[Contact], bool] | None = None,
+    seen: set[str] | None = None,
 ) -> ValidationReport:
     """One pass over the audience: check and render every contact, telling `visitor` about each.
 
     `render=False`: these very files validated before (validated.py), so each contact's messages need not
-    be rendered and checked again; the contacts are still read, checked and told to `visitor`."""
+    be rendered and checked again; the contacts are still read, checked and told to `visitor`.
+
+    A pass over part of a contacts file (planning split between two processes, clarion/engine/plan.py):
+    `start` = (offset, seq, line before) of the record to begin at, as a read from the top found it (line
+    None: not known); `until(contact)` True ends the pass before that contact; `seen` holds the ids met
+    (duplicates are checked against what it held before)."""
     contacts = loaded.contacts()
     report = ValidationReport(loaded)
     groups = ProblemGroups()
@@ -187,7 +214,13 @@ def scan(
         per_contact.append((cid, adapter))
 
     assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
+    if start is None:
+        records = contacts.records()
+    elif isinstance(contacts, ContactsFile):
+        records = contacts.records(start[0], start[1], line=start[2])
+    else:
+        raise ValueError("a pass from a position in the audience reads a contacts file, not a query")
     # an id that is a phone number where the campaign texts (its SMS channels' regions; else the US)
     phone_shaped = PhoneShaped(
         str(region)
@@ -197,7 +230,9 @@ def scan(
     memo: dict[tuple[object, ...], _Checked] = {}
     with bulk_work():  # a few containers per contact, freed at once: fewer collector passes
         try:
-            for contact in contacts.records():
+            for contact in records:
+                if until is not None and until(contact):
+                    break
                 report.contacts += 1
                 if not _contact_ok(contact, contacts, seen, groups, phone_shaped):
                     continue
@@ -246,7 +281,7 @@ def scan(
                     visitor(contact, arm, addresses)
         except ContactsError as exc:
             groups.add(("file",), exc.problem)
-    if report.contacts == 0 and not groups:
+    if report.contacts == 0 and not groups and start is None and until is None:
         groups.add(("empty",), Problem(contacts.display, 2, 1, "has a header but no contacts"))
     if groups:
         raise CampaignInvalid(groups.problems())
