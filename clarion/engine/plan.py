@@ -101,12 +101,11 @@ class Part:
 
 @dataclass
 class PartResult:
-    """What a helper planned: the part's first seq, its report's tally, the ids it met, its batches, and
-    how many rows it wrote."""
+    """What a helper planned: the part's first seq, its report's tally, its batches, and how many rows it
+    wrote."""
 
     count: int
     tally: dict[str, Any]
-    ids: set[str]
     batches: list[Batch]
     rows: int
 
@@ -521,23 +520,26 @@ class _Split:
         """The helper's part added to the launch's `report`, and its batches; or, when the helper did not
         plan it, planned here by `planner` (which has the first half's batches open)."""
         assert self.stop is not None
-        stop, result = self.stop, self.parts.result()
-        if isinstance(result, PartResult) and result.count == stop.seq and not result.ids & seen:
+        stop, result, run_id = self.stop, self.parts.result(), self.part.run_id
+        display = loaded.contacts().display
+        if isinstance(result, PartResult) and result.count == stop.seq:
             report.absorb(result.tally)
             ledger.inserted_elsewhere(result.rows)
-            return result.batches
-        display = loaded.contacts().display
-        if result == INVALID or (isinstance(result, PartResult) and result.ids & seen):
+            planner.flush()
+            # an id in both halves: its second assignment was not written (one per contact and run)
+            if sum(ledger.arm_counts(run_id).values()) == report.contacts:
+                return result.batches
+        if result == INVALID or (isinstance(result, PartResult) and result.count == stop.seq):
             scan(loaded, renderer, render=self.part.render)  # one pass over it all lists every problem
             raise ClarionError(f"a contact of {display} has a problem: `clarion validate` the campaign")
         if isinstance(result, PartResult):
             raise ClarionError(
-                f"{display} changed while run {self.part.run_id} was planned; "
+                f"{display} changed while run {run_id} was planned; "
                 "leave the file as it is while a run plans, and start a new run"
             )
         log.warning(
             "run %s: the send helper did not plan the second half of the contacts (%s); the launch does",
-            self.part.run_id,
+            run_id,
             result or "it stopped",
         )
         start = (stop.offset, stop.seq, stop.line - 1)
@@ -565,15 +567,12 @@ def plan_part(ledger: Ledger, loaded: LoadedCampaign, part: Part) -> PartResult 
         return "no record starts at the file's middle (a quoted value spans it)"
     renderer = Renderer(loaded, LinkSigner.from_settings(), part.run_id)
     planner = _Planner(ledger, loaded, part.run_id, writer=DirectWriter(ledger), middle=part.offset)
-    ids: set[str] = set()
     try:
-        report = scan(
-            loaded, renderer, planner.visit, render=part.render, start=(part.offset, count, None), seen=ids
-        )
+        report = scan(loaded, renderer, planner.visit, render=part.render, start=(part.offset, count, None))
     except CampaignInvalid:
         return INVALID
     planner.finish()
-    return PartResult(count, report.tally(), ids, planner.batches, planner.written)
+    return PartResult(count, report.tally(), planner.batches, planner.written)
 
 
 def _ordered(

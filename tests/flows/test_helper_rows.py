@@ -230,26 +230,34 @@ def test_a_helper_that_dies_while_it_plans_leaves_its_part_to_the_launch(
 
 
 @pytest.mark.parametrize("ledger", ["postgresql"], indirect=True)  # SQLite: one writer at a time
+@pytest.mark.parametrize("where", ["both halves", "across the halves only"])
 def test_a_problem_anywhere_in_a_split_file_is_listed_as_one_pass_lists_it(
-    helpers: tuple[Helpers, Path], ledger: Ledger
+    helpers: tuple[Helpers, Path], ledger: Ledger, where: str
 ) -> None:
+    """A bad line in each half, or only an id of the first half again in the second (each half alone is
+    fine: the helper plans its part, and the ledger's one assignment per contact tells)."""
     started, path = helpers
     contacts = path.parent / "contacts.csv"
     lines = contacts.read_text().splitlines(keepends=True)
     first = lines[10].split(",")[0]
-    lines[1500] = lines[1500].replace("@", " at ", 1)  # a bad address in the helper's half
     lines[1800] = first + lines[1800][lines[1800].index(",") :]  # an id of the launch's half again
+    bad = {1801}
+    if where == "both halves":
+        lines[300] = lines[300].replace("@", " at ", 1)  # a bad address in the launch's half
+        lines[1500] = lines[1500].replace("@", " at ", 1)  # and one in the helper's
+        bad |= {301, 1501}
     contacts.write_text("".join(lines))
     _ready(started, ledger)
     loaded = load_campaign(path)
     with pytest.raises(CampaignInvalid) as one_pass:
         validate(loaded)
     with pytest.raises(CampaignInvalid) as split:
-        plan_run(ledger, loaded, "split-bad", writer=started.writer(ledger))
+        plan_run(ledger, loaded, f"split-bad-{len(bad)}", writer=started.writer(ledger))
 
     assert split.value.problems == one_pass.value.problems
-    assert {1501, 1801} <= {p.line for p in split.value.problems}
-    run = ledger.get_run("split-bad")
+    listed = " ".join(str(p) for p in split.value.problems)
+    assert all(f"(line {n})" in listed for n in bad), listed
+    run = ledger.get_run(f"split-bad-{len(bad)}")
     assert run is not None and run.status is RunStatus.FAILED
 
 
