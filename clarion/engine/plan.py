@@ -116,7 +116,8 @@ INVALID = "invalid"  # a helper's answer for a part with a problem: the launch f
 class PartPlanner(Protocol):
     """The launch's side of a part (clarion/engine/helpers.py): offered before planning reads, `taken`
     asked once when planning reaches it (False: withdrawn, the launch reads on), then `result` awaited:
-    the PartResult, or why not (str; nothing was written unless the helper died: None)."""
+    the PartResult, why not (a str: INVALID, or a reason when nothing was written), or None when the
+    helper died (having written some of it, maybe)."""
 
     def offer(self, part: Part) -> None: ...
 
