@@ -9,6 +9,7 @@ The decision is kept in the ledger, so a resumed run does not ask twice. `answer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import get_run_logger
@@ -35,8 +36,11 @@ class ApprovalInput(RunInput):
     reason: str = ""
 
 
-def approval_gate(run: RunContext, approved_by: str | None) -> tuple[RunStatus, str] | None:
-    """None: go on and send. Otherwise the run's final status and why (rejected, expired)."""
+def approval_gate(
+    run: RunContext, approved_by: str | None, waiting: Callable[[], None] | None = None
+) -> tuple[RunStatus, str] | None:
+    """None: go on and send. Otherwise the run's final status and why (rejected, expired). `waiting` is
+    called when the run is about to wait for an approver (the launch lets its idle send helpers go)."""
     store, loaded, run_id = run.ledger, run.loaded, run.run_id
     gate = loaded.campaign.approval
     if gate is None or not gate.required:
@@ -72,6 +76,8 @@ def approval_gate(run: RunContext, approved_by: str | None) -> tuple[RunStatus, 
             gate.timeout,
             run_id,
         )
+        if waiting is not None:
+            waiting()
         try:
             answer = pause_flow_run(
                 wait_for_input=ApprovalInput.with_initial_data(

@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -74,6 +75,10 @@ PREFETCH_WAIT = 300.0  # a scheduled run started this early (or less) waits for 
 #: request to the Prefect server from the flow's thread, about 12 ms holding the interpreter beside the
 #: send threads; twenty of them were 0.25 s of an 8-second 100,000-email run.
 PROGRESS_EVERY = 1.0
+#: A launch about to wait this long or longer (a later step; any approval gate, whose answer comes when a
+#: person gives it) lets its local send helpers go meanwhile, about 180 MB each; the next wave starts new
+#: ones (about a second's start-up, while the launch's own threads send).
+IDLE_HELPERS = 30.0
 
 
 @flow(
@@ -125,7 +130,8 @@ def _launch(
     loaded, run_id = run.loaded, run.run_id
     batches = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed)
     store = run.ledger
-    verdict = approval_gate(run, approved_by)
+    helpers = _Resting(run)
+    verdict = approval_gate(run, approved_by, waiting=helpers.rest)
     if verdict is not None:  # rejected or expired: nothing was sent, nothing will be
         store.set_run_status(run_id, verdict[0], error=verdict[1])
         publish_results(store, run_id, [], {})
@@ -141,6 +147,7 @@ def _launch(
         for wave in (w for w in plan if w.at <= now or sending.decided_early(w, now)):
             if run.coordination.stop_requested():
                 break
+            helpers.wake()
             todo = sending.due(wave)
             if todo:
                 sending.send(wave, todo)
@@ -159,11 +166,48 @@ def _launch(
             publish_results(store, run_id, results, sending.errors)
             return RunOutcome(run_id, "waiting", results, sending.errors, next=wake)
         delay = (wake - utcnow()).total_seconds()
+        if delay >= IDLE_HELPERS:
+            helpers.rest()
         if delay > 0:
             get_run_logger().info("run %s: next wave at %s (in %.0f s)", run_id, wake.isoformat(), delay)
             if run.coordination.wait_for_stop(delay):
                 return _interrupted(run, run.coordination.stop_requested() or "stopped")
-    return _finish(run, sending)
+    return _finish(run, sending, helpers)
+
+
+class _Resting:
+    """A launch's local send helpers let go while it waits long (`IDLE_HELPERS`), and started again for the
+    next wave; what the helpers did before they rested is kept for the run's outcome."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.resting = False
+        self.taken: Counter[str] = Counter()  # batches and rows of the helpers let go
+        self.wrote: Counter[str] = Counter()
+
+    def rest(self) -> None:
+        helpers = self.run.helpers
+        if helpers is None:
+            return
+        self.taken.update(helpers.board.taken)
+        self.wrote.update(helpers.board.wrote)
+        self.run.helpers = None
+        helpers.close()
+        self.resting = True
+        get_run_logger().info("run %s: its send helpers rest while it waits", self.run.run_id)
+
+    def wake(self) -> None:
+        if self.resting:
+            self.resting = False
+            self.run.helpers = start_helpers(self.run)
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Batches each helper took and rows each wrote, over the launch (before and after any rest)."""
+        taken, wrote = Counter(self.taken), Counter(self.wrote)
+        if self.run.helpers is not None:
+            taken.update(self.run.helpers.board.taken)
+            wrote.update(self.run.helpers.board.wrote)
+        return {k: n for k, n in taken.items() if n}, {k: n for k, n in wrote.items() if n}
 
 
 def start_helpers(run: RunContext) -> Helpers | None:
@@ -420,7 +464,7 @@ def _channel_key(wave: Wave, channel: str) -> str:
     return f"kit-{wave.kit}:{channel}" if wave.kit else channel
 
 
-def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
+def _finish(run: RunContext, sending: _Waves, helpers: _Resting) -> RunOutcome:
     """Every wave sent (or its channels stopped): the runs' final states, published."""
     store, run_id, errors = run.ledger, run.run_id, sending.errors
     status = RunStatus.COMPLETED if not errors else RunStatus.FAILED
@@ -430,9 +474,8 @@ def _finish(run: RunContext, sending: _Waves) -> RunOutcome:
     results = sending.results(run_id)  # nothing of the run changed since its last wave counted them
     publish_results(store, run_id, results, errors)
     outcome = RunOutcome(run_id, status.value, results, errors, waves=finish_waves(run, status))
-    if run.helpers is not None:
-        outcome.helpers = {name: n for name, n in run.helpers.board.taken.items() if n}
-        outcome.helper_rows = {name: n for name, n in run.helpers.board.wrote.items() if n}
+    if run.helpers is not None or helpers.taken or helpers.wrote:
+        outcome.helpers, outcome.helper_rows = helpers.counts()
     if run.loaded.campaign.rollout is not None and run.loaded.campaign.rollout.strategy == "fixed":
         child = rollout_run_id(run_id)
         decision = store.decisions(run_id).get(ROLLOUT, {})

@@ -128,7 +128,14 @@ def test_sign_in_approve_a_paused_run_and_watch_it_send(
             assert time.monotonic() < deadline, f"sms counts seen: {seen}"
             time.sleep(0.1)
         texts = len([m for m in sandbox.messages() if m["provider"] == "twilio"])
-        assert seen[-1] == texts > 10
+        sent = sum(1 for _ in ledger.sends(run_id, "sms", "sent"))
+        assert seen[-1] == sent > 10, "the page's last count is not the ledger's"
+        # a text whose answer comes too late (a loaded machine) is uncertain, not sent, though the sandbox
+        # has it: the page once showed 106 against 108 at the sandbox, in a CI run under load 5-9
+        uncertain = sum(1 for _ in ledger.sends(run_id, "sms", "uncertain"))
+        assert sent <= texts <= sent + uncertain, (
+            f"{texts} texts at the sandbox, {sent} sent, {uncertain} uncertain"
+        )
         assert any(0 < v < texts for v in seen), f"the counts did not rise live: {seen}"
         assert seen == sorted(seen)
         assert page.evaluate("window.clarionMarker") == "same page", "the page was reloaded"

@@ -6,6 +6,7 @@ resume finishes the run without sending anyone twice; a channel's pacing holds a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from clarion.base.errors import ClarionError
 from clarion.base.settings import ClarionSettings
 from clarion.engine.outcome import RunOutcome
 from clarion.flows.launch import launch
@@ -222,3 +224,71 @@ def test_pacing_holds_across_the_launch_and_its_helper(
     assert worst <= 22, f"{worst} texts in one second at a pace of 20"  # each process alone: 40
     span = (times[-1] - times[0]).total_seconds()
     assert span >= (len(times) - 21) / 20 * 0.9
+
+
+def _status(ledger: Ledger, run_id: str) -> str | None:
+    record = ledger.get_run(run_id)
+    return None if record is None else str(record.status)
+
+
+def test_a_launch_waiting_for_approval_lets_its_helper_go_and_sends_with_a_new_one(
+    slow_texts: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An approval may take hours; an idle helper holds about 180 MB all that time. It goes while the run
+    # waits, and a new one sends beside the launch once a person approves.
+    from clarion.flows.approval import answer
+
+    monkeypatch.setenv("CLARION_APPROVAL_POLL", "1")
+    path = slow_texts
+    path.write_text(path.read_text() + "approval: {approvers: [ana], timeout: 5m}\n")
+    results: list[RunOutcome] = []
+    thread = threading.Thread(target=lambda: results.append(launch(str(path), "helpers-gate")), daemon=True)
+    thread.start()
+    answered = False
+    try:
+        ledger = Ledger.open(ClarionSettings().ledger_url())  # migrated: it is read before the run begins
+        waiting = _wait_for(lambda: _status(ledger, "helpers-gate") == "awaiting_approval", 120)
+        assert waiting, "the run never reached its approval gate"
+        assert _wait_for(lambda: not _helper_pids(), 30), "the helper stayed while the run waited"
+        assert not providers.messages(), "sent before approval"
+        answer("helpers-gate", approved=True, approver="ana")
+        answered = True
+        thread.join(300)
+    finally:
+        if not answered and thread.is_alive():  # the gate would wait its five minutes
+            with contextlib.suppress(ClarionError):  # not at its gate: the failure above says why
+                answer("helpers-gate", approved=False, approver="ana", reason="the test failed")
+                thread.join(60)
+
+    assert results and results[0].status == "completed", results and results[0].errors
+    assert results[0].helpers.get("helper-1", 0) >= 1, "no helper sent after the approval"
+    counts = _each_once(providers, path)
+    expected = expected_recipients(path)
+    for channel in ("email", "sms"):
+        assert set(counts[channel]) == set(expected[channel]), f"{channel}: someone was left out"
+    assert not _helper_pids() or _wait_for(lambda: not _helper_pids(), 30), "the helper outlived its launch"
+
+
+def test_a_launch_waiting_for_its_next_step_lets_its_helper_go_and_the_step_sends_with_a_new_one(
+    slow_texts: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clarion.flows.launch as launch_module
+
+    monkeypatch.setattr(launch_module, "IDLE_HELPERS", 1.0)  # a step 10 s later is a long wait here
+    path = slow_texts
+    steps = "steps:\n  - {name: now, channels: [x, email]}\n  - {name: later, after: 10s, channels: [sms]}\n"
+    path.write_text(path.read_text() + steps)
+    results: list[RunOutcome] = []
+    thread = threading.Thread(target=lambda: results.append(launch(str(path), "helpers-step")), daemon=True)
+    thread.start()
+    emailed = expected_recipients(path)["email"]
+    assert _wait_for(lambda: len(providers.messages("sendgrid")) == len(emailed), 120), "the email never went"
+    assert _wait_for(lambda: not _helper_pids(), 5), "the helper stayed while the run waited for its step"
+    assert not providers.messages("twilio"), "a text went before its step"
+    thread.join(300)
+
+    assert results and results[0].status == "completed", results and results[0].errors
+    assert results[0].helpers.get("helper-1", 0) >= 1, "no helper sent the later step"
+    counts = _each_once(providers, path)
+    for channel in ("email", "sms"):
+        assert set(counts[channel]) == set(expected_recipients(path)[channel]), f"{channel}: someone left out"
