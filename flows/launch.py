@@ -76,7 +76,7 @@ PREFETCH_WAIT = 300.0  # a scheduled run started this early (or less) waits for 
 #: send threads; twenty of them were 0.25 s of an 8-second 100,000-email run.
 PROGRESS_EVERY = 1.0
 #: A launch about to wait this long or longer (a later step; any approval gate, whose answer comes when a
-#: person gives it) lets its local send helpers go meanwhile, about 180 MB each; the next wave starts new
+#: person gives it) lets its local send helpers go meanwhile (about 100 MB each); the next wave starts new
 #: ones (about a second's start-up, while the launch's own threads send).
 IDLE_HELPERS = 30.0
 

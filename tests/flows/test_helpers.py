@@ -234,7 +234,7 @@ def _status(ledger: Ledger, run_id: str) -> str | None:
 def test_a_launch_waiting_for_approval_lets_its_helper_go_and_sends_with_a_new_one(
     slow_texts: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An approval may take hours; an idle helper holds about 180 MB all that time. It goes while the run
+    # An approval may take hours; an idle helper holds about 100 MB all that time. It goes while the run
     # waits, and a new one sends beside the launch once a person approves.
     from clarion.flows.approval import answer
 
