@@ -22,6 +22,42 @@ POSTGRES_URL = resolve_url(
 REDIS_URL = os.environ.get("CLARION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-signing-key-0123456789abcdef0123456789"
 
+#: Seconds the slowest test files took (2026-12-05, the whole suite on two workers, `--junitxml`). `make
+#: test` hands files to its workers in collection order (`--no-loadscope-reorder`), and these come first,
+#: longest first: a long file started last kept one worker busy for a minute or more while the other had
+#: nothing left. Files not listed (each under 20 s) follow in their usual order. The order changes how
+#: long the suite takes, never what a test finds.
+SLOW_FILES = {
+    "tests/flows/test_sequence.py": 237,
+    "tests/flows/test_operations.py": 210,
+    "tests/flows/test_secrets.py": 181,
+    "tests/flows/test_shards.py": 146,
+    "tests/flows/test_helpers.py": 132,
+    "tests/test_badinput.py": 101,
+    "tests/flows/test_crash_resume.py": 69,
+    "tests/flows/test_interrupt.py": 69,
+    "tests/flows/test_launch.py": 67,
+    "tests/flows/test_helper_rows.py": 66,
+    "tests/flows/test_faults.py": 60,
+    "tests/flows/test_thompson_flow.py": 56,
+    "tests/channels/test_contract.py": 39,
+    "tests/test_fuzz_campaign.py": 36,
+    "tests/ledger/test_ledger_concurrency.py": 34,
+    "tests/report/test_report.py": 33,
+    "tests/test_skeleton.py": 32,
+    "tests/flows/test_reconcile_e2e.py": 25,
+    "tests/test_bandit.py": 25,
+    "tests/test_stats.py": 24,
+    "tests/test_quiet_errors.py": 23,
+    "tests/flows/test_social_e2e.py": 21,
+    "tests/flows/test_engagement_e2e.py": 21,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (`SLOW_FILES`); within a file, and among the others, the usual order."""
+    items.sort(key=lambda item: -SLOW_FILES.get(item.nodeid.split("::", 1)[0], 0))
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
