@@ -142,11 +142,13 @@ def _launch(
     kit_channels = {name: tuple(k.campaign.channels) for name, k in run.kits.items()}
     plan = waves(loaded.campaign, launched, kit_channels)
     sending = _Waves(run, batches, retry_failed, launched)
+    begun: set[str] = set()  # waves gone out, a sequential rollout's before its max_wait among them
     while True:
         now, sent = utcnow(), False
         for wave in (w for w in plan if w.at <= now or sending.decided_early(w, now)):
             if run.coordination.stop_requested():
                 break
+            begun.add(wave.name)
             helpers.wake()
             todo = sending.due(wave)
             if todo:
@@ -154,7 +156,7 @@ def _launch(
                 sent = True
         if why := run.coordination.stop_requested():
             return _interrupted(run, why)
-        wake = _next_wake(store, run_id, plan, now, set(sending.errors))
+        wake = _next_wake(store, run_id, plan, now, set(sending.errors), begun)
         look = sending.next_look(plan)
         if look is not None and (wake is None or look < wake):
             wake = max(look, now)
@@ -545,11 +547,12 @@ def _not_before(slot: datetime | None) -> None:
 
 
 def _next_wake(
-    store: Ledger, run_id: str, plan: list[Wave], now: datetime, stopped: set[str]
+    store: Ledger, run_id: str, plan: list[Wave], now: datetime, stopped: set[str], begun: set[str]
 ) -> datetime | None:
-    """When something is next due: a later wave, or a send deferred to a contact's local hours."""
-    times = [w.at for w in plan if w.at > now]
-    started = [w for w in plan if w.at <= now]
+    """When something is next due: a later wave, or a send deferred to a contact's local hours. A wave
+    that went out before its time (`begun`: a sequential rollout decided early) is not waited for again."""
+    times = [w.at for w in plan if w.at > now and w.name not in begun]
+    started = [w for w in plan if w.at <= now or w.name in begun]
     for wave in started:
         target = wave.target(run_id)
         if store.get_run(target) is None:

@@ -293,6 +293,8 @@ def test_a_sequential_rollout_decides_as_soon_as_the_always_valid_test_allows(
     launched = datetime.fromisoformat(record.decisions[LAUNCHED])
     began = datetime.fromisoformat(record.decisions["wave:rollout"])
     assert began - launched < timedelta(seconds=60)  # before max_wait
+    # and the run ends once the rest has its message: it waited out max_wait for nothing before
+    assert record.finished_at is not None and record.finished_at - launched < timedelta(seconds=60)
     assert {row.variant for row in store.sends(result.rollout.run_id)} == {"b"}
 
 
