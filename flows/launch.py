@@ -148,10 +148,12 @@ def _launch(
         for wave in (w for w in plan if w.at <= now or sending.decided_early(w, now)):
             if run.coordination.stop_requested():
                 break
-            begun.add(wave.name)
-            helpers.wake()
+            if wave.name not in begun:  # its first time: a rollout's or a kit's run is planned in `due`
+                begun.add(wave.name)
+                helpers.wake()
             todo = sending.due(wave)
             if todo:
+                helpers.wake()  # a past wave's sends deferred to local hours, say
                 sending.send(wave, todo)
                 sent = True
         if why := run.coordination.stop_requested():
