@@ -287,10 +287,11 @@ def test_a_launch_waiting_for_its_next_step_lets_its_helper_go_and_the_step_send
     assert _wait_for(lambda: len(providers.messages("sendgrid")) == len(emailed), 120), "the email never went"
     assert _wait_for(lambda: not _helper_pids(), 5), "the helper stayed while the run waited for its step"
     assert not providers.messages("twilio"), "a text went before its step"
+    assert _wait_for(lambda: bool(_helper_pids()), 60), "no helper started for the later step"
     thread.join(300)
 
     assert results and results[0].status == "completed", results and results[0].errors
-    assert results[0].helpers.get("helper-1", 0) >= 1, "no helper sent the later step"
+    assert results[0].helpers.get("helper-1", 0) >= 1, "no helper took a batch"
     counts = _each_once(providers, path)
     for channel in ("email", "sms"):
         assert set(counts[channel]) == set(expected_recipients(path)[channel]), f"{channel}: someone left out"
