@@ -478,8 +478,7 @@ def _finish(run: RunContext, sending: _Waves, helpers: _Resting) -> RunOutcome:
     results = sending.results(run_id)  # nothing of the run changed since its last wave counted them
     publish_results(store, run_id, results, errors)
     outcome = RunOutcome(run_id, status.value, results, errors, waves=finish_waves(run, status))
-    if run.helpers is not None or helpers.taken or helpers.wrote:
-        outcome.helpers, outcome.helper_rows = helpers.counts()
+    outcome.helpers, outcome.helper_rows = helpers.counts()  # empty when the launch had none
     if run.loaded.campaign.rollout is not None and run.loaded.campaign.rollout.strategy == "fixed":
         child = rollout_run_id(run_id)
         decision = store.decisions(run_id).get(ROLLOUT, {})
