@@ -17,7 +17,10 @@ process (interpreter start-up and imports included, and for Clarion validation a
 the requests and distinct recipients the stand-in counted, and the process's peak RSS (a `clarion run`'s
 local send helper: its CPU counted with the run's, its own peak RSS on a line of its own); then the ratio.
 Under each `clarion run`, where its wall time went, from the ledger's own timestamps: until the run was
-created (imports, the flow run's start), planning, sending (to the last settlement), and after.
+created (imports, the flow run's start), planning, sending (to the last settlement), and after; and the
+first message (from the process's start to the first send the stand-in took). With --validated, `clarion
+validate` first (not timed), as an operator would before a launch: the run checks no message again, and
+sends its openings while it plans.
 With --repeat N, N turns one after the other and the medians (the machine is shared: a single run moves by
 tens of percent); with --against TREE, `clarion run` from another checkout too (a `git worktree` of an
 earlier commit), interleaved with this one's in alternating order, each on a fresh stand-in and ledger.
@@ -461,11 +464,14 @@ def _clarion(
     collector: bool,
     tree: Path | None,
     fresh: bool = False,
+    validated: bool = False,
 ) -> tuple[Row, bytes]:
     """`clarion run` on the side by side's campaign, from this checkout or from `tree` (another checkout's
     root, put first on PYTHONPATH); run from a folder of its own, so that `-m clarion` finds no checkout
     in the working directory. A fresh CLARION_HOME (ledger) each time, its tables created before the clock
-    starts, as a user's ledger is after its first run (`fresh`: not even those, a first run's case)."""
+    starts, as a user's ledger is after its first run (`fresh`: not even those, a first run's case).
+    `validated`: `clarion validate` first, not timed, as an operator does before a launch (or a deployment's
+    earlier launches did): the run then checks no message again, and sends its openings while it plans."""
     home = folder / "home"
     shutil.rmtree(home, ignore_errors=True)
     sink, url = start_sink()
@@ -487,6 +493,9 @@ def _clarion(
                 env["CLARION_DATABASE_URL"] = ledger
             if not fresh:
                 subprocess.run([sys.executable, "-c", _MIGRATE], env=env, cwd=folder, check=True)
+            if validated:
+                check = [sys.executable, "-m", "clarion", "validate", str(folder / "campaign.yaml")]
+                subprocess.run(check, env=env, cwd=folder, check=True, capture_output=True)
             began = time.time()
             wall, cpu, rss, out, errors, helper_rss = timed(
                 [sys.executable, *entry, "run", str(folder / "campaign.yaml"), "--json"], env, cwd=folder
@@ -505,31 +514,37 @@ def _clarion(
 _MIGRATE = "from clarion.ledger import Ledger\nLedger.open()"
 
 #: Read in a child of its own (this process stays small: see child_scratch_schema): when the run was
-#: created (planning begins), its last send planned, its last send settled.
+#: created (planning begins), its last send planned, its first message sent, its last send settled.
 _PHASES = """import json, sys
 from clarion.base.settings import ClarionSettings
 from clarion.ledger import Ledger
 ledger = Ledger(ClarionSettings().ledger_url())
 run = ledger.get_run(sys.argv[1])
 planned = settled = 0.0
+first = float("inf")
 for row in ledger.sends(sys.argv[1]):
     planned = max(planned, row.planned_at.timestamp())
     if row.settled_at is not None:
         settled = max(settled, row.settled_at.timestamp())
-print(json.dumps({"created": run.created_at.timestamp(), "planned": planned, "settled": settled}))
+        if row.state.value == "sent":
+            first = min(first, row.settled_at.timestamp())
+at = {"created": run.created_at.timestamp(), "planned": planned, "settled": settled, "first": first}
+print(json.dumps(at))
 """
 PHASES = ("to planning", "planning", "sending", "after")
+FIRST = "first message"  # from the process's start to its first message settled as sent (not a phase)
 
 
 def ledger_phases(env: dict[str, str], run_id: str, began: float, ended: float) -> dict[str, float]:
     """Where a `clarion run` process's wall time went, from the ledger's own timestamps: until the run was
     created (imports, the flow run's start), planning (until its last send was planned), sending (until
-    its last send settled), after (the report, the flow's end, the process's exit)."""
+    its last send settled), after (the report, the flow's end, the process's exit); and FIRST, from the
+    process's start to the first message the provider took (the openings may go while planning goes on)."""
     found = subprocess.run(
         [sys.executable, "-c", _PHASES, run_id], env=env, check=True, capture_output=True
     ).stdout
     at = json.loads(found)
-    return dict(
+    phases = dict(
         zip(
             PHASES,
             (
@@ -541,6 +556,8 @@ def ledger_phases(env: dict[str, str], run_id: str, began: float, ended: float) 
             strict=True,
         )
     )
+    phases[FIRST] = at["first"] - began
+    return phases
 
 
 @contextmanager
@@ -582,6 +599,7 @@ def side_by_side(
     against: Path | None = None,
     warm: bool = True,
     fresh: bool = False,
+    validated: bool = False,
 ) -> None:
     """The SDK loop and `clarion run` (and with `against`, the same from another checkout) `repeat` times,
     interleaved (the two trees' order alternating), each figure as it comes, then the medians. With `warm`,
@@ -597,7 +615,10 @@ def side_by_side(
     errors = b""
     if warm:
         warm_up(home, api, database)
-    print(f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger), side by side:")
+    validation = ", validated before each run" if validated else ""
+    print(
+        f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger{validation}), side by side:"
+    )
     print(
         f"  {'':28} {'emails':>9} {'wall s':>7} {'CPU s':>6} {'emails/s':>9} {'requests':>8} {'distinct':>9} "
         f"{'RSS MB':>7}",
@@ -608,7 +629,7 @@ def side_by_side(
         rows.append(row)
         _print_row(row, turn, repeat)
         for name, tree in trees if turn % 2 == 0 else trees[::-1]:
-            row, errors = _clarion(name, folder, api, database, collector, tree, fresh)
+            row, errors = _clarion(name, folder, api, database, collector, tree, fresh, validated)
             rows.append(row)
             _print_row(row, turn, repeat)
     base = [r for r in rows if r.name == "SDK loop"]
@@ -627,7 +648,7 @@ def side_by_side(
         )
         timed_phases = [r.phases for r in mine if r.phases]
         if timed_phases:
-            middle = {p: statistics.median(t[p] for t in timed_phases) for p in PHASES}
+            middle = {p: statistics.median(t[p] for t in timed_phases) for p in (*PHASES, FIRST)}
             print(f"    {name}, from the ledger's timestamps: {_phases(middle)}{median}")
     for line in errors.decode(errors="replace").splitlines():
         if line.startswith("collector:"):
@@ -663,7 +684,7 @@ def _print_row(row: Row, turn: int, repeat: int) -> None:
 
 
 def _phases(phases: dict[str, float]) -> str:
-    return ", ".join(f"{name} {phases[name]:.2f} s" for name in PHASES)
+    return ", ".join(f"{name} {phases[name]:.2f} s" for name in PHASES) + f"; {FIRST} {phases[FIRST]:.2f} s"
 
 
 def main() -> None:
@@ -716,6 +737,12 @@ def main() -> None:
         action="store_true",
         help="side by side: no warm-up run first (the server's first requests in the first turn's figure)",
     )
+    parser.add_argument(
+        "--validated",
+        action="store_true",
+        help="side by side: `clarion validate` the campaign (not timed) before each `clarion run`, as an "
+        "operator would before a launch: the run then checks no message again and opens while it plans",
+    )
     args = parser.parse_args()
     if args.mixed is not None:
         mixed(args.mixed or [10_000, 100_000], args.baseline)
@@ -737,6 +764,7 @@ def main() -> None:
                     args.against,
                     warm=not args.cold,
                     fresh=args.fresh_ledger,
+                    validated=args.validated,
                 )
         finally:
             if server is not None:

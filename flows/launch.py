@@ -18,6 +18,7 @@ requests: the batches settle what is in flight and return, the flow marks the ru
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import threading
 import time
@@ -79,6 +80,9 @@ PROGRESS_EVERY = 1.0
 #: person gives it) lets its local send helpers go meanwhile (about 100 MB each); the next wave starts new
 #: ones (about a second's start-up, while the launch's own threads send).
 IDLE_HELPERS = 30.0
+#: A launch that sends its openings before planning ends (`_Openings`) lets them go alone, planning paused,
+#: for up to this long (the openings of a paced channel take longer; planning goes on beside them then)
+OPENINGS_ALONE = 2.0
 
 
 @flow(
@@ -127,8 +131,28 @@ def _launch(
     approved_by: str | None,
 ) -> RunOutcome:
     """The launch once its context (and any helpers) is there: plan, pass the gate, send wave after wave."""
+    openings = _Openings.begin(run, slot)
+    try:
+        return _launch_planned(run, slot, resend_uncertain, retry_failed, approved_by, openings)
+    finally:
+        if openings is not None:  # a launch that ends early (stopped, failed) stops its planning too
+            openings.end()
+
+
+def _launch_planned(
+    run: RunContext,
+    slot: datetime | None,
+    resend_uncertain: bool,
+    retry_failed: bool,
+    approved_by: str | None,
+    openings: _Openings | None,
+) -> RunOutcome:
+    """`_launch` with its planning begun in a thread (`openings`), or not yet begun (None)."""
     loaded, run_id = run.loaded, run.run_id
-    batches = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed)
+    if openings is not None:
+        batches, later = openings.first()
+    else:
+        batches, later = plan_task(run, run_id, resend_uncertain, retry_failed=retry_failed), False
     store = run.ledger
     helpers = _Resting(run)
     verdict = approval_gate(run, approved_by, waiting=helpers.rest)
@@ -142,6 +166,15 @@ def _launch(
     kit_channels = {name: tuple(k.campaign.channels) for name, k in run.kits.items()}
     plan = waves(loaded.campaign, launched, kit_channels)
     sending = _Waves(run, batches, retry_failed, launched)
+    if later:  # the first step's openings go now; the rest of it when planning ends (the loop below)
+        assert openings is not None
+        get_run_logger().info("run %s: its openings go while the rest of its contacts are planned", run_id)
+        if todo := sending.due(plan[0]):
+            sending.send(plan[0], todo)
+        openings.sent()
+        if why := run.coordination.stop_requested():
+            return _interrupted(run, why)
+        sending.batches[run_id] = openings.rest()
     begun: set[str] = set()  # waves gone out, a sequential rollout's before its max_wait among them
     while True:
         now, sent = utcnow(), False
@@ -177,6 +210,104 @@ def _launch(
             if run.coordination.wait_for_stop(delay):
                 return _interrupted(run, run.coordination.stop_requested() or "stopped")
     return _finish(run, sending, helpers)
+
+
+class _Openings:
+    """A new launch planned in a thread of its own, so that the first step's openings (the posts and each
+    channel's first batch) go as soon as they are planned, not after the last contact
+    (clarion.engine.plan.Opener): a million contacts take tens of seconds to plan.
+
+    Only where nothing can stop the run once it is planning: the campaign's files validated before (else
+    planning renders and checks every message first, and hands nothing early), no approval gate, no slot
+    still ahead, a first step at the launch instant with no condition, a new run (a resume plans what is
+    left before it sends), sent from this process (a send pool's shards open as before)."""
+
+    def __init__(self, run: RunContext, channels: frozenset[str]) -> None:
+        self.channels = channels
+        self._coordination = run.coordination
+        self._cond = threading.Condition()
+        self._openings: list[Batch] | None = None
+        self._planned: list[Batch] | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._sent = threading.Event()
+        context = contextvars.copy_context()  # the flow run's: planning is a task run of this flow run
+        self._thread = threading.Thread(
+            target=context.run, args=(self._plan, run), name="clarion-planning", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    def begin(cls, run: RunContext, slot: datetime | None) -> _Openings | None:
+        """Planning started in its thread, or None where the launch plans first and then sends."""
+        campaign = run.loaded.campaign
+        first, gate = campaign.step_plan()[0], campaign.approval
+        if (
+            not isinstance(run.coordination, LocalCoordination)
+            or (gate is not None and gate.required)
+            or (slot is not None and slot > utcnow())
+            or first.after
+            or first.only_if is not None
+            or run.ledger.get_run(run.run_id) is not None
+        ):
+            return None
+        return cls(run, frozenset(first.channels))
+
+    def _plan(self, run: RunContext) -> None:
+        try:
+            planned = plan_task(run, run.run_id, False, opener=self)
+        except BaseException as exc:  # raised again in the flow's thread (`rest`)
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+        else:
+            with self._cond:
+                self._planned = planned
+                self._cond.notify_all()
+
+    def opened(self, batches: list[Batch]) -> None:
+        """Planning's thread hands the openings, then waits while they go (at most OPENINGS_ALONE s): the
+        two would share one interpreter and, on SQLite, one writer."""
+        with self._cond:
+            self._openings = batches
+            self._cond.notify_all()
+        self._sent.wait(OPENINGS_ALONE)
+
+    def sent(self) -> None:
+        """The openings went (or the launch ends): planning goes on."""
+        self._sent.set()
+
+    def stopped(self) -> bool:
+        """Whether planning should stop: the launch ends, or was asked to stop (a signal)."""
+        return self._stop.is_set() or self._coordination.stop_requested() is not None
+
+    def first(self) -> tuple[list[Batch], bool]:
+        """(the openings, True) once they are planned and committed, while planning goes on; (every batch,
+        False) when planning ended first."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._openings is not None or self._thread_done)
+            if not self._thread_done:
+                assert self._openings is not None
+                return self._openings, True
+        return self.rest(), False
+
+    @property
+    def _thread_done(self) -> bool:
+        return self._planned is not None or self._error is not None
+
+    def rest(self) -> list[Batch]:
+        """Every batch of the run (the openings among them), once planning ended; its error if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._planned is not None
+        return self._planned
+
+    def end(self) -> None:
+        """The launch ends: planning still going stops (a resume plans the rest), and is waited for."""
+        self._stop.set()
+        self._sent.set()
+        self._thread.join()
 
 
 class _Resting:

@@ -13,7 +13,7 @@ from prefect.cache_policies import NONE
 from clarion.engine.bandit import WavePlan
 from clarion.engine.context import RunContext
 from clarion.engine.helpers import Helpers
-from clarion.engine.plan import Batch, plan_run
+from clarion.engine.plan import Batch, Opener, PlanningStopped, plan_run
 from clarion.engine.send import BatchOutcome, send_batch
 
 
@@ -25,17 +25,23 @@ def plan_task(
     rollout_of: tuple[str, str] | None = None,
     retry_failed: bool = False,
     wave: WavePlan | None = None,
+    opener: Opener | None = None,
 ) -> list[Batch]:
-    plan = plan_run(
-        run.ledger,
-        run.campaign(run_id),
-        run_id,
-        resend_uncertain=resend_uncertain,
-        retry_failed=retry_failed,
-        rollout_of=rollout_of,
-        wave=wave,
-        writer=run.helpers.writer(run.ledger) if run.helpers is not None else None,
-    )
+    try:
+        plan = plan_run(
+            run.ledger,
+            run.campaign(run_id),
+            run_id,
+            resend_uncertain=resend_uncertain,
+            retry_failed=retry_failed,
+            rollout_of=rollout_of,
+            wave=wave,
+            writer=run.helpers.writer(run.ledger) if run.helpers is not None else None,
+            opener=opener,
+        )
+    except PlanningStopped as exc:  # the launch sent its openings, then was asked to stop: a resume plans on
+        get_run_logger().info("%s", exc)
+        return []
     logger = get_run_logger()
     logger.info("%s run %s: %d batches", "resumed" if plan.resumed else "planned", run_id, len(plan.batches))
     return plan.batches

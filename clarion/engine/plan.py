@@ -126,6 +126,25 @@ class PartPlanner(Protocol):
     def result(self) -> PartResult | str | None: ...
 
 
+class Opener(Protocol):
+    """Who sends a new run's opening batches while the rest of it is planned (flows/launch.py).
+
+    Only for files that validated before (nothing found while planning can stop the run then): once every
+    channel of `channels` (the first step's) has its opening batch, the rows so far are committed and
+    `opened` gets the posts and those batches; planning reads on. `stopped` True makes planning stop
+    (`PlanningStopped`): the launch was asked to stop, and a resume plans the rest."""
+
+    channels: frozenset[str]
+
+    def opened(self, batches: list[Batch]) -> None: ...
+
+    def stopped(self) -> bool: ...
+
+
+class PlanningStopped(Exception):
+    """Planning stopped before its end because the launch was asked to stop (`Opener.stopped`)."""
+
+
 def write_rows(
     ledger: Ledger, run_id: str, assignments: list[tuple[int, str, str]], sends: Sequence[SendFields]
 ) -> None:
@@ -222,6 +241,15 @@ class _Planner:
             cap: FrequencyCap | None = getattr(config, "frequency_cap", None)
             capped = frozenset(ledger.capped(None, now - cap.per, cap.max, excluding=run_id) if cap else ())
             self._consent[cid] = _Consent(kind, adapter.consent_column, capped)
+
+    @property
+    def channels(self) -> list[str]:
+        """The per-contact channels this planner makes batches of."""
+        return list(self._open)
+
+    def opened(self, channels: list[str]) -> bool:
+        """Whether each of `channels` has its first batch."""
+        return all(self._numbers[cid] for cid in channels)
 
     def _refusal(self, cid: str, contact: Contact, address: str) -> tuple[str | None, str]:
         """Why this contact may not get this channel (None: they may), and their address key."""
@@ -326,6 +354,7 @@ def plan_run(
     rollout_of: tuple[str, str] | None = None,
     wave: WavePlan | None = None,
     writer: RowWriter | None = None,
+    opener: Opener | None = None,
 ) -> Plan:
     """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError.
 
@@ -334,7 +363,9 @@ def plan_run(
     run instead: its share of the rest, each contact on the arm the recorded allocation gives them; no
     holdout, no posts (clarion.engine.bandit). `retry_failed` plans again a resumed run's
     failures whose provider answer proves the message was not taken (`ledger.RESENDABLE`). `writer`: where
-    the contacts' rows go (default: this thread writes them); every one is committed before this returns."""
+    the contacts' rows go (default: this thread writes them); every one is committed before this returns.
+    `opener`: who sends a new launch's openings before planning ends (`Opener`; only when these files
+    validated before)."""
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
     plan = Plan(run_id, resumed=existing is not None)
@@ -425,6 +456,14 @@ def plan_run(
         writer=writer if split is None else DirectWriter(ledger),  # the helper plans, not writes, then
         middle=middle,
     )
+    social = _posts(loaded, rollout_of is None and wave is None)
+    posts = [
+        PlannedSend(channel=cid, variant=vid, contact_id=None, recipient=f"post:{vid}", seq=i, batch=i)
+        for i, (cid, vid) in enumerate(social)
+    ]
+    visit = planner.visit
+    if opener is not None and existing is None and not render and rollout_of is None and wave is None:
+        visit = _Early(opener, planner, ledger, posts).visit
     more: list[Batch] = []
     try:
         seen: set[str] = set()
@@ -432,7 +471,7 @@ def plan_run(
             plan.report = scan(
                 loaded,
                 renderer,
-                planner.visit,
+                visit,
                 render=render,
                 until=split.until if split else None,
                 seen=seen,
@@ -454,25 +493,60 @@ def plan_run(
         writer.drop()
         raise
     writer.wait()
-    social = [
-        (cid, variant.id)
-        for cid, config in loaded.campaign.channels.items()
-        if channels.get(config.provider).kind is ChannelKind.SOCIAL and rollout_of is None and wave is None
-        for variant in loaded.campaign.experiment.variants
-        if variant.weight > 0
-    ]
-    ledger.plan_sends(
-        run_id,
-        [
-            PlannedSend(channel=cid, variant=vid, contact_id=None, recipient=f"post:{vid}", seq=i, batch=i)
-            for i, (cid, vid) in enumerate(social)
-        ],
-    )
+    ledger.plan_sends(run_id, posts)  # already there when the openings went before planning's end
     per_request = {
         cid: channels.get(config.provider).max_batch for cid, config in loaded.campaign.channels.items()
     }
     plan.batches = list(_ordered(planner.batches + more, social, run_id, per_request))
     return plan
+
+
+def _posts(loaded: LoadedCampaign, launch: bool) -> list[tuple[str, str]]:
+    """A launch's posts (channel, variant): one per social channel and variant sent at all; none for a
+    rollout's or a Thompson wave's run."""
+    return [
+        (cid, variant.id)
+        for cid, config in loaded.campaign.channels.items()
+        if launch and channels.get(config.provider).kind is ChannelKind.SOCIAL
+        for variant in loaded.campaign.experiment.variants
+        if variant.weight > 0
+    ]
+
+
+class _Early:
+    """A new launch's openings handed to its `Opener` before planning ends: the visitor `scan` calls
+    instead of the planner's, which hands them over once every channel the opener waits for has a batch."""
+
+    def __init__(self, opener: Opener, planner: _Planner, ledger: Ledger, posts: list[PlannedSend]) -> None:
+        self.opener, self.planner, self.ledger = opener, planner, ledger
+        self.posts = [p for p in posts if p.channel in opener.channels]
+        self.waiting = [cid for cid in planner.channels if cid in opener.channels]
+        self.handed = not (self.waiting or self.posts)  # nothing of the first step is planned here
+        if not self.handed and not self.waiting:  # posts alone at launch: no contact to wait for
+            self._hand()
+
+    def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
+        if self.opener.stopped():
+            raise PlanningStopped(f"planning of run {self.planner.run_id} stopped: the launch was asked to")
+        self.planner.visit(contact, arm, addresses)
+        if not self.handed and self.planner.opened(self.waiting):
+            self._hand()
+
+    def _hand(self) -> None:
+        """Commit every row so far and the posts', then hand the posts and each channel's first batch."""
+        self.handed = True
+        planner = self.planner
+        planner.flush()
+        planner.writer.wait()
+        self.ledger.plan_sends(planner.run_id, self.posts)
+        first: dict[str, Batch] = {}
+        for batch in planner.batches:
+            if batch.channel in self.waiting:
+                first.setdefault(batch.channel, replace(batch, opening=True))
+        posts = [
+            Batch(planner.run_id, p.channel, p.batch, p.seq, p.seq, -1, 1, opening=True) for p in self.posts
+        ]
+        self.opener.opened(posts + list(first.values()))
 
 
 def _middle(loaded: LoadedCampaign, halves: bool) -> int | None:
