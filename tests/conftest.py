@@ -40,6 +40,7 @@ SLOW_FILES = {
     "tests/flows/test_helper_rows.py": 66,
     "tests/flows/test_faults.py": 60,
     "tests/flows/test_thompson_flow.py": 56,
+    "tests/flows/test_openings.py": 40,
     "tests/channels/test_contract.py": 39,
     "tests/test_fuzz_campaign.py": 36,
     "tests/ledger/test_ledger_concurrency.py": 34,
