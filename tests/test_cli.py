@@ -153,6 +153,37 @@ def test_validate_prints_a_path_with_square_brackets_as_it_is(campaign_dir: Camp
     assert f"valid: {path}: 4 contacts" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["deploy", "worker"])
+def test_deploy_and_worker_check_every_contact_before_asking_the_server(
+    campaign_dir: CampaignDir, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A bad contact row is found when the campaign is deployed or served, not when its event comes; the
+    files that validated are remembered, so the worker's launches check no message again."""
+    from clarion.campaign.loader import load_campaign
+    from clarion.messages.validated import recall
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    header, *rows = CONTACTS.splitlines()
+    rows[2] = "someone@example.org," + rows[2].split(",", 1)[1]
+    bad = campaign_dir.campaign(contacts="\n".join([header, *rows]) + "\n")
+
+    result = _invoke(command, bad)
+
+    _no_crash(result)
+    assert result.exit_code == 1
+    assert "contacts.csv:4:1: id: contact id looks like an email address or phone number" in result.stderr
+    assert "Prefect server" not in result.stderr, "the server was asked before the contacts were checked"
+    assert recall(load_campaign(bad)) is None
+
+    good = campaign_dir.campaign()
+    result = _invoke(command, good)
+
+    _no_crash(result)
+    assert result.exit_code == 1  # checked, then: no server here
+    assert f"clarion {command} needs a Prefect server" in result.stderr
+    assert recall(load_campaign(good)) is not None
+
+
 # -- preview -----------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,20 @@ def _need_server(what: str) -> str:
     return url
 
 
+def _check(path: Path) -> None:
+    """A campaign file's problems (file and line) before the server is asked; for a contacts file, every
+    contact and message too, as `clarion validate` checks them: a bad row is found now, not when the event
+    comes. What validated is remembered in CLARION_HOME (clarion.messages.validated), so a launch on this
+    home checks no message again and sends its openings while it plans. A query's rows are read, and
+    checked, when a run starts."""
+    from clarion.campaign.loader import load_campaign
+    from clarion.messages.validated import validate_once
+
+    loaded = load_campaign(path)
+    if loaded.campaign.audience.contacts is not None:
+        validate_once(loaded)
+
+
 @commands.command()
 @user_errors
 def deploy(
@@ -54,11 +68,10 @@ def deploy(
         ),
     ] = None,
 ) -> None:
-    """Register campaigns as Prefect deployments, with their schedule or event trigger."""
-    from clarion.campaign.loader import load_campaign
-
-    for path in files:  # each file's problems, with file and line, before the server is asked
-        load_campaign(path)
+    """Register campaigns as Prefect deployments, with their schedule or event trigger (each file checked as
+    `clarion validate` does first; nothing is registered while one has a problem)."""
+    for path in files:
+        _check(path)
     _need_server("clarion deploy")
     from clarion.flows.deploy import register, register_send_deployment
 
@@ -85,8 +98,8 @@ def worker(
         int | None, typer.Option(min=1, max=1000, help="At most this many runs at once.")
     ] = None,
 ) -> None:
-    """Serve the campaigns' deployments: run what their schedules and triggers start, until Ctrl-C."""
-    from clarion.campaign.loader import load_campaign
+    """Serve the campaigns' deployments: run what their schedules and triggers start, until Ctrl-C (each
+    file checked as `clarion validate` does first; nothing is served while one has a problem)."""
     from clarion.flows.deploy import campaign_files, serve
 
     files: list[Path] = []
@@ -102,7 +115,7 @@ def worker(
             f"no campaign files (YAML with `cta:` and `channels:`) in {', '.join(map(str, paths))}"
         )
     for path in files:
-        load_campaign(path)  # each file's problems, with file and line, before anything is served
+        _check(path)
     _need_server("clarion worker")
     err.print(
         f"serving {len(files)} campaign(s) from {os.environ['PREFECT_API_URL']}; Ctrl-C stops", markup=False

@@ -212,6 +212,7 @@ class _Planner:
         self.ledger, self.run_id = ledger, run_id
         self.writer = writer
         self.written = 0  # rows handed to the writer
+        self.early: _Early | None = None  # who hands a launch's openings before planning ends
         self._middle = middle
         # None: the launch (the rest of a rollout waits); a variant id: the rollout run, the rest gets it
         self.winner = winner
@@ -331,6 +332,8 @@ class _Planner:
             )
             self._numbers[cid] += 1
             self._open[cid] = []
+            if self.early is not None and not self.early.handed:  # a channel's first batch, maybe the last
+                self.early.check()
 
     def finish(self) -> None:
         for cid in self._open:
@@ -338,6 +341,8 @@ class _Planner:
         self.flush()
 
     def flush(self) -> None:
+        if self.early is not None and self.early.opener.stopped():  # looked at once a chunk
+            raise PlanningStopped(f"planning of run {self.run_id} stopped: the launch was asked to stop")
         if self.assignments or self.sends:
             self.written += len(self.assignments) + len(self.sends)
             self.writer.write(self.run_id, self.assignments, self.sends)
@@ -461,9 +466,8 @@ def plan_run(
         PlannedSend(channel=cid, variant=vid, contact_id=None, recipient=f"post:{vid}", seq=i, batch=i)
         for i, (cid, vid) in enumerate(social)
     ]
-    visit = planner.visit
     if opener is not None and existing is None and not render and rollout_of is None and wave is None:
-        visit = _Early(opener, planner, ledger, posts).visit
+        _Early(opener, planner, ledger, posts)
     more: list[Batch] = []
     try:
         seen: set[str] = set()
@@ -471,7 +475,7 @@ def plan_run(
             plan.report = scan(
                 loaded,
                 renderer,
-                visit,
+                planner.visit,
                 render=render,
                 until=split.until if split else None,
                 seen=seen,
@@ -514,22 +518,21 @@ def _posts(loaded: LoadedCampaign, launch: bool) -> list[tuple[str, str]]:
 
 
 class _Early:
-    """A new launch's openings handed to its `Opener` before planning ends: the visitor `scan` calls
-    instead of the planner's, which hands them over once every channel the opener waits for has a batch."""
+    """A new launch's openings handed to its `Opener` before planning ends, by its planner: once every
+    channel the opener waits for has closed its first batch (`check`, from the planner), or at once for
+    posts alone. The planner looks at `opener.stopped` before each chunk it writes: no cost per contact."""
 
     def __init__(self, opener: Opener, planner: _Planner, ledger: Ledger, posts: list[PlannedSend]) -> None:
         self.opener, self.planner, self.ledger = opener, planner, ledger
         self.posts = [p for p in posts if p.channel in opener.channels]
         self.waiting = [cid for cid in planner.channels if cid in opener.channels]
         self.handed = not (self.waiting or self.posts)  # nothing of the first step is planned here
+        planner.early = self
         if not self.handed and not self.waiting:  # posts alone at launch: no contact to wait for
             self._hand()
 
-    def visit(self, contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
-        if self.opener.stopped():
-            raise PlanningStopped(f"planning of run {self.planner.run_id} stopped: the launch was asked to")
-        self.planner.visit(contact, arm, addresses)
-        if not self.handed and self.planner.opened(self.waiting):
+    def check(self) -> None:
+        if self.planner.opened(self.waiting):
             self._hand()
 
     def _hand(self) -> None:
