@@ -23,6 +23,7 @@ import importlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -169,6 +170,7 @@ def _launch_planned(
     if later:  # the first step's openings go now; the rest of it when planning ends (the loop below)
         assert openings is not None
         get_run_logger().info("run %s: its openings go while the rest of its contacts are planned", run_id)
+        sending.first_done = openings.sent  # through the gate, all of them: planning goes on
         if todo := sending.due(plan[0]):
             sending.send(plan[0], todo)
         openings.sent()
@@ -266,8 +268,9 @@ class _Openings:
                 self._cond.notify_all()
 
     def opened(self, batches: list[Batch]) -> None:
-        """Planning's thread hands the openings, then waits while they go (at most OPENINGS_ALONE s): the
-        two would share one interpreter and, on SQLite, one writer."""
+        """Planning's thread hands the openings, then waits while they go (until the first is done, every
+        opening being past the gate then; at most OPENINGS_ALONE s): the two would share one interpreter
+        and, on SQLite, one writer."""
         with self._cond:
             self._openings = batches
             self._cond.notify_all()
@@ -415,6 +418,7 @@ class _Waves:
         self.batches: dict[str, list[Batch]] = {run.run_id: batches}  # target run id -> its batches
         self.errors: dict[str, list[str]] = {}  # channel key -> why it stopped
         self.warmed = False  # the report's statistics are loading beside the sending
+        self.first_done: Callable[[], None] | None = None  # called once, when a wave's first batch is done
         #: each target run's results as read at the end of its last wave (a million sends take a second
         #: to count): the launch's end reuses them, unless a wave of that run began since
         self._results: dict[str, list[ChannelVariantResult]] = {}
@@ -543,6 +547,9 @@ class _Waves:
             if not self.warmed:  # a batch is done, so the openings went out: nothing left to slow down
                 self.warmed = True
                 _warm_report()
+            if (first_done := self.first_done) is not None:
+                self.first_done = None
+                first_done()
             now = time.monotonic()
             if done == len(futures) or (
                 done % max(1, len(futures) // 20) == 0 and now - shown >= PROGRESS_EVERY
