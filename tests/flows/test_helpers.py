@@ -233,6 +233,17 @@ def _status(ledger: Ledger, run_id: str) -> str | None:
     return None if record is None else str(record.status)
 
 
+def _answered(answer: Callable[..., object], run_id: str) -> bool:
+    """Approve `run_id` as ana; False while its flow run is not paused yet."""
+    try:
+        answer(run_id, approved=True, approver="ana")
+    except ClarionError as exc:
+        if "is waiting for approval" not in str(exc):
+            raise
+        return False
+    return True
+
+
 def test_a_launch_waiting_for_approval_lets_its_helper_go_and_sends_with_a_new_one(
     slow_texts: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,8 +264,9 @@ def test_a_launch_waiting_for_approval_lets_its_helper_go_and_sends_with_a_new_o
         assert waiting, "the run never reached its approval gate"
         assert _wait_for(lambda: not _helper_pids(), 30), "the helper stayed while the run waited"
         assert not providers.messages(), "sent before approval"
-        answer("helpers-gate", approved=True, approver="ana")
-        answered = True
+        # the ledger says awaiting_approval, and the helper goes, just before the flow run pauses in Prefect
+        answered = _wait_for(lambda: _answered(answer, "helpers-gate"), 30)
+        assert answered, "the run never paused at its gate"
         thread.join(300)
     finally:
         if not answered and thread.is_alive():  # the gate would wait its five minutes
