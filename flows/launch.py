@@ -4,7 +4,8 @@ publish the results.
 
 The flow run loads the campaign once and opens the ledger once (a `RunContext` its tasks share). Its
 parameters stay small (a campaign path and a run id; never the audience); tasks get batch descriptors, so
-task runs grow with batches, not contacts. A channel that fails never stops the others.
+task runs grow with batches, not contacts. A channel that fails never stops the others. A new run of
+files that validated before sends its openings while the rest is planned (clarion/flows/openings.py).
 
 Waiting happens where it survives a restart: in a deployment, the flow schedules a continuation run of
 its own deployment for the next wave and ends; run by hand (`clarion run`), it sleeps, and a resume after a
@@ -18,7 +19,6 @@ requests: the batches settle what is in flight and return, the flow marks the ru
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib
 import threading
 import time
@@ -63,6 +63,7 @@ from clarion.flows.approval import approval_gate
 from clarion.flows.artifacts import artifact_key, publish_results, publish_rollout
 from clarion.flows.bandit import finish_waves, wave_plan
 from clarion.flows.naming import flow_run_name, resolve_run_id, schedule_slot
+from clarion.flows.openings import Openings
 from clarion.flows.shard import Shards
 from clarion.flows.tasks import plan_task, send_batch_task
 from clarion.ledger import Ledger, RunStatus
@@ -81,9 +82,6 @@ PROGRESS_EVERY = 1.0
 #: person gives it) lets its local send helpers go meanwhile (about 100 MB each); the next wave starts new
 #: ones (about a second's start-up, while the launch's own threads send).
 IDLE_HELPERS = 30.0
-#: A launch that sends its openings before planning ends (`_Openings`) lets them go alone, planning paused,
-#: for up to this long (the openings of a paced channel take longer; planning goes on beside them then)
-OPENINGS_ALONE = 2.0
 
 
 @flow(
@@ -132,7 +130,7 @@ def _launch(
     approved_by: str | None,
 ) -> RunOutcome:
     """The launch once its context (and any helpers) is there: plan, pass the gate, send wave after wave."""
-    openings = _Openings.begin(run, slot)
+    openings = Openings.begin(run, slot)
     try:
         return _launch_planned(run, slot, resend_uncertain, retry_failed, approved_by, openings)
     finally:
@@ -146,7 +144,7 @@ def _launch_planned(
     resend_uncertain: bool,
     retry_failed: bool,
     approved_by: str | None,
-    openings: _Openings | None,
+    openings: Openings | None,
 ) -> RunOutcome:
     """`_launch` with its planning begun in a thread (`openings`), or not yet begun (None)."""
     loaded, run_id = run.loaded, run.run_id
@@ -212,105 +210,6 @@ def _launch_planned(
             if run.coordination.wait_for_stop(delay):
                 return _interrupted(run, run.coordination.stop_requested() or "stopped")
     return _finish(run, sending, helpers)
-
-
-class _Openings:
-    """A new launch planned in a thread of its own, so that the first step's openings (the posts and each
-    channel's first batch) go as soon as they are planned, not after the last contact
-    (clarion.engine.plan.Opener): a million contacts take tens of seconds to plan.
-
-    Only where nothing can stop the run once it is planning: the campaign's files validated before (else
-    planning renders and checks every message first, and hands nothing early), no approval gate, no slot
-    still ahead, a first step at the launch instant with no condition, a new run (a resume plans what is
-    left before it sends), sent from this process (a send pool's shards open as before)."""
-
-    def __init__(self, run: RunContext, channels: frozenset[str]) -> None:
-        self.channels = channels
-        self._coordination = run.coordination
-        self._cond = threading.Condition()
-        self._openings: list[Batch] | None = None
-        self._planned: list[Batch] | None = None
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._sent = threading.Event()
-        context = contextvars.copy_context()  # the flow run's: planning is a task run of this flow run
-        self._thread = threading.Thread(
-            target=context.run, args=(self._plan, run), name="clarion-planning", daemon=True
-        )
-        self._thread.start()
-
-    @classmethod
-    def begin(cls, run: RunContext, slot: datetime | None) -> _Openings | None:
-        """Planning started in its thread, or None where the launch plans first and then sends."""
-        campaign = run.loaded.campaign
-        first, gate = campaign.step_plan()[0], campaign.approval
-        if (
-            not isinstance(run.coordination, LocalCoordination)
-            or (gate is not None and gate.required)
-            or (slot is not None and slot > utcnow())
-            or first.after
-            or first.only_if is not None
-            or run.ledger.get_run(run.run_id) is not None
-        ):
-            return None
-        return cls(run, frozenset(first.channels))
-
-    def _plan(self, run: RunContext) -> None:
-        try:
-            planned = plan_task(run, run.run_id, False, opener=self)
-        except BaseException as exc:  # raised again in the flow's thread (`rest`)
-            with self._cond:
-                self._error = exc
-                self._cond.notify_all()
-        else:
-            with self._cond:
-                self._planned = planned
-                self._cond.notify_all()
-
-    def opened(self, batches: list[Batch]) -> None:
-        """Planning's thread hands the openings, then waits while they go (until the first is done, every
-        opening being past the gate then; at most OPENINGS_ALONE s): the two would share one interpreter
-        and, on SQLite, one writer."""
-        with self._cond:
-            self._openings = batches
-            self._cond.notify_all()
-        self._sent.wait(OPENINGS_ALONE)
-
-    def sent(self) -> None:
-        """The openings went (or the launch ends): planning goes on."""
-        self._sent.set()
-
-    def stopped(self) -> bool:
-        """Whether planning should stop: the launch ends, or was asked to stop (a signal)."""
-        return self._stop.is_set() or self._coordination.stop_requested() is not None
-
-    def first(self) -> tuple[list[Batch], bool]:
-        """(the openings, True) once they are planned and committed, while planning goes on; (every batch,
-        False) when planning ended first."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._openings is not None or self._thread_done)
-            if not self._thread_done:
-                assert self._openings is not None
-                return self._openings, True
-        return self.rest(), False
-
-    @property
-    def _thread_done(self) -> bool:
-        return self._planned is not None or self._error is not None
-
-    def rest(self) -> list[Batch]:
-        """Every batch of the run (the openings among them), once planning ended; its error if it failed."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._planned is not None
-        return self._planned
-
-    def end(self) -> None:
-        """The launch ends: planning still going stops (a resume plans the rest), and is waited for."""
-        self._stop.set()
-        self._sent.set()
-        self._thread.join()
 
 
 class _Resting:
