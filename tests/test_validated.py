@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clarion.campaign.contacts import ContactsFile
@@ -59,3 +61,46 @@ def test_an_invalid_campaign_is_never_remembered(campaign_dir: CampaignDir) -> N
         result = CliRunner().invoke(app, ["validate", str(path)])
         assert result.exit_code == 1 and "not-an-address" in result.output
     assert recall(load_campaign(path)) is None
+
+
+def _big(campaign_dir: CampaignDir, count: int) -> Path:
+    """The test campaign with `count` contacts (the template's rows, numbered)."""
+    header, *rows = CONTACTS.splitlines()
+    lines = [header]
+    for i in range(count):
+        _id, email, rest = rows[i % len(rows)].split(",", 2)
+        lines.append(f"c-{i:06d},{email.replace('@', f'.{i}@') if email else ''},{rest}")
+    return campaign_dir.campaign(contacts="\n".join(lines) + "\n")
+
+
+def test_a_check_of_a_big_contacts_file_says_how_far_it_is(campaign_dir: CampaignDir) -> None:
+    path = _big(campaign_dir, 20_000)
+    heard: list[tuple[int, int]] = []
+
+    report = validate_once(load_campaign(path), lambda done, total: heard.append((done, total)))
+
+    assert report.contacts == 20_000
+    size = (path.parent / "contacts.csv").stat().st_size
+    assert len(heard) >= 3 and all(total == size for _, total in heard)
+    assert [done for done, _ in heard] == sorted(done for done, _ in heard)
+    assert heard[-1][0] > 0.7 * size
+
+
+def test_the_check_shows_a_bar_on_a_terminal_for_a_big_file_only(
+    campaign_dir: CampaignDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    import clarion.cli.app as cli_app
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_app, "err", Console(file=screen, force_terminal=True, width=100))
+    small = load_campaign(campaign_dir.campaign())
+    with cli_app.checking(small) as progress:
+        assert progress is None  # four contacts: nothing to wait for
+    big = load_campaign(_big(campaign_dir, 30_000))
+    assert big.contacts_path.stat().st_size >= cli_app.BIG_CONTACTS_BYTES
+    with cli_app.checking(big) as progress:
+        assert progress is not None
+        validate_once(big, progress)
+    assert "checking" in screen.getvalue() and "contacts.csv" in screen.getvalue()

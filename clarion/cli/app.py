@@ -10,15 +10,19 @@ its commands runs (or its help is asked for).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from clarion.base.errors import CampaignInvalid, ClarionError
+
+if TYPE_CHECKING:  # the commands' shared parts stay light to import
+    from clarion.campaign.loader import LoadedCampaign
 
 
 def command_group() -> typer.Typer:
@@ -30,6 +34,32 @@ def command_group() -> typer.Typer:
 # Tables are read in logs and CI output too: there, lay them out wider than rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 140)
+
+
+#: A contacts file this big (about 10,000 contacts) gets a progress bar while it is checked
+BIG_CONTACTS_BYTES = 1_000_000
+
+
+@contextmanager
+def checking(loaded: LoadedCampaign) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr (a terminal's, gone once done) while a big contacts file is checked: the
+    `progress` of `validate_once` (clarion.messages.validated), or None where there is no bar to show."""
+    path = loaded.contacts_path
+    size = path.stat().st_size if loaded.campaign.audience.contacts and path.is_file() else 0
+    if not err.is_terminal or size < BIG_CONTACTS_BYTES:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("checking {task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(str(path), total=size)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 P = ParamSpec("P")

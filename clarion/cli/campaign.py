@@ -14,7 +14,7 @@ from rich.text import Text
 from clarion.base.errors import CampaignInvalid
 from clarion.channels.base import Message
 from clarion.cli import params
-from clarion.cli.app import FileArg, command_group, err, out, user_errors
+from clarion.cli.app import FileArg, checking, command_group, err, out, user_errors
 
 commands = command_group()
 
@@ -36,7 +36,9 @@ def validate(
             failed += _validate_responder(path)
             continue
         try:
-            report = validate_once(load_campaign(path))
+            loaded = load_campaign(path)
+            with checking(loaded) as progress:
+                report = validate_once(loaded, progress)
         except CampaignInvalid as exc:
             failed += 1
             for problem in exc.problems:

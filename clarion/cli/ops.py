@@ -15,7 +15,7 @@ import typer
 
 from clarion.base.errors import ClarionError
 from clarion.cli import params
-from clarion.cli.app import command_group, err, out, resolve_run, user_errors
+from clarion.cli.app import checking, command_group, err, out, resolve_run, user_errors
 
 commands = command_group()
 
@@ -42,7 +42,8 @@ def _check(path: Path) -> None:
 
     loaded = load_campaign(path)
     if loaded.campaign.audience.contacts is not None:
-        validate_once(loaded)
+        with checking(loaded) as progress:
+            validate_once(loaded, progress)
 
 
 @commands.command()

@@ -116,9 +116,14 @@ def validate_campaign(path: Path | str) -> ValidationReport:
     return validate(load_campaign(path))
 
 
-def validate(loaded: LoadedCampaign) -> ValidationReport:
+#: Told how far a check of a contacts file is: (bytes read, the file's size)
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 5_000  # contacts between two calls of a Progress
+
+
+def validate(loaded: LoadedCampaign, progress: Progress | None = None) -> ValidationReport:
     """Check everything that can be checked before sending, share kits included; raises CampaignInvalid
-    listing every problem."""
+    listing every problem. `progress` hears how far the campaign's own contacts file is read."""
     problems = []
     kits = []
     try:
@@ -129,7 +134,8 @@ def validate(loaded: LoadedCampaign) -> ValidationReport:
     signer = LinkSigner.from_settings()
     for each in [loaded, *(kit for _, kit in kits)]:
         try:
-            scanned = scan(each, Renderer(each, signer, PREVIEW_RUN))
+            counting = _counting(each, progress) if each is loaded else None
+            scanned = scan(each, Renderer(each, signer, PREVIEW_RUN), counting)
         except CampaignInvalid as exc:
             problems.extend(exc.problems)
             continue
@@ -138,6 +144,22 @@ def validate(loaded: LoadedCampaign) -> ValidationReport:
     if problems or report is None:
         raise CampaignInvalid(problems)
     return report
+
+
+def _counting(loaded: LoadedCampaign, progress: Progress | None) -> Visitor | None:
+    """A visitor telling `progress` how far a contacts file is read, every PROGRESS_EVERY contacts."""
+    contacts = loaded.contacts()
+    if progress is None or not isinstance(contacts, ContactsFile):
+        return None
+    size, seen = contacts.path.stat().st_size, 0
+
+    def visit(contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
+        nonlocal seen
+        seen += 1
+        if seen % PROGRESS_EVERY == 0:
+            progress(contact.offset, size)
+
+    return visit
 
 
 def check_kits(parent: LoadedCampaign) -> list[tuple[ShareKit, LoadedCampaign]]:

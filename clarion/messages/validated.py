@@ -25,7 +25,7 @@ from clarion.base.settings import ClarionSettings
 from clarion.campaign.contacts import file_digest
 from clarion.campaign.kits import load_kits
 from clarion.campaign.loader import LoadedCampaign, campaign_digest
-from clarion.messages.validate import ValidationReport, validate
+from clarion.messages.validate import Progress, ValidationReport, validate
 
 log = logging.getLogger("clarion.validated")
 
@@ -44,15 +44,16 @@ def validation_digest(loaded: LoadedCampaign) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def validate_once(loaded: LoadedCampaign) -> ValidationReport:
-    """`validate`, unless these very files validated before: then the report recorded then."""
+def validate_once(loaded: LoadedCampaign, progress: Progress | None = None) -> ValidationReport:
+    """`validate`, unless these very files validated before: then the report recorded then. `progress`:
+    as `validate`'s."""
     try:
         digest = validation_digest(loaded)
     except OSError:  # a file that cannot be read: validation says which, and where
-        return validate(loaded)
+        return validate(loaded, progress)
     report = recall(loaded, digest)
     if report is None:
-        report = validate(loaded)
+        report = validate(loaded, progress)
         remember(report, digest)
     return report
 
