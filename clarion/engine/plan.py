@@ -127,7 +127,7 @@ class PartPlanner(Protocol):
 
 
 class Opener(Protocol):
-    """Who sends a new run's opening batches while the rest of it is planned (flows/launch.py).
+    """Who sends a new run's opening batches while the rest of it is planned (flows/openings.py).
 
     Only for files that validated before (nothing found while planning can stop the run then): once every
     channel of `channels` (the first step's) has its opening batch, the rows so far are committed and
