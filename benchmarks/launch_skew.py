@@ -1,6 +1,7 @@
 """Launch skew: how close together the first accepted message of each channel reaches the sandbox.
 
     .venv/bin/python benchmarks/launch_skew.py [--runs 3] [--campaign examples/debate-night/campaign.yaml]
+    .venv/bin/python benchmarks/launch_skew.py --validated   # validated first: openings while planning
 
 Runs the campaign against a sandbox in a separate process and prints, per run, the time of each channel's
 first accepted message (posts on X, Bluesky and Mastodon, the first email and SMS) after the first message
@@ -41,6 +42,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--campaign", default=str(ROOT / "examples/debate-night/campaign.yaml"))
+    parser.add_argument(
+        "--validated",
+        action="store_true",
+        help="`clarion validate` before each run (not timed): the run sends its openings while it plans",
+    )
     args = parser.parse_args()
     sandbox, url = start_sandbox()
     try:
@@ -54,6 +60,9 @@ def main() -> None:
                     "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(ROOT / ".clarion" / "prefect")),
                     "PREFECT_LOGGING_LEVEL": "CRITICAL",
                 }
+                if args.validated:
+                    check = [sys.executable, "-m", "clarion", "validate", args.campaign]
+                    subprocess.run(check, env=env, check=True, capture_output=True)
                 subprocess.run(
                     [sys.executable, "-m", "clarion", "run", args.campaign, "--json"],
                     env=env,
