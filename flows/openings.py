@@ -1,10 +1,11 @@
 """A new launch's openings sent while the rest of its audience is planned (clarion.engine.plan.Opener).
 
 A launch plans every contact before it sends: a million contacts take tens of seconds. When nothing found
-while planning can stop the run (its files validated before, no approval gate, no slot still ahead, a first
-step at the launch instant with no condition, a new run, sent from this process), `Openings` plans it in a
-thread of its own: the launch (clarion/flows/launch.py) sends the posts and each channel's first batch as
-soon as their rows are committed, and the rest of the first step when planning ends.
+while planning can stop the run (its files validated before, or the send helper `clarion run` asked to
+validate them found them valid meanwhile; no approval gate, no slot still ahead, a first step at the launch
+instant with no condition, a new run, sent from this process), `Openings` plans it in a thread of its own:
+the launch (clarion/flows/launch.py) sends the posts and each channel's first batch as soon as their rows
+are committed, and the rest of the first step when planning ends.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ class Openings:
     channel's first batch) go as soon as they are planned, not after the last contact
     (clarion.engine.plan.Opener): a million contacts take tens of seconds to plan.
 
-    Only where nothing can stop the run once it is planning: the campaign's files validated before (else
-    planning renders and checks every message first, and hands nothing early), no approval gate, no slot
-    still ahead, a first step at the launch instant with no condition, a new run (a resume plans what is
-    left before it sends), sent from this process (a send pool's shards open as before)."""
+    Only where nothing can stop the run once it is planning: the campaign's files validated before, or a
+    send helper validating them found them valid (else planning renders and checks every message itself,
+    and hands nothing early: clarion.engine.plan.Checker), no approval gate, no slot still ahead, a first
+    step at the launch instant with no condition, a new run (a resume plans what is left before it
+    sends), sent from this process (a send pool's shards open as before)."""
 
     def __init__(self, run: RunContext, channels: frozenset[str]) -> None:
         self.channels = channels

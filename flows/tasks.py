@@ -38,6 +38,7 @@ def plan_task(
             wave=wave,
             writer=run.helpers.writer(run.ledger) if run.helpers is not None else None,
             opener=opener,
+            checker=run.helpers.check if run.helpers is not None else None,
         )
     except PlanningStopped as exc:  # the launch sent its openings, then was asked to stop: a resume plans on
         get_run_logger().info("%s", exc)

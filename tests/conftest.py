@@ -36,11 +36,11 @@ SLOW_FILES = {
     "tests/test_badinput.py": 101,
     "tests/flows/test_crash_resume.py": 69,
     "tests/flows/test_interrupt.py": 69,
+    "tests/flows/test_openings.py": 68,  # with the helper validating new files
     "tests/flows/test_launch.py": 67,
     "tests/flows/test_helper_rows.py": 66,
     "tests/flows/test_faults.py": 60,
     "tests/flows/test_thompson_flow.py": 56,
-    "tests/flows/test_openings.py": 40,
     "tests/channels/test_contract.py": 39,
     "tests/test_fuzz_campaign.py": 36,
     "tests/ledger/test_ledger_concurrency.py": 34,

@@ -5,6 +5,10 @@ key, the campaign's path, the run id and the ledger's URL. The helper loads the 
 adapters it may send with, then takes batches from the launch's board, sends each with the same
 `send_batch` as the launch's threads (through `RemoteCoordination`, the launch's own coordination), and
 answers for each, until the launch says to go.
+
+A helper `clarion run` started early may first be asked to validate the campaign's files (a line before
+the configuration, clarion/engine/spawn.py): it does, while the launch imports and plans, and its first
+call once configured tells the launch the validation digest of the files it found valid (or None).
 """
 
 from __future__ import annotations
@@ -169,8 +173,29 @@ def _plan_parts(remote: _Remote, ledger: Any, loaded: Any) -> None:
         os._exit(1)
 
 
-def _helper(config: dict[str, Any]) -> int:
-    """A helper process: load, warm, then send batches from the launch's board until it says to go."""
+def _check(path: str) -> str | None:
+    """Validate the campaign at `path` as `clarion validate` does (remembered, or checked now and remembered
+    when valid): the validation digest of the files found valid, else None (the launch checks them itself,
+    and reports what is wrong)."""
+    from clarion.base.errors import ClarionError
+    from clarion.campaign.loader import load_campaign
+    from clarion.messages.validated import validate_once, validation_digest
+
+    try:
+        loaded = load_campaign(path)
+        digest = validation_digest(loaded)
+        validate_once(loaded)
+    except ClarionError:  # CampaignInvalid among them: the launch's own pass lists the problems
+        return None
+    except Exception as exc:
+        log.warning("the campaign's files not validated here: %s: %s", type(exc).__name__, exc)
+        return None
+    return digest
+
+
+def _helper(config: dict[str, Any], validated: tuple[str | None] | None = None) -> int:
+    """A helper process: load, warm, then send batches from the launch's board until it says to go.
+    `validated`: (the digest `_check` answered) when it was asked to validate the files first."""
     from clarion.base.runtime import bulk_work
     from clarion.campaign.loader import campaign_digest, load_campaign
     from clarion.engine.send import send_batch
@@ -178,6 +203,8 @@ def _helper(config: dict[str, Any]) -> int:
     from clarion.messages.validate import check_kits
 
     remote = _Remote(config["address"], bytes.fromhex(config["key"]), config["name"])
+    if validated is not None:
+        remote.call("checked", validated[0])  # before anything else: the launch may be holding its sends
     loaded = load_campaign(config["campaign"])
     kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
     run = RunContext(
@@ -249,13 +276,22 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="clarion send helper: %(message)s")
     line = sys.stdin.readline()  # a helper `clarion run` started early waits here, imported
+    validated: tuple[str | None] | None = None
+    if line.startswith('{"check":'):  # asked to validate the campaign first (clarion/engine/spawn.py)
+        # the configuration is read meanwhile: the launch writing it never waits on a full pipe
+        config_line: list[str] = []
+        reader = threading.Thread(target=lambda: config_line.append(sys.stdin.readline()), daemon=True)
+        reader.start()
+        validated = (_check(json.loads(line)["check"]),)
+        reader.join()
+        line = config_line[0] if config_line else ""
     if not line.strip():  # started early and not used (clarion/engine/spawn.py): nothing to do
         os._exit(0)
     try:
         config = json.loads(line)
         os.environ.clear()  # the launch's environment as it is now (a sandbox may have set providers since)
         os.environ.update(config.pop("environ", {}))
-        code = _helper(config)
+        code = _helper(config, validated)
     except (EOFError, OSError):
         code = 1  # the launch is gone: what this helper had in flight stays in flight, for a resume
     except Exception as exc:  # it could not start: the launch sends everything itself

@@ -34,6 +34,12 @@ and writes its rows, a helper plans and writes the second (`Part`, clarion.engin
 the launch plans it after all when the helper was not up, declined, failed or died. Nothing is sent
 before every row is committed.
 
+On SQLite, validation uses one too, for files that never validated: `clarion run` asks the helper it starts
+early to validate them before anything else (clarion/engine/spawn.py), and the launch plans meanwhile without
+rendering and checking every message itself (`Check`, a clarion.engine.plan.Checker): the helper's first
+call says whether they are valid. Until then nothing is sent; if they are not valid, or the helper could
+not say (it failed, died, or found other files), the launch checks every message itself, as before.
+
 The helper's own side is clarion/engine/helper_process.py. Not here: helpers on other machines (that is
 the send pool's job, clarion/flows/shard.py, with Redis).
 """
@@ -60,7 +66,7 @@ from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
 from clarion.engine.plan import Batch, Part, PartPlanner, PartResult, write_rows
 from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
-from clarion.engine.spawn import spare, spawn
+from clarion.engine.spawn import asked_to_check, spare, spawn
 from clarion.ledger import Ledger, PlannedSend, SendFields
 
 log = logging.getLogger("clarion.engine")
@@ -85,6 +91,7 @@ CALLS = frozenset(
         "rows_written",
         "take_part",
         "part_done",
+        "checked",
     }
 )
 #: Rows per chunk a launch hands its helpers while it plans: smaller than a chunk written in place
@@ -150,6 +157,7 @@ class Board:
         self._part: Part | None = None  # a part of planning offered, not yet taken
         self._part_owner: str | None = None  # the helper planning it
         self._part_result: PartResult | str | None = None
+        self._checks: dict[str, str | None] = {}  # the validation digest each helper asked to check found
 
     def post(self, batches: list[Batch]) -> None:
         """A wave starts: its batches but the openings may be taken by helpers."""
@@ -320,6 +328,20 @@ class Board:
                 self._cond.wait(0.1)
             return self._part_result
 
+    # -- the files' validation -------------------------------------------------------------------------
+
+    def checked(self, helper: str, digest: str | None) -> None:
+        with self._cond:
+            self._checks[helper] = digest
+            self._cond.notify_all()
+
+    def check(self, helper: str, alive: Callable[[str], bool], wait: bool) -> tuple[bool, str | None]:
+        """(whether `helper` answered, the digest it found valid), waiting with `wait` while it is alive."""
+        with self._cond:
+            while helper not in self._checks and wait and alive(helper):
+                self._cond.wait(0.1)
+            return helper in self._checks, self._checks.get(helper)
+
     def answer(self, batch: Batch, helper: str, alive: Callable[[], bool]) -> Answer | None:
         """Wait for the helper's answer about `batch`; None when the helper died, or gave it back."""
         key = key_of(batch)
@@ -393,6 +415,9 @@ class _Line:
     def part_done(self, result: PartResult | str) -> None:
         self.board.part_done(self.name, result)
 
+    def checked(self, digest: str | None) -> None:
+        self.board.checked(self.name, digest)
+
     def abandon(self) -> None:
         """The helper died: its chunks in flight will never leave; stop counting them."""
         with self._lock:
@@ -452,6 +477,21 @@ class _Parts:
         return self.board.part_result(self.helpers.alive)
 
 
+class Check:
+    """The validation of the campaign's files by the helper `clarion run` asked to (a Checker)."""
+
+    def __init__(self, helpers: Helpers, name: str, campaign: Path) -> None:
+        self.helpers, self.name, self.campaign = helpers, name, campaign
+
+    def valid(self, digest: str, wait: bool = False) -> bool | None:
+        """True when the helper found these files (`digest`) valid; False when it found them invalid, could
+        not check them, checked other files or died; None while it has not answered (`wait` False)."""
+        answered, found = self.helpers.board.check(self.name, self.helpers.alive, wait)
+        if not answered:
+            return False if wait or not self.helpers.alive(self.name) else None
+        return found == digest
+
+
 class Helpers:
     """The launch's side: the socket its helpers call, the board, and the helper processes."""
 
@@ -464,6 +504,8 @@ class Helpers:
             f"helper-{i + 1}": _Line(f"helper-{i + 1}", coordination, self.board) for i in range(count)
         }
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._connected: set[str] = set()  # helpers that called: a helper that never did has done nothing
+        self.check: Check | None = None  # the helper validating the campaign's files, if one was asked to
         self._closed = False
         threading.Thread(target=self._accept, name="clarion-helpers", daemon=True).start()
 
@@ -487,6 +529,9 @@ class Helpers:
                     self._configure(proc, line)
                 except OSError:  # it died since it started: a new one
                     proc = None
+                else:
+                    if (checking := asked_to_check(proc)) is not None:
+                        self.check = Check(self, name, checking)
             if proc is None:
                 proc = spawn()
                 self._configure(proc, line)
@@ -546,6 +591,8 @@ class Helpers:
         shutil.rmtree(self._folder, ignore_errors=True)
         deadline = time.monotonic() + REAP_WAIT
         for name, proc in self._procs.items():
+            if name not in self._connected:  # still importing, or validating the files: nothing in flight
+                proc.kill()
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -573,6 +620,7 @@ class Helpers:
                 line = self._lines[name]
             except (EOFError, OSError, KeyError):
                 return
+            self._connected.add(name)
             while True:
                 try:
                     method, args = conn.recv()
@@ -590,4 +638,4 @@ class Helpers:
                     return
 
 
-__all__ = ["Answer", "Board", "HelperWriter", "Helpers", "Rows"]
+__all__ = ["Answer", "Board", "Check", "HelperWriter", "Helpers", "Rows"]

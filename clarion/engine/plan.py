@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from clarion import channels
@@ -129,7 +130,8 @@ class PartPlanner(Protocol):
 class Opener(Protocol):
     """Who sends a new run's opening batches while the rest of it is planned (flows/openings.py).
 
-    Only for files that validated before (nothing found while planning can stop the run then): once every
+    Only for files that validated before, or that a `Checker` found valid while this plans (nothing found
+    while planning can stop the run then): once every
     channel of `channels` (the first step's) has its opening batch, the rows so far are committed and
     `opened` gets the posts and those batches; planning reads on. `stopped` True makes planning stop
     (`PlanningStopped`): the launch was asked to stop, and a resume plans the rest."""
@@ -139,6 +141,20 @@ class Opener(Protocol):
     def opened(self, batches: list[Batch]) -> None: ...
 
     def stopped(self) -> bool: ...
+
+
+class Checker(Protocol):
+    """Who is validating a launch's files while it plans (a local send helper, clarion/engine/helpers.py).
+
+    Planning then reads every contact without rendering and checking each message itself, sends nothing
+    (no openings handed) until `valid` says True, and checks every message itself after all when it says
+    False: the files are invalid (that pass lists every problem), or the checker could not tell."""
+
+    campaign: Path  # the campaign file it validates (resolved)
+
+    def valid(self, digest: str, wait: bool = False) -> bool | None:
+        """Whether the files under this validation digest are valid; None: not known yet (`wait` False)."""
+        ...
 
 
 class PlanningStopped(Exception):
@@ -360,6 +376,7 @@ def plan_run(
     wave: WavePlan | None = None,
     writer: RowWriter | None = None,
     opener: Opener | None = None,
+    checker: Checker | None = None,
 ) -> Plan:
     """Validate and plan `run_id` (new, or resumed when it exists); raises CampaignInvalid or ClarionError.
 
@@ -370,7 +387,8 @@ def plan_run(
     failures whose provider answer proves the message was not taken (`ledger.RESENDABLE`). `writer`: where
     the contacts' rows go (default: this thread writes them); every one is committed before this returns.
     `opener`: who sends a new launch's openings before planning ends (`Opener`; only when these files
-    validated before)."""
+    validated before, or `checker` found them valid). `checker`: who validates files that never validated
+    while this plans (`Checker`)."""
     digest = campaign_digest(loaded)
     existing = ledger.get_run(run_id)
     plan = Plan(run_id, resumed=existing is not None)
@@ -448,6 +466,9 @@ def plan_run(
     # recorded by `clarion validate` only (planning checks the campaign, not its kits)
     validated = validation_digest(loaded)
     render = recall(loaded, validated) is None
+    checking = render and checker is not None and checker.campaign == loaded.path.resolve()
+    if checking:  # the checker renders and checks every message meanwhile: this pass need not
+        render = False
     middle = _middle(loaded, bool((existing.options if existing else options).get(HALVES)))
     split = None
     if middle is not None and writer.parts is not None and existing is None and not (rollout_of or wave):
@@ -467,7 +488,8 @@ def plan_run(
         for i, (cid, vid) in enumerate(social)
     ]
     if opener is not None and existing is None and not render and rollout_of is None and wave is None:
-        _Early(opener, planner, ledger, posts)
+        ready = (lambda: checker.valid(validated) is True) if checker is not None and checking else None
+        _Early(opener, planner, ledger, posts, ready)
     more: list[Batch] = []
     try:
         seen: set[str] = set()
@@ -487,6 +509,9 @@ def plan_run(
         if split is not None and split.stop is not None:
             more = split.rest(ledger, loaded, renderer, planner, plan.report, seen)
         planner.finish()
+        if checking and not (checker is not None and checker.valid(validated, wait=True)):
+            render = True  # invalid, or not known: every message checked here, every problem listed
+            plan.report = scan(loaded, renderer, render=True)
         if render and not loaded.campaign.share_kits:
             remember(plan.report, validated)
     except ClarionError as exc:
@@ -520,19 +545,28 @@ def _posts(loaded: LoadedCampaign, launch: bool) -> list[tuple[str, str]]:
 class _Early:
     """A new launch's openings handed to its `Opener` before planning ends, by its planner: once every
     channel the opener waits for has closed its first batch (`check`, from the planner), or at once for
-    posts alone. The planner looks at `opener.stopped` before each chunk it writes: no cost per contact."""
+    posts alone; and `ready` (a Checker found the files valid), if given. The planner looks at
+    `opener.stopped` before each chunk it writes: no cost per contact."""
 
-    def __init__(self, opener: Opener, planner: _Planner, ledger: Ledger, posts: list[PlannedSend]) -> None:
+    def __init__(
+        self,
+        opener: Opener,
+        planner: _Planner,
+        ledger: Ledger,
+        posts: list[PlannedSend],
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
         self.opener, self.planner, self.ledger = opener, planner, ledger
+        self.ready = ready  # whether the files are known valid (a Checker's answer), when not known before
         self.posts = [p for p in posts if p.channel in opener.channels]
         self.waiting = [cid for cid in planner.channels if cid in opener.channels]
         self.handed = not (self.waiting or self.posts)  # nothing of the first step is planned here
         planner.early = self
         if not self.handed and not self.waiting:  # posts alone at launch: no contact to wait for
-            self._hand()
+            self.check()
 
     def check(self) -> None:
-        if self.planner.opened(self.waiting):
+        if self.planner.opened(self.waiting) and (self.ready is None or self.ready()):
             self._hand()
 
     def _hand(self) -> None:

@@ -6,14 +6,21 @@ A helper's interpreter spends about a second importing Clarion before it can do 
 its stdin, for the configuration that `Helpers.start` (clarion/engine/helpers.py) writes once the launch's
 flow has begun. A helper started so and never used reads the end of its stdin, when `clarion run` exits,
 and leaves without a word.
+
+`prestart(count, check=campaign file)` also asks the first helper to validate the campaign's files (as
+`clarion validate` does, and remembered as it remembers) before it reads its configuration: a launch of
+files that never validated then plans without checking every message itself, while the helper checks them
+on the other core, and holds every send until the helper's answer is in (clarion.engine.plan.Checker).
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for its type only: this module stays light
@@ -36,6 +43,7 @@ COMMAND = (
 )
 
 _spares: list[subprocess.Popen[bytes]] = []
+_checking: dict[int, Path] = {}  # helpers asked to validate a campaign first (pid: its file)
 
 
 def spawn() -> subprocess.Popen[bytes]:
@@ -45,12 +53,23 @@ def spawn() -> subprocess.Popen[bytes]:
     return subprocess.Popen(list(COMMAND), stdin=subprocess.PIPE)
 
 
-def prestart(count: int) -> None:
-    """Start `count` helpers now, for the launch this process is about to run (`spare` hands them out)."""
+def prestart(count: int, check: Path | None = None) -> None:
+    """Start `count` helpers now, for the launch this process is about to run (`spare` hands them out).
+    `check`: the campaign file the first of them validates before anything else (`asked_to_check`)."""
     if not _spares:
         atexit.register(_release)
     for _ in range(count):
-        _spares.append(spawn())
+        proc = spawn()
+        _spares.append(proc)
+        if check is not None and not _checking and proc.stdin is not None:
+            _checking[proc.pid] = check.resolve()
+            proc.stdin.write(json.dumps({"check": str(_checking[proc.pid])}).encode() + b"\n")
+            proc.stdin.flush()
+
+
+def asked_to_check(proc: subprocess.Popen[bytes]) -> Path | None:
+    """The campaign file `proc` was asked to validate before its configuration, or None."""
+    return _checking.get(proc.pid)
 
 
 def spare() -> subprocess.Popen[bytes] | None:
@@ -77,10 +96,13 @@ def wanted(setting: str, loaded: LoadedCampaign) -> int:
 
 
 def _release() -> None:
-    """Helpers started early and never used: the end of their stdin tells them to go."""
+    """Helpers started early and never used: the end of their stdin tells them to go; one still validating
+    (which may take seconds, and only leaves a record behind, written whole or not at all) is killed."""
     while _spares:
         proc = _spares.pop()
         try:
+            if proc.pid in _checking:
+                proc.kill()
             if proc.stdin is not None:
                 proc.stdin.close()
             proc.wait(timeout=10)
@@ -88,4 +110,4 @@ def _release() -> None:
             proc.kill()
 
 
-__all__ = ["COMMAND", "HELPER_AUDIENCE_BYTES", "prestart", "spare", "spawn", "wanted"]
+__all__ = ["COMMAND", "HELPER_AUDIENCE_BYTES", "asked_to_check", "prestart", "spare", "spawn", "wanted"]

@@ -9,7 +9,8 @@ record is a small JSON file in CLARION_HOME/validated/, holding the report's cou
   reading the contacts file again;
 - a run's planning, which must still read every contact to assign and plan it, skips rendering and
   checking each message once more when the same files validated before (by `clarion validate`, or by an
-  earlier run or resume of the same campaign), and records them when they validate.
+  earlier run or resume of the same campaign), and records them when they validate; a `clarion run` of
+  files that never validated has its send helper validate them meanwhile (clarion/engine/spawn.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A launch of files that validated before sends its openings while the rest of its contacts are planned:
 the first messages go at once however big the audience, nobody gets anything twice, a stop or a kill -9
 in the middle of planning is resumed, and files not validated before send nothing before every contact
-was checked."""
+was checked: by the launch, or by the send helper `clarion run` asks to validate them while it plans."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from clarion.campaign.loader import load_campaign
 from clarion.engine.coordination import LocalCoordination
 from clarion.flows.launch import launch
 from clarion.ledger import Ledger, SendState
-from clarion.messages.validated import validate_once
+from clarion.messages.validated import recall, validate_once
 from clarion.sandbox import Sandbox
 from tests.flows.conftest import CAMPAIGN
 
@@ -144,3 +144,60 @@ def test_kill_9_while_planning_after_the_openings(
     assert 0 < planned < len(list(ledger.sends("openings-kill"))), f"killed after planning: {log.read_text()}"
     assert_each_once(ledger, providers, "openings-kill", 60_000)
     assert len(providers.messages("x")) <= 2, "a post went again on the resume"
+
+
+def _clarion_run(path: Path, run_id: str, prefect_server: str) -> subprocess.CompletedProcess[bytes]:
+    """`clarion run` as a user runs it (its helper started early, asked to validate the files), with one
+    send helper whatever the machine's cores."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_LOGGING_LEVEL": "CRITICAL",
+        "CLARION_SEND_HELPERS": "1",
+    }
+    command = [sys.executable, "-m", "clarion", "run", str(path), "--run-id", run_id, "--json"]
+    return subprocess.run(command, env=env, capture_output=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_new_files_open_while_planning_once_the_helper_found_them_valid(
+    tmp_path: Path, providers: Sandbox, prefect_server: str
+) -> None:
+    path = write_emails(tmp_path, 60_000)
+    assert recall(load_campaign(path)) is None
+
+    done = _clarion_run(path, "openings-checked", prefect_server)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    ledger = Ledger(ClarionSettings().ledger_url())
+    sent, planned = timing(ledger, "openings-checked")
+    assert sent < planned, "the openings of new files waited for the last contact to be planned"
+    assert_each_once(ledger, providers, "openings-checked", 60_000)
+    assert len(providers.messages("x")) == 2
+    assert recall(load_campaign(path)) is not None, "the helper's validation was not remembered"
+
+
+@pytest.mark.slow
+def test_new_files_with_a_bad_message_far_down_send_nothing(
+    tmp_path: Path, providers: Sandbox, prefect_server: str
+) -> None:
+    path = write_emails(tmp_path, 60_000)
+    path.write_text(
+        path.read_text().replace(
+            'subject: "{{ variant.headline }}"', 'subject: "{{ contact.first_name }}, {{ variant.headline }}"'
+        )
+    )
+    contacts = tmp_path / "contacts.csv"
+    with contacts.open("a", newline="") as fh:  # the last contact's name puts a header in the subject
+        csv.writer(fh, lineterminator="\n").writerow(
+            ["c-last", "last@example.org", "Sam\nBcc: all@example.org"]
+        )
+
+    done = _clarion_run(path, "openings-invalid", prefect_server)
+    assert done.returncode != 0
+    stderr = done.stderr.decode()
+    assert "subject spans several lines" in stderr and "c-last (line 60002)" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert providers.messages("sendgrid") == [] and providers.messages("x") == [], "a message went"
+    ledger = Ledger(ClarionSettings().ledger_url())
+    assert not any(r.state is SendState.SENT for r in ledger.sends("openings-invalid"))
+    assert recall(load_campaign(path)) is None
