@@ -179,12 +179,14 @@ def _check(path: str) -> str | None:
     and reports what is wrong)."""
     from clarion.base.errors import ClarionError
     from clarion.campaign.loader import load_campaign
-    from clarion.messages.validated import validate_once, validation_digest
+    from clarion.messages.validate import validate
+    from clarion.messages.validated import recall, remember, validation_digest
 
     try:
         loaded = load_campaign(path)
         digest = validation_digest(loaded)
-        validate_once(loaded)
+        if recall(loaded, digest) is None:
+            remember(validate(loaded), digest)
     except ClarionError:  # CampaignInvalid among them: the launch's own pass lists the problems
         return None
     except Exception as exc:

@@ -131,10 +131,10 @@ class Opener(Protocol):
     """Who sends a new run's opening batches while the rest of it is planned (flows/openings.py).
 
     Only for files that validated before, or that a `Checker` found valid while this plans (nothing found
-    while planning can stop the run then): once every
-    channel of `channels` (the first step's) has its opening batch, the rows so far are committed and
-    `opened` gets the posts and those batches; planning reads on. `stopped` True makes planning stop
-    (`PlanningStopped`): the launch was asked to stop, and a resume plans the rest."""
+    while planning can stop the run then): once every channel of `channels` (the first step's) has its
+    opening batch, the rows so far are committed and `opened` gets the posts and those batches; planning
+    reads on. `stopped` True makes planning stop (`PlanningStopped`): the launch was asked to stop, and a
+    resume plans the rest."""
 
     channels: frozenset[str]
 
