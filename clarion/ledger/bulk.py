@@ -43,6 +43,7 @@ from clarion.ledger.rows import SendFields, SendState
 from clarion.ledger.schema import UTCDateTime, assignments, sends
 
 CHUNK = 5_000  # rows per statement (PostgreSQL) or executemany (SQLite)
+IN_CHUNK = 1_000  # recipients per statement naming them (a claim, a release, a settlement)
 #: Planned sends and assignments written per transaction. Each commit writes back every page it touched, and
 #: an index led by something random (an audience keyed by UUIDs: the sends' unique run, channel, recipient
 #: and the assignments' run, contact id) takes each row at a random page: bigger transactions rewrite each

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from clarion.ledger import migrate as migrations
-from clarion.ledger.bulk import CHUNK, PLAN_ROWS, BulkWriter, Statistics, chunked
+from clarion.ledger.bulk import CHUNK, IN_CHUNK, PLAN_ROWS, BulkWriter, Statistics, chunked
 from clarion.ledger.console import ConsoleStore
 from clarion.ledger.conversations import ConversationStore
 from clarion.ledger.database import ForkSafeEngine, WriterTurns, resolve_url, shown, transaction
@@ -50,8 +50,6 @@ from clarion.ledger.suppressions import ConsentStore
 from clarion.ledger.transitions import Transitions
 
 log = logging.getLogger("clarion.ledger")
-
-IN_CHUNK = 1_000  # recipients per claim or release statement
 
 _T = TypeVar("_T")
 Skip = tuple[str, str] | tuple[str, str, str | None]  # (recipient, reason[, error])

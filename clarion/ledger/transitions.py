@@ -22,11 +22,9 @@ from sqlalchemy import Connection, Dialect, String, bindparam, func, select, upd
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from clarion.ledger.bulk import CHUNK, among, chunked
+from clarion.ledger.bulk import CHUNK, IN_CHUNK, among, chunked
 from clarion.ledger.rows import SendState, Settlement
 from clarion.ledger.schema import sends
-
-IN_CHUNK = 1_000  # recipients per statement naming them
 
 
 class Transitions:
