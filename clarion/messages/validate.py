@@ -118,7 +118,7 @@ def validate_campaign(path: Path | str) -> ValidationReport:
 
 #: Told how far a check of a contacts file is: (bytes read, the file's size)
 Progress = Callable[[int, int], None]
-PROGRESS_EVERY = 5_000  # contacts between two calls of a Progress
+PROGRESS_CONTACTS = 5_000  # contacts between two calls of a Progress
 
 
 def validate(loaded: LoadedCampaign, progress: Progress | None = None) -> ValidationReport:
@@ -147,7 +147,7 @@ def validate(loaded: LoadedCampaign, progress: Progress | None = None) -> Valida
 
 
 def _counting(loaded: LoadedCampaign, progress: Progress | None) -> Visitor | None:
-    """A visitor telling `progress` how far a contacts file is read, every PROGRESS_EVERY contacts."""
+    """A visitor telling `progress` how far a contacts file is read, every PROGRESS_CONTACTS contacts."""
     contacts = loaded.contacts()
     if progress is None or not isinstance(contacts, ContactsFile):
         return None
@@ -156,7 +156,7 @@ def _counting(loaded: LoadedCampaign, progress: Progress | None) -> Visitor | No
     def visit(contact: Contact, arm: str, addresses: dict[str, str | None]) -> None:
         nonlocal seen
         seen += 1
-        if seen % PROGRESS_EVERY == 0:
+        if seen % PROGRESS_CONTACTS == 0:
             progress(contact.offset, size)
 
     return visit
