@@ -16,16 +16,17 @@ from clarion.base.errors import ClarionError
 from clarion.cli import params
 from clarion.cli.app import FileArg, command_group, err, out, resolve_run, user_errors
 from clarion.cli.interrupt import Interrupted
-from clarion.engine.outcome import RunOutcome
-from clarion.ledger.results import format_reasons
 
 if TYPE_CHECKING:
     from clarion.campaign.loader import LoadedCampaign
+    from clarion.engine.outcome import RunOutcome
 
 commands = command_group()
 
 
 def _results_table(result: RunOutcome) -> Table:
+    from clarion.ledger.results import format_reasons
+
     table = Table(title=f"run {result.run_id}: {result.status}")
     for column in (
         "channel",
@@ -140,13 +141,10 @@ def run(
     # "did not start in time" otherwise)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from clarion.campaign.loader import load_campaign
-    from clarion.cli.runner import run_campaign, sandbox_environment
-    from clarion.engine.plan import new_run_id
 
     loaded = load_campaign(file)  # the file's own problems, before any flow starts
     loaded.contacts()
     _check_approval(loaded.campaign, approved_by)
-    rid = run_id or new_run_id(loaded.campaign.name)
     if retry_failed:
         _check_retry(run_id)
     console = None if as_json else err
@@ -156,7 +154,11 @@ def run(
         raise ClarionError(
             "--console serves a console for a sandbox run: add --sandbox (for real runs, use `clarion serve`)"
         )
-    _prestart_helpers(loaded)
+    _prestart_helpers(loaded)  # before the launch imports its own machinery: the helper imports meanwhile
+    from clarion.cli.runner import run_campaign, sandbox_environment
+    from clarion.engine.plan import new_run_id
+
+    rid = run_id or new_run_id(loaded.campaign.name)
     with contextlib.ExitStack() as stack:
         if sandbox:
             box = stack.enter_context(sandbox_environment())
