@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -98,3 +101,34 @@ def test_message_link_goes_through_tracking_when_configured() -> None:
         "https://go.example.org/c/T"
     )
     assert message_link(tracking_base=None, variant="v", token="T", **common).startswith("https://a.org/p?")
+
+
+def test_processes_starting_together_agree_on_one_generated_key(tmp_path: Path) -> None:
+    """Without CLARION_SECRET_KEY, the key generated in CLARION_HOME: a launch and its send helper (or a
+    first run beside `clarion serve`) that generate it at the same moment sign with the same key."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    script = (
+        "import sys, time\n"
+        "from clarion.base.settings import ClarionSettings\n"
+        "settings = ClarionSettings()\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time() - 0.05))\n"
+        "while time.time() < float(sys.argv[1]): pass\n"
+        "print(settings.signing_key().decode())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CLARION_SECRET_KEY"}
+    env["CLARION_HOME"] = str(home)
+    start = f"{time.time() + 3:.3f}"  # all of them imported by then, racing for the file
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, start], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(8)
+    ]
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err.decode()[-500:] for _, err in results]
+    keys = {out.decode().strip() for out, _ in results}
+    assert len(keys) == 1 and len(keys.pop()) >= 32
+    assert [p.name for p in home.iterdir()] == ["secret.key"]

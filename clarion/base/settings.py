@@ -99,10 +99,19 @@ class ClarionSettings(BaseSettings):
             return value.encode()
         path = self.home / "secret.key"
         if not path.exists():
+            # written whole, then linked in place: processes starting together (a launch and its send
+            # helper, a first run beside `clarion serve`) agree on one key, and none reads a half-written one
             self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
+            temporary = path.with_name(f".secret.key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(32))
+                os.link(temporary, path)
+            except FileExistsError:  # another process linked its key first: that one is the key
+                pass
+            finally:
+                temporary.unlink(missing_ok=True)
         return path.read_text().strip().encode()
 
 
