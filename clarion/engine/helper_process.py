@@ -179,14 +179,12 @@ def _check(path: str) -> str | None:
     and reports what is wrong)."""
     from clarion.base.errors import ClarionError
     from clarion.campaign.loader import load_campaign
-    from clarion.messages.validate import validate
-    from clarion.messages.validated import recall, remember, validation_digest
+    from clarion.messages.validated import validate_once, validation_digest
 
     try:
         loaded = load_campaign(path)
         digest = validation_digest(loaded)
-        if recall(loaded, digest) is None:
-            remember(validate(loaded), digest)
+        validate_once(loaded, digest=digest)
     except ClarionError:  # CampaignInvalid among them: the launch's own pass lists the problems
         return None
     except Exception as exc:

@@ -466,8 +466,9 @@ def plan_run(
     # recorded by `clarion validate` only (planning checks the campaign, not its kits)
     validated = validation_digest(loaded)
     render = recall(loaded, validated) is None
-    checking = render and checker is not None and checker.campaign == loaded.path.resolve()
-    if checking:  # the checker renders and checks every message meanwhile: this pass need not
+    if not render or checker is None or checker.campaign != loaded.path.resolve():
+        checker = None  # nothing to check, or not these files (a kit's)
+    else:  # the checker renders and checks every message meanwhile: this pass need not
         render = False
     middle = _middle(loaded, bool((existing.options if existing else options).get(HALVES)))
     split = None
@@ -488,7 +489,7 @@ def plan_run(
         for i, (cid, vid) in enumerate(social)
     ]
     if opener is not None and existing is None and not render and rollout_of is None and wave is None:
-        ready = (lambda: checker.valid(validated) is True) if checker is not None and checking else None
+        ready = (lambda: checker.valid(validated) is True) if checker is not None else None
         _Early(opener, planner, ledger, posts, ready)
     more: list[Batch] = []
     try:
@@ -509,7 +510,7 @@ def plan_run(
         if split is not None and split.stop is not None:
             more = split.rest(ledger, loaded, renderer, planner, plan.report, seen)
         planner.finish()
-        if checking and not (checker is not None and checker.valid(validated, wait=True)):
+        if checker is not None and not checker.valid(validated, wait=True):
             render = True  # invalid, or not known: every message checked here, every problem listed
             plan.report = scan(loaded, renderer, render=True)
         if render and not loaded.campaign.share_kits:

@@ -45,11 +45,13 @@ def validation_digest(loaded: LoadedCampaign) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def validate_once(loaded: LoadedCampaign, progress: Progress | None = None) -> ValidationReport:
+def validate_once(
+    loaded: LoadedCampaign, progress: Progress | None = None, digest: str | None = None
+) -> ValidationReport:
     """`validate`, unless these very files validated before: then the report recorded then. `progress`:
-    as `validate`'s."""
+    as `validate`'s; `digest`: their `validation_digest`, when the caller computed it."""
     try:
-        digest = validation_digest(loaded)
+        digest = digest or validation_digest(loaded)
     except OSError:  # a file that cannot be read: validation says which, and where
         return validate(loaded, progress)
     report = recall(loaded, digest)
