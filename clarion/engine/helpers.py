@@ -280,6 +280,26 @@ class Board:
             self._writing, self._again, self._counted = {}, [], 0
             return counted, again
 
+    def launch_rows_through(self, number: int) -> list[Rows]:
+        """The chunks numbered up to `number` that no helper took, for the launch to write now."""
+        with self._cond:
+            mine = [rows for n, rows in self._rows.items() if n <= number]
+            for rows in mine:
+                del self._rows[rows.number]
+            return mine
+
+    def rows_held_through(self, number: int, alive: Callable[[str], bool]) -> list[Rows]:
+        """Wait until no live helper holds a chunk numbered up to `number`; then the chunks up to it the
+        launch must write itself (their helper died, or failed). Later chunks are left as they are."""
+        with self._cond:
+            while any(n <= number and alive(h) for n, (h, _) in self._writing.items()):
+                self._cond.wait(0.1)
+            again = [rows for rows in self._again if rows.number <= number]
+            self._again = [rows for rows in self._again if rows.number > number]
+            for n in [n for n in self._writing if n <= number]:  # their helper died
+                again.append(self._writing.pop(n)[1])
+            return again
+
     def drop_rows(self) -> None:
         """Planning failed: chunks no helper took are not written."""
         with self._cond:
@@ -453,6 +473,18 @@ class HelperWriter:
             log.warning("run %s: planning's rows %d written here, not by a helper", rows.run_id, rows.number)
             self._write(rows)
         self.ledger.inserted_elsewhere(counted)
+
+    def mark(self) -> int:
+        return self._numbers
+
+    def wait_through(self, mark: int) -> None:
+        """Every chunk numbered up to `mark` committed: those no helper took written here, those a helper
+        holds waited for, those whose helper died or failed written here again."""
+        for rows in self.board.launch_rows_through(mark):
+            self._write(rows)
+        for rows in self.board.rows_held_through(mark, self.helpers.alive):
+            log.warning("run %s: planning's rows %d written here, not by a helper", rows.run_id, rows.number)
+            self._write(rows)
 
     def drop(self) -> None:
         self.board.drop_rows()

@@ -74,7 +74,8 @@ class RowWriter(Protocol):
     handed to a local send helper that writes them while planning reads on (clarion/engine/helpers.py).
 
     `rows` is how many rows a chunk holds at most. `wait` returns once every chunk written is committed
-    (planning's end: nothing is sent before); `drop` forgets chunks not yet written (planning failed).
+    (planning's end: nothing is sent before); `wait_through(mark())` once every chunk written before that
+    `mark` is (a launch's openings: their rows); `drop` forgets chunks not yet written (planning failed).
     `parts`: who may plan the second half of a big contacts file meanwhile (None: nobody)."""
 
     rows: int
@@ -85,6 +86,10 @@ class RowWriter(Protocol):
     ) -> None: ...
 
     def wait(self) -> None: ...
+
+    def mark(self) -> int: ...
+
+    def wait_through(self, mark: int) -> None: ...
 
     def drop(self) -> None: ...
 
@@ -132,9 +137,9 @@ class Opener(Protocol):
 
     Only for files that validated before, or that a `Checker` found valid while this plans (nothing found
     while planning can stop the run then): once every channel of `channels` (the first step's) has its
-    opening batch, the rows so far are committed and `opened` gets the posts and those batches; planning
-    reads on. `stopped` True makes planning stop (`PlanningStopped`): the launch was asked to stop, and a
-    resume plans the rest."""
+    opening batch, the rows planned by then are committed and `opened` gets the posts and those batches;
+    planning reads on. `stopped` True makes planning stop (`PlanningStopped`): the launch was asked to stop,
+    and a resume plans the rest."""
 
     channels: frozenset[str]
 
@@ -185,6 +190,12 @@ class DirectWriter:
 
     def wait(self) -> None:
         pass
+
+    def mark(self) -> int:
+        return 0
+
+    def wait_through(self, mark: int) -> None:
+        pass  # each chunk was committed as it was written
 
     def drop(self) -> None:
         pass
@@ -562,20 +573,25 @@ class _Early:
         self.posts = [p for p in posts if p.channel in opener.channels]
         self.waiting = [cid for cid in planner.channels if cid in opener.channels]
         self.handed = not (self.waiting or self.posts)  # nothing of the first step is planned here
+        self.mark: int | None = None  # the writer's mark once every opening's rows were handed to it
         planner.early = self
         if not self.handed and not self.waiting:  # posts alone at launch: no contact to wait for
             self.check()
 
     def check(self) -> None:
-        if self.planner.opened(self.waiting) and (self.ready is None or self.ready()):
+        if self.mark is None and self.planner.opened(self.waiting):
+            self.planner.flush()  # the openings' rows: all in chunks up to this mark
+            self.mark = self.planner.writer.mark()
+        if self.mark is not None and (self.ready is None or self.ready()):
             self._hand()
 
     def _hand(self) -> None:
-        """Commit every row so far and the posts', then hand the posts and each channel's first batch."""
+        """Commit the openings' rows (every chunk up to the mark; planned later, waiting for a Checker's
+        answer, need not be) and the posts', then hand the posts and each channel's first batch."""
         self.handed = True
         planner = self.planner
-        planner.flush()
-        planner.writer.wait()
+        assert self.mark is not None
+        planner.writer.wait_through(self.mark)
         self.ledger.plan_sends(planner.run_id, self.posts)
         first: dict[str, Batch] = {}
         for batch in planner.batches:
