@@ -73,6 +73,11 @@ class ClarionSettings(BaseSettings):
 
         return None if not value else check_identifier(value, "work pool name")
 
+    @property
+    def postgres_ledger(self) -> bool:
+        """Whether the ledger is a PostgreSQL database (CLARION_DATABASE_URL), not a SQLite file."""
+        return (self.database_url or "").startswith(("postgresql", "postgres"))
+
     def ledger_url(self) -> str:
         """CLARION_DATABASE_URL, else a SQLite file in CLARION_HOME."""
         if self.database_url:

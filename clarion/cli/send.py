@@ -217,7 +217,7 @@ def _prestart_helpers(loaded: LoadedCampaign) -> None:
     if settings.send_pool:
         return  # the pool's workers send
     count = wanted(settings.send_helpers, loaded)
-    check = None if settings.ledger_url().startswith(("postgresql", "postgres")) else loaded.path
+    check = None if settings.postgres_ledger else loaded.path
     if count:
         with contextlib.suppress(OSError):  # the launch starts them itself (or sends alone, with a warning)
             prestart(count, check=check)
@@ -242,7 +242,7 @@ def _check_pool() -> None:
             f"send pool {settings.send_pool!r}: the shards share pacing, stopped channels and the opening "
             "instant through Redis: set CLARION_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
         )
-    if not settings.ledger_url().startswith(("postgresql", "postgres")):
+    if not settings.postgres_ledger:
         raise ClarionError(
             f"send pool {settings.send_pool!r}: the workers share the ledger: set CLARION_DATABASE_URL to "
             "PostgreSQL (postgresql+psycopg://...); a SQLite file is this machine's alone"
