@@ -554,6 +554,11 @@ def _posts(loaded: LoadedCampaign, launch: bool) -> list[tuple[str, str]]:
     ]
 
 
+def _post_batch(run_id: str, channel: str, number: int) -> Batch:
+    """The opening batch of a launch's post number `number` (`_posts`' order: its seq and batch too)."""
+    return Batch(run_id, channel, number, number, number, -1, 1, opening=True)
+
+
 class _Early:
     """A new launch's openings handed to its `Opener` before planning ends, by its planner: once every
     channel the opener waits for has closed its first batch (`check`, from the planner), or at once for
@@ -597,9 +602,7 @@ class _Early:
         for batch in planner.batches:
             if batch.channel in self.waiting:
                 first.setdefault(batch.channel, replace(batch, opening=True))
-        posts = [
-            Batch(planner.run_id, p.channel, p.batch, p.seq, p.seq, -1, 1, opening=True) for p in self.posts
-        ]
+        posts = [_post_batch(planner.run_id, p.channel, p.batch) for p in self.posts]
         self.opener.opened(posts + list(first.values()))
 
 
@@ -712,7 +715,7 @@ def _ordered(
     (email) first. Sending shares one interpreter: a channel making one request per message (SMS) would
     otherwise take most of it and slow email down to its pace."""
     for i, (cid, _vid) in enumerate(social):
-        yield Batch(run_id, cid, i, i, i, -1, 1, opening=True)
+        yield _post_batch(run_id, cid, i)
     queues: dict[str, list[Batch]] = {}
     for batch in batches:
         queues.setdefault(batch.channel, []).append(batch)
