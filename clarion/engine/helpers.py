@@ -272,12 +272,9 @@ class Board:
     def rows_held(self, alive: Callable[[str], bool]) -> tuple[int, list[Rows]]:
         """Wait until no live helper holds a chunk it has not answered for; then (how many rows helpers
         wrote since the last call, the chunks the launch must write itself: their helper died, or failed)."""
-        with self._cond:
-            while any(alive(helper) for helper, _ in self._writing.values()):
-                self._cond.wait(0.1)
-            again = self._again + [rows for _, rows in self._writing.values()]
-            counted = self._counted
-            self._writing, self._again, self._counted = {}, [], 0
+        with self._cond:  # an RLock's: rows_held_through takes it again
+            again = self.rows_held_through(None, alive)
+            counted, self._counted = self._counted, 0
             return counted, again
 
     def launch_rows_through(self, number: int) -> list[Rows]:
@@ -288,15 +285,20 @@ class Board:
                 del self._rows[rows.number]
             return mine
 
-    def rows_held_through(self, number: int, alive: Callable[[str], bool]) -> list[Rows]:
-        """Wait until no live helper holds a chunk numbered up to `number`; then the chunks up to it the
-        launch must write itself (their helper died, or failed). Later chunks are left as they are."""
+    def rows_held_through(self, number: int | None, alive: Callable[[str], bool]) -> list[Rows]:
+        """Wait until no live helper holds a chunk numbered up to `number` (None: any chunk); then the
+        chunks up to it the launch must write itself (their helper died, or failed). Later chunks are left
+        as they are."""
+
+        def upto(n: int) -> bool:
+            return number is None or n <= number
+
         with self._cond:
-            while any(n <= number and alive(h) for n, (h, _) in self._writing.items()):
+            while any(upto(n) and alive(h) for n, (h, _) in self._writing.items()):
                 self._cond.wait(0.1)
-            again = [rows for rows in self._again if rows.number <= number]
-            self._again = [rows for rows in self._again if rows.number > number]
-            for n in [n for n in self._writing if n <= number]:  # their helper died
+            again = [rows for rows in self._again if upto(rows.number)]
+            self._again = [rows for rows in self._again if not upto(rows.number)]
+            for n in [n for n in self._writing if upto(n)]:  # their helper died
                 again.append(self._writing.pop(n)[1])
             return again
 
