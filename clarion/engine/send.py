@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -139,6 +139,7 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
     else:
         chunk = per_message_claim(adapter.config.pacing, run.threads)
     coordination = run.coordination
+    ids = {recipient: row.id for recipient, row in pending.items()}
     for start in range(0, len(outbounds), chunk):
         if why := coordination.stopped(batch.run_id, batch.channel):
             raise ChannelStopped(why)
@@ -146,7 +147,7 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
             outcome.interrupted = True
             break
         try:
-            _send_chunk(run, adapter, batch, outbounds[start : start + chunk], sleep, outcome, gate)
+            _send_chunk(run, adapter, batch, outbounds[start : start + chunk], ids, sleep, outcome, gate)
         finally:
             coordination.leave_request()
     if later:  # when each accepted email will be delivered (status, `clarion email cancel`)
@@ -169,17 +170,20 @@ def _send_chunk(
     adapter: Channel,
     batch: Batch,
     items: list[Outbound],
+    ids: Mapping[str, int],
     sleep: Callable[[float], None],
     outcome: BatchOutcome,
     gate: Gate,
 ) -> None:
+    """Claim, send and settle one request's (or claim's) worth of the batch, retrying what the provider
+    asked to have again; `ids` are the batch's rows' ids by recipient, by which the ledger finds them."""
     ledger, coordination = run.ledger, run.coordination
     policy = adapter.config.retry
     todo = items
     attempt = 0
     while todo:
         attempt += 1
-        claimed = set(ledger.begin(batch.run_id, batch.channel, [o.recipient for o in todo]))
+        claimed = set(ledger.begin(batch.run_id, batch.channel, [o.recipient for o in todo], ids))
         todo = [o for o in todo if o.recipient in claimed]
         if not todo:
             return
@@ -188,13 +192,13 @@ def _send_chunk(
         if len(results) < len(todo):  # stopped between messages: those not made go back to planned
             made = {r.recipient for r in results}
             unmade = [o.recipient for o in todo if o.recipient not in made]
-            ledger.release(batch.run_id, batch.channel, unmade)
+            ledger.release(batch.run_id, batch.channel, unmade, ids)
             outcome.interrupted = True
         last = attempt >= policy.max_attempts
         settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]
         retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
         if settle:
-            ledger.settle(batch.run_id, batch.channel, settle)
+            ledger.settle(batch.run_id, batch.channel, settle, ids)
             _record_refused_opt_outs(ledger, adapter, results, todo)
             for s in settle:
                 outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
@@ -204,7 +208,7 @@ def _send_chunk(
             why = f"{adapter.provider} kept failing: {answer}"
             coordination.chunk_done(batch.run_id, batch.channel, exhausted=exhausted is not None, why=why)
             return
-        ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry])
+        ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry], ids)
         asked = max((r.retry_after or 0.0) for r in retry)
         wait = min(backoff(attempt, asked, base=policy.base_delay, cap=policy.max_delay), MAX_WAIT)
         log.info(

@@ -154,11 +154,13 @@ class SendRow:
 
 
 class DueSend(NamedTuple):
-    """What sending needs of a planned send: who, which variant, and whether it was deferred before."""
+    """What sending needs of a planned send: who, which variant, whether it was deferred before, and the
+    row's id (its claim and settlement find the row by it)."""
 
     recipient: str
     variant: str
     not_before: datetime | None
+    id: int
 
 
 @dataclass(frozen=True, slots=True)

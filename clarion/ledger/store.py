@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -225,11 +225,14 @@ class Ledger(
 
     # -- sending ------------------------------------------------------------------------------------
 
-    def begin(self, run_id: str, channel: str, recipients: Sequence[str]) -> list[str]:
+    def begin(
+        self, run_id: str, channel: str, recipients: Sequence[str], ids: Mapping[str, int] | None = None
+    ) -> list[str]:
         """Claim sends: planned -> in_flight (attempts + 1), committed before the provider is called.
 
         Returns the recipients this call moved, in the order given: those another caller claimed, already
-        settled or never planned are left out, so no two callers ever get the same recipient.
+        settled or never planned are left out, so no two callers ever get the same recipient. `ids`: the
+        rows' ids by recipient, when the caller read them (`due_in_batch`): the rows are found by id.
         """
         self._statistics.refresh(self._tx)
         wanted = list(dict.fromkeys(recipients))
@@ -237,18 +240,25 @@ class Ledger(
         moved: set[str] = set()
         with self._tx(write=True) as conn:
             for chunk in chunked(wanted, IN_CHUNK):
-                moved.update(self._moves.claim(conn, run_id, channel, chunk, now))
+                moved.update(self._moves.claim(conn, run_id, channel, chunk, now, ids))
             _found(conn, run_id, moved or not wanted)
         return [r for r in wanted if r in moved]
 
-    def settle(self, run_id: str, channel: str, results: Sequence[Settlement]) -> int:
+    def settle(
+        self,
+        run_id: str,
+        channel: str,
+        results: Sequence[Settlement],
+        ids: Mapping[str, int] | None = None,
+    ) -> int:
         """Record what the provider said: in_flight -> sent | failed | uncertain, in one transaction.
 
         Returns how many were settled; results for sends not in flight (settled already, or marked
-        uncertain by a resume meanwhile) change nothing and are logged.
+        uncertain by a resume meanwhile) change nothing and are logged. `ids` as for `begin`.
         """
         with self._tx(write=True) as conn:
-            changed = _found(conn, run_id, self._moves.settle(conn, run_id, channel, results, utcnow()))
+            moved = self._moves.settle(conn, run_id, channel, results, utcnow(), ids)
+            changed = _found(conn, run_id, moved)
         _unchanged("settle", run_id, channel, len(results) - changed, SendState.IN_FLIGHT)
         return changed
 
@@ -260,12 +270,15 @@ class Ledger(
         _unchanged("skip", run_id, channel, len(items) - changed, SendState.PLANNED)
         return changed
 
-    def release(self, run_id: str, channel: str, recipients: Sequence[str]) -> int:
-        """in_flight -> planned, for a retryable refusal that will be retried (attempts are kept)."""
+    def release(
+        self, run_id: str, channel: str, recipients: Sequence[str], ids: Mapping[str, int] | None = None
+    ) -> int:
+        """in_flight -> planned, for a retryable refusal that will be retried (attempts are kept); `ids`
+        as for `begin`."""
         changed = 0
         with self._tx(write=True) as conn:
             for chunk in chunked(dict.fromkeys(recipients), IN_CHUNK):
-                changed += self._moves.release(conn, run_id, channel, chunk)
+                changed += self._moves.release(conn, run_id, channel, chunk, ids)
             _found(conn, run_id, changed or not recipients)
         return changed
 
@@ -331,11 +344,12 @@ class Ledger(
         return self._read_rows(run_id, query)
 
     def due_in_batch(self, run_id: str, channel: str, batch: int) -> list[DueSend]:
-        """`pending`, narrowed to what sending needs (recipient, variant, not_before): what a send task
-        reads for each batch, without building whole rows."""
+        """`pending`, narrowed to what sending needs (recipient, variant, not_before, and the row's id, by
+        which its claim and settlement find it): what a send task reads for each batch, without building
+        whole rows."""
         self._statistics.refresh(self._tx)
         query = (
-            select(sends.c.recipient, sends.c.variant, sends.c.not_before)
+            select(sends.c.recipient, sends.c.variant, sends.c.not_before, sends.c.id)
             .where(*_planned(run_id, channel), sends.c.batch == batch, due(utcnow()))
             .order_by(sends.c.seq, sends.c.id)
         )

@@ -10,6 +10,13 @@ none, and both SQLite and PostgreSQL would otherwise scan every planned row of a
   SKIP LOCKED (rows another transaction holds are left to it: nobody waits, so nobody deadlocks), then
   updated by id.
 - keyed updates (settle, skip): PostgreSQL gets one UPDATE ... FROM unnest(arrays); SQLite an executemany.
+
+The send path's moves (claim, settle, release) find their rows by id when the caller read the ids with the
+rows (`ids`: recipient -> id, from Ledger.due_in_batch): the rows of a batch sit together in the table,
+where the (run, channel, recipient) index puts them wherever their contact ids sort. With contact ids
+that do not follow the file's order (UUIDs, a CRM's keys), each recipient found through that index was a
+page read from anywhere in it: at a million contacts, about 6 s of a run's sending went to those reads.
+Without ids (a resume's settling, the reconciler, a follow-up) they are found by recipient, as before.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, String, bindparam, func, select, update
+from sqlalchemy import BigInteger, Connection, Dialect, String, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,21 +41,26 @@ class Transitions:
         self.postgres = dialect.name == "postgresql"
 
     def claim(
-        self, conn: Connection, run_id: str, channel: str, recipients: Sequence[str], now: datetime
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        recipients: Sequence[str],
+        now: datetime,
+        ids: Mapping[str, int] | None = None,
     ) -> list[str]:
         """planned -> in_flight (attempts + 1) for those of `recipients` still planned; returns them."""
-        found = select(sends.c.id).where(
-            sends.c.run_id == run_id,
-            sends.c.channel == channel,
-            among(sends.c.recipient, recipients, self.postgres),
-        )
+        key = _rows(run_id, channel, recipients, ids, self.postgres)
         if self.postgres:
-            ids = list(conn.execute(found.with_for_update(skip_locked=True)).scalars())
-            if not ids:
+            found = select(sends.c.id).where(key).with_for_update(skip_locked=True)
+            locked = list(conn.execute(found).scalars())
+            if not locked:
                 return []
-            target = among(sends.c.id, ids, postgres=True)
+            target = among(sends.c.id, locked, postgres=True)
+        elif ids is None:
+            target = sends.c.id.in_(select(sends.c.id).where(key).scalar_subquery())
         else:
-            target = sends.c.id.in_(found.scalar_subquery())
+            target = key
         query = (
             update(sends)
             .where(target, sends.c.state == SendState.PLANNED.value)
@@ -57,13 +69,20 @@ class Transitions:
         )
         return list(conn.execute(query).scalars().all())  # all(): rows built in bulk, not one by one
 
-    def release(self, conn: Connection, run_id: str, channel: str, recipients: Sequence[str]) -> int:
+    def release(
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        recipients: Sequence[str],
+        ids: Mapping[str, int] | None = None,
+    ) -> int:
         """in_flight -> planned (attempts kept)."""
         query = (
             update(sends)
             .where(
-                *_of(run_id, channel, SendState.IN_FLIGHT),
-                among(sends.c.recipient, recipients, self.postgres),
+                _rows(run_id, channel, recipients, ids, self.postgres),
+                sends.c.state == SendState.IN_FLIGHT.value,
             )
             .values(state=SendState.PLANNED.value)
         )
@@ -95,7 +114,13 @@ class Transitions:
         return moved
 
     def settle(
-        self, conn: Connection, run_id: str, channel: str, results: Sequence[Settlement], now: datetime
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        results: Sequence[Settlement],
+        now: datetime,
+        ids: Mapping[str, int] | None = None,
     ) -> int:
         """in_flight -> sent | failed | uncertain, with what the provider said; returns how many moved.
 
@@ -117,7 +142,7 @@ class Transitions:
                 }
                 for r in results
             ]
-            return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now})
+            return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now}, ids)
         moved = 0
         for (state, provider_id, reason, error), recipients in same.items():
             values = {"state": state, "provider_id": provider_id, "reason": reason, "error": error}
@@ -125,8 +150,8 @@ class Transitions:
                 query = (
                     update(sends)
                     .where(
-                        *_of(run_id, channel, SendState.IN_FLIGHT),
-                        among(sends.c.recipient, chunk, self.postgres),
+                        _rows(run_id, channel, chunk, ids, self.postgres),
+                        sends.c.state == SendState.IN_FLIGHT.value,
                     )
                     .values(**values, settled_at=now)
                 )
@@ -183,13 +208,16 @@ class Transitions:
         old: SendState,
         rows: list[dict[str, Any]],
         fixed: Mapping[str, Any],
+        ids: Mapping[str, int] | None = None,
     ) -> int:
         """Per-recipient values, rows of {"recipient": ..., column: value, ...}; `fixed` is the same for all.
 
         Only rows in state `old` change; returns how many did. Rows are taken in recipient order, so that
-        concurrent callers lock in the same order.
+        concurrent callers lock in the same order; found by id when `ids` has every recipient's.
         """
         rows.sort(key=lambda row: str(row["recipient"]))
+        if ids is not None and all(row["recipient"] in ids for row in rows):
+            rows = [{"id": ids[row.pop("recipient")], **row} for row in rows]
         return sum(
             self._keyed_chunk(conn, run_id, channel, old, chunk, fixed) for chunk in chunked(rows, CHUNK)
         )
@@ -203,30 +231,58 @@ class Transitions:
         rows: Sequence[Mapping[str, Any]],
         fixed: Mapping[str, Any],
     ) -> int:
-        names = [name for name in rows[0] if name != "recipient"]
+        key = "id" if "id" in rows[0] else "recipient"  # by id when the caller knew them (`_keyed`)
+        names = [name for name in rows[0] if name != key]
         if self.postgres:
-            arrays = [
-                bindparam("a_recipient", [r["recipient"] for r in rows], type_=postgresql.ARRAY(String()))
-            ]
+            kind = BigInteger() if key == "id" else String()
+            arrays = [bindparam(f"a_{key}", [r[key] for r in rows], type_=postgresql.ARRAY(kind))]
             arrays += [
                 bindparam(f"a_{n}", [r[n] for r in rows], type_=postgresql.ARRAY(sends.c[n].type))
                 for n in names
             ]
-            u = func.unnest(*arrays).table_valued("recipient", *names).render_derived(name="u")
+            u = func.unnest(*arrays).table_valued(key, *names).render_derived(name="u")
             query = (
                 update(sends)
-                .where(*_of(run_id, channel, old), sends.c.recipient == u.c.recipient)
+                .where(*_of(run_id, channel, old), sends.c[key] == u.c[key])
                 .values({**{n: u.c[n] for n in names}, **fixed})
             )
             return int(conn.execute(query).rowcount)
+        of = _of(run_id, channel, old) if key == "recipient" else (*_of_run(run_id, channel, False), _in(old))
         query = (
             update(sends)
-            .where(*_of(run_id, channel, old), sends.c.recipient == bindparam("k_recipient"))
+            .where(*of, sends.c[key] == bindparam(f"k_{key}"))
             .values({**{n: bindparam(f"v_{n}") for n in names}, **fixed})
         )
-        params = [{"k_recipient": r["recipient"], **{f"v_{n}": r[n] for n in names}} for r in rows]
+        params = [{f"k_{key}": r[key], **{f"v_{n}": r[n] for n in names}} for r in rows]
         return int(conn.execute(query, params).rowcount)
 
 
+def _rows(
+    run_id: str, channel: str, recipients: Sequence[str], ids: Mapping[str, int] | None, postgres: bool
+) -> ColumnElement[bool]:
+    """The condition that finds these recipients' rows of a run's channel: by their ids when the caller read
+    them with the rows (`ids` holds every recipient's), else by recipient (see the module's docstring)."""
+    if ids is not None and all(r in ids for r in recipients):
+        return and_(
+            among(sends.c.id, [ids[r] for r in recipients], postgres), *_of_run(run_id, channel, postgres)
+        )
+    return and_(
+        sends.c.run_id == run_id, sends.c.channel == channel, among(sends.c.recipient, recipients, postgres)
+    )
+
+
+def _of_run(run_id: str, channel: str, postgres: bool) -> tuple[ColumnElement[bool], ...]:
+    """The run and channel of rows found by id: a check, not a way in. SQLite's planner, without statistics
+    for a run's fresh rows, may otherwise walk the (run, channel, ...) indexes, every planned row of the
+    channel, instead of looking up each id; `run_id || ''` is SQLite's way to keep a term off an index."""
+    if postgres:
+        return sends.c.run_id == run_id, sends.c.channel == channel
+    return (sends.c.run_id + "") == run_id, (sends.c.channel + "") == channel
+
+
 def _of(run_id: str, channel: str, state: SendState) -> tuple[ColumnElement[bool], ...]:
-    return sends.c.run_id == run_id, sends.c.channel == channel, sends.c.state == state.value
+    return sends.c.run_id == run_id, sends.c.channel == channel, _in(state)
+
+
+def _in(state: SendState) -> ColumnElement[bool]:
+    return sends.c.state == state.value

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from clarion.ledger import Ledger, SendRow, SendState, Settlement, SummaryRow, Suppression
 
@@ -282,3 +284,65 @@ def test_a_batch_s_opt_out_check_finds_every_suppressed_address_among_thousands(
     asked = [*addresses, *addresses[:100]]
     assert ledger.suppressed("email", asked) == set(opted_out) - {addresses[997]}
     assert ledger.suppressed("email", []) == set()
+
+
+def test_the_send_path_finds_a_batch_s_rows_by_their_ids(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    """A send task reads its batch's rows with their ids and claims, settles and releases them by id: the
+    same moves as by recipient, and an id that is not this run's and channel's moves nothing."""
+    run = new_run(count=300, batch_size=100)
+    other = new_run("other-run", count=300, batch_size=100)
+    due = ledger.due_in_batch(run, "email", 1)
+    ids = {row.recipient: row.id for row in due}
+    assert [row.recipient for row in due] == [f"c{seq:05d}" for seq in range(100, 200)]
+    assert len(set(ids.values())) == 100
+    foreign = {"c00150": ledger.due_in_batch(other, "email", 1)[50].id}  # the other run's c00150
+
+    assert ledger.begin(run, "email", ["c00150"], foreign) == []
+    assert ledger.begin(run, "email", list(ids)[:60], ids) == list(ids)[:60]
+    assert ledger.begin(run, "email", list(ids)[:60], ids) == []  # claimed once
+    same = [Settlement(r, SENT, provider_id="SG.request-1") for r in list(ids)[:30]]
+    each = [Settlement(r, SENT, provider_id=f"SM{r}") for r in list(ids)[30:50]]
+    assert ledger.settle(run, "email", same, ids) == 30
+    assert ledger.settle(run, "email", each, ids) == 20
+    assert ledger.settle(run, "email", same, ids) == 0  # settled already
+    assert ledger.release(run, "email", list(ids)[50:60], ids) == 10
+
+    after = rows(ledger, run)
+    assert {r for r, row in after.items() if row.state is SENT} == set(list(ids)[:50])
+    assert after["c00149"].provider_id == "SMc00149" and after["c00100"].provider_id == "SG.request-1"
+    assert [r.recipient for r in ledger.pending(run, "email", 1)] == list(ids)[50:]
+    assert after["c00155"].attempts == 1 and after["c00150"].state is SendState.PLANNED
+    assert {row.state for row in rows(ledger, other).values()} == {SendState.PLANNED}
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite"], indirect=True
+)  # PostgreSQL's plan follows its statistics
+def test_claims_and_settlements_by_id_look_each_row_up(ledger: Ledger, new_run: Callable[..., str]) -> None:
+    """By id, each row is looked up by its key, never found by walking the (run, channel, ...) indexes:
+    without statistics SQLite's planner took the planned-sends index, every planned row of the channel per
+    claim, and for contact ids in no order (UUIDs) the recipient index cost a random page read per row."""
+    run = new_run(count=3_000, batch_size=1_000)
+    ids = {row.recipient: row.id for row in ledger.due_in_batch(run, "email", 1)}
+    executed: list[tuple[str, Any]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: Any, *args: object) -> None:
+        if statement.startswith("UPDATE"):
+            executed.append((statement, parameters[0] if isinstance(parameters, list) else parameters))
+
+    event.listen(ledger.engine, "before_cursor_execute", seen)
+    try:
+        claimed = ledger.begin(run, "email", list(ids), ids)
+        ledger.settle(run, "email", [Settlement(r, SENT, provider_id="SG.one") for r in claimed[:500]], ids)
+        ledger.settle(
+            run, "email", [Settlement(r, SENT, provider_id=f"SM{r}") for r in claimed[500:900]], ids
+        )
+        ledger.release(run, "email", claimed[900:], ids)
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", seen)
+    assert len(executed) == 4
+    with ledger.engine.connect() as conn:  # each statement as the ledger ran it, with its own parameters
+        for statement, parameters in executed:
+            plan = [str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+            assert any("USING INTEGER PRIMARY KEY" in step for step in plan), (statement, plan)
+            assert not any("INDEX" in step.replace("VIRTUAL TABLE INDEX", "") for step in plan), plan
