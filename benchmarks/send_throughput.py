@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/send_throughput.py --collector       # also the collector's passes
     .venv/bin/python benchmarks/send_throughput.py --repeat 3 --against /tmp/base   # before and after
     .venv/bin/python benchmarks/send_throughput.py --mixed 10000 100000 [--baseline]
+    .venv/bin/python benchmarks/send_throughput.py --uuid-ids --against /tmp/base   # ids in no order
 
 Side by side (the default; ../shared/bench/README.md): one contacts file, two fast SendGrid stand-ins
 (../shared/bench/sink.py), a `prefect server` already running (started here unless PREFECT_API_URL is
@@ -43,6 +44,7 @@ import compileall
 import csv
 import json
 import os
+import random
 import resource
 import shutil
 import socket
@@ -52,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -319,14 +322,17 @@ channels:
 FIRST_NAMES = ["Ada", "Alex", "Amara", "Ben", "Chen", "Dana", "Elena", "Farah", "Jose", "Kai", "Maya", "Noah"]
 
 
-def write_contacts(path: Path, count: int) -> None:
-    """id, email, first_name, last_name: streamed, so that a million rows cost no memory here."""
+def write_contacts(path: Path, count: int, uuid_ids: bool = False) -> None:
+    """id, email, first_name, last_name: streamed, so that a million rows cost no memory here. The ids
+    follow the file's order (sup-0000001, ...), or with `uuid_ids` are random UUIDs, as a CRM may export."""
+    ids = random.Random(11)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["id", "email", "first_name", "last_name"])
         for i in range(1, count + 1):
             first = FIRST_NAMES[i % len(FIRST_NAMES)]
-            writer.writerow([f"sup-{i:07d}", f"{first.lower()}.{i}@example.org", first, "Doe"])
+            key = str(uuid.UUID(int=ids.getrandbits(128), version=4)) if uuid_ids else f"sup-{i:07d}"
+            writer.writerow([key, f"{first.lower()}.{i}@example.org", first, "Doe"])
 
 
 def start_sink() -> tuple[subprocess.Popen[bytes], str]:
@@ -600,13 +606,14 @@ def side_by_side(
     warm: bool = True,
     fresh: bool = False,
     validated: bool = False,
+    uuid_ids: bool = False,
 ) -> None:
     """The SDK loop and `clarion run` (and with `against`, the same from another checkout) `repeat` times,
     interleaved (the two trees' order alternating), each figure as it comes, then the medians. With `warm`,
     the server has served one small run first (`warm_up`)."""
     folder = Path(tempfile.mkdtemp(prefix="clarion-side-", dir=home))
     contacts = folder / "contacts.csv"
-    write_contacts(contacts, count)
+    write_contacts(contacts, count, uuid_ids)
     (folder / "campaign.yaml").write_text(SIDE_CAMPAIGN)
     trees: list[tuple[str, Path | None]] = [("clarion run", None)]
     if against is not None:
@@ -616,6 +623,7 @@ def side_by_side(
     if warm:
         warm_up(home, api, database)
     validation = ", validated before each run" if validated else ""
+    validation += ", contact ids random UUIDs" if uuid_ids else ""
     print(
         f"\n{count:,} contacts ({'PostgreSQL' if database else 'SQLite'} ledger{validation}), side by side:"
     )
@@ -743,6 +751,12 @@ def main() -> None:
         help="side by side: `clarion validate` the campaign (not timed) before each `clarion run`, as an "
         "operator would before a launch: the run then checks no message again and opens while it plans",
     )
+    parser.add_argument(
+        "--uuid-ids",
+        action="store_true",
+        help="side by side: contact ids that are random UUIDs (as a CRM may export them) instead of ids in "
+        "the file's order: the ledger's indexes led by contact id then take rows at random places",
+    )
     args = parser.parse_args()
     if args.mixed is not None:
         mixed(args.mixed or [10_000, 100_000], args.baseline)
@@ -765,6 +779,7 @@ def main() -> None:
                     warm=not args.cold,
                     fresh=args.fresh_ledger,
                     validated=args.validated,
+                    uuid_ids=args.uuid_ids,
                 )
         finally:
             if server is not None:

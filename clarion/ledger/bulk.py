@@ -51,6 +51,12 @@ IN_CHUNK = 1_000  # recipients per statement naming them (a claim, a release, a 
 #: 34.3 s with 50,000 and 31.1 s with 200,000 (peak RSS 265 and 331 MB); with sequential ids, 20.4 and
 #: 21.0 s (SQLite, planning alone; README, Performance).
 PLAN_ROWS = 50_000
+#: SQLite's page cache (KiB) while it inserts planning's rows, instead of its default 2 MB. The rows go into
+#: indexes led by (run, channel, contact id) and (run, contact id): with contact ids that do not follow the
+#: file's order (UUIDs, a CRM's keys) each row lands on a page of its own, and a chunk of them dirtied more
+#: pages than the default cache holds, so SQLite wrote pages out to the WAL mid-statement and read them back.
+#: Set for the insert and set back after it, which lets the pages go (a connection keeps its cache).
+PLAN_CACHE_KIB = 65_536
 _T = TypeVar("_T")
 
 _SEND_COLUMNS = ("channel", "variant", "contact_id", "recipient", "seq", "batch", "reason", "address_key")
@@ -150,7 +156,13 @@ class BulkWriter:
         return _Compiled(str(compiled), order)
 
     def _executemany(self, conn: Connection, compiled: _Compiled, rows: list[tuple[Any, ...]]) -> int:
-        return _count(conn.exec_driver_sql(compiled.sql, rows, execution_options=_COUNTED).rowcount)
+        """Planning's rows into SQLite, with a page cache of PLAN_CACHE_KIB for the statement."""
+        (usual,) = conn.exec_driver_sql("PRAGMA cache_size").one()
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{PLAN_CACHE_KIB}")
+        try:
+            return _count(conn.exec_driver_sql(compiled.sql, rows, execution_options=_COUNTED).rowcount)
+        finally:
+            conn.exec_driver_sql(f"PRAGMA cache_size = {int(usual)}")  # its pages are let go
 
 
 def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[bool]:

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -124,6 +125,37 @@ def test_a_chunk_whose_helper_died_or_failed_is_written_by_the_launch(
     assert {s.recipient for s in ledger.sends("rows-lost")} == {f"c-{i}" for i in range(300)}
     assert len(ledger.assigned("rows-lost")) == 300
     assert started.board.wrote == before, "a chunk no helper wrote was counted as written"
+
+
+def test_chunks_waiting_for_a_helper_are_written_together(
+    helpers: tuple[Helpers, Path], ledger: Ledger
+) -> None:
+    """A helper behind the launch (contact ids in no order make each row cost a page write) writes the
+    chunks that waited while it wrote in one transaction, and answers for each: every row once, each chunk
+    counted. One transaction's rows share their planned_at; chunk by chunk, each chunk had its own."""
+    started, _ = helpers
+    _ready(started, ledger)
+    before = started.board.wrote.get("helper-1", 0)
+    ledger.create_run("rows-merged", campaign="flow-test", campaign_file="c.yaml", digest="d" * 64)
+    writer = started.writer(ledger)
+    size, chunks = 5_000, 8
+    for n in range(chunks):
+        seqs = range(n * size, (n + 1) * size)
+        ids = [str(uuid.uuid5(uuid.NAMESPACE_OID, str(seq))) for seq in seqs]  # in no order, as UUIDs are
+        sends = [
+            PlannedSend("email", "a", cid, cid, seq, seq // 1000) for cid, seq in zip(ids, seqs, strict=True)
+        ]
+        writer.write("rows-merged", [(seq, cid, "a") for cid, seq in zip(ids, seqs, strict=True)], sends)
+    writer.wait()
+
+    written = list(ledger.sends("rows-merged"))
+    assert len(written) == len({s.recipient for s in written}) == size * chunks
+    assert len(ledger.assigned("rows-merged")) == size * chunks
+    assert started.board.wrote.get("helper-1", 0) - before == 2 * size * chunks, (
+        "not every chunk by the helper"
+    )
+    transactions = {s.planned_at for s in written}
+    assert len(transactions) < chunks, f"{len(transactions)} transactions for {chunks} chunks"
 
 
 def _same_plan(ledger: Ledger, split: Plan, one_pass: Plan) -> None:
