@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, exists, func, select
 
+from clarion.ledger.bulk import of_run
 from clarion.ledger.rows import SendState
 from clarion.ledger.schema import conversions, events, link_hits, sends
 
@@ -71,9 +72,8 @@ FIRST_SEND = func.min(func.coalesce(sends.c.attempted_at, sends.c.settled_at))
 
 def launch_time(conn: Connection, run_id: str) -> datetime | None:
     """The run's first send of any kind, to anyone (None before anything was sent)."""
-    launch = conn.execute(
-        select(FIRST_SEND).where(sends.c.run_id == run_id, sends.c.state.in_(REACHED))
-    ).scalar()
+    first = select(FIRST_SEND).where(*of_run(conn, run_id), sends.c.state.in_(REACHED))
+    launch = conn.execute(first).scalar()
     return _utc(launch) if launch is not None else None
 
 
@@ -81,7 +81,7 @@ def reach_times(conn: Connection, run_id: str, *, converted_only: bool = False) 
     """When the run first reached each contact (with `converted_only`, each contact a conversion of the
     run names: all the attribution window reads), and its launch."""
     query = select(sends.c.seq, FIRST_SEND).where(
-        sends.c.run_id == run_id, sends.c.state.in_(REACHED), sends.c.contact_id.is_not(None)
+        *of_run(conn, run_id), sends.c.state.in_(REACHED), sends.c.contact_id.is_not(None)
     )
     if converted_only:
         if not _any(conn, conversions, run_id):  # none yet (a launch's own report): no scan of its sends

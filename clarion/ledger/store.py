@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from clarion.ledger import migrate as migrations
-from clarion.ledger.bulk import CHUNK, IN_CHUNK, PLAN_ROWS, BulkWriter, Statistics, chunked
+from clarion.ledger.bulk import CHUNK, IN_CHUNK, PLAN_ROWS, BulkWriter, Statistics, chunked, of_run
 from clarion.ledger.console import ConsoleStore
 from clarion.ledger.conversations import ConversationStore
 from clarion.ledger.database import ForkSafeEngine, WriterTurns, resolve_url, shown, transaction
@@ -371,8 +371,8 @@ class Ledger(
     def summary(self, run_id: str) -> list[SummaryRow]:
         """Counts of sends per channel, variant, state and reason (grouped by the database), sorted."""
         cols = (sends.c.channel, sends.c.variant, sends.c.state, sends.c.reason)
-        query = select(*cols, func.count()).where(sends.c.run_id == run_id).group_by(*cols)
         with self._tx() as conn:
+            query = select(*cols, func.count()).where(*of_run(conn, run_id)).group_by(*cols)
             found = [SummaryRow(c, v, SendState(s), r, int(n)) for c, v, s, r, n in conn.execute(query)]
             _found(conn, run_id, found)
         # sorted here: the backends' collations and NULL placement differ

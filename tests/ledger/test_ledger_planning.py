@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import event
 
 from clarion.ledger import Ledger, PlannedSend, SendState, SummaryRow
 from clarion.ledger.bulk import CHUNK
@@ -97,3 +101,44 @@ def test_a_run_with_nothing_planned_has_an_empty_summary(ledger: Ledger, new_run
     assert ledger.arm_counts(run) == {}
     assert ledger.batches(run, "email") == []
     assert list(ledger.sends(run)) == []
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite"], indirect=True
+)  # PostgreSQL's plan follows its statistics
+def test_a_run_s_summary_reads_its_rows_in_the_table_s_order(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    """A run's whole-run reads (its summary, the report's first sends) go through its rows in the order they
+    were planned, not through the index led by contact id, which for ids in no order (UUIDs) was a page from
+    anywhere per row. A run whose rows are spread among a bigger run's is read through the index after all;
+    both count the same."""
+    executed: list[tuple[str, Any]] = []
+
+    def seen(conn: object, cursor: object, statement: str, parameters: Any, *args: object) -> None:
+        if "count(*)" in statement and "GROUP BY" in statement:
+            executed.append((statement, parameters))
+
+    def plan_of_summary(run: str) -> list[str]:
+        executed.clear()
+        event.listen(ledger.engine, "before_cursor_execute", seen)
+        try:
+            ledger.summary(run)
+        finally:
+            event.remove(ledger.engine, "before_cursor_execute", seen)
+        [(statement, parameters)] = executed
+        with ledger.engine.connect() as conn:
+            return [str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+
+    run = new_run(count=3_000)
+    assert any("INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in step for step in plan_of_summary(run))
+    assert sum(row.count for row in ledger.summary(run)) == 3_000
+
+    spread = new_run("spread-run", count=10)
+    new_run("big-run", count=3_000)
+    ledger.plan_sends(spread, planned(10, start=10))
+    assert any("sqlite_autoindex_sends_1" in step for step in plan_of_summary(spread))
+    assert ledger.summary(spread) == [
+        SummaryRow("email", "a", SendState.PLANNED, None, 10),
+        SummaryRow("email", "b", SendState.PLANNED, None, 10),
+    ]
