@@ -233,14 +233,13 @@ def _helper(config: dict[str, Any], validated: tuple[str | None] | None = None) 
     remote = _Remote(config["address"], bytes.fromhex(config["key"]), config["name"])
     if validated is not None:
         remote.call("checked", validated[0])  # before anything else: the launch may be holding its sends
+    ledger = Ledger.open(config["ledger"])
+    rows = threading.Thread(target=_write_rows, args=(remote, ledger), name="clarion-helper-rows")
+    rows.daemon = True
+    rows.start()  # the launch is planning: its rows can be written here before the campaign is loaded
     loaded = load_campaign(config["campaign"])
     kits = {kit.name: kit_campaign for kit, kit_campaign in check_kits(loaded)}
-    run = RunContext(
-        Ledger.open(config["ledger"]), loaded, config["run_id"], kits, coordination=RemoteCoordination(remote)
-    )
-    rows = threading.Thread(target=_write_rows, args=(remote, run.ledger), name="clarion-helper-rows")
-    rows.daemon = True
-    rows.start()  # the launch is planning: its rows can be written here before the adapters are warm
+    run = RunContext(ledger, loaded, config["run_id"], kits, coordination=RemoteCoordination(remote))
     part = threading.Thread(target=_plan_parts, args=(remote, run.ledger, loaded), name="clarion-helper-part")
     part.daemon = True
     part.start()
