@@ -247,7 +247,8 @@ class Transitions:
                 .values({**{n: u.c[n] for n in names}, **fixed})
             )
             return int(conn.execute(query).rowcount)
-        of = _of(run_id, channel, old) if key == "recipient" else (*_of_run(run_id, channel, False), _in(old))
+        by_id = key == "id"
+        of = (*_checked(run_id, channel, False), _in(old)) if by_id else _of(run_id, channel, old)
         query = (
             update(sends)
             .where(*of, sends.c[key] == bindparam(f"k_{key}"))
@@ -264,14 +265,14 @@ def _rows(
     them with the rows (`ids` holds every recipient's), else by recipient (see the module's docstring)."""
     if ids is not None and all(r in ids for r in recipients):
         return and_(
-            among(sends.c.id, [ids[r] for r in recipients], postgres), *_of_run(run_id, channel, postgres)
+            among(sends.c.id, [ids[r] for r in recipients], postgres), *_checked(run_id, channel, postgres)
         )
     return and_(
         sends.c.run_id == run_id, sends.c.channel == channel, among(sends.c.recipient, recipients, postgres)
     )
 
 
-def _of_run(run_id: str, channel: str, postgres: bool) -> tuple[ColumnElement[bool], ...]:
+def _checked(run_id: str, channel: str, postgres: bool) -> tuple[ColumnElement[bool], ...]:
     """The run and channel of rows found by id: a check, not a way in. SQLite's planner, without statistics
     for a run's fresh rows, may otherwise walk the (run, channel, ...) indexes, every planned row of the
     channel, instead of looking up each id; `run_id || ''` is SQLite's way to keep a term off an index."""
