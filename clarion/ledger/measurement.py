@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, exists, func, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from clarion.ledger.bulk import of_run
 from clarion.ledger.rows import SendState
@@ -72,25 +73,30 @@ FIRST_SEND = func.min(func.coalesce(sends.c.attempted_at, sends.c.settled_at))
 
 def launch_time(conn: Connection, run_id: str) -> datetime | None:
     """The run's first send of any kind, to anyone (None before anything was sent)."""
-    first = select(FIRST_SEND).where(*of_run(conn, run_id), sends.c.state.in_(REACHED))
-    launch = conn.execute(first).scalar()
+    return _launch(conn, of_run(conn, run_id))
+
+
+def _launch(conn: Connection, run: tuple[ColumnElement[bool], ...]) -> datetime | None:
+    """`launch_time` of the run whose sends `run` (`of_run`) reads."""
+    launch = conn.execute(select(FIRST_SEND).where(*run, sends.c.state.in_(REACHED))).scalar()
     return _utc(launch) if launch is not None else None
 
 
 def reach_times(conn: Connection, run_id: str, *, converted_only: bool = False) -> Reach:
     """When the run first reached each contact (with `converted_only`, each contact a conversion of the
     run names: all the attribution window reads), and its launch."""
+    if converted_only and not _any(conn, conversions, run_id):  # none yet (a launch's own report)
+        return Reach(launch_time(conn, run_id), {})  # no scan of its sends
+    run = of_run(conn, run_id)  # its ends read once, for both questions
     query = select(sends.c.seq, FIRST_SEND).where(
-        *of_run(conn, run_id), sends.c.state.in_(REACHED), sends.c.contact_id.is_not(None)
+        *run, sends.c.state.in_(REACHED), sends.c.contact_id.is_not(None)
     )
     if converted_only:
-        if not _any(conn, conversions, run_id):  # none yet (a launch's own report): no scan of its sends
-            return Reach(launch_time(conn, run_id), {})
         query = query.where(
             exists().where(conversions.c.run_id == run_id, conversions.c.contact_seq == sends.c.seq)
         )
     first = {int(seq): _utc(at) for seq, at in conn.execute(query.group_by(sends.c.seq)) if at is not None}
-    return Reach(launch_time(conn, run_id), first)
+    return Reach(_launch(conn, run), first)
 
 
 def _any(conn: Connection, table: Table, run_id: str) -> bool:
