@@ -29,7 +29,7 @@ from sqlalchemy import BigInteger, Connection, Dialect, String, and_, bindparam,
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from clarion.ledger.bulk import CHUNK, IN_CHUNK, among, chunked
+from clarion.ledger.bulk import CHUNK, IN_CHUNK, among, chunked, unindexed
 from clarion.ledger.rows import SendState, Settlement
 from clarion.ledger.schema import sends
 
@@ -273,12 +273,11 @@ def _rows(
 
 
 def _checked(run_id: str, channel: str, postgres: bool) -> tuple[ColumnElement[bool], ...]:
-    """The run and channel of rows found by id: a check, not a way in. SQLite's planner, without statistics
-    for a run's fresh rows, may otherwise walk the (run, channel, ...) indexes, every planned row of the
-    channel, instead of looking up each id; `run_id || ''` is SQLite's way to keep a term off an index."""
+    """The run and channel of rows found by id: on SQLite `unindexed`, or its planner may walk the (run,
+    channel, ...) indexes, every planned row of the channel, instead of looking up each id."""
     if postgres:
         return sends.c.run_id == run_id, sends.c.channel == channel
-    return (sends.c.run_id + "") == run_id, (sends.c.channel + "") == channel
+    return unindexed(sends.c.run_id, run_id), unindexed(sends.c.channel, channel)
 
 
 def _of(run_id: str, channel: str, state: SendState) -> tuple[ColumnElement[bool], ...]:
