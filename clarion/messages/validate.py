@@ -25,7 +25,7 @@ from clarion.campaign.kits import load_kits
 from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.campaign.model import HOLDOUT, REST, ShareKit, Variant
 from clarion.campaign.query import QueryContacts
-from clarion.channels.base import Channel, ChannelKind, Message
+from clarion.channels.base import Channel, ChannelConfig, ChannelKind, Message
 from clarion.messages.assign import Assigner
 from clarion.messages.links import LinkSigner
 from clarion.messages.render import PREVIEW_RUN, Renderer
@@ -203,7 +203,8 @@ def scan(
     groups.unit = contacts.unit
     campaign = loaded.campaign
     variants = {v.id: v for v in campaign.experiment.variants}
-    per_contact: list[tuple[str, type[Channel]]] = []
+    # per channel, what each contact's check needs: looked up once, not once a contact
+    per_contact: list[tuple[str, type[Channel], ChannelConfig, str, str | None]] = []
     for cid, config in campaign.channels.items():
         adapter = channels.get(config.provider)
         if adapter.kind is ChannelKind.SOCIAL:
@@ -233,7 +234,8 @@ def scan(
                     key=True,
                 ),
             )  # the rest is still checked: one run of validate lists every problem
-        per_contact.append((cid, adapter))
+        asked = consent if consent and consent in contacts.columns else None
+        per_contact.append((cid, adapter, config, column or "", asked))
 
     assigner = Assigner(campaign.name, campaign.experiment, campaign.test_share)
     seen = set() if seen is None else seen
@@ -261,20 +263,17 @@ def scan(
                 arm = assigner.arm(contact.id)
                 report.arms[arm] += 1
                 addresses: dict[str, str | None] = {}
-                for cid, adapter in per_contact:
-                    config = campaign.channels[cid]
-                    raw = contact.fields.get(adapter.address_column or "", "")
+                for cid, adapter, config, column, consent in per_contact:
+                    raw = contact.fields.get(column, "")
                     if arm != HOLDOUT:
                         addresses[cid] = None
                     agreed = True
-                    if adapter.consent_column in contacts.columns:
+                    if consent is not None:
                         try:
-                            agreed = consent_given(contact.fields.get(adapter.consent_column, ""))
+                            agreed = consent_given(contact.fields.get(consent, ""))
                         except ValueError as exc:
-                            at = contacts.column_of(adapter.consent_column)
-                            problem = Problem(
-                                contacts.display, contact.line, at, str(exc), adapter.consent_column
-                            )
+                            at = contacts.column_of(consent)
+                            problem = Problem(contacts.display, contact.line, at, str(exc), consent)
                             groups.add(("consent_value", cid), problem, contact)
                             continue
                     if not raw:
@@ -282,7 +281,7 @@ def scan(
                     try:
                         address = adapter.normalise_address(raw, config)
                     except ValueError as exc:
-                        at = contacts.column_of(adapter.address_column or "")
+                        at = contacts.column_of(column)
                         problem = Problem(contacts.display, contact.line, at, str(exc), f"channels.{cid}")
                         groups.add(("address", cid), problem, contact)
                         continue
