@@ -236,7 +236,7 @@ class _Resting:
     def wake(self) -> None:
         if self.resting:
             self.resting = False
-            self.run.helpers = start_helpers(self.run)
+            self.run.helpers = start_helpers(self.run, check=False)  # planned: nothing left to validate
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Batches each helper took and rows each wrote, over the launch (before and after any rest)."""
@@ -247,9 +247,11 @@ class _Resting:
         return {k: n for k, n in taken.items() if n}, {k: n for k, n in wrote.items() if n}
 
 
-def start_helpers(run: RunContext) -> Helpers | None:
+def start_helpers(run: RunContext, check: bool = True) -> Helpers | None:
     """This machine's send helpers for a launch sending from this process (CLARION_SEND_HELPERS), started;
-    None when there are none (a send pool's shards, a small audience, one core)."""
+    None when there are none (a send pool's shards, a small audience, one core). `check`: on SQLite, the
+    first validates files that never did while the launch plans (`Helpers.start`; on PostgreSQL a helper
+    plans half of a new run instead)."""
     if not isinstance(run.coordination, LocalCoordination):
         return None
     setting = ClarionSettings().send_helpers  # read now: a test or an embedding process may change it
@@ -257,8 +259,10 @@ def start_helpers(run: RunContext) -> Helpers | None:
     if not count:
         return None
     helpers = Helpers(run.coordination, count)
+    url = run.ledger.url
+    check = check and url.get_backend_name() != "postgresql"
     try:
-        helpers.start(run.loaded.path, run.run_id, run.ledger.url.render_as_string(hide_password=False))
+        helpers.start(run.loaded.path, run.run_id, url.render_as_string(hide_password=False), check=check)
     except OSError as exc:  # a helper is a speed-up: without one, the launch sends everything itself
         get_run_logger().warning("run %s: no send helper (%s); sending from this process", run.run_id, exc)
         helpers.close()

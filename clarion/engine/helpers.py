@@ -66,7 +66,7 @@ from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
 from clarion.engine.plan import Batch, Part, PartPlanner, PartResult, write_rows
 from clarion.engine.send import BatchOutcome, ChannelStopped, send_batch
-from clarion.engine.spawn import asked_to_check, spare, spawn
+from clarion.engine.spawn import ask_to_check, asked_to_check, spare, spawn
 from clarion.ledger import Ledger, PlannedSend, SendFields
 
 log = logging.getLogger("clarion.engine")
@@ -543,9 +543,12 @@ class Helpers:
         self._closed = False
         threading.Thread(target=self._accept, name="clarion-helpers", daemon=True).start()
 
-    def start(self, campaign_path: Path, run_id: str, ledger_url: str) -> None:
+    def start(self, campaign_path: Path, run_id: str, ledger_url: str, *, check: bool = False) -> None:
         """Start every helper process (or hand the configuration to one `clarion run` started early,
-        clarion/engine/spawn.py); each loads the campaign and warms its adapters on its own."""
+        clarion/engine/spawn.py); each loads the campaign and warms its adapters on its own. `check`: when
+        no helper started early was asked to validate the campaign's files, the first this starts is (a
+        flow run a worker started, or `clarion run` whose early helper died), as `clarion run` asks its
+        early one: the launch then plans new files without rendering every message itself."""
         for name in self._lines:
             config = {
                 "address": self._listener.address,
@@ -559,15 +562,19 @@ class Helpers:
             line = json.dumps(config).encode() + b"\n"
             proc = spare()
             if proc is not None:
+                checking = asked_to_check(proc)
                 try:
                     self._configure(proc, line)
                 except OSError:  # it died since it started: a new one
                     proc = None
                 else:
-                    if (checking := asked_to_check(proc)) is not None:
+                    if checking is not None:
                         self.check = Check(self, name, checking)
             if proc is None:
                 proc = spawn()
+                if check and self.check is None:
+                    self.check = Check(self, name, ask_to_check(proc, campaign_path))
+                    log.info("run %s: send helper %s validates the campaign's files first", run_id, name)
                 self._configure(proc, line)
             self._procs[name] = proc
             log.info("run %s: send helper %s started (pid %d)", run_id, name, proc.pid)

@@ -43,7 +43,7 @@ COMMAND = (
 )
 
 _spares: list[subprocess.Popen[bytes]] = []
-_checking: dict[int, Path] = {}  # helpers asked to validate a campaign first (pid: its file)
+_checking: dict[int, Path] = {}  # spares asked to validate a campaign first (pid: its file), until handed out
 
 
 def spawn() -> subprocess.Popen[bytes]:
@@ -58,18 +58,27 @@ def prestart(count: int, check: Path | None = None) -> None:
     `check`: the campaign file the first of them validates before anything else (`asked_to_check`)."""
     if not _spares:
         atexit.register(_release)
-    for _ in range(count):
+    for number in range(count):
         proc = spawn()
         _spares.append(proc)
-        if check is not None and not _checking and proc.stdin is not None:
-            _checking[proc.pid] = check.resolve()
-            proc.stdin.write(json.dumps({"check": str(_checking[proc.pid])}).encode() + b"\n")
-            proc.stdin.flush()
+        if check is not None and number == 0:
+            _checking[proc.pid] = ask_to_check(proc, check)
+
+
+def ask_to_check(proc: subprocess.Popen[bytes], campaign: Path) -> Path:
+    """Ask a helper just spawned to validate the campaign file first, before it reads its configuration
+    (clarion/engine/helper_process.py); the file's resolved path, which its answer names."""
+    assert proc.stdin is not None
+    path = campaign.resolve()
+    proc.stdin.write(json.dumps({"check": str(path)}).encode() + b"\n")
+    proc.stdin.flush()
+    return path
 
 
 def asked_to_check(proc: subprocess.Popen[bytes]) -> Path | None:
-    """The campaign file `proc` was asked to validate before its configuration, or None."""
-    return _checking.get(proc.pid)
+    """The campaign file `proc` (a spare, handed out) was asked to validate before its configuration, or
+    None; forgotten once told (a later helper may get the same pid)."""
+    return _checking.pop(proc.pid, None)
 
 
 def spare() -> subprocess.Popen[bytes] | None:
@@ -78,6 +87,7 @@ def spare() -> subprocess.Popen[bytes] | None:
         proc = _spares.pop(0)
         if proc.poll() is None:
             return proc
+        _checking.pop(proc.pid, None)
     return None
 
 
@@ -101,7 +111,7 @@ def _release() -> None:
     while _spares:
         proc = _spares.pop()
         try:
-            if proc.pid in _checking:
+            if _checking.pop(proc.pid, None) is not None:
                 proc.kill()
             if proc.stdin is not None:
                 proc.stdin.close()
@@ -110,4 +120,13 @@ def _release() -> None:
             proc.kill()
 
 
-__all__ = ["COMMAND", "HELPER_AUDIENCE_BYTES", "asked_to_check", "prestart", "spare", "spawn", "wanted"]
+__all__ = [
+    "COMMAND",
+    "HELPER_AUDIENCE_BYTES",
+    "ask_to_check",
+    "asked_to_check",
+    "prestart",
+    "spare",
+    "spawn",
+    "wanted",
+]

@@ -6,6 +6,7 @@ was checked: by the launch, or by the send helper `clarion run` asks to validate
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import signal
 import subprocess
@@ -203,3 +204,42 @@ def test_new_files_with_a_bad_message_far_down_send_nothing(
     ledger = Ledger(ClarionSettings().ledger_url())
     assert not any(r.state is SendState.SENT for r in ledger.sends("openings-invalid"))
     assert recall(load_campaign(path)) is None
+
+
+@pytest.mark.slow
+def test_a_flow_run_a_worker_started_has_its_helper_validate_new_files(
+    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The launch flow as a worker runs it (no `clarion run` before it, so no helper started early): the
+    helper the flow starts validates new files while the launch plans, as `clarion run`'s does (whether its
+    answer comes before planning ends is the machine's: benchmarks, not a test). Files with a bad message
+    far down send nothing."""
+    monkeypatch.setenv("CLARION_SEND_HELPERS", "1")
+    caplog.set_level(logging.INFO, logger="clarion.engine")
+    path = write_emails(tmp_path, 30_000)
+    assert recall(load_campaign(path)) is None
+
+    outcome = launch(str(path), "openings-worker")
+    assert outcome.status == "completed"
+    assert "send helper helper-1 validates the campaign's files first" in caplog.text
+    ledger = Ledger(ClarionSettings().ledger_url())
+    assert_each_once(ledger, providers, "openings-worker", 30_000)
+    assert recall(load_campaign(path)) is not None, "the files' validation was not remembered"
+
+    (tmp_path / "bad").mkdir()
+    bad = write_emails(tmp_path / "bad", 30_000)
+    bad.write_text(
+        bad.read_text().replace(
+            'subject: "{{ variant.headline }}"', 'subject: "{{ contact.first_name }}, {{ variant.headline }}"'
+        )
+    )
+    with (bad.parent / "contacts.csv").open("a", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerow(
+            ["c-last", "last@example.org", "Sam\nBcc: all@example.org"]
+        )
+    before = len(providers.messages("sendgrid")), len(providers.messages("x"))
+    with pytest.raises(Exception, match="subject spans several lines"):
+        launch(str(bad), "openings-worker-bad")
+    assert (len(providers.messages("sendgrid")), len(providers.messages("x"))) == before, "a message went"
+    assert not any(r.state is SendState.SENT for r in ledger.sends("openings-worker-bad"))
+    assert recall(load_campaign(bad)) is None
