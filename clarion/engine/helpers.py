@@ -35,7 +35,8 @@ the launch plans it after all when the helper was not up, declined, failed or di
 before every row is committed.
 
 On SQLite, validation uses one too, for files that never validated: `clarion run` asks the helper it starts
-early to validate them before anything else (clarion/engine/spawn.py), and the launch plans meanwhile without
+early to validate them before anything else (clarion/engine/spawn.py), a launch that starts its helpers
+itself (a worker's flow run) asks the first it starts, and the launch plans meanwhile without
 rendering and checking every message itself (`Check`, a clarion.engine.plan.Checker): the helper's first
 call says whether they are valid. Until then nothing is sent; if they are not valid, or the helper could
 not say (it failed, died, or found other files), the launch checks every message itself, as before.

@@ -1,7 +1,8 @@
 """A launch of files that validated before sends its openings while the rest of its contacts are planned:
 the first messages go at once however big the audience, nobody gets anything twice, a stop or a kill -9
 in the middle of planning is resumed, and files not validated before send nothing before every contact
-was checked: by the launch, or by the send helper `clarion run` asks to validate them while it plans."""
+was checked: by the launch, or by the send helper asked to validate them while it plans (the one `clarion
+run` starts early, or the first a flow run a worker started starts itself)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from clarion.base.errors import CampaignInvalid
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.loader import load_campaign
 from clarion.engine.coordination import LocalCoordination
@@ -238,7 +240,7 @@ def test_a_flow_run_a_worker_started_has_its_helper_validate_new_files(
             ["c-last", "last@example.org", "Sam\nBcc: all@example.org"]
         )
     before = len(providers.messages("sendgrid")), len(providers.messages("x"))
-    with pytest.raises(Exception, match="subject spans several lines"):
+    with pytest.raises(CampaignInvalid, match="subject spans several lines"):
         launch(str(bad), "openings-worker-bad")
     assert (len(providers.messages("sendgrid")), len(providers.messages("x"))) == before, "a message went"
     assert not any(r.state is SendState.SENT for r in ledger.sends("openings-worker-bad"))
