@@ -86,9 +86,11 @@ class PlannedSend(NamedTuple):
 SendFields = tuple[str, str, str | None, str, int, int, str | None, str | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settlement:
-    """What became of one in-flight send: `state` is sent, failed or uncertain."""
+    """What became of one in-flight send: `state` is sent, failed or uncertain. Not frozen: one is made per
+    message, and a frozen dataclass's fields are set through `object.__setattr__` (clarion.channels.base's
+    `Outbound`); nothing changes one once made."""
 
     recipient: str
     state: SendState
