@@ -380,7 +380,10 @@ class AccountCheck:
     detail: str
 
 
-@dataclass(frozen=True)
+#: The records made once per message (`Outbound`, `SendResult`; the ledger's `Settlement`) are slotted and
+#: not frozen: a frozen dataclass sets each field through `object.__setattr__`, which made the three cost
+#: 5.6 us a message against 2.4 (a million emails: 3.2 CPU s). Nothing changes one once made; read them so.
+@dataclass(slots=True)
 class Outbound:
     """One message to send; `recipient` is its key in the ledger (contact id, or post:<variant>)."""
 
@@ -389,7 +392,7 @@ class Outbound:
     send_at: datetime | None = None  # the provider delivers it then (within Channel.schedule_horizon)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SendResult:
     recipient: str
     outcome: SendOutcome
