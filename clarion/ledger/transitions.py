@@ -216,8 +216,8 @@ class Transitions:
         concurrent callers lock in the same order; found by id when `ids` has every recipient's.
         """
         rows.sort(key=lambda row: str(row["recipient"]))
-        if ids is not None and all(row["recipient"] in ids for row in rows):
-            rows = [{"id": ids[row.pop("recipient")], **row} for row in rows]
+        if (known := _by_id(ids, [row["recipient"] for row in rows])) is not None:
+            rows = [{"id": known[row.pop("recipient")], **row} for row in rows]
         return sum(
             self._keyed_chunk(conn, run_id, channel, old, chunk, fixed) for chunk in chunked(rows, CHUNK)
         )
@@ -263,13 +263,19 @@ def _rows(
 ) -> ColumnElement[bool]:
     """The condition that finds these recipients' rows of a run's channel: by their ids when the caller read
     them with the rows (`ids` holds every recipient's), else by recipient (see the module's docstring)."""
-    if ids is not None and all(r in ids for r in recipients):
+    if (known := _by_id(ids, recipients)) is not None:
         return and_(
-            among(sends.c.id, [ids[r] for r in recipients], postgres), *_checked(run_id, channel, postgres)
+            among(sends.c.id, [known[r] for r in recipients], postgres), *_checked(run_id, channel, postgres)
         )
     return and_(
         sends.c.run_id == run_id, sends.c.channel == channel, among(sends.c.recipient, recipients, postgres)
     )
+
+
+def _by_id(ids: Mapping[str, int] | None, recipients: Sequence[str]) -> Mapping[str, int] | None:
+    """`ids` when the rows are found by id (the caller read every recipient's id with the rows), else None:
+    found by recipient."""
+    return ids if ids is not None and all(r in ids for r in recipients) else None
 
 
 def _checked(run_id: str, channel: str, postgres: bool) -> tuple[ColumnElement[bool], ...]:
