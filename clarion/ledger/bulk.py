@@ -183,7 +183,7 @@ def among(column: Any, values: Sequence[Any], postgres: bool) -> ColumnElement[b
     return result
 
 
-def unindexed(column: Any, value: str) -> ColumnElement[bool]:
+def unindexed(column: Any, value: Any) -> ColumnElement[bool]:
     """column = value as a check on rows found another way, never a way in: `column || ''`, SQLite's way to
     keep a term off its indexes (its planner, without statistics for a run's fresh rows, would otherwise walk
     a run's indexes instead of the way the statement means)."""

@@ -17,21 +17,38 @@ where the (run, channel, recipient) index puts them wherever their contact ids s
 that do not follow the file's order (UUIDs, a CRM's keys), each recipient found through that index was a
 page read from anywhere in it: at a million contacts, about 6 s of a run's sending went to those reads.
 Without ids (a resume's settling, the reconciler, a follow-up) they are found by recipient, as before.
+
+On SQLite, a claim and a settlement by id run as statements compiled once, executed as driver SQL
+(`_SqliteById`): the ledger's write lock is held while they run, and building the statement anew, binding
+its parameters through SQLAlchemy and making a Row per returned recipient took about as long as SQLite's
+own work.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Dialect, String, and_, bindparam, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Dialect,
+    String,
+    Update,
+    and_,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from clarion.ledger.bulk import CHUNK, IN_CHUNK, among, chunked, unindexed
 from clarion.ledger.rows import SendState, Settlement
-from clarion.ledger.schema import sends
+from clarion.ledger.schema import UTCDateTime, sends
 
 
 class Transitions:
@@ -39,6 +56,7 @@ class Transitions:
 
     def __init__(self, dialect: Dialect) -> None:
         self.postgres = dialect.name == "postgresql"
+        self._sqlite = None if self.postgres else _SqliteById(dialect)
 
     def claim(
         self,
@@ -50,6 +68,8 @@ class Transitions:
         ids: Mapping[str, int] | None = None,
     ) -> list[str]:
         """planned -> in_flight (attempts + 1) for those of `recipients` still planned; returns them."""
+        if self._sqlite is not None and (known := _by_id(ids, recipients)) is not None:
+            return self._sqlite.claim(conn, run_id, channel, [known[r] for r in recipients], now)
         key = _rows(run_id, channel, recipients, ids, self.postgres)
         if self.postgres:
             found = select(sends.c.id).where(key).with_for_update(skip_locked=True)
@@ -127,10 +147,8 @@ class Transitions:
         Results that say the same (a SendGrid request's 1,000 recipients share one message id) are settled
         by one statement per 1,000 recipients, in recipient order."""
         same: dict[tuple[str, str | None, str | None, str | None], list[str]] = {}
-        for r in results:
-            same.setdefault((SendState(r.state).value, r.provider_id, r.reason, r.error), []).append(
-                r.recipient
-            )
+        for r in results:  # grouped as given (a state as SendState or str); made a SendState per group
+            same.setdefault((r.state, r.provider_id, r.reason, r.error), []).append(r.recipient)
         if len(same) > len(results) // 4 + 1:  # mostly different answers: one statement with a row each
             rows = [
                 {
@@ -144,7 +162,14 @@ class Transitions:
             ]
             return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now}, ids)
         moved = 0
-        for (state, provider_id, reason, error), recipients in same.items():
+        known = _by_id(ids, [r.recipient for r in results])
+        for (given, provider_id, reason, error), recipients in same.items():
+            state = SendState(given).value
+            if self._sqlite is not None and known is not None:
+                found = [known[r] for r in recipients]
+                answer = (state, provider_id, reason, error)
+                moved += self._sqlite.settle(conn, run_id, channel, found, answer, now)
+                continue
             values = {"state": state, "provider_id": provider_id, "reason": reason, "error": error}
             for chunk in chunked(sorted(recipients), IN_CHUNK):
                 query = (
@@ -256,6 +281,98 @@ class Transitions:
         )
         params = [{f"k_{key}": r[key], **{f"v_{n}": r[n] for n in names}} for r in rows]
         return int(conn.execute(query, params).rowcount)
+
+
+class _SqliteById:
+    """A claim and a settlement of rows found by id, on SQLite: compiled once from Core, executed on the
+    DBAPI cursor with positional parameters, the ids as one JSON array. What the general path does too,
+    without its per-call work under the ledger's write lock (see the module's docstring)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        listed = func.json_each(bindparam("ids", type_=String())).table_valued("value")
+        found = (
+            sends.c.id.in_(select(listed.c.value).scalar_subquery()),
+            unindexed(sends.c.run_id, bindparam("run_id", type_=String())),
+            unindexed(sends.c.channel, bindparam("channel", type_=String())),
+            sends.c.state == bindparam("old", type_=String()),
+        )
+        moved = update(sends).where(*found)
+        claim = moved.values(
+            state=bindparam("v_state"), attempts=sends.c.attempts + 1, attempted_at=bindparam("v_at")
+        ).returning(sends.c.recipient)
+        settle = moved.values(
+            state=bindparam("v_state"),
+            provider_id=bindparam("v_provider_id"),
+            reason=bindparam("v_reason"),
+            error=bindparam("v_error"),
+            settled_at=bindparam("v_at"),
+        )
+        self._claim = _Positional(claim, dialect)
+        self._settle = _Positional(settle, dialect)
+
+    def claim(self, conn: Connection, run_id: str, channel: str, ids: list[int], now: datetime) -> list[str]:
+        """planned -> in_flight (attempts + 1) for the rows of `ids` still planned; their recipients."""
+        rows, _ = self._claim.run(
+            conn,
+            ids=json.dumps(ids),
+            run_id=run_id,
+            channel=channel,
+            old=SendState.PLANNED.value,
+            v_state=SendState.IN_FLIGHT.value,
+            v_at=self._stamp(now),
+        )
+        return [recipient for (recipient,) in rows]
+
+    def settle(
+        self,
+        conn: Connection,
+        run_id: str,
+        channel: str,
+        ids: list[int],
+        answer: tuple[str, str | None, str | None, str | None],
+        now: datetime,
+    ) -> int:
+        """in_flight -> the answer's state, the same (state, provider id, reason, error) for every row of
+        `ids`; returns how many moved."""
+        state, provider_id, reason, error = answer
+        _, count = self._settle.run(
+            conn,
+            ids=json.dumps(ids),
+            run_id=run_id,
+            channel=channel,
+            old=SendState.IN_FLIGHT.value,
+            v_state=state,
+            v_provider_id=provider_id,
+            v_reason=reason,
+            v_error=error,
+            v_at=self._stamp(now),
+        )
+        return count
+
+    def _stamp(self, now: datetime) -> Any:
+        return self._time(now) if self._time else now
+
+
+class _Positional:
+    """A statement compiled for SQLite once, run as driver SQL with positional parameters (still through
+    the Connection: its events, its errors); returned rows read straight off the DBAPI cursor, as tuples."""
+
+    def __init__(self, statement: Update, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        self.fixed = dict(compiled.params)  # the values Core put in itself (`attempts + 1`, `|| ''`)
+
+    def run(self, conn: Connection, **values: Any) -> tuple[list[Any], int]:
+        """(the rows it returned, the rows it changed)."""
+        given = self.fixed | values
+        result = conn.exec_driver_sql(self.sql, tuple(given[name] for name in self.names))
+        try:  # a Row per returned row cost as much as the rows' update
+            rows = list(result.cursor.fetchall()) if result.returns_rows else []
+            return rows, max(result.rowcount, 0)
+        finally:
+            result.close()
 
 
 def _rows(
