@@ -226,22 +226,34 @@ class Ledger(
     # -- sending ------------------------------------------------------------------------------------
 
     def begin(
-        self, run_id: str, channel: str, recipients: Sequence[str], ids: Mapping[str, int] | None = None
+        self,
+        run_id: str,
+        channel: str,
+        recipients: Sequence[str],
+        ids: Mapping[str, int] | None = None,
+        settling: Sequence[Settlement] = (),
     ) -> list[str]:
         """Claim sends: planned -> in_flight (attempts + 1), committed before the provider is called.
 
         Returns the recipients this call moved, in the order given: those another caller claimed, already
         settled or never planned are left out, so no two callers ever get the same recipient. `ids`: the
         rows' ids by recipient, when the caller read them (`due_in_batch`): the rows are found by id.
+        `settling`: the channel's previous chunk's results, settled first in the same transaction (as
+        `settle`; `ids` must then hold theirs too): one commit where there were two, so both are written
+        before this claim's messages are sent.
         """
         self._statistics.refresh(self._tx)
         wanted = list(dict.fromkeys(recipients))
         now = utcnow()
         moved: set[str] = set()
+        settled = 0
         with self._tx(write=True) as conn:
+            if settling:
+                settled = self._moves.settle(conn, run_id, channel, settling, now, ids)
             for chunk in chunked(wanted, IN_CHUNK):
                 moved.update(self._moves.claim(conn, run_id, channel, chunk, now, ids))
-            _found(conn, run_id, moved or not wanted)
+            _found(conn, run_id, moved or settled or not wanted)
+        _unchanged("settle", run_id, channel, len(settling) - settled, SendState.IN_FLIGHT)
         return [r for r in wanted if r in moved]
 
     def settle(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import threading
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, event
 
 from clarion.base.settings import ClarionSettings
 from clarion.campaign.loader import load_campaign
@@ -172,3 +174,72 @@ def test_rate_limits_are_waited_out(tmp_path: Path, providers: Sandbox) -> None:
     assert all(r.failed == 0 for r in result.results)
     statuses = [r["status"] for r in providers.requests("sendgrid") if r["path"] == "/v3/mail/send"]
     assert 429 in statuses and statuses[-1] == 202
+
+
+EMAIL_ONLY = """\
+name: flow-test-commits
+cta:
+  url: https://donate.example.org/test
+tracking:
+  base_url: https://go.example.org
+audience:
+  contacts: contacts.csv
+experiment:
+  variants:
+    - id: a
+      vars: {headline: "Chip in now."}
+channels:
+  email:
+    provider: sendgrid
+    from: "Team <team@example.org>"
+    subject: "{{ variant.headline }}"
+    postal_address: "Team, PO Box 1, Springfield"
+    batch_size: 2500
+    body: "<p>{{ variant.headline }} <a href='{{ link }}'>Give</a></p><p><a href='{{ unsubscribe_url }}'>Unsubscribe</a> {{ postal_address }}</p>"
+"""
+
+
+def test_a_requests_results_are_committed_with_the_next_claim_of_its_batch(
+    tmp_path: Path, providers: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the launch and its helpers take turns at writing: each chunk's results are written in the
+    transaction that claims the batch's next chunk, so a batch of N requests commits N + 1 times, not 2N;
+    the last chunk's results are written on their own. Every email is still claimed before it is sent and
+    settled after (all sent, each once)."""
+    monkeypatch.setenv("CLARION_SEND_HELPERS", "0")  # every write in this process, where it is seen
+    path = write_campaign(tmp_path, 3_000, EMAIL_ONLY)
+    local = threading.local()
+    commits: list[tuple[bool, bool]] = []  # (claims, settles) of each write transaction touching sends
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("BEGIN"):
+            local.kinds = [False, False]
+        elif statement.startswith("UPDATE sends") and hasattr(local, "kinds"):
+            local.kinds[0] |= "attempted_at" in statement  # planned -> in_flight
+            local.kinds[1] |= "settled_at" in statement  # in_flight -> settled (no skips here)
+
+    def committed(conn: object) -> None:
+        kinds = getattr(local, "kinds", None)
+        if kinds and any(kinds):
+            commits.append((kinds[0], kinds[1]))
+        local.kinds = [False, False]
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    event.listen(Engine, "commit", committed)
+    try:
+        launch(str(path), "flow-test-commits")
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+        event.remove(Engine, "commit", committed)
+
+    emails = providers.messages("sendgrid")
+    requests = [r for r in providers.requests("sendgrid") if r["path"] == "/v3/mail/send"]
+    with Ledger(ClarionSettings().ledger_url()) as ledger:
+        rows = [r for r in ledger.sends("flow-test-commits") if r.state is not SendState.SKIPPED]
+    assert len(emails) == len({m["to"] for m in emails}) == len(rows) > 2_500
+    assert {r.state for r in rows} == {SendState.SENT}
+    batches = len({r.batch for r in rows})
+    assert batches >= 2 and len(requests) > batches  # at least one batch of several requests
+    assert sum(claims for claims, _ in commits) == len(requests)
+    assert commits.count((True, True)) == len(requests) - batches  # a claim with the last results
+    assert commits.count((False, True)) == batches  # each batch's last results, on their own
