@@ -258,14 +258,16 @@ def start_helpers(run: RunContext, check: bool = True) -> Helpers | None:
     count = wanted(setting, run.loaded)
     if not count:
         return None
-    helpers = Helpers(run.coordination, count)
     url = run.ledger.url
     check = check and url.get_backend_name() != "postgresql"
+    helpers: Helpers | None = None
     try:
+        helpers = Helpers(run.coordination, count)
         helpers.start(run.loaded.path, run.run_id, url.render_as_string(hide_password=False), check=check)
     except OSError as exc:  # a helper is a speed-up: without one, the launch sends everything itself
         get_run_logger().warning("run %s: no send helper (%s); sending from this process", run.run_id, exc)
-        helpers.close()
+        if helpers is not None:
+            helpers.close()
         return None
     return helpers
 

@@ -63,6 +63,11 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: a killed launch's socket folder is left there
+    fcntl = None  # type: ignore[assignment]
+
 from clarion.engine.context import RunContext
 from clarion.engine.coordination import LocalCoordination
 from clarion.engine.plan import Batch, Part, PartPlanner, PartResult, write_rows
@@ -104,6 +109,10 @@ MAX_UNTAKEN = 4
 
 Key = tuple[str, str, int]  # (run id, channel, batch number)
 HERE = "launch"  # the Board's owner of a batch the launch's own task sends
+#: The launch's socket folders, in the system's temporary folder; each holds `LOCK`, locked while its launch
+#: lives, so that the folders of launches killed without removing theirs (kill -9) are found and removed
+FOLDER_PREFIX = "clarion-helpers-"
+LOCK = "launch.lock"
 
 
 def key_of(batch: Batch) -> Key:
@@ -527,14 +536,63 @@ class Check:
         return found == digest
 
 
+def socket_folder() -> tuple[Path, int | None]:
+    """A new folder (0700: only this user) for a launch's socket, and the descriptor of its lock, held until
+    the launch closes it (None where files cannot be locked). Folders of launches that died without
+    removing theirs are removed first (`sweep`)."""
+    parent = Path(tempfile.gettempdir())
+    sweep(parent)
+    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
+    if fcntl is None:
+        return folder, None
+    made = folder / f"{LOCK}.new"
+    fd = os.open(made, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(made, folder / LOCK)  # the lock appears locked: a sweep never sees it free while we live
+    return folder, fd
+
+
+def sweep(parent: Path) -> list[Path]:
+    """Remove the launch socket folders in `parent` whose lock nobody holds: their launch died without
+    removing its folder (killed with SIGKILL, or its machine stopped). A lock is let go by the kernel when its
+    process ends, whatever the way, and holds across process namespaces; a folder without a lock (being made,
+    or an older Clarion's) is left. Returns the folders removed."""
+    if fcntl is None:
+        return []
+    removed = []
+    for folder in parent.glob(f"{FOLDER_PREFIX}*"):
+        try:
+            fd = os.open(folder / LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # no lock (not ours to judge), or another user's folder
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its launch lives
+            continue
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    if removed:
+        log.info("removed %d socket folder(s) of launches that ended without removing them", len(removed))
+    return removed
+
+
 class Helpers:
     """The launch's side: the socket its helpers call, the board, and the helper processes."""
 
     def __init__(self, coordination: LocalCoordination, count: int) -> None:
+        """Raises OSError when the socket cannot be made (a temporary folder whose path leaves a socket's
+        name no room, about 100 characters, or no space), its folder removed again."""
         self.coordination, self.board = coordination, Board()
-        self._folder = Path(tempfile.mkdtemp(prefix="clarion-helpers-"))  # 0700: only this user
+        self._folder, self._lock = socket_folder()
         self._key = secrets.token_bytes(32)
-        self._listener = Listener(str(self._folder / "launch.sock"), family="AF_UNIX", authkey=self._key)
+        try:
+            self._listener = Listener(str(self._folder / "launch.sock"), family="AF_UNIX", authkey=self._key)
+        except OSError:
+            self._remove_folder()
+            raise
         self._lines = {
             f"helper-{i + 1}": _Line(f"helper-{i + 1}", coordination, self.board) for i in range(count)
         }
@@ -579,6 +637,12 @@ class Helpers:
                 self._configure(proc, line)
             self._procs[name] = proc
             log.info("run %s: send helper %s started (pid %d)", run_id, name, proc.pid)
+
+    def _remove_folder(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     @staticmethod
     def _configure(proc: subprocess.Popen[bytes], line: bytes) -> None:
@@ -630,7 +694,7 @@ class Helpers:
         self.board.close()
         self._closed = True
         self._listener.close()  # the helpers' connections stay open: they hear `board.close` through them
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._remove_folder()
         deadline = time.monotonic() + REAP_WAIT
         for name, proc in self._procs.items():
             if name not in self._connected:  # still importing, or validating the files: nothing in flight
