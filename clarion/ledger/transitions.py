@@ -284,9 +284,9 @@ class Transitions:
 
 
 class _SqliteById:
-    """A claim and a settlement of rows found by id, on SQLite: compiled once from Core, executed on the
-    DBAPI cursor with positional parameters, the ids as one JSON array. What the general path does too,
-    without its per-call work under the ledger's write lock (see the module's docstring)."""
+    """A claim and a settlement of rows found by id, on SQLite: compiled once from Core, executed as driver
+    SQL with positional parameters, the ids as one JSON array. What the general path does too, without its
+    per-call work under the ledger's write lock (see the module's docstring)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
