@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Connection, func, or_, select, update
 
 from clarion.ledger.errors import RunNotFound
 from clarion.ledger.rows import SendState
@@ -26,8 +26,8 @@ CONDITIONS = {
 CHUNK = 500
 
 
-def due(now: datetime) -> ColumnElement[bool]:
-    """A planned send that is not deferred past `now`."""
+def due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """A planned send that is not deferred past `now` (an instant, or a parameter that will be one)."""
     return or_(sends.c.not_before.is_(None), sends.c.not_before <= now)
 
 

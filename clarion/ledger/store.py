@@ -19,7 +19,21 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, insert, literal_column, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
@@ -28,6 +42,7 @@ from clarion.ledger.bulk import CHUNK, IN_CHUNK, PLAN_ROWS, BulkWriter, Statisti
 from clarion.ledger.console import ConsoleStore
 from clarion.ledger.conversations import ConversationStore
 from clarion.ledger.database import ForkSafeEngine, WriterTurns, resolve_url, shown, transaction
+from clarion.ledger.driver import Positional, read_time, stamp
 from clarion.ledger.errors import RunExists, RunNotFound
 from clarion.ledger.events import EngagementStore, run_key_hex
 from clarion.ledger.measurement import MeasurementStore
@@ -44,7 +59,7 @@ from clarion.ledger.rows import (
     Settlement,
     SummaryRow,
 )
-from clarion.ledger.schema import assignments, runs, sends
+from clarion.ledger.schema import UTCDateTime, assignments, runs, sends
 from clarion.ledger.sequencing import SequencingStore, due
 from clarion.ledger.suppressions import ConsentStore
 from clarion.ledger.transitions import Transitions
@@ -79,6 +94,7 @@ class Ledger(
         self._bulk = BulkWriter(self.engine.dialect)
         self._moves = Transitions(self.engine.dialect)
         self._statistics = Statistics(self._postgres)
+        self._due = None if self._postgres else _SqliteDue(self.engine.dialect)
 
     @classmethod
     def open(cls, url: str | URL | None = None) -> Ledger:
@@ -360,12 +376,11 @@ class Ledger(
         which its claim and settlement find it): what a send task reads for each batch, without building
         whole rows."""
         self._statistics.refresh(self._tx)
-        query = (
-            select(sends.c.recipient, sends.c.variant, sends.c.not_before, sends.c.id)
-            .where(*_planned(run_id, channel), sends.c.batch == batch, due(utcnow()))
-            .order_by(sends.c.seq, sends.c.id)
-        )
+        now = utcnow()
         with self._tx() as conn:
+            if self._due is not None:  # SQLite: driver SQL, rows as tuples (clarion/ledger/driver.py)
+                return _found(conn, run_id, self._due.read(conn, run_id, channel, batch, now))
+            query = _due_in_batch(*_planned(run_id, channel), sends.c.batch == batch, due(now))
             return _found(conn, run_id, [DueSend(*row) for row in conn.execute(query).all()])
 
     def batches(self, run_id: str, channel: str) -> list[int]:
@@ -447,6 +462,33 @@ class Ledger(
 #: state = 'planned' written into the statement, not bound: the planner then knows at once that the
 #: planned-only index (ix_sends_planned) answers it, prepared statement or not
 _PLANNED = sends.c.state == literal_column(f"'{SendState.PLANNED.value}'")
+
+
+def _due_in_batch(*where: ColumnElement[bool]) -> Select[tuple[str, str, datetime | None, int]]:
+    """What `due_in_batch` reads of the rows `where` finds, in audience order."""
+    columns = (sends.c.recipient, sends.c.variant, sends.c.not_before, sends.c.id)
+    return select(*columns).where(*where).order_by(sends.c.seq, sends.c.id)
+
+
+class _SqliteDue:
+    """`due_in_batch` on SQLite, compiled once and read as tuples: a send task reads each batch's rows (5,000
+    for email), and SQLAlchemy's rows cost about three times SQLite's read (4.4 against 1.4 us a row)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        where = (
+            sends.c.run_id == bindparam("run_id", type_=String()),
+            sends.c.channel == bindparam("channel", type_=String()),
+            _PLANNED,
+            sends.c.batch == bindparam("batch", type_=Integer()),
+            due(bindparam("now", type_=UTCDateTime())),
+        )
+        self._query = Positional(_due_in_batch(*where), dialect)
+        self._stamp, self._time = stamp(dialect), read_time(dialect)
+
+    def read(self, conn: Connection, run_id: str, channel: str, batch: int, now: datetime) -> list[DueSend]:
+        rows, _ = self._query.run(conn, run_id=run_id, channel=channel, batch=batch, now=self._stamp(now))
+        time = self._time
+        return [DueSend(r, v, None if at is None else time(at), i) for r, v, at, i in rows]
 
 
 def _planned(run_id: str, channel: str) -> tuple[ColumnElement[bool], ...]:

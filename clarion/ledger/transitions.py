@@ -19,9 +19,9 @@ page read from anywhere in it: at a million contacts, about 6 s of a run's sendi
 Without ids (a resume's settling, the reconciler, a follow-up) they are found by recipient, as before.
 
 On SQLite, a claim and a settlement by id run as statements compiled once, executed as driver SQL
-(`_SqliteById`): the ledger's write lock is held while they run, and building the statement anew, binding
-its parameters through SQLAlchemy and making a Row per returned recipient took about as long as SQLite's
-own work.
+(`_SqliteById`, clarion/ledger/driver.py): the ledger's write lock is held while they run, and building the
+statement anew, binding its parameters through SQLAlchemy and making a Row per returned recipient took
+about as long as SQLite's own work.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from sqlalchemy import (
     Connection,
     Dialect,
     String,
-    Update,
     and_,
     bindparam,
     func,
@@ -47,8 +46,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from clarion.ledger.bulk import CHUNK, IN_CHUNK, among, chunked, unindexed
+from clarion.ledger.driver import Positional, stamp
 from clarion.ledger.rows import SendState, Settlement
-from clarion.ledger.schema import UTCDateTime, sends
+from clarion.ledger.schema import sends
 
 
 class Transitions:
@@ -289,7 +289,7 @@ class _SqliteById:
     per-call work under the ledger's write lock (see the module's docstring)."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self._time = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        self._stamp = stamp(dialect)
         listed = func.json_each(bindparam("ids", type_=String())).table_valued("value")
         found = (
             sends.c.id.in_(select(listed.c.value).scalar_subquery()),
@@ -308,8 +308,8 @@ class _SqliteById:
             error=bindparam("v_error"),
             settled_at=bindparam("v_at"),
         )
-        self._claim = _Positional(claim, dialect)
-        self._settle = _Positional(settle, dialect)
+        self._claim = Positional(claim, dialect)
+        self._settle = Positional(settle, dialect)
 
     def claim(self, conn: Connection, run_id: str, channel: str, ids: list[int], now: datetime) -> list[str]:
         """planned -> in_flight (attempts + 1) for the rows of `ids` still planned; their recipients."""
@@ -349,30 +349,6 @@ class _SqliteById:
             v_at=self._stamp(now),
         )
         return count
-
-    def _stamp(self, now: datetime) -> Any:
-        return self._time(now) if self._time else now
-
-
-class _Positional:
-    """A statement compiled for SQLite once, run as driver SQL with positional parameters (still through
-    the Connection: its events, its errors); returned rows read straight off the DBAPI cursor, as tuples."""
-
-    def __init__(self, statement: Update, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.names = tuple(compiled.positiontup or ())
-        self.fixed = dict(compiled.params)  # the values Core put in itself (`attempts + 1`, `|| ''`)
-
-    def run(self, conn: Connection, **values: Any) -> tuple[list[Any], int]:
-        """(the rows it returned, the rows it changed)."""
-        given = self.fixed | values
-        result = conn.exec_driver_sql(self.sql, tuple(given[name] for name in self.names))
-        try:  # a Row per returned row cost as much as the rows' update
-            rows = list(result.cursor.fetchall()) if result.returns_rows else []
-            return rows, max(result.rowcount, 0)
-        finally:
-            result.close()
 
 
 def _rows(

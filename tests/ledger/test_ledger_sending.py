@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -346,3 +347,26 @@ def test_claims_and_settlements_by_id_look_each_row_up(ledger: Ledger, new_run: 
             plan = [str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
             assert any("USING INTEGER PRIMARY KEY" in step for step in plan), (statement, plan)
             assert not any("INDEX" in step.replace("VIRTUAL TABLE INDEX", "") for step in plan), plan
+
+
+def test_a_batchs_due_rows_are_its_pending_sends_narrowed(
+    ledger: Ledger, new_run: Callable[..., str]
+) -> None:
+    """What a send task reads of its batch (`due_in_batch`, read as driver SQL on SQLite) is `pending`'s rows,
+    field for field: a send deferred to a past instant is due, with that instant read back in UTC, one
+    deferred to later is not, and a claimed one is no longer due."""
+    run = new_run(count=300, batch_size=100)
+    now = datetime.now(UTC)
+    past, later = now - timedelta(minutes=5), now + timedelta(hours=2)
+    assert ledger.defer(run, "email", [("c00110", past), ("c00120", later)]) == 2
+    assert ledger.begin(run, "email", ["c00130"]) == ["c00130"]
+
+    due = ledger.due_in_batch(run, "email", 1)
+    pending = ledger.pending(run, "email", 1)
+    assert [(d.recipient, d.variant, d.not_before, d.id) for d in due] == [
+        (p.recipient, p.variant, p.not_before, p.id) for p in pending
+    ]
+    found = {d.recipient: d for d in due}
+    assert len(found) == 98 and "c00120" not in found and "c00130" not in found
+    assert found["c00110"].not_before == past and found["c00110"].not_before.tzinfo is not None
+    assert found["c00111"].not_before is None
