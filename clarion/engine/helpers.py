@@ -547,7 +547,12 @@ def socket_folder() -> tuple[Path, int | None]:
         return folder, None
     made = folder / f"{LOCK}.new"
     fd = os.open(made, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a file system without locks: the folder is left if the launch is killed, as before
+        os.close(fd)
+        made.unlink(missing_ok=True)
+        return folder, None
     os.rename(made, folder / LOCK)  # the lock appears locked: a sweep never sees it free while we live
     return folder, fd
 

@@ -111,3 +111,25 @@ def test_a_temporary_folder_too_deep_for_a_socket_leaves_the_launch_to_send_alon
     emails = [m["to"] for m in providers.messages("sendgrid")]
     assert sorted(emails) == sorted(expected["email"])
     assert not _folders(deep)
+
+
+def test_where_files_cannot_be_locked_the_folder_is_made_without_a_lock(
+    parent: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without locks (flock answers ENOLCK) costs only the clean-up after a kill: the launch
+    still gets its socket, and removes its folder when it ends."""
+    import errno
+    import fcntl
+
+    def refuse(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(parent))
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    helpers = Helpers(LocalCoordination(), 0)
+    try:
+        (made,) = _folders(parent)
+        assert sorted(p.name for p in made.iterdir()) == ["launch.sock"]
+    finally:
+        helpers.close()
+    assert not _folders(parent)
