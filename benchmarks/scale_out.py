@@ -9,13 +9,15 @@ Starts `clarion sandbox` in its own process, then `prefect server` on PostgreSQL
 process work pool with 4 workers (clarion.cli.stack, what `clarion devstack up` runs), the ledger on
 PostgreSQL (a fresh schema) and the launches' coordination in Redis. Prints:
 
-- SMS throughput with the batches on 1, 2 and 4 workers (shards = workers, the pool holding just that many;
-  texts/s over the send window), the cores' busy share, and the cores and CPU ms a text each role used
-  (the workers with their flow runs, the sandbox, `prefect server`, the launch, PostgreSQL, Redis);
+- SMS and email throughput with the batches on 1, 2 and 4 workers (shards = workers, the pool holding just
+  that many; texts/s over the sandbox's send window, emails/s over the ledger's), the cores' busy share, and
+  the cores and CPU ms a message each role used (the workers with their flow runs, the sandbox, `prefect
+  server`, the launch, PostgreSQL, Redis);
 - pacing: `messages_per_second: 200` on SMS across 4 workers: the largest count in any 1-s window at the
-  sandbox (goal <= 210) and the average rate (goal >= 190/s), --pacing-runs times; with --provider-realtime
-  the sandbox runs ahead of every other process for the CPU (SCHED_FIFO, as root), as a provider's servers
-  do not share the senders' cores;
+  sandbox (goal <= 210) and the average rate (goal >= 190/s), --pacing-runs times, by the sandbox's stamps
+  and (as root) by the kernel's as each request reached its port (benchmarks/wire.py); with
+  --provider-realtime the sandbox runs ahead of every other process for the CPU (SCHED_FIFO, as root), as
+  a provider's servers do not share the senders' cores;
 - kill -9 of one of three busy workers (with every process it started) mid-run, --trials times: duplicates,
   silent omissions (contacts neither sent nor skipped nor listed uncertain) and uncertain sends;
 - with --million: 1,000,000 contacts (email + SMS) on two workers: wall time, per-channel rate, and the peak
@@ -50,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 from make_contacts import generate  # noqa: E402
+from wire import WireTap  # noqa: E402
 
 from clarion.cli.stack import Stack, children_by_parent, process_tree, stack  # noqa: E402
 from clarion.ledger import Ledger  # noqa: E402
@@ -97,7 +100,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write(folder: Path, contacts: int, *, email: bool, rate: int | None = None, batch: int = 250) -> Path:
+def write(
+    folder: Path,
+    contacts: int,
+    *,
+    email: bool,
+    sms: bool = True,
+    rate: int | None = None,
+    batch: int = 250,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "contacts.csv").open("w", newline="") as fh:
         writer = None
@@ -116,7 +127,7 @@ def write(folder: Path, contacts: int, *, email: bool, rate: int | None = None, 
                 writer.writeheader()
             writer.writerows(rows)
     pacing = f"\n    pacing: {{messages_per_second: {rate}}}" if rate else ""
-    text_ = HEAD + (EMAIL if email else "") + SMS.format(batch=batch, pacing=pacing)
+    text_ = HEAD + (EMAIL if email else "") + (SMS.format(batch=batch, pacing=pacing) if sms else "")
     path = folder / "campaign.yaml"
     path.write_text(text_)
     return path
@@ -333,33 +344,66 @@ class CpuMeter:
         return t1 - t0, {role: max(last[role] - first[role], 0.0) for role in ROLES}
 
 
-def throughput(pool: Stack, box: Sandbox, work: Path, contacts: int, batch: int) -> None:
-    """SMS texts/s with the shards on 1, 2 and 4 workers, the pool holding just that many: a worker with
-    nothing to run still asks the server for scheduled runs every second (three idle ones took some 8% of
-    a core, server and workers), which a worker count's own figure should not pay for."""
-    path = write(work / "throughput", contacts, email=False, batch=batch)
+def throughput(
+    pool: Stack, box: Sandbox, work: Path, contacts: int, batch: int, emails: int, database: str
+) -> None:
+    """SMS texts/s, then emails/s, with the shards on 1, 2 and 4 workers, the pool holding just that many: a
+    worker with nothing to run still asks the server for scheduled runs every second (three idle ones took
+    some 8% of a core, server and workers), which a worker count's own figure should not pay for. Texts
+    are timed by the sandbox's stamps; emails (1,000 a request) by the ledger's, from the first claim to
+    the last settlement."""
+    texting = write(work / "throughput", contacts, email=False, batch=batch)
+    mailing = write(work / "email-throughput", emails, email=True, sms=False)
     for shards in (1, 2, 4):
         _grow(pool, shards)
         box.reset()
-        run_id = f"tp-{shards}-{uuid.uuid4().hex[:4]}"
         meter = CpuMeter()
-        code = launch(pool, path, run_id, shards, work).wait()
+        code = launch(pool, texting, f"tp-{shards}-{uuid.uuid4().hex[:4]}", shards, work).wait()
         texts = _times(box.messages("twilio"))
-        span = texts[-1] - texts[0] if len(texts) > 1 else float("nan")
-        busy, stolen = meter.busy(texts[0], texts[-1]) if texts else (float("nan"), float("nan"))
-        print(
-            f"SMS on {shards} worker(s): {len(texts):,} texts in {span:.1f} s = {len(texts) / span:,.0f}/s, "
-            f"the machine's {os.cpu_count()} cores {busy:.0%} busy meanwhile, {stolen:.0%} stolen by the "
-            f"host (exit {code})",
-            flush=True,
-        )
-        seconds, used = meter.by_role(texts[0], texts[-1]) if texts else (float("nan"), {})
-        if used:
-            shares = ", ".join(f"{role} {cpu / seconds:.2f}" for role, cpu in used.items() if cpu)
-            per_text = {role: cpu / seconds / (len(texts) / span) * 1000 for role, cpu in used.items() if cpu}
-            costs = ", ".join(f"{role} {ms:.2f}" for role, ms in per_text.items())
-            print(f"  cores used by each ({seconds:.1f} s of the window): {shares}", flush=True)
-            print(f"  CPU ms per text: {costs}", flush=True)
+        _rate("SMS", "texts", "text", shards, len(texts), texts[0], texts[-1], meter, code)
+        box.reset()
+        meter = CpuMeter()
+        run_id = f"tpe-{shards}-{uuid.uuid4().hex[:4]}"
+        code = launch(pool, mailing, run_id, shards, work).wait()
+        with create_engine(database).connect() as conn:
+            sent, first, last = conn.execute(
+                text(
+                    "SELECT count(*), min(attempted_at), max(settled_at) FROM sends "
+                    "WHERE run_id = :run AND channel = 'email' AND state = 'sent'"
+                ),
+                {"run": run_id},
+            ).one()
+        _rate("email", "emails", "email", shards, sent, first.timestamp(), last.timestamp(), meter, code)
+
+
+def _rate(
+    channel: str,
+    plural: str,
+    one: str,
+    shards: int,
+    count: int,
+    start: float,
+    end: float,
+    meter: CpuMeter,
+    code: int,
+) -> None:
+    """One throughput line, and where the cores went between `start` and `end`."""
+    span = end - start if count > 1 else float("nan")
+    busy, stolen = meter.busy(start, end)
+    print(
+        f"{channel} on {shards} worker(s): {count:,} {plural} in {span:.1f} s = {count / span:,.0f}/s, "
+        f"the machine's {os.cpu_count()} cores {busy:.0%} busy meanwhile, {stolen:.0%} stolen by the "
+        f"host (exit {code})",
+        flush=True,
+    )
+    seconds, used = meter.by_role(start, end)
+    if used:
+        shares = ", ".join(f"{role} {cpu / seconds:.2f}" for role, cpu in used.items() if cpu)
+        scale, unit = (1e6, "us") if count / span > 5_000 else (1e3, "ms")  # an email's, a text's
+        each = {role: cpu / seconds / (count / span) * scale for role, cpu in used.items() if cpu}
+        costs = ", ".join(f"{role} {cost:.2f}" for role, cost in each.items())
+        print(f"  cores used by each ({seconds:.1f} s of the window): {shares}", flush=True)
+        print(f"  CPU {unit} per {one}: {costs}", flush=True)
 
 
 def _grow(pool: Stack, workers: int) -> None:
@@ -397,15 +441,16 @@ def pacing(pool: Stack, box: Sandbox, work: Path, runs: int = 1) -> None:
 
 def _pacing_run(pool: Stack, box: Sandbox, work: Path, path: Path, stamps: Path) -> None:
     box.reset()
+    tap: WireTap | None = None
+    try:  # when each text reached the sandbox's port, beside when its process got to it (benchmarks/wire.py)
+        tap, why = WireTap(box.port, b"/Messages.json"), ""
+    except OSError as exc:  # PermissionError: not root
+        why = str(exc)
     code = launch(pool, path, f"pace-{uuid.uuid4().hex[:4]}", 4, work).wait()
+    wire, drops = tap.stop() if tap is not None else ([], 0)
     times = _times(box.messages("twilio"))
     stamps.write_text("".join(f"{t:.6f}\n" for t in times))
-    worst, first, j = 0, 0, 0
-    for i, start in enumerate(times):
-        while j < len(times) and times[j] < start + 1.0:
-            j += 1
-        if j - i > worst:
-            worst, first = j - i, i
+    worst, first = _busiest(times)
     span = times[-1] - times[0]
     gap, after = max((times[i + 1] - times[i], i + 1) for i in range(len(times) - 1))
     print(
@@ -415,6 +460,29 @@ def _pacing_run(pool: Stack, box: Sandbox, work: Path, path: Path, stamps: Path)
         f"second, which began {times[first] - times[0]:.1f} s into the run (stamps in {stamps})",
         flush=True,
     )
+    if tap is None:
+        print(f"  at the wire: not measured ({why})", flush=True)
+        return
+    stamps.with_suffix(".wire.txt").write_text("".join(f"{t:.6f}\n" for t in wire))
+    most, _ = _busiest(wire)
+    lost = f"; {drops} segments dropped by the kernel: incomplete" if drops else ""
+    print(
+        f"  at the wire (the kernel's stamp as each request reached the sandbox's port): {len(wire):,} "
+        f"requests, largest 1-s window {most} (goal <= 210), average "
+        f"{len(wire) / (wire[-1] - wire[0]):.1f}/s{lost}",
+        flush=True,
+    )
+
+
+def _busiest(times: list[float]) -> tuple[int, int]:
+    """The most stamps in any 1-s window of sorted `times`, and where that window's first one is."""
+    worst, first, j = 0, 0, 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + 1.0:
+            j += 1
+        if j - i > worst:
+            worst, first = j - i, i
+    return worst, first
 
 
 def kills(pool: Stack, box: Sandbox, work: Path, trials: int, database: str) -> None:
@@ -546,6 +614,7 @@ def main() -> None:
         default=100,
         help="SMS texts a batch (a Prefect task) in the throughput runs (the product's default is 250)",
     )
+    parser.add_argument("--emails", type=int, default=100_000, help="audience of the email throughput runs")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument(
         "--provider-realtime",
@@ -581,7 +650,7 @@ def main() -> None:
         ) as pool:
             try:
                 if "throughput" in only:
-                    throughput(pool, box, work, args.contacts, args.batch)
+                    throughput(pool, box, work, args.contacts, args.batch, args.emails, database)
                 _grow(pool, 4)
                 if "pacing" in only:
                     pacing(pool, box, work, args.pacing_runs)
