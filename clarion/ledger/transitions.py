@@ -162,7 +162,8 @@ class Transitions:
             ]
             return self._keyed(conn, run_id, channel, SendState.IN_FLIGHT, rows, {"settled_at": now}, ids)
         moved = 0
-        known = _by_id(ids, [r.recipient for r in results])
+        # SQLite's statement by id; PostgreSQL's finds each chunk's rows by id in `_rows`
+        known = None if self._sqlite is None else _by_id(ids, [r.recipient for r in results])
         for (given, provider_id, reason, error), recipients in same.items():
             state = SendState(given).value
             if self._sqlite is not None and known is not None:
