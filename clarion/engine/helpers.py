@@ -539,21 +539,31 @@ class Check:
 def socket_folder() -> tuple[Path, int | None]:
     """A new folder (0700: only this user) for a launch's socket, and the descriptor of its lock, held until
     the launch closes it (None where files cannot be locked). Folders of launches that died without
-    removing theirs are removed first (`sweep`)."""
+    removing theirs are removed first (`sweep`). Raises OSError when the folder or its lock cannot be made,
+    the folder removed again."""
     parent = Path(tempfile.gettempdir())
     sweep(parent)
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
     if fcntl is None:
         return folder, None
     made = folder / f"{LOCK}.new"
-    fd = os.open(made, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(made, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:  # no space, say: no folder left behind (a sweep leaves folders without a lock)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:  # a file system without locks: the folder is left if the launch is killed, as before
         os.close(fd)
         made.unlink(missing_ok=True)
         return folder, None
-    os.rename(made, folder / LOCK)  # the lock appears locked: a sweep never sees it free while we live
+    try:
+        os.rename(made, folder / LOCK)  # the lock appears locked: a sweep never sees it free while we live
+    except OSError:
+        os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder, fd
 
 

@@ -150,18 +150,36 @@ def _send_pending(run: RunContext, batch: Batch, gate: Gate, sleep: Callable[[fl
             if not coordination.enter_request():
                 outcome.interrupted = True
                 break
-            kept = False
+            handed = unsettled.handed
             try:
                 items = outbounds[start : start + chunk]
-                kept = _send_chunk(run, adapter, batch, items, ids, sleep, outcome, gate, unsettled)
+                _send_chunk(run, adapter, batch, items, ids, sleep, outcome, gate, unsettled)
             finally:
-                if not kept:  # else the chunk's request ends when `unsettled` has written its results
+                if unsettled.handed == handed:  # else its request ends when `unsettled` writes its results
                     coordination.leave_request()
-    finally:
-        unsettled.write()
+    except BaseException:
+        _write_before_raising(unsettled, batch)
+        raise
+    unsettled.write()
     if later:  # when each accepted email will be delivered (status, `clarion email cancel`)
         ledger.mark_scheduled(batch.run_id, batch.channel, later)
     return outcome
+
+
+def _write_before_raising(unsettled: _Unsettled, batch: Batch) -> None:
+    """The results held when the batch fails or stops (ChannelStopped, an error, an interrupt), written; if
+    that fails too, the batch's own exception is still the one raised (a stopped channel stays a stopped
+    channel), and the rows left in flight are listed `uncertain` on resume."""
+    try:
+        unsettled.write()
+    except Exception as exc:
+        log.error(
+            "%s batch %s: writing its last results or ending its request failed too (%s); what was not "
+            "written stays in flight, listed uncertain on resume",
+            batch.channel,
+            batch.number,
+            type(exc).__name__,
+        )
 
 
 def per_message_claim(pacing: Pacing, threads: int) -> int:
@@ -188,16 +206,22 @@ class _Unsettled:
         self._ledger, self._coordination = run.ledger, run.coordination
         self._batch, self._ids = batch, ids
         self._results: list[Settlement] = []
+        self.handed = 0  # how many chunks handed their results (and request) over: the caller's sign
 
     def keep(self, results: list[Settlement]) -> None:
         """Hold a chunk's results (not empty), and its request, until the next claim or `write`."""
         self._results = results
+        self.handed += 1
 
     def claim(self, recipients: list[str]) -> list[str]:
         """Claim `recipients` of the batch, writing the results held in the same transaction."""
         batch, held = self._batch, self._results
         claimed = self._ledger.begin(batch.run_id, batch.channel, recipients, self._ids, held)
-        self._done()
+        try:
+            self._done()
+        except BaseException:  # the coordination failed (Redis, a helper's launch gone): nothing was sent
+            self._ledger.release(batch.run_id, batch.channel, claimed, self._ids)
+            raise
         return claimed
 
     def write(self) -> None:
@@ -225,13 +249,15 @@ def _send_chunk(
     outcome: BatchOutcome,
     gate: Gate,
     unsettled: _Unsettled,
-) -> bool:
+) -> None:
     """Claim, send and settle one request's (or claim's) worth of the batch, retrying what the provider
     asked to have again; `ids` are the batch's rows' ids by recipient, by which the ledger finds them.
 
     The first claim writes the results `unsettled` holds (the previous chunk's). This chunk's final results
-    are handed to `unsettled` (with its request) for the next claim to write: returns True when they were,
-    False when the caller ends the chunk's request itself (nothing was left to settle)."""
+    are handed to `unsettled` (with its request) for the next claim to write, the moment they are known:
+    whatever fails after (the coordination's Redis, a helper's launch, the ledger) cannot lose what the
+    provider answered. When nothing was left to settle the caller ends the chunk's request itself
+    (`unsettled.handed` did not move)."""
     ledger, coordination = run.ledger, run.coordination
     policy = adapter.config.retry
     todo = items
@@ -241,20 +267,22 @@ def _send_chunk(
         claimed = set(unsettled.claim([o.recipient for o in todo]))
         todo = [o for o in todo if o.recipient in claimed]
         if not todo:
-            return False
+            return
         gate.open()
         results = _send_paced(coordination, batch, adapter, todo)
+        last = attempt >= policy.max_attempts
+        settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]
+        retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
+        if settle and not retry:
+            unsettled.keep(settle)  # first: written by the next claim, or by the batch's end whatever happens
+        elif settle:  # written now: the retries are released after them, and waited for
+            ledger.settle(batch.run_id, batch.channel, settle, ids)
         if len(results) < len(todo):  # stopped between messages: those not made go back to planned
             made = {r.recipient for r in results}
             unmade = [o.recipient for o in todo if o.recipient not in made]
             ledger.release(batch.run_id, batch.channel, unmade, ids)
             outcome.interrupted = True
-        last = attempt >= policy.max_attempts
-        settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]
-        retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
         if settle:
-            if retry:  # written now: the retries are released after them, and waited for
-                ledger.settle(batch.run_id, batch.channel, settle, ids)
             _record_refused_opt_outs(ledger, adapter, results, todo)
             for s in settle:
                 outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
@@ -263,9 +291,7 @@ def _send_chunk(
             answer = exhausted.error if exhausted else ""
             why = f"{adapter.provider} kept failing: {answer}"
             coordination.chunk_done(batch.run_id, batch.channel, exhausted=exhausted is not None, why=why)
-            if settle:
-                unsettled.keep(settle)
-            return bool(settle)
+            return
         ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry], ids)
         asked = max((r.retry_after or 0.0) for r in retry)
         wait = min(backoff(attempt, asked, base=policy.base_delay, cap=policy.max_delay), MAX_WAIT)
@@ -279,10 +305,9 @@ def _send_chunk(
         )
         if outcome.interrupted or _wait(coordination, sleep, wait):
             outcome.interrupted = True  # the retries stay planned, for a resume
-            return False
+            return
         again = {r.recipient for r in retry}
         todo = [o for o in todo if o.recipient in again]
-    return False
 
 
 def _without_opt_outs(

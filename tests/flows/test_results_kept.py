@@ -1,0 +1,138 @@
+"""What a provider answered is written to the ledger even when something fails after the answer came: a
+shard's Redis going away, a helper's launch gone. Left in flight, a taken email would be listed `uncertain`
+on resume (and sent again by an operator who resends the uncertain), its message id lost."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from clarion.campaign.loader import load_campaign
+from clarion.engine.context import RunContext
+from clarion.engine.plan import plan_run
+from clarion.engine.send import send_batch
+from clarion.engine.shared import RedisCoordination
+from clarion.ledger import Ledger, SendState
+from clarion.sandbox import FaultConfig, Sandbox
+from tests.flows.conftest import CAMPAIGN, write_campaign
+
+EMAIL_ONLY = CAMPAIGN[: CAMPAIGN.index("  x:\n")] + CAMPAIGN[
+    CAMPAIGN.index("  email:\n") : CAMPAIGN.index("  sms:\n")
+].replace("    subject:", "    batch_size: 1000\n    subject:")
+
+
+class Forwarder:
+    """A TCP relay to Redis that the test cuts: every connection through it closed, no new one taken (the
+    network between a worker and its Redis gone); `cut_at`: cut as a command (say b"DECRBY") goes through,
+    instead of forwarding it."""
+
+    def __init__(self, url: str, cut_at: bytes | None = None) -> None:
+        parts = urlsplit(url)
+        self._trigger = None if cut_at is None else b"\r\n" + cut_at + b"\r\n"  # the command's RESP name
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}{parts.path or '/0'}"
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # cut
+            upstream = socket.create_connection(self._upstream)
+            self._sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if self._trigger is not None and self._trigger in data.upper():
+                    self.cut()
+                    return
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            end.close()
+
+    def cut(self) -> None:
+        for end in [self._listener, *self._sockets]:  # a shutdown wakes the accept a close would not
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+def test_a_requests_answer_is_written_when_redis_goes_away_while_it_is_at_the_provider(
+    tmp_path: Path, providers: Sandbox, redis_url: str
+) -> None:
+    """A shard's batch: its request of emails is at SendGrid (answering after a second) when the shard's
+    Redis connection dies. The batch fails with Redis' error, but every email SendGrid took is `sent` in
+    the ledger with its message id, none left in flight."""
+    path = write_campaign(tmp_path, 80, EMAIL_ONLY)
+    loaded = load_campaign(path)
+    relay = Forwarder(redis_url)
+    run_id = "kept-redis-cut"
+    with Ledger.open() as ledger:
+        run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
+        batch = next(b for b in plan_run(ledger, loaded, run_id).batches if not b.opening)
+        providers.set_faults("sendgrid", FaultConfig(latency_ms=1000))
+        failed: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                send_batch(run, batch)
+            except BaseException as exc:  # what the batch raised is the test's to judge
+                failed.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        deadline = time.monotonic() + 20
+        while SendState.IN_FLIGHT not in {r.state for r in ledger.sends(run_id, "email")}:
+            assert time.monotonic() < deadline, "the batch never claimed its emails"
+            time.sleep(0.02)
+        time.sleep(0.3)  # the request has left: SendGrid holds its answer for a second
+        relay.cut()
+        sender.join(30)
+        assert not sender.is_alive()
+        rows = [r for r in ledger.sends(run_id, "email") if r.batch == batch.number]
+
+    assert len(failed) == 1 and isinstance(failed[0], redis.RedisError), failed
+    emails = providers.messages("sendgrid")
+    assert len(emails) == len({m["to"] for m in emails}) == len(rows) == batch.size > 0
+    assert {r.state for r in rows} == {SendState.SENT}, "the provider's answer was lost"
+    assert all(r.provider_id for r in rows)
+
+
+def test_a_claim_whose_coordination_fails_gives_its_emails_back(
+    tmp_path: Path, providers: Sandbox, redis_url: str
+) -> None:
+    """A shard's batch of two requests: the second's claim commits (with the first's results), then Redis
+    fails as the first request's end is counted (a worker's network gone). Nothing of the second was sent:
+    its emails go back to planned, for whoever sends the batch next, instead of waiting in flight to be
+    listed uncertain; the first's are sent, once."""
+    path = write_campaign(tmp_path, 1_600, EMAIL_ONLY.replace("batch_size: 1000", "batch_size: 2000"))
+    loaded = load_campaign(path)
+    relay = Forwarder(redis_url, cut_at=b"DECRBY")  # Coordination.leave_request (redis-py's decr)
+    run_id = "kept-claim-released"
+    with Ledger.open() as ledger:
+        run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
+        batch = next(b for b in plan_run(ledger, loaded, run_id).batches if not b.opening)
+        with pytest.raises(redis.RedisError):
+            send_batch(run, batch)
+        rows = [r for r in ledger.sends(run_id, "email") if r.batch == batch.number]
+
+    emails = providers.messages("sendgrid")
+    states = Counter(r.state for r in rows)
+    assert states == {SendState.SENT: 1_000, SendState.PLANNED: len(rows) - 1_000}, states
+    assert len(emails) == len({m["to"] for m in emails}) == 1_000
