@@ -33,6 +33,7 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -62,6 +63,7 @@ LEASE_DONE = 600.0  # seconds a finished shard's lease stays, saying "done", whi
 OPENING_TIMEOUT = 60.0  # seconds the opening waits for every shard's opening batch (each starts a process)
 STOP_POLL = 0.1  # seconds a shard may go without re-reading its launch's stop request
 LATE = 0.02  # seconds a request may leave after its pacing slot; later, it takes the next free slot
+WINDOW_SECONDS = 60  # the longest window a pace is counted over whole (`window`)
 
 # A chunk enters only while no stop was requested: checked and counted in one step.
 _ENTER = """
@@ -85,6 +87,24 @@ def connect(url: str) -> Any:
             "start Redis or fix the URL (e.g. redis://127.0.0.1:6379/0)"
         ) from None
     return client
+
+
+def window(rate: float) -> Any:
+    """The moving window that caps `rate` a second: whole messages over whole seconds, never more than the
+    rate (200/s: 200 in 1 s; 1.5/s: 3 in 2 s; 0.5/s: 1 in 2 s; 0.01/s: 1 in 100 s). A window of
+    int(rate) a second admitted nothing below 1/s, and a sender waited on it for ever."""
+    from limits import RateLimitItemPerSecond
+
+    best = (0.0, 0, 1)  # (rate kept, messages, seconds)
+    for seconds in range(1, WINDOW_SECONDS + 1):
+        amount = math.floor(rate * seconds + 1e-9)
+        if amount and amount / seconds > best[0]:
+            best = (amount / seconds, amount, seconds)
+            if amount == rate * seconds:
+                break  # exact
+    if not best[1]:  # slower than one a WINDOW_SECONDS: one in as many seconds as that takes
+        best = (rate, 1, math.ceil(1 / rate - 1e-9))
+    return RateLimitItemPerSecond(best[1], best[2])
 
 
 def _shown(url: str) -> str:
@@ -253,18 +273,13 @@ class RedisCoordination(Coordination):
             return self._limiter
 
     def pace(self, run_id: str, channel: str, pacing: Pacing, messages: int) -> None:
-        from limits import RateLimitItemPerSecond
-
         limiter = self._windows()
         if pacing.requests_per_second:
             self._space(run_id, channel, "r", 1 / pacing.requests_per_second)
-            self._take(
-                limiter, RateLimitItemPerSecond(int(pacing.requests_per_second)), (run_id, channel, "r"), 1
-            )
+            self._take(limiter, window(pacing.requests_per_second), (run_id, channel, "r"), 1)
         if pacing.messages_per_second:
             self._space(run_id, channel, "m", messages / pacing.messages_per_second)
-            item = RateLimitItemPerSecond(int(pacing.messages_per_second))
-            self._take(limiter, item, (run_id, channel, "m"), messages)
+            self._take(limiter, window(pacing.messages_per_second), (run_id, channel, "m"), messages)
 
     def _space(self, run_id: str, channel: str, kind: str, seconds: float) -> None:
         """Wait for this request's slot on the channel's shared schedule (`seconds` of it are its own)."""

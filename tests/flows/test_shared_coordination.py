@@ -3,6 +3,7 @@ objects stand for two worker processes (they share only the Redis server)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -194,3 +195,37 @@ def test_every_shard_that_sends_a_channel_is_waited_for_at_the_opening() -> None
         assert channels <= {b.channel for b in openings if b.channel != "x"} | {"x"}
     assert len(deal(sms, 2, threads=1)[0]) == 5  # one opening a thread at most: the rest wait their turn
     assert [b.opening for b in deal(sms, 2, threads=1)[0]] == [True, False, False, False, False]
+
+
+def test_a_pace_slower_than_one_a_second_holds_across_workers(redis_url: str) -> None:
+    # A post every two seconds (X's pace is often below 1/s): the moving window was int(0.5) = 0 messages a
+    # second, which admits nothing, and the sender waited on it for ever, its claimed posts in flight.
+    from clarion.channels.base import Pacing
+
+    first, second, run_id = _pair(redis_url)
+    pacing = Pacing(messages_per_second=0.5)
+    times: list[float] = []
+
+    def send() -> None:
+        for coordination in (first, second, first):
+            coordination.pace(run_id, "x", pacing, 1)
+            times.append(time.monotonic())
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(30)
+    assert not sender.is_alive(), "the pace never let a post go"
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 1.9, f"posts {gaps} s apart at 0.5/s across two workers"
+
+
+def test_a_paces_window_never_lets_more_through_than_its_rate() -> None:
+    # Whole messages over whole seconds: 1.5/s was capped at int(1.5) = 1/s before
+    from clarion.engine.shared import window
+
+    for rate, messages, seconds in [(200, 200, 1), (1.5, 3, 2), (0.5, 1, 2), (0.3, 3, 10), (0.01, 1, 100)]:
+        item = window(rate)
+        assert (item.amount, item.multiples) == (messages, seconds), rate
+    for rate in (0.7, 2.7, 33.3, 199.9, 1 / 7):
+        item = window(rate)
+        assert 0.9 * rate <= item.amount / item.multiples <= rate, rate
