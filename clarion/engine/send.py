@@ -268,8 +268,7 @@ def _send_chunk(
         todo = [o for o in todo if o.recipient in claimed]
         if not todo:
             return
-        gate.open()
-        results = _send_paced(coordination, batch, adapter, todo)
+        results, failure = _send_paced(coordination, gate, batch, adapter, todo)
         last = attempt >= policy.max_attempts
         settle = [_settlement(r) for r in results if r.outcome is not SendOutcome.RETRY or last]
         retry = [r for r in results if r.outcome is SendOutcome.RETRY and not last]
@@ -277,7 +276,7 @@ def _send_chunk(
             unsettled.keep(settle)  # first: written by the next claim, or by the batch's end whatever happens
         elif settle:  # written now: the retries are released after them, and waited for
             ledger.settle(batch.run_id, batch.channel, settle, ids)
-        if len(results) < len(todo):  # stopped between messages: those not made go back to planned
+        if len(results) < len(todo):  # stopped or failed between messages: those not made, planned again
             made = {r.recipient for r in results}
             unmade = [o.recipient for o in todo if o.recipient not in made]
             ledger.release(batch.run_id, batch.channel, unmade, ids)
@@ -286,6 +285,10 @@ def _send_chunk(
             _record_refused_opt_outs(ledger, adapter, results, todo)
             for s in settle:
                 outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
+        if failure is not None:  # what was made is kept, what was not is planned again: now it fails
+            if retry:
+                ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry], ids)
+            raise failure
         exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
         if not retry:
             answer = exhausted.error if exhausted else ""
@@ -350,19 +353,30 @@ def _record_refused_opt_outs(
 
 
 def _send_paced(
-    coordination: Coordination, batch: Batch, adapter: Channel, items: list[Outbound]
-) -> list[SendResult]:
+    coordination: Coordination, gate: Gate, batch: Batch, adapter: Channel, items: list[Outbound]
+) -> tuple[list[SendResult], Exception | None]:
+    """The claimed `items` sent as the opening and the pace allow: their results, and what failed in the
+    coordination before the rest were made (a shard's Redis gone, a helper's launch gone), for the caller
+    to raise once those made are kept and the rest planned again (none of them went out)."""
     pacing = adapter.config.pacing
+    try:
+        gate.open()
+        if adapter.max_batch > 1:
+            coordination.pace(batch.run_id, batch.channel, pacing, len(items))
+    except Exception as exc:
+        return [], exc
     if adapter.max_batch > 1:
-        coordination.pace(batch.run_id, batch.channel, pacing, len(items))
-        return adapter.send(items)
+        return adapter.send(items), None
     results: list[SendResult] = []
     for item in items:
-        if coordination.stop_requested():
-            break  # the rest of the chunk was claimed but never made: the caller releases it
-        coordination.pace(batch.run_id, batch.channel, pacing, 1)
+        try:
+            if coordination.stop_requested():
+                break  # the rest of the chunk was claimed but never made: the caller releases it
+            coordination.pace(batch.run_id, batch.channel, pacing, 1)
+        except Exception as exc:
+            return results, exc
         results.extend(adapter.send([item]))
-    return results
+    return results, None
 
 
 def _wait(coordination: Coordination, sleep: Callable[[float], None], seconds: float) -> bool:

@@ -31,12 +31,12 @@ EMAIL_ONLY = CAMPAIGN[: CAMPAIGN.index("  x:\n")] + CAMPAIGN[
 
 class Forwarder:
     """A TCP relay to Redis that the test cuts: every connection through it closed, no new one taken (the
-    network between a worker and its Redis gone); `cut_at`: cut as a command (say b"DECRBY") goes through,
-    instead of forwarding it."""
+    network between a worker and its Redis gone); `cut_at`: cut when these bytes (a command's name, a key)
+    go through for the `after` + 1th time, instead of forwarding them."""
 
-    def __init__(self, url: str, cut_at: bytes | None = None) -> None:
+    def __init__(self, url: str, cut_at: bytes | None = None, after: int = 0) -> None:
         parts = urlsplit(url)
-        self._trigger = None if cut_at is None else b"\r\n" + cut_at + b"\r\n"  # the command's RESP name
+        self._trigger, self._left = cut_at, after
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}{parts.path or '/0'}"
@@ -57,9 +57,11 @@ class Forwarder:
     def _pipe(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                if self._trigger is not None and self._trigger in data.upper():
-                    self.cut()
-                    return
+                if self._trigger is not None and self._trigger in data:
+                    if self._left == 0:
+                        self.cut()
+                        return
+                    self._left -= 1
                 target.sendall(data)
         except OSError:
             pass
@@ -123,7 +125,7 @@ def test_a_claim_whose_coordination_fails_gives_its_emails_back(
     listed uncertain; the first's are sent, once."""
     path = write_campaign(tmp_path, 1_600, EMAIL_ONLY.replace("batch_size: 1000", "batch_size: 2000"))
     loaded = load_campaign(path)
-    relay = Forwarder(redis_url, cut_at=b"DECRBY")  # Coordination.leave_request (redis-py's decr)
+    relay = Forwarder(redis_url, cut_at=b"\r\nDECRBY\r\n")  # leave_request (redis-py's decr)
     run_id = "kept-claim-released"
     with Ledger.open() as ledger:
         run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
@@ -136,3 +138,34 @@ def test_a_claim_whose_coordination_fails_gives_its_emails_back(
     states = Counter(r.state for r in rows)
     assert states == {SendState.SENT: 1_000, SendState.PLANNED: len(rows) - 1_000}, states
     assert len(emails) == len({m["to"] for m in emails}) == 1_000
+
+
+SMS_ONLY = (
+    CAMPAIGN[: CAMPAIGN.index("  x:\n")]
+    + CAMPAIGN[CAMPAIGN.index("  sms:\n") :]
+    + "    pacing: {messages_per_second: 400}\n"
+)
+
+
+def test_texts_made_before_a_shards_redis_fails_are_kept_and_the_rest_planned_again(
+    tmp_path: Path, providers: Sandbox, redis_url: str
+) -> None:
+    """A shard's paced texts: each claim holds a dozen (what the pace lets a thread send in a quarter
+    second), each text waits for its slot in Redis. Redis goes away at the sixth slot: the five texts
+    Twilio took are `sent`, the rest of the claim planned again (none went out), nothing left in flight."""
+    path = write_campaign(tmp_path, 60, SMS_ONLY)
+    loaded = load_campaign(path)
+    relay = Forwarder(redis_url, cut_at=b":slot:sms:m", after=5)  # the pacing slot of each text
+    run_id = "kept-texts"
+    with Ledger.open() as ledger:
+        run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
+        batch = next(b for b in plan_run(ledger, loaded, run_id).batches if b.size > 12)
+        with pytest.raises(redis.RedisError):
+            send_batch(run, batch)
+        rows = [r for r in ledger.sends(run_id, "sms") if r.batch == batch.number]
+
+    texts = providers.messages("twilio")
+    states = Counter(r.state for r in rows)
+    assert states == {SendState.SENT: 5, SendState.PLANNED: len(rows) - 5}, states
+    assert len(texts) == len({m["to"] for m in texts}) == 5
+    assert all(r.provider_id for r in rows if r.state is SendState.SENT)
