@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun
@@ -134,13 +134,19 @@ class Shards:
         if opening := sum(1 for shard in shards for b in shard if b.opening):
             self.coordination.open_gate(target, opening)
         digest = campaign_digest(self.run.loaded)  # a shard checks the launch's own campaign file
+        # Each attempt of each shard has a name of its own, for its lease and as Prefect's idempotency key
+        # (Prefect answers a key it has seen with that flow run): this sending of the step (a resume, or a
+        # step sent again for its deferred sends) is told from any before, whose shards ended, and a new
+        # attempt's lease from the one of the attempt that died.
+        dispatch = uuid4().hex[:8]
         attempts = dict.fromkeys(range(len(shards)), 0)
+        names: dict[int, str] = {}
         runs: dict[int, UUID] = {}
         started: dict[int, float] = {}
 
         def start(i: int) -> None:
             attempts[i] += 1
-            name = f"{target}-{step}-{i}"
+            name = names[i] = f"{target}-{step}-{i}@{dispatch}.{attempts[i]}"
             flow_run = cast(
                 FlowRun,
                 run_deployment(
@@ -156,7 +162,7 @@ class Shards:
                     },
                     timeout=0,
                     as_subflow=True,
-                    idempotency_key=f"{name}@{attempts[i]}",
+                    idempotency_key=name,
                     tags=["clarion", "shard"],
                 ),
             )
@@ -165,13 +171,12 @@ class Shards:
 
         for i in range(len(shards)):
             start(i)
-        return self._watch(target, step, shards, runs, started, attempts, start)
+        return self._watch(target, names, runs, started, attempts, start)
 
     def _watch(
         self,
         target: str,
-        step: str,
-        shards: list[list[Batch]],
+        names: dict[int, str],
         runs: dict[int, UUID],
         started: dict[int, float],
         attempts: dict[int, int],
@@ -191,8 +196,7 @@ class Shards:
                 for i in sorted(pending):
                     flow_run = client.read_flow_run(runs[i])
                     state = flow_run.state
-                    name = f"{target}-{step}-{i}"
-                    alive = self.coordination.alive(target, name)
+                    alive = self.coordination.alive(target, names[i])
                     if alive:
                         leased.add(i)
                     dead = state is not None and state.type is StateType.CRASHED

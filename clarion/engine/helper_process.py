@@ -271,8 +271,14 @@ def _helper(config: dict[str, Any], validated: tuple[str | None] | None = None) 
                 return
             if batch is None:
                 continue
-            if not same_campaign(batch.run_id):
-                log.error("the campaign changed since run %s was planned; stopping", batch.run_id)
+            why = "the campaign changed since run %s was planned; stopping"
+            try:
+                same = same_campaign(batch.run_id)
+            except Exception as exc:  # a run this campaign does not name (a kit since removed), the ledger:
+                # given back all the same (a thread that died holding it left the launch waiting for ever)
+                same, why = False, f"cannot check run %s's campaign ({type(exc).__name__}); stopping"
+            if not same:
+                log.error(why, batch.run_id)
                 remote.call("give_back", batch)
                 leave.set()
                 return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -187,3 +188,30 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     # every text the ledger calls sent arrived; every other that arrived is one it lists uncertain (the
     # dead shard's, in flight when it died: `clarion reconcile` asks Twilio which went out)
     assert len(sent) <= len(counts) <= len(sent) + states.get("uncertain", 0)
+
+
+def test_a_sharded_run_interrupted_and_resumed_sends_the_rest_once(
+    pool: Stack, sandbox: Sandbox, shared_ledger: str, tmp_path: Path
+) -> None:
+    """Ctrl-C in the middle of a sharded launch stops its shards; `clarion run --run-id` resumes it with new
+    shards that send the rest, each contact once. (Prefect answered the resumed launch's shards with the
+    first launch's ended runs, which had the same idempotency keys: nothing more was sent.)"""
+    sandbox.reset()
+    path = _sms_campaign(tmp_path, 300, rate=30)
+    process = _run(pool, path, "shards-resume", tmp_path, wait=False)
+    deadline = time.monotonic() + 180
+    while len(sandbox.messages("twilio")) < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=300) == 130, (tmp_path / "shards-resume.log").read_text()[-3000:]
+    before = len(sandbox.messages("twilio"))
+    with Ledger(shared_ledger) as ledger:
+        left = Counter(str(r.state) for r in ledger.sends("shards-resume", "sms"))[SendState.PLANNED.value]
+    assert left > 0, "the interrupt came after the last text"
+    _run(pool, path, "shards-resume", tmp_path)
+    counts = Counter(m["to"] for m in sandbox.messages("twilio"))
+    assert max(counts.values()) == 1, "someone got a text twice"
+    assert set(counts) == set(expected_recipients(path)["sms"]), f"{before} texts before the resume"
+    with Ledger(shared_ledger) as ledger:
+        states = Counter(str(r.state) for r in ledger.sends("shards-resume", "sms"))
+    assert states[SendState.SENT.value] == len(counts), states
