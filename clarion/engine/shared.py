@@ -32,6 +32,7 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -370,10 +371,21 @@ class RedisCoordination(Coordination):
         done = threading.Event()
 
         def refresh() -> None:
+            from redis import RedisError
+
+            failing = False
             while not done.is_set():
-                self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
+                try:
+                    self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
+                    failing = False
+                except RedisError as exc:  # a blip: the lease lasts LEASE_TTL, the next refresh tries again
+                    if not failing:
+                        why = type(exc).__name__
+                        log.warning("shard %s: its lease could not be refreshed (%s)", shard, why)
+                    failing = True
                 done.wait(LEASE_REFRESH)
-            self.redis.set(key, "done", px=int(LEASE_DONE * 1000))
+            with contextlib.suppress(RedisError):  # else gone with the lease: the launch reads Prefect's end
+                self.redis.set(key, "done", px=int(LEASE_DONE * 1000))
 
         self.redis.set(key, self.instance, px=int(LEASE_TTL * 1000))
         threading.Thread(target=refresh, daemon=True, name=f"lease-{shard}").start()

@@ -34,11 +34,11 @@ class Forwarder:
     network between a worker and its Redis gone); `cut_at`: cut when these bytes (a command's name, a key)
     go through for the `after` + 1th time, instead of forwarding them."""
 
-    def __init__(self, url: str, cut_at: bytes | None = None, after: int = 0) -> None:
+    def __init__(self, url: str, cut_at: bytes | None = None, after: int = 0, port: int = 0) -> None:
         parts = urlsplit(url)
         self._trigger, self._left = cut_at, after
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))  # `port`: one cut before, back
         self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}{parts.path or '/0'}"
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
