@@ -230,8 +230,9 @@ def rollout_run_id(run_id: str) -> str:
     return f"{run_id}-rollout"
 
 
-def bandit_run_id(run_id: str, wave: int) -> str:
-    """The run of a Thompson rollout's wave `wave` (1, 2...; wave 0 is the launch's test cell)."""
+def bandit_run_id(run_id: str, wave: int | str) -> str:
+    """The run of a Thompson rollout's wave `wave` (1, 2...; wave 0 is the launch's test cell; "*": a
+    pattern for every wave's)."""
     return f"{run_id}-wave-{wave}"
 
 

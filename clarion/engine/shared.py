@@ -40,8 +40,10 @@ import time
 from typing import Any
 
 from clarion.base.errors import ClarionError
+from clarion.campaign.kits import kit_run_id
 from clarion.channels.base import Pacing
 from clarion.engine.coordination import INTERRUPTED, STOP_AFTER, Coordination, Gate
+from clarion.engine.schedule import bandit_run_id, rollout_run_id
 
 log = logging.getLogger("clarion.engine")
 
@@ -218,11 +220,15 @@ class RedisCoordination(Coordination):
         self.redis.set(self.key(run_id, "interrupt"), "1", ex=TTL)
 
     def restart(self, run_id: str) -> None:
-        """A new launch of the run (a resume) tries every channel again, with no stop requested."""
+        """A new launch of the run (a resume) tries every channel again, with no stop requested: its own
+        and its child runs' (a rollout's, a Thompson rollout's waves', the share kits'), which it sends
+        too."""
+        runs = (run_id, rollout_run_id(run_id), bandit_run_id(run_id, "*"), kit_run_id(run_id, "*"))
         keys = [
             key
+            for run in runs
             for suffix in ("stopped", "exhausted")
-            for key in self.redis.scan_iter(match=self.key(run_id, "*", suffix), count=1000)
+            for key in self.redis.scan_iter(match=self.key(run, "*", suffix), count=1000)
         ]
         self.redis.delete(*keys, self.key(run_id, "interrupt"), self._stop_key, self._flight_key)
 

@@ -253,3 +253,22 @@ def test_a_shards_lease_outlives_a_short_redis_outage(redis_url: str) -> None:
     finally:
         done.set()
         back.cut()
+
+
+def test_a_resumed_launch_tries_its_child_runs_stopped_channels_again(redis_url: str) -> None:
+    # The breaker's keys of a launch's child runs (a kit's, a rollout's, a Thompson wave's) outlived a
+    # resume for a day: the resumed launch's shards found those channels stopped at once, and sent none.
+    from clarion.engine.coordination import STOP_AFTER
+
+    launch, _, run_id = _pair(redis_url)
+    children = [f"{run_id}-kit-volunteers", f"{run_id}-rollout", f"{run_id}-wave-2"]
+    for run in [run_id, *children]:
+        for _ in range(STOP_AFTER):
+            launch.chunk_done(run, "email", exhausted=True, why="SendGrid kept failing")
+        assert launch.stopped(run, "email") is not None
+    other = f"{run_id}x"  # another run whose id starts the same way is not this launch's
+    for _ in range(STOP_AFTER):
+        launch.chunk_done(other, "email", exhausted=True, why="SendGrid kept failing")
+    RedisCoordination(redis_url, launch=run_id).restart(run_id)
+    assert [launch.stopped(run, "email") for run in [run_id, *children]] == [None] * 4
+    assert launch.stopped(other, "email") is not None
