@@ -65,6 +65,7 @@ LEASE_REFRESH = 1.5
 LEASE_DONE = 600.0  # seconds a finished shard's lease stays, saying "done", while Prefect records its end
 OPENING_TIMEOUT = 60.0  # seconds the opening waits for every shard's opening batch (each starts a process)
 STOP_POLL = 0.1  # seconds a shard may go without re-reading its launch's stop request
+STOP_TELLING = 60.0  # seconds a launch tries to write its stop request while Redis refuses
 LATE = 0.02  # seconds a request may leave after its pacing slot; later, it takes the next free slot
 WINDOW_SECONDS = 60  # the longest window a pace is counted over whole (`window`)
 
@@ -322,9 +323,23 @@ class RedisCoordination(Coordination):
         handler: the Redis write happens in a thread (the handler may have interrupted a Redis call of
         this same thread, holding the connection pool's lock)."""
         self._why = self._why or why
-        threading.Thread(
-            target=self.redis.set, args=(self._stop_key, why), kwargs={"nx": True, "ex": TTL}, daemon=True
-        ).start()
+
+        def tell() -> None:  # again until Redis takes it (a blip), for STOP_TELLING seconds at most
+            from redis import RedisError
+
+            deadline = time.monotonic() + STOP_TELLING
+            while True:
+                try:
+                    self.redis.set(self._stop_key, why, nx=True, ex=TTL)
+                    return
+                except RedisError as exc:
+                    if time.monotonic() >= deadline:
+                        what = type(exc).__name__
+                        log.error("could not tell the shards to stop (%s): they send to their end", what)
+                        return
+                    time.sleep(0.25)
+
+        threading.Thread(target=tell, daemon=True, name="clarion-stop").start()
 
     def stop_requested(self) -> str | None:
         if self._why is not None:

@@ -272,3 +272,27 @@ def test_a_resumed_launch_tries_its_child_runs_stopped_channels_again(redis_url:
     RedisCoordination(redis_url, launch=run_id).restart(run_id)
     assert [launch.stopped(run, "email") for run in [run_id, *children]] == [None] * 4
     assert launch.stopped(other, "email") is not None
+
+
+def test_a_stop_asked_while_redis_is_away_reaches_the_shards_when_it_is_back(redis_url: str) -> None:
+    # Ctrl-C on a sharded launch writes the stop request to Redis once: written in a blip, it was lost, and
+    # the shards sent their whole wave while the launch gave up waiting for them.
+    from urllib.parse import urlsplit
+
+    from tests.flows.test_results_kept import Forwarder
+
+    relay = Forwarder(redis_url)
+    run_id = f"stop-blip-{uuid.uuid4().hex[:6]}"
+    launch = RedisCoordination(relay.url, launch=run_id)
+    shard = RedisCoordination(redis_url, launch=run_id)
+    relay.cut()
+    launch.request_stop("SIGINT received")
+    time.sleep(1.0)
+    back = Forwarder(redis_url, port=urlsplit(relay.url).port or 0)
+    try:
+        deadline = time.monotonic() + 10
+        while shard.stop_requested() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert shard.stop_requested() == "SIGINT received"
+    finally:
+        back.cut()
