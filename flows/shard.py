@@ -44,6 +44,7 @@ SEND_FLOW = "clarion-send"
 SEND_DEPLOYMENT = f"{SEND_FLOW}/{SEND_FLOW}"
 MAX_ATTEMPTS = 3
 START_GRACE = 120.0  # seconds a shard may take to start (a worker picks it up, imports, connects)
+WATCH_PATIENCE = 60.0  # seconds the launch goes on watching its shards while it cannot see them
 
 
 @flow(
@@ -182,48 +183,64 @@ class Shards:
         attempts: dict[int, int],
         start: Any,
     ) -> list[str]:
+        from httpx import HTTPError
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.objects import StateType
         from prefect.states import Crashed
+        from redis import RedisError
 
         log = get_run_logger()
         problems: list[str] = []
         leased: set[int] = set()
         pending = set(runs)
+
+        def look(client: Any) -> None:
+            for i in sorted(pending):
+                flow_run = client.read_flow_run(runs[i])
+                state = flow_run.state
+                alive = self.coordination.alive(target, names[i])
+                if alive:
+                    leased.add(i)
+                dead = state is not None and state.type is StateType.CRASHED
+                if not dead and state is not None and not state.is_final():
+                    silent = time.monotonic() - started[i]
+                    if (i in leased and not alive) or (i not in leased and silent > START_GRACE):
+                        client.set_flow_run_state(
+                            runs[i],
+                            Crashed(message=f"shard lease lost for {LEASE_TTL:.0f} s"),
+                            force=True,
+                        )
+                        dead = True
+                if dead:
+                    leased.discard(i)
+                    if attempts[i] >= MAX_ATTEMPTS:
+                        problems.append(f"shard {i} died {attempts[i]} times; its batches wait for a resume")
+                        pending.discard(i)
+                    else:
+                        log.warning("run %s: shard %d died; starting it again", target, i)
+                        start(i)
+                    continue
+                if state is not None and state.is_final():
+                    pending.discard(i)
+                    if not state.is_completed():
+                        problems.append(f"shard {i}: {state.message or state.name}")
+
+        blind: float | None = None  # since when the launch cannot see its shards (Prefect's API, Redis)
         with get_client(sync_client=True) as client:
             while pending:
                 time.sleep(1.0)
-                for i in sorted(pending):
-                    flow_run = client.read_flow_run(runs[i])
-                    state = flow_run.state
-                    alive = self.coordination.alive(target, names[i])
-                    if alive:
-                        leased.add(i)
-                    dead = state is not None and state.type is StateType.CRASHED
-                    if not dead and state is not None and not state.is_final():
-                        silent = time.monotonic() - started[i]
-                        if (i in leased and not alive) or (i not in leased and silent > START_GRACE):
-                            client.set_flow_run_state(
-                                runs[i],
-                                Crashed(message=f"shard lease lost for {LEASE_TTL:.0f} s"),
-                                force=True,
-                            )
-                            dead = True
-                    if dead:
-                        leased.discard(i)
-                        if attempts[i] >= MAX_ATTEMPTS:
-                            problems.append(
-                                f"shard {i} died {attempts[i]} times; its batches wait for a resume"
-                            )
-                            pending.discard(i)
-                        else:
-                            log.warning("run %s: shard %d died; starting it again", target, i)
-                            start(i)
-                        continue
-                    if state is not None and state.is_final():
-                        pending.discard(i)
-                        if not state.is_completed():
-                            problems.append(f"shard {i}: {state.message or state.name}")
+                try:
+                    look(client)
+                except (HTTPError, RedisError, OSError) as exc:
+                    now = time.monotonic()
+                    if blind is None:
+                        blind = now
+                        why = type(exc).__name__
+                        log.warning("run %s: cannot see its shards (%s); trying again", target, why)
+                    if now - blind > WATCH_PATIENCE:  # the shards go on; a resume waits for them
+                        raise
+                    continue
+                blind = None
         return problems
 
 

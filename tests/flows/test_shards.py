@@ -54,7 +54,9 @@ def pool(
         yield running
 
 
-def _run(pool: Stack, path: Path, run_id: str, tmp: Path, *, wait: bool = True) -> subprocess.Popen[bytes]:
+def _run(
+    pool: Stack, path: Path, run_id: str, tmp: Path, *, wait: bool = True, redis: str | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         **pool.env,
@@ -62,6 +64,8 @@ def _run(pool: Stack, path: Path, run_id: str, tmp: Path, *, wait: bool = True) 
         "CLARION_SHARDS": "2",
         "PREFECT_LOGGING_LEVEL": "CRITICAL",
     }
+    if redis is not None:  # the launch's own way to Redis (its shards keep the pool's)
+        env["CLARION_REDIS_URL"] = redis
     env.pop("PREFECT_HOME", None)
     with (tmp / f"{run_id}.log").open("wb") as log:
         process = subprocess.Popen(
@@ -214,4 +218,38 @@ def test_a_sharded_run_interrupted_and_resumed_sends_the_rest_once(
     assert set(counts) == set(expected_recipients(path)["sms"]), f"{before} texts before the resume"
     with Ledger(shared_ledger) as ledger:
         states = Counter(str(r.state) for r in ledger.sends("shards-resume", "sms"))
+    assert states[SendState.SENT.value] == len(counts), states
+
+
+def test_a_launch_that_loses_sight_of_redis_for_a_while_goes_on_watching_its_shards(
+    pool: Stack, sandbox: Sandbox, shared_ledger: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The launch's connection to Redis (where it reads its shards' leases) goes away for three seconds
+    while the shards send: it failed at once, leaving its shards sending unwatched and the run `running`;
+    it now looks again each second, and the run completes, each contact once."""
+    from urllib.parse import urlsplit
+
+    from tests.flows.test_results_kept import Forwarder
+
+    sandbox.reset()
+    relay = Forwarder(redis_url)
+    path = _sms_campaign(tmp_path, 300, rate=30)
+    process = _run(pool, path, "shards-blind", tmp_path, wait=False, redis=relay.url)
+    deadline = time.monotonic() + 180
+    while len(sandbox.messages("twilio")) < 30 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    relay.cut()
+    time.sleep(3.0)
+    back = Forwarder(redis_url, port=urlsplit(relay.url).port or 0)
+    try:
+        code = process.wait(timeout=600)
+    finally:
+        back.cut()
+    log = (tmp_path / "shards-blind.log").read_text()
+    assert code == 0, log[-3000:]
+    counts = Counter(m["to"] for m in sandbox.messages("twilio"))
+    assert max(counts.values()) == 1, "someone got a text twice"
+    assert set(counts) == set(expected_recipients(path)["sms"])
+    with Ledger(shared_ledger) as ledger:
+        states = Counter(str(r.state) for r in ledger.sends("shards-blind", "sms"))
     assert states[SendState.SENT.value] == len(counts), states
