@@ -9,18 +9,19 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 
-from clarion.campaign.loader import load_campaign
+from clarion.campaign.loader import LoadedCampaign, load_campaign
 from clarion.engine.context import RunContext
-from clarion.engine.plan import plan_run
+from clarion.engine.plan import Batch, plan_run
 from clarion.engine.send import send_batch
 from clarion.engine.shared import RedisCoordination
-from clarion.ledger import Ledger, SendState
+from clarion.ledger import Ledger, SendRow, SendState
 from clarion.sandbox import FaultConfig, Sandbox
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
@@ -126,13 +127,7 @@ def test_a_claim_whose_coordination_fails_gives_its_emails_back(
     path = write_campaign(tmp_path, 1_600, EMAIL_ONLY.replace("batch_size: 1000", "batch_size: 2000"))
     loaded = load_campaign(path)
     relay = Forwarder(redis_url, cut_at=b"\r\nDECRBY\r\n")  # leave_request (redis-py's decr)
-    run_id = "kept-claim-released"
-    with Ledger.open() as ledger:
-        run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
-        batch = next(b for b in plan_run(ledger, loaded, run_id).batches if not b.opening)
-        with pytest.raises(redis.RedisError):
-            send_batch(run, batch)
-        rows = [r for r in ledger.sends(run_id, "email") if r.batch == batch.number]
+    rows = _batch_until_redis_fails(loaded, "kept-claim-released", "email", relay, lambda b: not b.opening)
 
     emails = providers.messages("sendgrid")
     states = Counter(r.state for r in rows)
@@ -156,16 +151,23 @@ def test_texts_made_before_a_shards_redis_fails_are_kept_and_the_rest_planned_ag
     path = write_campaign(tmp_path, 60, SMS_ONLY)
     loaded = load_campaign(path)
     relay = Forwarder(redis_url, cut_at=b":slot:sms:m", after=5)  # the pacing slot of each text
-    run_id = "kept-texts"
-    with Ledger.open() as ledger:
-        run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
-        batch = next(b for b in plan_run(ledger, loaded, run_id).batches if b.size > 12)
-        with pytest.raises(redis.RedisError):
-            send_batch(run, batch)
-        rows = [r for r in ledger.sends(run_id, "sms") if r.batch == batch.number]
+    rows = _batch_until_redis_fails(loaded, "kept-texts", "sms", relay, lambda b: b.size > 12)
 
     texts = providers.messages("twilio")
     states = Counter(r.state for r in rows)
     assert states == {SendState.SENT: 5, SendState.PLANNED: len(rows) - 5}, states
     assert len(texts) == len({m["to"] for m in texts}) == 5
     assert all(r.provider_id for r in rows if r.state is SendState.SENT)
+
+
+def _batch_until_redis_fails(
+    loaded: LoadedCampaign, run_id: str, channel: str, relay: Forwarder, pick: Callable[[Batch], bool]
+) -> list[SendRow]:
+    """Plan the run and send its first batch that `pick` takes, through a coordination whose Redis is
+    `relay`, which cuts itself on the way: the batch must fail with Redis' error. Its ledger rows after."""
+    with Ledger.open() as ledger:
+        run = RunContext(ledger, loaded, run_id, coordination=RedisCoordination(relay.url, launch=run_id))
+        batch = next(b for b in plan_run(ledger, loaded, run_id).batches if pick(b))
+        with pytest.raises(redis.RedisError):
+            send_batch(run, batch)
+        return [r for r in ledger.sends(run_id, channel) if r.batch == batch.number]

@@ -79,6 +79,17 @@ def _run(
     return process
 
 
+def _sending(
+    pool: Stack, sandbox: Sandbox, path: Path, run_id: str, tmp: Path, *, texts: int, redis: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A launch started, once `texts` of its texts reached the sandbox (or three minutes passed)."""
+    process = _run(pool, path, run_id, tmp, wait=False, redis=redis)
+    deadline = time.monotonic() + 180
+    while len(sandbox.messages("twilio")) < texts and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return process
+
+
 def _shard_pids(pool: Stack, run_id: str) -> set[str]:
     runs = httpx.post(
         f"{pool.api_url}/flow_runs/filter",
@@ -157,10 +168,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
 ) -> None:
     sandbox.reset()
     path = _sms_campaign(tmp_path, 500, rate=30)
-    process = _run(pool, path, "shards-kill", tmp_path, wait=False)
-    deadline = time.monotonic() + 180
-    while len(sandbox.messages("twilio")) < 60 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    process = _sending(pool, sandbox, path, "shards-kill", tmp_path, texts=60)
     pool.kill_worker(0)
     try:
         code = process.wait(timeout=600)
@@ -202,10 +210,7 @@ def test_a_sharded_run_interrupted_and_resumed_sends_the_rest_once(
     first launch's ended runs, which had the same idempotency keys: nothing more was sent.)"""
     sandbox.reset()
     path = _sms_campaign(tmp_path, 300, rate=30)
-    process = _run(pool, path, "shards-resume", tmp_path, wait=False)
-    deadline = time.monotonic() + 180
-    while len(sandbox.messages("twilio")) < 40 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    process = _sending(pool, sandbox, path, "shards-resume", tmp_path, texts=40)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=300) == 130, (tmp_path / "shards-resume.log").read_text()[-3000:]
     before = len(sandbox.messages("twilio"))
@@ -234,10 +239,7 @@ def test_a_launch_that_loses_sight_of_redis_for_a_while_goes_on_watching_its_sha
     sandbox.reset()
     relay = Forwarder(redis_url)
     path = _sms_campaign(tmp_path, 300, rate=30)
-    process = _run(pool, path, "shards-blind", tmp_path, wait=False, redis=relay.url)
-    deadline = time.monotonic() + 180
-    while len(sandbox.messages("twilio")) < 30 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    process = _sending(pool, sandbox, path, "shards-blind", tmp_path, texts=30, redis=relay.url)
     relay.cut()
     time.sleep(3.0)
     back = Forwarder(redis_url, port=urlsplit(relay.url).port or 0)
