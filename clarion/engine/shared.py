@@ -20,14 +20,17 @@ which it has. Keys live under `clarion:<run id>:` and expire a day after their l
   than LATE after its slot (the machine stalled) takes a new one rather than sending at once with every
   other thread that slept through its slot. The cap: the `limits` library's moving window on Redis, one
   for messages and one for requests, which a request that does not fit waits for; the spacing keeps it
-  from filling in practice, the window keeps the limit when a slot is taken late.
-- **Liveness.** Each shard refreshes a lease every LEASE_REFRESH seconds while it runs; a shard whose lease
-  expired died (kill -9, a machine gone), and the launch runs its batches again (the ledger's claims make
-  that safe: what the dead shard had in flight is listed uncertain, never resent).
+  from filling in practice, the window keeps the limit when a slot is taken late. A window counts whole
+  messages over whole seconds (`window`: 0.5/s is 1 in 2 s).
+- **Liveness.** Each shard refreshes a lease every LEASE_REFRESH seconds while it runs (a refresh that
+  fails is tried again at the next); a shard whose lease expired died (kill -9, a machine gone), and the
+  launch runs its batches again (the ledger's claims make that safe: what the dead shard had in flight is
+  listed uncertain, never resent).
 - **Stop.** An interrupted launch sets a stop flag; every shard stops before its next chunk. A stop
   request (`clarion run` got SIGINT or SIGTERM) is one key per launch, `clarion:<launch>:stop`, read by
-  every shard between chunks (at most every STOP_POLL seconds), and the launch's chunks in flight are one
-  counter there, so the launcher knows when the shards have settled what they had sent.
+  every shard between chunks (at most every STOP_POLL seconds), written again until Redis takes it; the
+  launch's chunks in flight are one counter there, so the launcher knows when the shards have settled
+  what they had sent.
 """
 
 from __future__ import annotations
