@@ -13,6 +13,8 @@ task run Running forever, and Dask re-runs completed tasks when a worker dies, w
 sending twice. Each shard keeps a lease in Redis while it runs; when a shard's lease expires (its process
 or machine died) or Prefect marks it Crashed, the launch starts it again: the new attempt lists what the
 dead one had in flight as uncertain and sends only what was never claimed, so no one gets a message twice.
+Each attempt is named for its sending (`<run>-<step>-<shard>@<sending>.<attempt>`): its lease, and its
+idempotency key, which Prefect would otherwise answer with an earlier launch's ended run (a resume).
 """
 
 from __future__ import annotations
