@@ -285,17 +285,16 @@ def _send_chunk(
             _record_refused_opt_outs(ledger, adapter, results, todo)
             for s in settle:
                 outcome.counts[s.state.value] = outcome.counts.get(s.state.value, 0) + 1
-        if failure is not None:  # what was made is kept, what was not is planned again: now it fails
-            if retry:
-                ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry], ids)
-            raise failure
-        exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
-        if not retry:
+        if failure is None and not retry:
+            exhausted = next((s for s in settle if s.reason == "retries_exhausted"), None)
             answer = exhausted.error if exhausted else ""
             why = f"{adapter.provider} kept failing: {answer}"
             coordination.chunk_done(batch.run_id, batch.channel, exhausted=exhausted is not None, why=why)
             return
-        ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry], ids)
+        if retry:
+            ledger.release(batch.run_id, batch.channel, [r.recipient for r in retry], ids)
+        if failure is not None:  # what was made is kept, what was not is planned again: now it fails
+            raise failure
         asked = max((r.retry_after or 0.0) for r in retry)
         wait = min(backoff(attempt, asked, base=policy.base_delay, cap=policy.max_delay), MAX_WAIT)
         log.info(
