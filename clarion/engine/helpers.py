@@ -546,22 +546,20 @@ def socket_folder() -> tuple[Path, int | None]:
     folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
     if fcntl is None:
         return folder, None
-    made = folder / f"{LOCK}.new"
+    made, fd = folder / f"{LOCK}.new", None
     try:
         fd = os.open(made, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:  # no space, say: no folder left behind (a sweep leaves folders without a lock)
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # a file system without locks: the folder is left if the launch is killed, as before
-        os.close(fd)
-        made.unlink(missing_ok=True)
-        return folder, None
-    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a file system without locks: the folder is left if the launch is killed, as before
+            os.close(fd)
+            fd = None
+            made.unlink(missing_ok=True)
+            return folder, None
         os.rename(made, folder / LOCK)  # the lock appears locked: a sweep never sees it free while we live
-    except OSError:
-        os.close(fd)
+    except OSError:  # no space, say: no folder left behind (a sweep leaves folders without a lock)
+        if fd is not None:
+            os.close(fd)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder, fd
