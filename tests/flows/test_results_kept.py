@@ -4,14 +4,11 @@ on resume (and sent again by an operator who resends the uncertain), its message
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -23,57 +20,12 @@ from clarion.engine.send import send_batch
 from clarion.engine.shared import RedisCoordination
 from clarion.ledger import Ledger, SendRow, SendState
 from clarion.sandbox import FaultConfig, Sandbox
+from tests.conftest import Forwarder
 from tests.flows.conftest import CAMPAIGN, write_campaign
 
 EMAIL_ONLY = CAMPAIGN[: CAMPAIGN.index("  x:\n")] + CAMPAIGN[
     CAMPAIGN.index("  email:\n") : CAMPAIGN.index("  sms:\n")
 ].replace("    subject:", "    batch_size: 1000\n    subject:")
-
-
-class Forwarder:
-    """A TCP relay to Redis that the test cuts: every connection through it closed, no new one taken (the
-    network between a worker and its Redis gone); `cut_at`: cut when these bytes (a command's name, a key)
-    go through for the `after` + 1th time, instead of forwarding them."""
-
-    def __init__(self, url: str, cut_at: bytes | None = None, after: int = 0, port: int = 0) -> None:
-        parts = urlsplit(url)
-        self._trigger, self._left = cut_at, after
-        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._listener = socket.create_server(("127.0.0.1", port))  # `port`: one cut before, back
-        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}{parts.path or '/0'}"
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # cut
-            upstream = socket.create_connection(self._upstream)
-            self._sockets += [client, upstream]
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if self._trigger is not None and self._trigger in data:
-                    if self._left == 0:
-                        self.cut()
-                        return
-                    self._left -= 1
-                target.sendall(data)
-        except OSError:
-            pass
-        for end in (source, target):
-            end.close()
-
-    def cut(self) -> None:
-        for end in [self._listener, *self._sockets]:  # a shutdown wakes the accept a close would not
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
 
 
 def test_a_requests_answer_is_written_when_redis_goes_away_while_it_is_at_the_provider(

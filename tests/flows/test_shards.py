@@ -234,7 +234,7 @@ def test_a_launch_that_loses_sight_of_redis_for_a_while_goes_on_watching_its_sha
     it now looks again each second, and the run completes, each contact once."""
     from urllib.parse import urlsplit
 
-    from tests.flows.test_results_kept import Forwarder
+    from tests.conftest import Forwarder
 
     sandbox.reset()
     relay = Forwarder(redis_url)

@@ -238,7 +238,7 @@ def test_a_shards_lease_outlives_a_short_redis_outage(redis_url: str) -> None:
     from urllib.parse import urlsplit
 
     from clarion.engine.shared import LEASE_TTL
-    from tests.flows.test_results_kept import Forwarder
+    from tests.conftest import Forwarder
 
     relay = Forwarder(redis_url)
     shard = RedisCoordination(relay.url, launch="lease-blip")
@@ -279,7 +279,7 @@ def test_a_stop_asked_while_redis_is_away_reaches_the_shards_when_it_is_back(red
     # the shards sent their whole wave while the launch gave up waiting for them.
     from urllib.parse import urlsplit
 
-    from tests.flows.test_results_kept import Forwarder
+    from tests.conftest import Forwarder
 
     relay = Forwarder(redis_url)
     run_id = f"stop-blip-{uuid.uuid4().hex[:6]}"
